@@ -1,0 +1,106 @@
+"""Event payloads (the `data` of each CloudEvent). Inside a version, only additive changes;
+a breaking change is a new type. No identity, contact details or notes: pseudonymous ids."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.vocab import (
+    AgeBracket,
+    Channel,
+    DataCategory,
+    Need,
+    Purpose,
+    ReferralStatus,
+    SituationFlag,
+)
+
+INTAKE_RECORDED = "fr.relais.intake.recorded.v1"
+CONSENT_GRANTED = "fr.relais.consent.granted.v1"
+REFERRAL_CREATED = "fr.relais.referral.created.v1"
+REFERRAL_REQUESTED = "fr.relais.referral.requested.v1"
+NOTIFICATION_SENT = "fr.relais.notification.sent.v1"
+
+
+class EventData(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class IntakeRecordedV1(EventData):
+    """A contact was recorded at a permanence or through a relay of the network."""
+
+    intake_id: UUID
+    person_id: UUID
+    org: str
+    site: str
+    channel: Channel
+    contacted_at: datetime
+    needs: list[Need]
+    flags: list[SituationFlag] = Field(default_factory=list)
+    age_bracket: AgeBracket | None = None
+    commune: str | None = None
+    visit_number: int = Field(ge=1)
+    returning: bool
+
+
+class ConsentGrantedV1(EventData):
+    """The person agreed: to these purposes, for these recipients and data categories."""
+
+    consent_id: UUID
+    person_id: UUID
+    org: str
+    purposes: list[Purpose]
+    recipients: list[str]
+    categories: list[DataCategory]
+    notice_version: str
+    granted_at: datetime
+    valid_until: datetime
+
+
+class ReferralCreatedV1(EventData):
+    """A referral was routed and waits for a consent that covers it."""
+
+    referral_id: UUID
+    person_id: UUID
+    intake_id: UUID
+    sender_org: str
+    target: str
+    purpose: Purpose
+    status: ReferralStatus
+    explanation: dict[str, Any]
+
+
+class ReferralRequestedV1(EventData):
+    """A consent covers the referral: the target is asked to follow the person."""
+
+    referral_id: UUID
+    person_id: UUID
+    intake_id: UUID
+    sender_org: str
+    target: str
+    purpose: Purpose
+    consent_id: UUID
+
+
+class NotificationSentV1(EventData):
+    """A message left Relais (for email: accepted by the SMTP server)."""
+
+    notification_id: UUID
+    referral_id: UUID
+    recipient_org: str
+    channel: str
+    message_id: str
+    sent_at: datetime
+
+
+EVENT_MODELS: dict[str, type[EventData]] = {
+    INTAKE_RECORDED: IntakeRecordedV1,
+    CONSENT_GRANTED: ConsentGrantedV1,
+    REFERRAL_CREATED: ReferralCreatedV1,
+    REFERRAL_REQUESTED: ReferralRequestedV1,
+    NOTIFICATION_SENT: NotificationSentV1,
+}

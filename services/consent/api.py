@@ -1,0 +1,57 @@
+"""The consent HTTP API."""
+
+from __future__ import annotations
+
+import uuid
+
+from aiohttp import web
+
+from schemas.api import ConsentIn
+from schemas.events import CONSENT_GRANTED
+from services.consent import domain, store
+from services.runtime import idempotency, outbox
+from services.runtime.app import RUNTIME
+from services.runtime.auth import authenticate
+from services.runtime.events import new_event
+from services.runtime.http import json_response, parse, path_uuid, read_json
+from services.runtime.problem import Problem
+
+SOURCE = "/relais/consent"
+
+
+async def post_consent(request: web.Request) -> web.Response:
+    principal = authenticate(request, "consent:write")
+    key = idempotency.idempotency_key(request)
+    _raw, payload = await read_json(request)
+    body = parse(ConsentIn, payload)
+    digest = idempotency.request_hash(payload)
+    async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
+        stored = await idempotency.claim(conn, store.SCHEMA, principal.org, "consent", key,
+                                         digest)
+        if stored is not None:
+            return web.json_response(stored.body, status=stored.status,
+                                     headers={"Idempotent-Replayed": "true"})
+        consent = domain.consent_out(
+            await store.insert_consent(conn, uuid.uuid4(), principal.org, body)
+        )
+        event = new_event(CONSENT_GRANTED, SOURCE, str(consent.person_id),
+                          domain.granted_event(consent))
+        await outbox.add(conn, store.SCHEMA, [event])
+        response = consent.model_dump(mode="json")
+        await idempotency.remember(conn, store.SCHEMA, principal.org, "consent", key, 201,
+                                   response)
+    return web.json_response(response, status=201,
+                             headers={"Location": f"/v1/consents/{consent.id}"})
+
+
+async def get_consent(request: web.Request) -> web.Response:
+    principal = authenticate(request, "consent:read")
+    row = await store.get_consent(request.app[RUNTIME].pool, path_uuid(request), principal.org)
+    if row is None:
+        raise Problem(404, "Not found", "No such consent.")
+    return json_response(domain.consent_out(row))
+
+
+def routes(app: web.Application) -> None:
+    app.router.add_post("/v1/consents", post_consent)
+    app.router.add_get("/v1/consents/{id}", get_consent)

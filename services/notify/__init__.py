@@ -1,0 +1,22 @@
+"""The notify service: counsellors told at once, nothing sent twice."""
+
+from __future__ import annotations
+
+from services import directory
+from services.notify import api, handlers, store
+from services.runtime.app import ConsumerSpec, Runtime, ServiceSpec
+
+
+async def load_recipients(runtime: Runtime) -> None:
+    await store.upsert_recipients(runtime.pool, directory.load(runtime.settings.directory_file))
+
+
+SPEC = ServiceSpec(
+    name="notify",
+    package="services.notify",
+    produces=("relais.notification",),
+    routes=api.routes,
+    consumers=(ConsumerSpec("notify", ("relais.referral",), handlers.handler),),
+    workers=(handlers.sender,),
+    on_start=load_recipients,
+)

@@ -1,0 +1,21 @@
+"""The referral service: routing, the consent gate, the closed loop of statuses."""
+
+from __future__ import annotations
+
+from services import directory
+from services.referral import api, handlers, store
+from services.runtime.app import ConsumerSpec, Runtime, ServiceSpec
+
+
+async def load_partners(runtime: Runtime) -> None:
+    await store.upsert_partners(runtime.pool, directory.load(runtime.settings.directory_file))
+
+
+SPEC = ServiceSpec(
+    name="referral",
+    package="services.referral",
+    produces=("relais.referral",),
+    routes=api.routes,
+    consumers=(ConsumerSpec("referral", ("relais.intake", "relais.consent"), handlers.handler),),
+    on_start=load_partners,
+)

@@ -1,0 +1,1 @@
+"""Shared plumbing of the Relais services: settings, app factory, database, outbox, consumers."""

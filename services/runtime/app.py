@@ -1,0 +1,190 @@
+"""The app factory: one aiohttp application serving the APIs of the services it runs, with
+their relays, consumers and workers started and stopped through `cleanup_ctx`."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import asyncpg
+import structlog
+from aiohttp import web
+from joserfc.jwk import KeySet
+
+from services.runtime import db
+from services.runtime.auth import VERIFIER, TokenVerifier, load_or_create_key
+from services.runtime.consumer import (
+    ConsumerSettings,
+    EventConsumer,
+    Handler,
+    dead_letter_topic,
+)
+from services.runtime.logging import get_logger
+from services.runtime.outbox import OutboxRelay
+from services.runtime.problem import Problem, problem_middleware
+from services.runtime.settings import Settings
+from services.runtime.transport import Transport, make_transport
+
+log = get_logger("relais.app")
+MAX_BODY = 1024 * 1024
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    dsn: str
+    pool: asyncpg.Pool
+    transport: Transport
+    relays: list[OutboxRelay] = field(default_factory=list)
+    consumers: list[EventConsumer] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    name: str
+    topics: tuple[str, ...]
+    handler: Callable[[Runtime], Handler]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What a service brings: its schema and migrations, routes, consumers and workers."""
+
+    name: str
+    package: str
+    produces: tuple[str, ...] = ()
+    routes: Callable[[web.Application], None] | None = None
+    consumers: tuple[ConsumerSpec, ...] = ()
+    workers: tuple[Callable[[Runtime], Awaitable[None]], ...] = ()
+    on_start: Callable[[Runtime], Awaitable[None]] | None = None
+
+    @property
+    def schema(self) -> str:
+        return self.name
+
+
+RUNTIME = web.AppKey("runtime", Runtime)
+TASKS = web.AppKey("tasks", list[asyncio.Task[None]])
+
+
+@web.middleware
+async def request_context(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    response = await handler(request)
+    response.headers["X-Request-ID"] = request_id
+    return response
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    runtime = request.app.get(RUNTIME)
+    if runtime is None:
+        raise Problem(503, "Not ready", "Starting.")
+    try:
+        await runtime.pool.fetchval("SELECT 1")
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise Problem(503, "Not ready", "The database does not answer.") from exc
+    waiting = [c.name for c in runtime.consumers if not c.ready.is_set()]
+    if waiting:
+        raise Problem(503, "Not ready", f"Consumers not started: {', '.join(waiting)}.")
+    return web.json_response({"status": "ready", "transport": runtime.transport.name})
+
+
+def create_app(settings: Settings, dsn: str, services: Sequence[ServiceSpec]) -> web.Application:
+    app = web.Application(middlewares=[request_context, problem_middleware],
+                          client_max_size=MAX_BODY)
+    key = load_or_create_key(settings.key_file)
+    app[VERIFIER] = TokenVerifier(KeySet([key]), settings.jwt_issuer, settings.jwt_audience)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    for spec in services:
+        if spec.routes is not None:
+            spec.routes(app)
+    app.cleanup_ctx.append(_runtime_ctx(settings, dsn, services))
+    return app
+
+
+def _runtime_ctx(
+    settings: Settings, dsn: str, services: Sequence[ServiceSpec]
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        runtime, tasks = await start_services(settings, dsn, services)
+        app[RUNTIME] = runtime
+        app[TASKS] = tasks
+        yield
+        await stop_tasks(tasks)
+        await runtime.pool.close()
+
+    return ctx
+
+
+async def start_services(
+    settings: Settings, dsn: str, services: Sequence[ServiceSpec]
+) -> tuple[Runtime, list[asyncio.Task[None]]]:
+    conn = await db.connect(dsn)
+    try:
+        for spec in services:
+            await db.migrate(conn, spec.schema, "services.runtime")
+            await db.migrate(conn, spec.schema, spec.package)
+    finally:
+        await conn.close()
+    transport = make_transport(settings, dsn)
+    topics = {t for spec in services for t in spec.produces}
+    topics |= {t for spec in services for c in spec.consumers for t in c.topics}
+    topics |= {dead_letter_topic(c.name) for spec in services for c in spec.consumers}
+    await transport.setup(sorted(topics))
+    pool = await db.create_pool(dsn, settings.db_pool_max)
+    runtime = Runtime(settings, dsn, pool, transport)
+    consumer_settings = ConsumerSettings(
+        max_attempts=settings.consumer_max_attempts,
+        backoff=settings.consumer_backoff,
+        poll_timeout=settings.poll_interval,
+    )
+    tasks: list[asyncio.Task[None]] = []
+    for spec in services:
+        if spec.on_start is not None:
+            await spec.on_start(runtime)
+        relay = OutboxRelay(spec.schema, dsn, transport, settings.poll_interval)
+        runtime.relays.append(relay)
+        tasks.append(asyncio.create_task(relay.run(), name=f"relay:{spec.name}"))
+        for c in spec.consumers:
+            consumer = EventConsumer(c.name, spec.schema, c.topics, c.handler(runtime), pool,
+                                     transport, consumer_settings)
+            runtime.consumers.append(consumer)
+            tasks.append(asyncio.create_task(consumer.run(), name=f"consumer:{c.name}"))
+        for worker in spec.workers:
+            tasks.append(asyncio.create_task(_supervised(worker, runtime),
+                                             name=f"worker:{spec.name}"))
+    log.info("services_started", services=[s.name for s in services],
+             transport=transport.name)
+    return runtime, tasks
+
+
+async def _supervised(worker: Callable[[Runtime], Awaitable[None]], runtime: Runtime) -> None:
+    backoff = 0.2
+    while True:
+        try:
+            await worker(runtime)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("worker_restart", worker=getattr(worker, "__name__", "?"),
+                        error=repr(exc), retry_in=backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+
+async def stop_tasks(tasks: Sequence[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

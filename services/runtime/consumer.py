@@ -1,0 +1,189 @@
+"""Idempotent consumers: one database transaction per message (inbox row, state change, new
+outbox rows), then the offset commit. Failing messages are retried with backoff and end in the
+consumer's dead-letter topic; the consumer goes on."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import asyncpg
+import structlog
+from opentelemetry.trace import SpanKind
+
+from services.runtime.events import Event, Message, PoisonMessage, Record, decode
+from services.runtime.logging import get_logger
+from services.runtime.telemetry import context_from, tracer
+from services.runtime.transport.base import Consumer, Producer, TopicPartition, Transport
+
+log = get_logger("relais.consumer")
+Handler = Callable[[asyncpg.Connection, Event], Awaitable[None]]
+Outcome = Literal["done", "duplicate", "dead"]
+
+# Errors of the infrastructure, not of the message: never a reason to dead-letter it.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+)
+
+
+def dead_letter_topic(consumer: str) -> str:
+    return f"relais.dlq.{consumer}"
+
+
+@dataclass
+class ConsumerSettings:
+    max_attempts: int = 5
+    backoff: float = 0.2
+    poll_timeout: float = 1.0
+    max_records: int = 500
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        name: str,
+        schema: str,
+        topics: Sequence[str],
+        handler: Handler,
+        pool: asyncpg.Pool,
+        transport: Transport,
+        settings: ConsumerSettings | None = None,
+    ) -> None:
+        self.name = name
+        self.schema = schema
+        self.topics = list(topics)
+        self.handler = handler
+        self.pool = pool
+        self.transport = transport
+        self.settings = settings or ConsumerSettings()
+        self.ready = asyncio.Event()
+        self.counts: dict[Outcome, int] = {"done": 0, "duplicate": 0, "dead": 0}
+
+    async def run(self) -> None:
+        """Consume until cancelled; on an infrastructure failure, start again from the last
+        committed offsets (what was done since is skipped by the inbox)."""
+        backoff = self.settings.backoff
+        while True:
+            consumer = self.transport.consumer(self.name, self.topics)
+            producer = self.transport.producer()
+            try:
+                await consumer.start()
+                await producer.start()
+                self.ready.set()
+                backoff = self.settings.backoff
+                await self._loop(consumer, producer)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("consumer_restart", consumer=self.name, error=repr(exc),
+                            retry_in=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                self.ready.clear()
+                await _quietly(consumer.stop())
+                await _quietly(producer.stop())
+
+    async def _loop(self, consumer: Consumer, producer: Producer) -> None:
+        while True:
+            messages = await consumer.poll(self.settings.poll_timeout, self.settings.max_records)
+            done: dict[TopicPartition, int] = {}
+            for message in messages:
+                tp = (message.topic, message.partition)
+                if not consumer.owns(tp):
+                    continue
+                async with consumer.busy:
+                    await self.process(message, producer)
+                done[tp] = message.offset + 1
+            if done:
+                await consumer.commit(done)
+
+    async def process(self, message: Message, producer: Producer) -> Outcome:
+        try:
+            event = decode(message)
+        except PoisonMessage as exc:
+            await self._dead_letter(message, producer, str(exc), attempts=1)
+            self.counts["dead"] += 1
+            return "dead"
+        structlog.contextvars.bind_contextvars(
+            consumer=self.name, event_id=event.id, event_type=event.type
+        )
+        try:
+            with tracer.start_as_current_span(
+                f"{self.name} process {event.type}",
+                context=context_from(event.traceparent),
+                kind=SpanKind.CONSUMER,
+                attributes={"messaging.message.id": event.id,
+                            "messaging.destination.name": message.topic},
+            ):
+                outcome = await self._apply_with_retries(event, message, producer)
+            self.counts[outcome] += 1
+            return outcome
+        finally:
+            structlog.contextvars.unbind_contextvars("consumer", "event_id", "event_type")
+
+    async def _apply_with_retries(
+        self, event: Event, message: Message, producer: Producer
+    ) -> Outcome:
+        attempt = 0
+        while True:
+            try:
+                return await self._apply(event)
+            except TRANSIENT as exc:
+                if isinstance(exc, OSError | asyncpg.PostgresConnectionError):
+                    raise  # the database is gone: restart from the committed offsets
+                delay = self.settings.backoff
+            except Exception as exc:
+                attempt += 1
+                if attempt >= self.settings.max_attempts:
+                    log.error("message_failed", attempts=attempt, error=repr(exc))
+                    return await self._dead_letter(message, producer, repr(exc), attempt)
+                delay = self.settings.backoff * 2 ** (attempt - 1)
+                log.warning("message_retry", attempt=attempt, error=repr(exc), retry_in=delay)
+            await asyncio.sleep(delay)
+
+    async def _apply(self, event: Event) -> Outcome:
+        async with self.pool.acquire() as conn, conn.transaction():
+            fresh = await conn.fetchval(
+                f'INSERT INTO "{self.schema}".inbox (consumer, event_id) VALUES ($1, $2)'
+                " ON CONFLICT DO NOTHING RETURNING true",
+                self.name, event.id,
+            )
+            if not fresh:
+                return "duplicate"
+            await self.handler(conn, event)
+        return "done"
+
+    async def _dead_letter(
+        self, message: Message, producer: Producer, error: str, attempts: int
+    ) -> Outcome:
+        headers = (
+            *message.headers,
+            ("relais_dlq_consumer", self.name.encode()),
+            ("relais_dlq_topic", message.topic.encode()),
+            ("relais_dlq_partition", str(message.partition).encode()),
+            ("relais_dlq_offset", str(message.offset).encode()),
+            ("relais_dlq_attempts", str(attempts).encode()),
+            ("relais_dlq_error", error[:2000].encode()),
+        )
+        await producer.send_batch(
+            [Record(dead_letter_topic(self.name), message.key, message.value, headers)]
+        )
+        log.error("message_dead_lettered", topic=message.topic, partition=message.partition,
+                  offset=message.offset, error=error[:500])
+        return "dead"
+
+
+async def _quietly(awaitable: Awaitable[object]) -> None:
+    try:
+        await awaitable
+    except Exception as exc:
+        log.debug("stop_failed", error=repr(exc))

@@ -1,0 +1,80 @@
+"""The asyncpg pool and per-service schema migrations, applied at start under an advisory lock."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+import asyncpg
+
+from services.runtime.logging import get_logger
+
+log = get_logger("relais.db")
+MIGRATION_LOCK = 7_240_001  # pg_advisory_xact_lock key shared by every service's migrator
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+    )
+
+
+async def create_pool(dsn: str, max_size: int = 20) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        dsn, min_size=1, max_size=max_size, init=_init_connection, command_timeout=60
+    )
+    assert pool is not None
+    return pool
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    conn: asyncpg.Connection = await asyncpg.connect(dsn)
+    await _init_connection(conn)
+    return conn
+
+
+def migration_files(package: str) -> list[tuple[str, str]]:
+    """The `NNN_name.sql` files of a package's `migrations` folder, in order."""
+    folder = resources.files(package).joinpath("migrations")
+    files = sorted(
+        (entry.name, entry.read_text("utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".sql")
+    )
+    return files
+
+
+async def migrate(conn: asyncpg.Connection, schema: str, package: str) -> list[str]:
+    """Apply the package's missing migrations to `schema`, each in its own transaction.
+
+    Concurrent starters wait on one advisory lock, so a migration is applied exactly once.
+    Returns the names applied now."""
+    applied_now: list[str] = []
+    for filename, sql in migration_files(package):
+        name = f"{package}/{filename}"
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            await conn.execute(
+                f'CREATE TABLE IF NOT EXISTS "{schema}".schema_migrations ('
+                " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = await conn.fetchval(
+                f'SELECT 1 FROM "{schema}".schema_migrations WHERE name = $1', name
+            )
+            if done:
+                continue
+            await conn.execute(f'SET LOCAL search_path TO "{schema}", public')
+            await conn.execute(sql)
+            await conn.execute(
+                f'INSERT INTO "{schema}".schema_migrations (name) VALUES ($1)', name
+            )
+            applied_now.append(name)
+    if applied_now:
+        log.info("migrated", schema=schema, applied=applied_now)
+    return applied_now
+
+
+def record_to_dict(record: asyncpg.Record | None) -> dict[str, Any] | None:
+    return dict(record) if record is not None else None

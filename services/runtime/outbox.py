@@ -1,0 +1,120 @@
+"""The transactional outbox: events are written in the same transaction as the state they
+describe, and the relay publishes them after the commit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections.abc import Sequence
+
+import asyncpg
+
+from services.runtime import db
+from services.runtime.events import Event, Record, encode
+from services.runtime.logging import get_logger
+from services.runtime.telemetry import current_traceparent
+from services.runtime.transport.base import Producer, Transport
+from services.runtime.transport.postgres import headers_from_json, headers_to_json
+
+log = get_logger("relais.outbox")
+BATCH = 500
+RETENTION = "7 days"
+PRUNE_EVERY = 600.0
+
+
+def channel(schema: str) -> str:
+    return f"relais_outbox_{schema}"
+
+
+async def add(conn: asyncpg.Connection, schema: str, events: Sequence[Event]) -> None:
+    """Append events to the schema's outbox, inside the caller's transaction."""
+    traceparent = current_traceparent()
+    records = [
+        encode(dataclasses.replace(e, traceparent=e.traceparent or traceparent)) for e in events
+    ]
+    await conn.executemany(
+        f'INSERT INTO "{schema}".outbox (topic, key, value, headers) VALUES ($1, $2, $3, $4)',
+        [(r.topic, r.key, r.value, headers_to_json(r.headers)) for r in records],
+    )
+    await conn.execute("SELECT pg_notify($1, '')", channel(schema))
+
+
+class OutboxRelay:
+    """Publishes a schema's outbox rows, waits for the acknowledgements, then marks them.
+
+    One active relay per schema (a session advisory lock); woken by NOTIFY, with a polling
+    fallback. Rows are selected by state (`published_at IS NULL`), never by a cursor over the
+    id sequence, whose values commit out of order."""
+
+    def __init__(self, schema: str, dsn: str, transport: Transport, poll_interval: float) -> None:
+        self.schema = schema
+        self.dsn = dsn
+        self.transport = transport
+        self.poll_interval = poll_interval
+        self.published = 0
+        self._wake = asyncio.Event()
+
+    async def run(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                await self._run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("relay_restart", schema=self.schema, error=repr(exc), retry_in=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _run_once(self) -> None:
+        conn = await db.connect(self.dsn)
+        producer: Producer | None = None
+        try:
+            await conn.execute(
+                "SELECT pg_advisory_lock(hashtext($1))", f"relais.relay.{self.schema}"
+            )
+            await conn.add_listener(channel(self.schema), lambda *_: self._wake.set())
+            producer = self.transport.producer()
+            await producer.start()
+            log.info("relay_active", schema=self.schema, transport=self.transport.name)
+            pruned_at = 0.0
+            while True:
+                self._wake.clear()
+                sent = await self._publish_batch(conn, producer)
+                if sent == BATCH:
+                    continue
+                if time.monotonic() - pruned_at > PRUNE_EVERY:
+                    pruned_at = time.monotonic()
+                    await conn.execute(
+                        f'DELETE FROM "{self.schema}".outbox'
+                        f" WHERE published_at < now() - interval '{RETENTION}'"
+                    )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+        finally:
+            if producer is not None:
+                await producer.stop()
+            await conn.close()
+
+    async def _publish_batch(self, conn: asyncpg.Connection, producer: Producer) -> int:
+        rows = await conn.fetch(
+            f'SELECT id, topic, key, value, headers FROM "{self.schema}".outbox'
+            " WHERE published_at IS NULL ORDER BY id LIMIT $1",
+            BATCH,
+        )
+        if not rows:
+            return 0
+        records = [
+            Record(r["topic"], r["key"], r["value"], headers_from_json(r["headers"])) for r in rows
+        ]
+        # If the broker is unreachable this raises; run() starts over with a new producer and
+        # the rows, still unpublished, are sent again.
+        await producer.send_batch(records)
+        await conn.execute(
+            f'UPDATE "{self.schema}".outbox SET published_at = now() WHERE id = ANY($1)',
+            [r["id"] for r in rows],
+        )
+        self.published += len(rows)
+        return len(rows)

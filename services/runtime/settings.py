@@ -1,0 +1,66 @@
+"""Settings, read from `RELAIS_*` environment variables (and the usual `DATABASE_URL`,
+`KAFKA_BOOTSTRAP_SERVERS`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RELAIS_", extra="ignore")
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    public_url: str | None = Field(
+        default=None, description="Base URL the people reading messages reach Relais at."
+    )
+    data_dir: Path = Path(".relais")
+    directory_file: Path | None = Field(
+        default=None, description="Directory YAML loaded at start; the demo territory if unset."
+    )
+
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("RELAIS_DATABASE_URL", "DATABASE_URL")
+    )
+    db_pool_max: int = 20
+
+    transport: Literal["postgres", "kafka"] = "postgres"
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("RELAIS_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    kafka_partitions: int = 4
+    bus_database_url: str | None = Field(
+        default=None, description="Database of the postgres transport; the main one by default."
+    )
+    bus_partitions: int = 4
+
+    poll_interval: float = Field(default=1.0, description="Fallback polling when no NOTIFY came.")
+    consumer_max_attempts: int = 5
+    consumer_backoff: float = 0.2
+
+    jwt_issuer: str = "relais"
+    jwt_audience: str = "relais-api"
+    jwt_key_file: Path | None = None
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 2525
+    smtp_from: str = "Relais <no-reply@relais.local>"
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.http_host}:{self.http_port}"
+
+    @property
+    def key_file(self) -> Path:
+        return self.jwt_key_file or self.data_dir / "keys" / "signing.jwk.json"

@@ -1,0 +1,24 @@
+"""The two transports behind one interface: `kafka` (aiokafka) and `postgres` (an event log in
+PostgreSQL, the embedded default)."""
+
+from __future__ import annotations
+
+from services.runtime.settings import Settings
+from services.runtime.transport.base import Consumer, Producer, TopicPartition, Transport
+
+
+def make_transport(settings: Settings, database_url: str) -> Transport:
+    if settings.transport == "kafka":
+        from services.runtime.transport.kafka import KafkaTransport
+
+        if not settings.kafka_bootstrap_servers:
+            raise ValueError("the kafka transport needs RELAIS_KAFKA_BOOTSTRAP_SERVERS")
+        return KafkaTransport(settings.kafka_bootstrap_servers, settings.kafka_partitions)
+    from services.runtime.transport.postgres import PostgresTransport
+
+    return PostgresTransport(
+        settings.bus_database_url or database_url, settings.bus_partitions, settings.poll_interval
+    )
+
+
+__all__ = ["Consumer", "Producer", "TopicPartition", "Transport", "make_transport"]
