@@ -34,6 +34,10 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("RELAIS_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
     )
     kafka_partitions: int = 4
+    kafka_replication: int = 1
+    kafka_namespace: str = Field(
+        default="", description="Prefix of topic and group names, to share one cluster."
+    )
     bus_database_url: str | None = Field(
         default=None, description="Database of the postgres transport; the main one by default."
     )

@@ -13,7 +13,8 @@ def make_transport(settings: Settings, database_url: str) -> Transport:
 
         if not settings.kafka_bootstrap_servers:
             raise ValueError("the kafka transport needs RELAIS_KAFKA_BOOTSTRAP_SERVERS")
-        return KafkaTransport(settings.kafka_bootstrap_servers, settings.kafka_partitions)
+        return KafkaTransport(settings.kafka_bootstrap_servers, settings.kafka_partitions,
+                              settings.kafka_replication, settings.kafka_namespace)
     from services.runtime.transport.postgres import PostgresTransport
 
     return PostgresTransport(

@@ -21,17 +21,19 @@ log = get_logger("relais.kafka")
 class KafkaTransport:
     name = "kafka"
 
-    def __init__(self, bootstrap: str, partitions: int = 4, replication: int = 1) -> None:
+    def __init__(self, bootstrap: str, partitions: int = 4, replication: int = 1,
+                 namespace: str = "") -> None:
         self.bootstrap = bootstrap
         self.partitions = partitions
         self.replication = replication
+        self.namespace = namespace
 
     async def setup(self, topics: Iterable[str]) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
         await admin.start()
         try:
             existing = set(await admin.list_topics())
-            missing = sorted(set(topics) - existing)
+            missing = sorted({self.namespace + t for t in topics} - existing)
             for topic in missing:
                 with contextlib.suppress(TopicAlreadyExistsError):
                     await admin.create_topics(
@@ -41,14 +43,15 @@ class KafkaTransport:
             await admin.close()
 
     def producer(self) -> KafkaProducer:
-        return KafkaProducer(self.bootstrap)
+        return KafkaProducer(self.bootstrap, self.namespace)
 
     def consumer(self, group: str, topics: Sequence[str]) -> KafkaConsumer:
-        return KafkaConsumer(self.bootstrap, group, topics)
+        return KafkaConsumer(self.bootstrap, group, topics, self.namespace)
 
 
 class KafkaProducer:
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, namespace: str = "") -> None:
+        self.namespace = namespace
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
             enable_idempotence=True,
@@ -65,7 +68,9 @@ class KafkaProducer:
 
     async def send_batch(self, records: Sequence[Record]) -> None:
         futures = [
-            await self._producer.send(r.topic, r.value, key=r.key, headers=list(r.headers))
+            await self._producer.send(
+                self.namespace + r.topic, r.value, key=r.key, headers=list(r.headers)
+            )
             for r in records
         ]
         await asyncio.gather(*futures)
@@ -89,12 +94,16 @@ class _WaitForInFlight(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class KafkaConsumer:
-    def __init__(self, bootstrap: str, group: str, topics: Sequence[str]) -> None:
+    """Topic and group names carry the transport's namespace on the wire only."""
+
+    def __init__(self, bootstrap: str, group: str, topics: Sequence[str],
+                 namespace: str = "") -> None:
         self.busy = asyncio.Lock()
-        self.topics = list(topics)
+        self.namespace = namespace
+        self.topics = [namespace + t for t in topics]
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
-            group_id=group,
+            group_id=namespace + group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
@@ -107,21 +116,25 @@ class KafkaConsumer:
     async def stop(self) -> None:
         await self._consumer.stop()
 
+    def _wire(self, tp: TP) -> TopicPartition:
+        return TopicPartition(self.namespace + tp[0], tp[1])
+
     def owns(self, tp: TP) -> bool:
-        return TopicPartition(*tp) in self._consumer.assignment()
+        return self._wire(tp) in self._consumer.assignment()
 
     async def poll(self, timeout: float, max_records: int) -> list[Message]:
         batches = await self._consumer.getmany(
             timeout_ms=int(timeout * 1000), max_records=max_records
         )
         return [
-            Message(r.topic, r.partition, r.offset, r.key, r.value, tuple(r.headers))
+            Message(r.topic.removeprefix(self.namespace), r.partition, r.offset, r.key, r.value,
+                    tuple(r.headers))
             for records in batches.values()
             for r in records
         ]
 
     async def commit(self, offsets: Mapping[TP, int]) -> None:
-        owned = {TopicPartition(*tp): o for tp, o in offsets.items() if self.owns(tp)}
+        owned = {self._wire(tp): o for tp, o in offsets.items() if self.owns(tp)}
         if not owned:
             return
         try:

@@ -1,0 +1,173 @@
+"""A real Apache Kafka broker (KRaft, single node) for tests and local runs.
+
+The jars come from Maven Central through `pom.xml` (Maven caches them); this module formats
+the storage, starts the broker on free loopback ports, waits until it answers and stops it.
+Run one by hand with `python -m deploy.kafka.broker` (then `relais up --kafka ...`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import concurrent.futures
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+LIB = HERE / "target" / "lib"
+
+
+def ensure_jars() -> Path:
+    """Fetch Apache Kafka's jars with Maven, once."""
+    stamp = LIB / ".stamp"
+    if not stamp.exists():
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise RuntimeError("Maven (mvn) is needed to fetch Apache Kafka from Maven Central")
+        print("Fetching Apache Kafka's jars from Maven Central ...", file=sys.stderr)
+        subprocess.run([mvn, "-B", "-q", "-f", str(HERE / "pom.xml"),
+                        "dependency:copy-dependencies"], check=True)
+        stamp.touch()
+    return LIB
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class KafkaBroker:
+    def __init__(self, workdir: Path, port: int | None = None, heap: str = "512m") -> None:
+        self.workdir = workdir.resolve()
+        self.port = port or free_port()
+        self.controller_port = free_port()
+        self.heap = heap
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _properties(self) -> Path:
+        path = self.workdir / "server.properties"
+        path.write_text("\n".join([
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+            f"CONTROLLER://127.0.0.1:{self.controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"log.dirs={self.workdir / 'data'}",
+            "num.partitions=4",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=4",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=false",
+            "",
+        ]))
+        return path
+
+    def _java(self, main: str, *args: str) -> list[str]:
+        java = shutil.which("java")
+        if java is None:
+            raise RuntimeError("Java 17+ is needed to run Apache Kafka")
+        return [java, f"-Xmx{self.heap}", f"-Xms{self.heap}", "-XX:+UseSerialGC",
+                f"-Dlog4j2.configurationFile={HERE / 'log4j2.properties'}",
+                "-cp", f"{ensure_jars()}/*", main, *args]
+
+    def start(self, timeout: float = 90.0) -> KafkaBroker:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        props = self._properties()
+        if not (self.workdir / "data" / "meta.properties").exists():
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            subprocess.run(
+                self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c",
+                           str(props), "--standalone"),
+                check=True, stdout=subprocess.DEVNULL,
+            )
+        log = (self.workdir / "broker.log").open("ab")
+        self._process = subprocess.Popen(self._java("kafka.Kafka", str(props)), stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise RuntimeError(f"Kafka exited; see {self.workdir / 'broker.log'}")
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                if pool.submit(asyncio.run, _answers(self.bootstrap)).result():
+                    return
+            time.sleep(0.3)
+        self.stop()
+        raise TimeoutError(f"Kafka did not answer within {timeout}s")
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        process, self._process = self._process, None
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def kill(self) -> None:
+        """Stop the broker abruptly (for fault tests)."""
+        if self._process is not None:
+            os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait()
+            self._process = None
+
+
+async def _answers(bootstrap: str) -> bool:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    host, port = bootstrap.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            pass
+    except OSError:
+        return False
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    try:
+        await admin.start()
+        await admin.list_topics()
+        return True
+    except Exception:
+        return False
+    finally:
+        await admin.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run a local Apache Kafka broker (KRaft).")
+    parser.add_argument("--port", type=int, default=9092)
+    parser.add_argument("--dir", type=Path, default=Path(".relais/kafka"))
+    args = parser.parse_args()
+    broker = KafkaBroker(args.dir, args.port).start()
+    print(f"Kafka is ready at {broker.bootstrap}; Ctrl-C stops it.", flush=True)
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        broker.stop()
+
+
+if __name__ == "__main__":
+    main()
