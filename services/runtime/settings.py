@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RELAIS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="RELAIS_", extra="ignore", populate_by_name=True)
 
     http_host: str = "127.0.0.1"
     http_port: int = 8080

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from services.cli import DEMO_SCOPES, SERVICE_NAMES, service_specs
+from services.runtime.app import create_app
+from services.runtime.auth import TokenIssuer, load_or_create_key
+from services.runtime.settings import Settings
+from tests.conftest import Mailbox
+
+
+@pytest.fixture(params=["postgres", "kafka"])
+def settings(request: pytest.FixtureRequest, database: str, smtp_server: Mailbox,
+             tmp_path: Path) -> Settings:
+    values: dict[str, object] = {
+        "data_dir": tmp_path, "database_url": database, "smtp_port": smtp_server.port,
+        "poll_interval": 0.5, "consumer_backoff": 0.05,
+    }
+    if request.param == "kafka":
+        values |= {"transport": "kafka",
+                   "kafka_bootstrap_servers": request.getfixturevalue("kafka_bootstrap"),
+                   "kafka_namespace": f"e2e{uuid.uuid4().hex[:8]}."}
+    return Settings.model_validate(values)
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[TestClient[object, object]]:
+    assert settings.database_url
+    app = create_app(settings, settings.database_url, service_specs(SERVICE_NAMES))
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        yield client
+
+
+class Tokens:
+    def __init__(self, settings: Settings) -> None:
+        self.issuer = TokenIssuer(load_or_create_key(settings.key_file), settings.jwt_issuer,
+                                  settings.jwt_audience)
+
+    def headers(self, org: str, scopes: str = DEMO_SCOPES, **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.issuer.issue(org, scopes)}", **extra}
+
+
+@pytest.fixture
+def tokens(settings: Settings) -> Tokens:
+    return Tokens(settings)
