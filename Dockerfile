@@ -1,0 +1,14 @@
+# One image for every Relais service; the compose file picks the service with its command.
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml constraints.txt README.md ./
+COPY services ./services
+COPY schemas ./schemas
+COPY deploy/__init__.py ./deploy/__init__.py
+RUN pip install --no-cache-dir -c constraints.txt . \
+ && useradd --system --home /data relais && mkdir -p /data && chown relais /data
+USER relais
+ENV RELAIS_HTTP_HOST=0.0.0.0 RELAIS_DATA_DIR=/data RELAIS_TRANSPORT=kafka
+EXPOSE 8080
+HEALTHCHECK CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz')"
+CMD ["relais", "up"]

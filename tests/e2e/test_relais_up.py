@@ -1,0 +1,85 @@
+"""`relais up` (what `make run` starts) on its embedded default: healthy fast, keeps what was
+written across a restart, and Ctrl-C leaves no PostgreSQL behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from deploy.kafka.broker import free_port
+
+RELAIS = [sys.executable, "-m", "services.cli"]
+
+
+def _env(data_dir: Path, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "RELAIS_DATABASE_URL")}
+    return env | {"RELAIS_DATA_DIR": str(data_dir), "RELAIS_HTTP_PORT": str(port),
+                  "RELAIS_LOG_LEVEL": "WARNING"}
+
+
+def _start(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], float]:
+    started = time.monotonic()
+    process = subprocess.Popen(RELAIS + ["up"], env=env, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{env['RELAIS_HTTP_PORT']}/readyz"
+    while time.monotonic() - started < 60:
+        assert process.poll() is None, process.stderr.read().decode()  # type: ignore[union-attr]
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return process, time.monotonic() - started
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise AssertionError("relais up was not ready within 60 s")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> str:
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err.decode()
+    return err.decode()
+
+
+def _request(env: dict[str, str], method: str, path: str, token: str,
+             body: dict[str, object] | None = None) -> tuple[int, dict[str, object]]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{env['RELAIS_HTTP_PORT']}{path}", method=method,
+        data=json.dumps(body).encode() if body else None,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+                 "Idempotency-Key": "first-contact"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status, json.loads(response.read())
+
+
+def test_relais_up_keeps_its_data_across_a_restart_and_stops_cleanly(tmp_path: Path) -> None:
+    env = _env(tmp_path / "data", free_port())
+    process, ready_in = _start(env)
+    try:
+        token = subprocess.run(RELAIS + ["token", "--org", "equipe-aller-vers"], env=env,
+                               check=True, capture_output=True, text=True).stdout.strip()
+        status, intake = _request(env, "POST", "/v1/intakes", token, {
+            "site": "qpv-etouvie", "channel": "mobile_permanence",
+            "contacted_at": "2026-11-20T10:00:00+01:00", "needs": ["employment"],
+        })
+        assert status == 201
+    finally:
+        log = _stop(process)
+    assert "Embedded PostgreSQL stopped." in log
+    pgdata = tmp_path / "data" / "postgres"
+    assert not (pgdata / "postmaster.pid").exists(), "PostgreSQL was left running"
+    assert ready_in < 30, f"ready in {ready_in:.1f}s"
+
+    process, _ = _start(env)
+    try:
+        status, again = _request(env, "GET", f"/v1/intakes/{intake['id']}", token)
+        assert status == 200
+        assert again["person_id"] == intake["person_id"]
+    finally:
+        _stop(process)
