@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from services.cli import DEMO_SCOPES, SERVICE_NAMES, service_specs
@@ -29,7 +30,7 @@ def settings(request: pytest.FixtureRequest, database: str, smtp_server: Mailbox
 
 
 @pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[TestClient[object, object]]:
+async def client(settings: Settings) -> AsyncIterator[TestClient[web.Request, web.Application]]:
     assert settings.database_url
     app = create_app(settings, settings.database_url, service_specs(SERVICE_NAMES))
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:

@@ -25,7 +25,7 @@ def _env(data_dir: Path, port: int) -> dict[str, str]:
 
 def _start(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], float]:
     started = time.monotonic()
-    process = subprocess.Popen(RELAIS + ["up"], env=env, stderr=subprocess.PIPE)
+    process = subprocess.Popen([*RELAIS, "up"], env=env, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{env['RELAIS_HTTP_PORT']}/readyz"
     while time.monotonic() - started < 60:
         assert process.poll() is None, process.stderr.read().decode()  # type: ignore[union-attr]
@@ -62,7 +62,7 @@ def test_relais_up_keeps_its_data_across_a_restart_and_stops_cleanly(tmp_path: P
     env = _env(tmp_path / "data", free_port())
     process, ready_in = _start(env)
     try:
-        token = subprocess.run(RELAIS + ["token", "--org", "equipe-aller-vers"], env=env,
+        token = subprocess.run([*RELAIS, "token", "--org", "equipe-aller-vers"], env=env,
                                check=True, capture_output=True, text=True).stdout.strip()
         status, intake = _request(env, "POST", "/v1/intakes", token, {
             "site": "qpv-etouvie", "channel": "mobile_permanence",
