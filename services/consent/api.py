@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import asyncpg
 from aiohttp import web
 
 from schemas.api import ConsentIn
@@ -24,24 +25,19 @@ async def post_consent(request: web.Request) -> web.Response:
     key = idempotency.idempotency_key(request)
     _raw, payload = await read_json(request)
     body = parse(ConsentIn, payload)
-    digest = idempotency.request_hash(payload)
-    async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
-        stored = await idempotency.claim(conn, store.SCHEMA, principal.org, "consent", key,
-                                         digest)
-        if stored is not None:
-            return web.json_response(stored.body, status=stored.status,
-                                     headers={"Idempotent-Replayed": "true"})
+
+    async def record(conn: asyncpg.Connection) -> idempotency.Answer:
         consent = domain.consent_out(
             await store.insert_consent(conn, uuid.uuid4(), principal.org, body)
         )
         event = new_event(CONSENT_GRANTED, SOURCE, str(consent.person_id),
                           domain.granted_event(consent))
         await outbox.add(conn, store.SCHEMA, [event])
-        response = consent.model_dump(mode="json")
-        await idempotency.remember(conn, store.SCHEMA, principal.org, "consent", key, 201,
-                                   response)
-    return web.json_response(response, status=201,
-                             headers={"Location": f"/v1/consents/{consent.id}"})
+        return idempotency.Answer(201, consent.model_dump(mode="json"),
+                                  {"Location": f"/v1/consents/{consent.id}"})
+
+    return await idempotency.run_once(request.app[RUNTIME].pool, store.SCHEMA, principal.org,
+                                      "consent", key, payload, record)
 
 
 async def get_consent(request: web.Request) -> web.Response:

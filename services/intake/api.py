@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import asyncpg
 from aiohttp import web
 
 from schemas.api import IntakeIn
@@ -24,13 +25,8 @@ async def post_intake(request: web.Request) -> web.Response:
     key = idempotency.idempotency_key(request)
     _raw, payload = await read_json(request)
     body = parse(IntakeIn, payload)
-    digest = idempotency.request_hash(payload)
-    pool = request.app[RUNTIME].pool
-    async with pool.acquire() as conn, conn.transaction():
-        stored = await idempotency.claim(conn, store.SCHEMA, principal.org, "intake", key, digest)
-        if stored is not None:
-            return web.json_response(stored.body, status=stored.status,
-                                     headers={"Idempotent-Replayed": "true"})
+
+    async def record(conn: asyncpg.Connection) -> idempotency.Answer:
         person_id = body.person_id or uuid.uuid4()
         visits = await store.visits_so_far(conn, person_id) if body.person_id else 0
         if body.person_id and visits == 0:
@@ -40,11 +36,11 @@ async def post_intake(request: web.Request) -> web.Response:
         intake = domain.intake_out(row)
         event = new_event(INTAKE_RECORDED, SOURCE, str(person_id), domain.recorded_event(intake))
         await outbox.add(conn, store.SCHEMA, [event])
-        response = intake.model_dump(mode="json")
-        await idempotency.remember(conn, store.SCHEMA, principal.org, "intake", key, 201,
-                                   response)
-    return web.json_response(response, status=201,
-                             headers={"Location": f"/v1/intakes/{intake.id}"})
+        return idempotency.Answer(201, intake.model_dump(mode="json"),
+                                  {"Location": f"/v1/intakes/{intake.id}"})
+
+    return await idempotency.run_once(request.app[RUNTIME].pool, store.SCHEMA, principal.org,
+                                      "intake", key, payload, record)
 
 
 async def get_intake(request: web.Request) -> web.Response:

@@ -20,9 +20,15 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """Pooled connections hold no session state (LISTEN and session advisory locks live on
+    dedicated connections), so the reset query asyncpg runs on every release is skipped."""
+
+
 async def create_pool(dsn: str, max_size: int = 20) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
-        dsn, min_size=1, max_size=max_size, init=_init_connection, command_timeout=60
+        dsn, min_size=1, max_size=max_size, init=_init_connection, command_timeout=60,
+        reset=_keep_session,
     )
     assert pool is not None
     return pool

@@ -1,14 +1,16 @@
 """`Idempotency-Key` handling: the same key and body give back the first response and create
-nothing new; the same key with another body is refused.
+nothing new; the same key with another body is refused (422).
 
-The key row is inserted first, inside the request's transaction: a concurrent request with
-the same key waits on it and then reads the stored answer."""
+The work is done first and the key is recorded with its answer in the same transaction. A
+concurrent request with the same key blocks on that row until the first one commits, then
+finds it taken: its own work is rolled back and it answers what the first one answered."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -20,9 +22,18 @@ MAX_KEY = 200
 
 
 @dataclass(frozen=True, slots=True)
-class Stored:
+class Answer:
     status: int
     body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class _Replay(Exception):
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+
+
+Work = Callable[[asyncpg.Connection], Awaitable[Answer]]
 
 
 def idempotency_key(request: web.Request) -> str:
@@ -40,15 +51,30 @@ def request_hash(payload: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-async def claim(
-    conn: asyncpg.Connection, schema: str, org: str, operation: str, key: str, digest: str
-) -> Stored | None:
-    """Reserve the key in the current transaction. None: go on and `remember` the answer.
-    Otherwise the stored answer of the first request with this key."""
+async def run_once(pool: asyncpg.Pool, schema: str, org: str, operation: str, key: str,
+                   payload: Any, work: Work) -> web.Response:
+    """Do `work` in a transaction unless this (org, operation, key) was already done."""
+    digest = request_hash(payload)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            answer = await work(conn)
+            first = await _record(conn, schema, org, operation, key, digest, answer)
+            if first is not None:
+                raise _Replay(first)
+    except _Replay as replay:
+        answer = replay.answer
+        return web.json_response(answer.body, status=answer.status,
+                                 headers={"Idempotent-Replayed": "true"})
+    return web.json_response(answer.body, status=answer.status, headers=answer.headers)
+
+
+async def _record(conn: asyncpg.Connection, schema: str, org: str, operation: str, key: str,
+                  digest: str, answer: Answer) -> Answer | None:
+    """Record the key with its answer; None if it is new, else the first answer."""
     fresh = await conn.fetchval(
         f'INSERT INTO "{schema}".idempotency_keys (org, operation, key, request_hash, status,'
-        " response) VALUES ($1, $2, $3, $4, 0, 'null') ON CONFLICT DO NOTHING RETURNING true",
-        org, operation, key, digest,
+        " response) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING true",
+        org, operation, key, digest, answer.status, answer.body,
     )
     if fresh:
         return None
@@ -62,15 +88,4 @@ async def claim(
         raise Problem(422, "Idempotency-Key reused",
                       "This Idempotency-Key was already used with a different body.",
                       type_="https://relais.example/problems/idempotency-key-reused")
-    return Stored(row["status"], row["response"])
-
-
-async def remember(
-    conn: asyncpg.Connection, schema: str, org: str, operation: str, key: str,
-    status: int, body: dict[str, Any],
-) -> None:
-    await conn.execute(
-        f'UPDATE "{schema}".idempotency_keys SET status = $4, response = $5'
-        " WHERE org = $1 AND operation = $2 AND key = $3",
-        org, operation, key, status, body,
-    )
+    return Answer(row["status"], row["response"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import time
 from collections.abc import Sequence
 
@@ -34,11 +35,14 @@ async def add(conn: asyncpg.Connection, schema: str, events: Sequence[Event]) ->
     records = [
         encode(dataclasses.replace(e, traceparent=e.traceparent or traceparent)) for e in events
     ]
-    await conn.executemany(
-        f'INSERT INTO "{schema}".outbox (topic, key, value, headers) VALUES ($1, $2, $3, $4)',
-        [(r.topic, r.key, r.value, headers_to_json(r.headers)) for r in records],
+    # One round trip: the rows and the relay's wake-up (delivered at commit).
+    await conn.execute(
+        f'WITH added AS (INSERT INTO "{schema}".outbox (topic, key, value, headers)'
+        " SELECT t, k, v, h::jsonb FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[])"
+        " AS u(t, k, v, h)) SELECT pg_notify($5, '')",
+        [r.topic for r in records], [r.key for r in records], [r.value for r in records],
+        [json.dumps(headers_to_json(r.headers)) for r in records], channel(schema),
     )
-    await conn.execute("SELECT pg_notify($1, '')", channel(schema))
 
 
 class OutboxRelay:

@@ -67,3 +67,14 @@ def test_a_bad_token_is_refused_with_401(name: str) -> None:
         VERIFIER.verify(forged_tokens()[name])
     assert caught.value.status == 401
     assert caught.value.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_a_remembered_token_is_refused_once_expired(monkeypatch: pytest.MonkeyPatch) -> None:
+    verifier = TokenVerifier(KeySet([KEY]), "relais", "relais-api")
+    token = sign(claims(exp=int(time.time()) + 60))
+    assert verifier.verify(token).org == "ccas"
+    assert verifier.verify(token).org == "ccas"  # from the cache
+    later = time.time() + 120
+    monkeypatch.setattr(time, "time", lambda: later)
+    with pytest.raises(Problem):
+        verifier.verify(token)
