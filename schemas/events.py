@@ -61,8 +61,8 @@ class ConsentGrantedV1(EventData):
     valid_until: datetime
 
 
-class ReferralCreatedV1(EventData):
-    """A referral was routed and waits for a consent that covers it."""
+class ReferralEvent(EventData):
+    """What every referral event says of its referral."""
 
     referral_id: UUID
     person_id: UUID
@@ -70,19 +70,18 @@ class ReferralCreatedV1(EventData):
     sender_org: str
     target: str
     purpose: Purpose
+
+
+class ReferralCreatedV1(ReferralEvent):
+    """A referral was routed and waits for a consent that covers it."""
+
     status: ReferralStatus
     explanation: dict[str, Any]
 
 
-class ReferralRequestedV1(EventData):
+class ReferralRequestedV1(ReferralEvent):
     """A consent covers the referral: the target is asked to follow the person."""
 
-    referral_id: UUID
-    person_id: UUID
-    intake_id: UUID
-    sender_org: str
-    target: str
-    purpose: Purpose
     consent_id: UUID
 
 

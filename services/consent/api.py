@@ -23,7 +23,7 @@ SOURCE = "/relais/consent"
 async def post_consent(request: web.Request) -> web.Response:
     principal = authenticate(request, "consent:write")
     key = idempotency.idempotency_key(request)
-    _raw, payload = await read_json(request)
+    payload = await read_json(request)
     body = parse(ConsentIn, payload)
 
     async def record(conn: asyncpg.Connection) -> idempotency.Answer:

@@ -23,7 +23,7 @@ SOURCE = "/relais/intake"
 async def post_intake(request: web.Request) -> web.Response:
     principal = authenticate(request, "intake:write")
     key = idempotency.idempotency_key(request)
-    _raw, payload = await read_json(request)
+    payload = await read_json(request)
     body = parse(IntakeIn, payload)
 
     async def record(conn: asyncpg.Connection) -> idempotency.Answer:

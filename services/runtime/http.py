@@ -14,10 +14,10 @@ from services.runtime.problem import Problem
 M = TypeVar("M", bound=BaseModel)
 
 
-async def read_json(request: web.Request) -> tuple[bytes, Any]:
+async def read_json(request: web.Request) -> Any:
     raw = await request.read()
     try:
-        return raw, json.loads(raw)
+        return json.loads(raw)
     except ValueError as exc:
         raise Problem(400, "Malformed JSON", f"The body is not valid JSON: {exc}") from exc
 

@@ -288,27 +288,27 @@ async def test_the_relay_loses_nothing_while_the_broker_is_away(
 async def _broker_down(broker: KafkaBroker | None, bus_url: str | None, admin_url: str) -> None:
     if broker is not None:
         await asyncio.to_thread(broker.kill)
-        return
-    assert bus_url is not None
-    name = urlsplit(bus_url).path.lstrip("/")
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
-        await conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
-        )
-    finally:
-        await conn.close()
+    else:
+        await _bus_accepts_connections(admin_url, bus_url, False)
 
 
 async def _broker_up(broker: KafkaBroker | None, bus_url: str | None, admin_url: str) -> None:
     if broker is not None:
         await asyncio.to_thread(broker.start)
-        return
+    else:
+        await _bus_accepts_connections(admin_url, bus_url, True)
+
+
+async def _bus_accepts_connections(admin_url: str, bus_url: str | None, allowed: bool) -> None:
+    """The postgres transport's outage: its database refuses (and drops) every connection."""
     assert bus_url is not None
     name = urlsplit(bus_url).path.lstrip("/")
     conn = await asyncpg.connect(admin_url)
     try:
-        await conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+        await conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {str(allowed).lower()}')
+        if not allowed:
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+            )
     finally:
         await conn.close()
