@@ -25,7 +25,6 @@ import aiohttp
 
 from deploy.kafka.broker import free_port
 from services.runtime import db
-from services.runtime.auth import TokenIssuer, load_or_create_key
 from services.runtime.embedded import EmbeddedPostgres, ensure_database
 
 BODY = {"site": "qpv-etouvie", "channel": "mobile_permanence",
@@ -91,6 +90,26 @@ def run_round(
     return result
 
 
+async def client_token(dsn: str, port: int) -> str:
+    """A client of the auth service, and a token from its token endpoint."""
+    from services.auth import domain, store
+
+    secret = domain.new_secret()
+    conn = await db.connect(dsn)
+    try:
+        await store.insert_client(conn, "bench", domain.hash_secret(secret), "bench", "bench",
+                                  ["intake:write"])
+    finally:
+        await conn.close()
+    async with aiohttp.ClientSession() as session, session.post(
+        f"http://127.0.0.1:{port}/oauth/token",
+        data={"grant_type": "client_credentials", "client_id": "bench",
+              "client_secret": secret},
+    ) as response:
+        token: str = (await response.json())["access_token"]
+        return token
+
+
 async def prepare(admin_url: str) -> tuple[str, str]:
     urls = []
     for name in (f"bench_base_{uuid.uuid4().hex[:6]}", f"bench_relais_{uuid.uuid4().hex[:6]}"):
@@ -99,8 +118,9 @@ async def prepare(admin_url: str) -> tuple[str, str]:
 
         url = urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
         conn = await db.connect(url)
-        await db.migrate(conn, "intake", "services.runtime")
-        await db.migrate(conn, "intake", "services.intake")
+        for schema, package in (("intake", "services.runtime"), ("intake", "services.intake"),
+                                ("auth", "services.runtime"), ("auth", "services.auth")):
+            await db.migrate(conn, schema, package)
         await conn.close()
         urls.append(url)
     return urls[0], urls[1]
@@ -127,13 +147,12 @@ def main() -> None:
         servers.append(subprocess.Popen([sys.executable, "-m", "bench.baseline_server",
                                          "--dsn", base_url, "--port", str(base_port)], env=env))
         servers.append(subprocess.Popen([sys.executable, "-m", "services.cli", "up",
-                                         "--services", "intake", "--database", relais_url,
+                                         "--services", "auth,intake", "--database", relais_url,
                                          "--port", str(relais_port)], env=env,
                                         stderr=subprocess.DEVNULL))
         wait_ready(f"http://127.0.0.1:{relais_port}/readyz", servers[1])
         time.sleep(0.5)
-        token = TokenIssuer(load_or_create_key(work / "keys" / "signing.jwk.json"), "relais",
-                            "relais-api").issue("bench", "intake:write", ttl=24 * 3600)
+        token = asyncio.run(client_token(relais_url, relais_port))
         print(f"POST /v1/intakes, {args.rounds} rounds x {args.seconds:.0f} s, "
               f"{args.concurrency} connections", flush=True)
         results: dict[str, list[dict[str, float]]] = {"baseline": [], "relais": []}

@@ -1,25 +1,28 @@
-"""`relais ...`: run the services, migrate, mint a development token."""
+"""`relais ...`: run the services, manage API clients and signing keys."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
-from collections.abc import Sequence
+import uuid
+from collections.abc import AsyncIterator, Sequence
 
+import asyncpg
 from aiohttp import web
 
+from services.runtime import db
 from services.runtime.app import ServiceSpec, create_app
-from services.runtime.auth import TokenIssuer, load_or_create_key
 from services.runtime.embedded import EmbeddedPostgres
 from services.runtime.logging import configure_logging, get_logger
 from services.runtime.settings import Settings
 from services.runtime.telemetry import configure_tracing
 
 log = get_logger("relais.cli")
-SERVICE_NAMES = ("intake", "consent", "referral", "notify")
+SERVICE_NAMES = ("auth", "intake", "consent", "referral", "notify")
 DEMO_SCOPES = (
     "intake:write intake:read consent:write consent:read referral:read referral:write "
     "notification:read"
@@ -27,11 +30,66 @@ DEMO_SCOPES = (
 
 
 def service_specs(names: Sequence[str]) -> list[ServiceSpec]:
-    from services import consent, intake, notify, referral
+    from services import auth, consent, intake, notify, referral
 
-    specs = {"intake": intake.SPEC, "consent": consent.SPEC, "referral": referral.SPEC,
-             "notify": notify.SPEC}
+    specs = {"auth": auth.SPEC, "intake": intake.SPEC, "consent": consent.SPEC,
+             "referral": referral.SPEC, "notify": notify.SPEC}
     return [specs[name] for name in names]
+
+
+@contextlib.asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[str]:
+    """DATABASE_URL, or the embedded server: joined if `relais up` runs it, else started
+    for the command and stopped after."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    embedded = EmbeddedPostgres(settings.data_dir / "postgres")
+    try:
+        yield await embedded.start()
+    finally:
+        await asyncio.to_thread(embedded.stop)
+
+
+async def _auth_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
+    conn = await db.connect(dsn)
+    try:
+        await db.migrate(conn, "auth", "services.runtime")
+        await db.migrate(conn, "auth", "services.auth")
+    finally:
+        await conn.close()
+    return await db.create_pool(dsn, 2)
+
+
+async def client_command(settings: Settings, args: argparse.Namespace) -> int:
+    from services.auth import domain, keys, store
+
+    async with database(settings) as dsn:
+        pool = await _auth_pool(settings, dsn)
+        try:
+            if args.action == "create":
+                scopes = args.scopes.split()
+                if unknown := domain.unknown_scopes(scopes):
+                    print(f"unknown scopes: {' '.join(unknown)}; known: "
+                          f"{' '.join(domain.SCOPES)}", file=sys.stderr)
+                    return 2
+                client_id, secret = f"{args.org}-{uuid.uuid4().hex[:8]}", domain.new_secret()
+                await store.insert_client(pool, client_id, domain.hash_secret(secret), args.org,
+                                          args.name, scopes)
+                print(json.dumps({"client_id": client_id, "client_secret": secret}))
+            elif args.action == "list":
+                rows = await store.list_clients(pool)
+                print(json.dumps([dict(r) for r in rows], default=str, indent=2))
+            elif args.action == "revoke":
+                if not await store.revoke_client(pool, args.client_id):
+                    print(f"no active client {args.client_id}", file=sys.stderr)
+                    return 1
+                print(f"revoked {args.client_id}")
+            elif args.action == "rotate":
+                print(json.dumps({"kid": await keys.rotate(pool)}))
+        finally:
+            await pool.close()
+    return 0
 
 
 async def serve(settings: Settings, names: Sequence[str]) -> None:
@@ -70,8 +128,8 @@ def _print_banner(settings: Settings, names: Sequence[str], embedded: bool) -> N
         f"\nRelais is running at {url}  ({', '.join(names)}; {settings.transport} transport, "
         f"{where})\n"
         f"  health:      curl {url}/healthz\n"
-        f"  a token:     TOKEN=$(.venv/bin/relais token --org equipe-aller-vers)\n"
-        f"  an intake:   see README.md, 'Try it'\n"
+        f"  a client:    .venv/bin/relais client create --org equipe-aller-vers --name tablette\n"
+        f"  then:        see README.md, 'Try it'\n"
         f"Press Ctrl-C to stop.\n",
         file=sys.stderr, flush=True,
     )
@@ -103,10 +161,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     up.add_argument("--port", type=int, help="HTTP port (RELAIS_HTTP_PORT, default 8080)")
     up.add_argument("--services", default=",".join(SERVICE_NAMES),
                     help="comma-separated services to run in this process")
-    token = sub.add_parser("token", help="mint a development access token (local signing key)")
-    token.add_argument("--org", required=True)
-    token.add_argument("--scopes", default=DEMO_SCOPES)
-    token.add_argument("--ttl", type=int, default=3600)
+    client = sub.add_parser("client", help="API clients (OAuth2 client credentials)")
+    client_sub = client.add_subparsers(dest="action", required=True)
+    create = client_sub.add_parser("create", help="print a new client's id and secret as JSON")
+    create.add_argument("--org", required=True)
+    create.add_argument("--name", required=True)
+    create.add_argument("--scopes", default=DEMO_SCOPES)
+    client_sub.add_parser("list")
+    client_sub.add_parser("revoke").add_argument("client_id")
+    keys = sub.add_parser("keys", help="token signing keys")
+    keys.add_subparsers(dest="action", required=True).add_parser(
+        "rotate", help="sign with a new key; the old one stays published until its tokens expire")
     sub.add_parser("settings", help="print the effective settings as JSON")
     args = parser.parse_args(argv)
     settings = _settings(args)
@@ -119,10 +184,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             parser.error(f"unknown services: {', '.join(unknown)}")
         configure_tracing()
         asyncio.run(serve(settings, names))
-    elif args.command == "token":
-        issuer = TokenIssuer(load_or_create_key(settings.key_file), settings.jwt_issuer,
-                             settings.jwt_audience)
-        print(issuer.issue(args.org, args.scopes, ttl=args.ttl))
+    elif args.command in ("client", "keys"):
+        sys.exit(asyncio.run(client_command(settings, args)))
     elif args.command == "settings":
         print(json.dumps(settings.model_dump(mode="json"), indent=2))
 

@@ -21,7 +21,7 @@ SOURCE = "/relais/consent"
 
 
 async def post_consent(request: web.Request) -> web.Response:
-    principal = authenticate(request, "consent:write")
+    principal = await authenticate(request, "consent:write")
     key = idempotency.idempotency_key(request)
     payload = await read_json(request)
     body = parse(ConsentIn, payload)
@@ -41,7 +41,7 @@ async def post_consent(request: web.Request) -> web.Response:
 
 
 async def get_consent(request: web.Request) -> web.Response:
-    principal = authenticate(request, "consent:read")
+    principal = await authenticate(request, "consent:read")
     row = await store.get_consent(request.app[RUNTIME].pool, path_uuid(request), principal.org)
     if row is None:
         raise Problem(404, "Not found", "No such consent.")

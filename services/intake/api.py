@@ -21,7 +21,7 @@ SOURCE = "/relais/intake"
 
 
 async def post_intake(request: web.Request) -> web.Response:
-    principal = authenticate(request, "intake:write")
+    principal = await authenticate(request, "intake:write")
     key = idempotency.idempotency_key(request)
     payload = await read_json(request)
     body = parse(IntakeIn, payload)
@@ -44,7 +44,7 @@ async def post_intake(request: web.Request) -> web.Response:
 
 
 async def get_intake(request: web.Request) -> web.Response:
-    principal = authenticate(request, "intake:read")
+    principal = await authenticate(request, "intake:read")
     row = await store.get_intake(request.app[RUNTIME].pool, path_uuid(request), principal.org)
     if row is None:
         raise Problem(404, "Not found", "No such intake.")

@@ -14,7 +14,7 @@ from services.runtime.problem import Problem
 
 
 async def list_notifications(request: web.Request) -> web.Response:
-    principal = authenticate(request, "notification:read")
+    principal = await authenticate(request, "notification:read")
     try:
         referral_id = uuid.UUID(request.query.get("referral_id", ""))
     except ValueError as exc:

@@ -20,7 +20,7 @@ def referral_out(row: Any) -> ReferralOut:
 
 
 async def get_referral(request: web.Request) -> web.Response:
-    principal = authenticate(request, "referral:read")
+    principal = await authenticate(request, "referral:read")
     row = await store.get_referral(request.app[RUNTIME].pool, path_uuid(request), principal.org)
     if row is None:
         raise Problem(404, "Not found", "No such referral.")
@@ -28,7 +28,7 @@ async def get_referral(request: web.Request) -> web.Response:
 
 
 async def list_referrals(request: web.Request) -> web.Response:
-    principal = authenticate(request, "referral:read")
+    principal = await authenticate(request, "referral:read")
     intake = request.query.get("intake_id")
     try:
         intake_id = uuid.UUID(intake) if intake else None

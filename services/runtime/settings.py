@@ -47,9 +47,18 @@ class Settings(BaseSettings):
     consumer_max_attempts: int = 5
     consumer_backoff: float = 0.2
 
-    jwt_issuer: str = "relais"
+    jwt_issuer: str | None = Field(
+        default=None, description="Issuer of the access tokens; the base URL by default."
+    )
     jwt_audience: str = "relais-api"
-    jwt_key_file: Path | None = None
+    jwks_url: str | None = Field(
+        default=None,
+        description="Trust this JWKS (an external identity provider, or Relais's own auth "
+        "service in another process) instead of the auth service running in this process.",
+    )
+    jwt_algorithms: list[str] = ["Ed25519"]
+    jwt_org_claim: str = "org"
+    token_ttl: int = 600
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 2525
@@ -66,5 +75,5 @@ class Settings(BaseSettings):
         return self.public_url or f"http://{self.http_host}:{self.http_port}"
 
     @property
-    def key_file(self) -> Path:
-        return self.jwt_key_file or self.data_dir / "keys" / "signing.jwk.json"
+    def issuer(self) -> str:
+        return self.jwt_issuer or self.base_url

@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from joserfc.jwk import OKPKey
 
+from services.auth.api import KEYS
 from services.cli import DEMO_SCOPES, SERVICE_NAMES, service_specs
 from services.runtime.app import create_app
-from services.runtime.auth import TokenIssuer, load_or_create_key
+from services.runtime.auth import TokenIssuer
 from services.runtime.settings import Settings
 from tests.conftest import Mailbox
 
@@ -38,14 +40,16 @@ async def client(settings: Settings) -> AsyncIterator[TestClient[web.Request, we
 
 
 class Tokens:
-    def __init__(self, settings: Settings) -> None:
-        self.issuer = TokenIssuer(load_or_create_key(settings.key_file), settings.jwt_issuer,
-                                  settings.jwt_audience)
+    """Tokens signed with the running auth service's current key (the token endpoint itself
+    is tested in tests/integration/test_oauth.py)."""
+
+    def __init__(self, key: OKPKey, settings: Settings) -> None:
+        self.issuer = TokenIssuer(key, settings.issuer, settings.jwt_audience)
 
     def headers(self, org: str, scopes: str = DEMO_SCOPES, **extra: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.issuer.issue(org, scopes)}", **extra}
 
 
 @pytest.fixture
-def tokens(settings: Settings) -> Tokens:
-    return Tokens(settings)
+async def tokens(client: TestClient[web.Request, web.Application], settings: Settings) -> Tokens:
+    return Tokens(await client.app[KEYS].signing(), settings)

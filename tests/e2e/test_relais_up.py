@@ -3,6 +3,7 @@ written across a restart, and Ctrl-C leaves no PostgreSQL behind."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -46,6 +47,26 @@ def _stop(process: subprocess.Popen[bytes]) -> str:
     return err.decode()
 
 
+def _token(env: dict[str, str]) -> str:
+    """What a partner does: create a client (while Relais runs), then ask for a token."""
+    created = subprocess.run(
+        [*RELAIS, "client", "create", "--org", "equipe-aller-vers", "--name", "tablette"],
+        env=env, check=True, capture_output=True, text=True,
+    )
+    client = json.loads(created.stdout)
+    credentials = base64.b64encode(
+        f"{client['client_id']}:{client['client_secret']}".encode()).decode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{env['RELAIS_HTTP_PORT']}/oauth/token", method="POST",
+        data=b"grant_type=client_credentials",
+        headers={"Authorization": f"Basic {credentials}",
+                 "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        token: str = json.loads(response.read())["access_token"]
+        return token
+
+
 def _request(env: dict[str, str], method: str, path: str, token: str,
              body: dict[str, object] | None = None) -> tuple[int, dict[str, object]]:
     request = urllib.request.Request(
@@ -62,8 +83,7 @@ def test_relais_up_keeps_its_data_across_a_restart_and_stops_cleanly(tmp_path: P
     env = _env(tmp_path / "data", free_port())
     process, ready_in = _start(env)
     try:
-        token = subprocess.run([*RELAIS, "token", "--org", "equipe-aller-vers"], env=env,
-                               check=True, capture_output=True, text=True).stdout.strip()
+        token = _token(env)
         status, intake = _request(env, "POST", "/v1/intakes", token, {
             "site": "qpv-etouvie", "channel": "mobile_permanence",
             "contacted_at": "2026-11-20T10:00:00+01:00", "needs": ["employment"],

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from services.auth.api import KEYS
 from services.cli import SERVICE_NAMES, service_specs
 from services.runtime.app import RUNTIME, create_app
 from services.runtime.settings import Settings
@@ -38,8 +39,8 @@ async def client(settings: Settings) -> AsyncIterator[Client]:
 
 
 @pytest.fixture
-def tokens(settings: Settings) -> Tokens:
-    return Tokens(settings)
+async def tokens(client: Client, settings: Settings) -> Tokens:
+    return Tokens(await client.app[KEYS].signing(), settings)
 
 
 async def intake_count(client: Client) -> int:

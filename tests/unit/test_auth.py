@@ -12,11 +12,11 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet, OKPKey
 
-from services.runtime.auth import ALGORITHM, TokenIssuer, TokenVerifier
+from services.runtime.auth import ALGORITHM, StaticKeys, TokenIssuer, TokenVerifier
 from services.runtime.problem import Problem
 
 KEY = OKPKey.generate_key("Ed25519", parameters={"kid": "k1"})
-VERIFIER = TokenVerifier(KeySet([KEY]), "relais", "relais-api")
+VERIFIER = TokenVerifier(StaticKeys(KeySet([KEY])), "relais", "relais-api")
 
 
 def claims(**overrides: Any) -> dict[str, Any]:
@@ -34,8 +34,8 @@ def b64(data: dict[str, Any] | bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def test_a_good_token_gives_the_caller_and_its_scopes() -> None:
-    principal = VERIFIER.verify(TokenIssuer(KEY, "relais", "relais-api").issue("ccas", "a b"))
+async def test_a_good_token_gives_the_caller_and_its_scopes() -> None:
+    principal = await VERIFIER.verify(TokenIssuer(KEY, "relais", "relais-api").issue("ccas", "a b"))
     assert principal.org == "ccas"
     assert principal.scopes == {"a", "b"}
 
@@ -62,19 +62,21 @@ def forged_tokens() -> dict[str, str]:
 
 
 @pytest.mark.parametrize("name", list(forged_tokens()))
-def test_a_bad_token_is_refused_with_401(name: str) -> None:
+async def test_a_bad_token_is_refused_with_401(name: str) -> None:
     with pytest.raises(Problem) as caught:
-        VERIFIER.verify(forged_tokens()[name])
+        await VERIFIER.verify(forged_tokens()[name])
     assert caught.value.status == 401
     assert caught.value.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_a_remembered_token_is_refused_once_expired(monkeypatch: pytest.MonkeyPatch) -> None:
-    verifier = TokenVerifier(KeySet([KEY]), "relais", "relais-api")
+async def test_a_remembered_token_is_refused_once_expired(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    verifier = TokenVerifier(StaticKeys(KeySet([KEY])), "relais", "relais-api")
     token = sign(claims(exp=int(time.time()) + 60))
-    assert verifier.verify(token).org == "ccas"
-    assert verifier.verify(token).org == "ccas"  # from the cache
+    assert (await verifier.verify(token)).org == "ccas"
+    assert (await verifier.verify(token)).org == "ccas"  # from the cache
     later = time.time() + 120
     monkeypatch.setattr(time, "time", lambda: later)
     with pytest.raises(Problem):
-        verifier.verify(token)
+        await verifier.verify(token)

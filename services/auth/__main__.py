@@ -1,0 +1,3 @@
+from services.cli import run_alone
+
+run_alone("auth")

@@ -1,0 +1,123 @@
+"""The OAuth2 authorization server (client-credentials grant, RFC 6749 / 8414 / 7517), built
+with authlib: authlib authenticates the client (client_secret_basic or client_secret_post),
+checks the grant and the scopes and shapes errors; the tokens are RFC 9068 JWTs signed with
+the current Ed25519 key."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, ClassVar
+
+from aiohttp import BasicAuth, web
+from authlib.oauth2.rfc6749 import AuthorizationServer, OAuth2Request
+from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
+from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
+from authlib.oauth2.rfc6750 import BearerTokenGenerator
+
+from services.auth import domain, store
+from services.auth.keys import SigningKeys
+from services.runtime.app import RUNTIME
+from services.runtime.auth import ALGORITHM, TokenIssuer
+
+KEYS = web.AppKey("signing_keys", SigningKeys)
+# TLS is terminated in front of Relais (the reverse proxy); authlib's own transport check
+# would only see the proxy's plain HTTP.
+_TOKEN_URI = "https://relais.invalid/oauth/token"
+
+
+class _FormRequest(OAuth2Request):  # type: ignore[misc]
+    def __init__(self, form: dict[str, str], headers: dict[str, str]) -> None:
+        super().__init__("POST", _TOKEN_URI, headers=headers)
+        self._form = form
+        self.payload = BasicOAuth2Payload(form)
+
+    @property
+    def form(self) -> dict[str, str]:
+        return self._form
+
+    @property
+    def args(self) -> dict[str, str]:
+        return {}
+
+
+class _ClientCredentials(ClientCredentialsGrant):  # type: ignore[misc]
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = list(domain.AUTH_METHODS)
+
+
+class _TokenServer(AuthorizationServer):  # type: ignore[misc]
+    """One per request: the client has been fetched beforehand (authlib is synchronous)."""
+
+    def __init__(self, client: domain.Client | None, issuer: TokenIssuer, ttl: int) -> None:
+        super().__init__(scopes_supported=list(domain.SCOPES))
+        self._client = client
+        self.register_grant(_ClientCredentials)
+        self.register_token_generator("default", BearerTokenGenerator(
+            access_token_generator=lambda client, grant_type, user, scope: issuer.issue(
+                client.org, scope or "", client.client_id, ttl),
+            expires_generator=lambda client, grant_type: ttl,
+        ))
+
+    def create_oauth2_request(self, request: OAuth2Request) -> OAuth2Request:
+        return request
+
+    def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
+        """No listeners."""
+
+    def query_client(self, client_id: str) -> domain.Client | None:
+        if self._client is not None and self._client.client_id == client_id:
+            return self._client
+        return None
+
+    def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
+        """JWTs are self-contained: nothing to store."""
+
+    def handle_response(self, status: int, body: Any, headers: Any) -> web.Response:
+        return web.Response(text=json.dumps(body), status=status, headers=dict(headers))
+
+
+async def token(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    form = {k: str(v) for k, v in (await request.post()).items()}
+    client_id = form.get("client_id")
+    if "Authorization" in request.headers:
+        try:
+            client_id = BasicAuth.decode(request.headers["Authorization"]).login
+        except ValueError:
+            client_id = None
+    client = await store.active_client(runtime.pool, client_id) if client_id else None
+    settings = runtime.settings
+    issuer = TokenIssuer(await request.app[KEYS].signing(), settings.issuer,
+                         settings.jwt_audience)
+    server = _TokenServer(client, issuer, settings.token_ttl)
+    oauth_request = _FormRequest(form, dict(request.headers))
+    # The secret check (scrypt) is CPU work: keep it off the event loop.
+    response: web.Response = await asyncio.to_thread(server.create_token_response, oauth_request)
+    return response
+
+
+async def metadata(request: web.Request) -> web.Response:
+    settings = request.app[RUNTIME].settings
+    base = settings.base_url
+    return web.json_response({
+        "issuer": settings.issuer,
+        "token_endpoint": f"{base}/oauth/token",
+        "jwks_uri": f"{base}/.well-known/jwks.json",
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": list(domain.AUTH_METHODS),
+        "scopes_supported": list(domain.SCOPES),
+        "response_types_supported": [],
+        "token_endpoint_auth_signing_alg_values_supported": [ALGORITHM],
+    })
+
+
+async def jwks(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[KEYS].jwks(),
+                             headers={"Cache-Control": "public, max-age=60"})
+
+
+def routes(app: web.Application) -> None:
+    app[KEYS] = SigningKeys(lambda: app[RUNTIME].pool, token_ttl=600)
+    app.router.add_post("/oauth/token", token)
+    app.router.add_get("/.well-known/oauth-authorization-server", metadata)
+    app.router.add_get("/.well-known/jwks.json", jwks)
