@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import re
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from schemas.vocab import (
     AgeBracket,
@@ -26,6 +36,40 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+NOTE_MAX = 1000
+# A French social security number (NIR): sex, year, month, department (2A/2B for Corsica),
+# commune, order, and an optional key; spaces, dots or dashes between the groups.
+NIR = re.compile(
+    r"(?<![0-9A-Za-z])[1-478][ .-]?\d{2}[ .-]?(0[1-9]|1[0-2]|[2-9]\d)[ .-]?(\d{2}|2[AaBb])"
+    r"[ .-]?\d{3}[ .-]?\d{3}([ .-]?\d{2})?(?![0-9A-Za-z])"
+)
+PHONE = r"^\+?[0-9 .()-]{6,20}$"
+
+
+def _no_nir(text: str | None) -> str | None:
+    if text and NIR.search(text):
+        raise ValueError(
+            "must not contain a social security number (NIR): keep it out of Relais"
+        )
+    return text
+
+
+class Identity(StrictModel):
+    """Optional: an anonymous first contact is a valid intake."""
+
+    first_name: str | None = Field(default=None, min_length=1, max_length=80)
+    last_name: str | None = Field(default=None, min_length=1, max_length=80)
+    birth_date: date | None = None
+    phone: str | None = Field(default=None, pattern=PHONE)
+    email: EmailStr | None = None
+
+    @property
+    def categories(self) -> set[str]:
+        named = self.first_name or self.last_name or self.birth_date
+        reach = self.phone or self.email
+        return {c for c, present in (("identity", named), ("contact", reach)) if present}
+
+
 class IntakeIn(StrictModel):
     site: str = Field(pattern=SLUG, max_length=80, examples=["qpv-etouvie"])
     channel: Channel
@@ -35,12 +79,23 @@ class IntakeIn(StrictModel):
     flags: list[SituationFlag] = Field(default_factory=list, max_length=10)
     age_bracket: AgeBracket | None = None
     commune: str | None = Field(default=None, pattern=INSEE)
+    birth_year: int | None = Field(default=None, ge=1900, le=2100,
+                                   description="Gives the age bracket when it is not given.")
     person_id: UUID | None = Field(
         default=None, description="Pseudonymous id of a person met before; omit for a new person."
     )
+    identity: Identity | None = None
+    note: str | None = Field(default=None, max_length=NOTE_MAX,
+                             description="Short free text; never a social security number.")
+    signal_id: UUID | None = Field(default=None,
+                                   description="The network signal this contact answers.")
+
+    _note_has_no_nir = field_validator("note")(_no_nir)
 
 
 class IntakeOut(BaseModel):
+    """Never the identity or the note: those are read through GET /v1/people/{id}."""
+
     id: UUID
     person_id: UUID
     org: str
@@ -53,6 +108,9 @@ class IntakeOut(BaseModel):
     commune: str | None
     visit_number: int
     returning: bool
+    has_identity: bool
+    has_note: bool
+    signal_id: UUID | None
     created_at: datetime
 
 
@@ -122,3 +180,95 @@ class NotificationOut(BaseModel):
     last_error: str | None
     created_at: datetime
     sent_at: datetime | None
+
+
+class IntakePage(BaseModel):
+    items: list[IntakeOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+
+
+class BatchItem(StrictModel):
+    idempotency_key: str = Field(min_length=1, max_length=200)
+    intake: dict[str, object] = Field(description="An intake, as for POST /v1/intakes.")
+
+
+class BatchIn(StrictModel):
+    items: list[BatchItem] = Field(min_length=1, max_length=500)
+
+
+class BatchResult(BaseModel):
+    idempotency_key: str
+    status: str = Field(description="created, duplicate or invalid")
+    intake: IntakeOut | None = None
+    errors: list[dict[str, str]] | None = None
+
+
+class BatchOut(BaseModel):
+    results: list[BatchResult]
+    created: int
+    duplicates: int
+    invalid: int
+
+
+class PersonOut(BaseModel):
+    """A person's personal data, limited to the categories the caller may read."""
+
+    person_id: UUID
+    categories: list[str]
+    identity: Identity | None
+    notes: list[str] | None
+    consent_id: UUID | None = Field(description="The consent that allowed this read, if any.")
+
+
+class RelayKind(StrEnum):
+    mayor = "mayor"
+    shop = "shop"
+    sports_club = "sports_club"
+    association = "association"
+    social_landlord = "social_landlord"
+    school = "school"
+    other = "other"
+
+
+class SignalIn(StrictModel):
+    """Minimal data: who signals, where, and a hint to find the person (no full identity)."""
+
+    relay_kind: RelayKind
+    relay_name: str = Field(min_length=1, max_length=120, examples=["Mairie de Saleux"])
+    commune: str | None = Field(default=None, pattern=INSEE)
+    site: str | None = Field(default=None, pattern=SLUG, max_length=80)
+    age_bracket: AgeBracket | None = None
+    needs: list[Need] = Field(default_factory=list, max_length=10)
+    hint: str | None = Field(default=None, max_length=500,
+                             description="How to find the person; kept sealed.")
+
+    _hint_has_no_nir = field_validator("hint")(_no_nir)
+
+
+class SignalOut(BaseModel):
+    id: UUID
+    org: str
+    relay_kind: RelayKind
+    relay_name: str
+    commune: str | None
+    site: str | None
+    age_bracket: AgeBracket | None
+    needs: list[Need]
+    status: str
+    outcome: str | None
+    intake_id: UUID | None
+    created_at: datetime
+    closed_at: datetime | None
+
+
+class SignalOutcome(StrEnum):
+    reached = "reached"
+    not_found = "not_found"
+    declined = "declined"
+    duplicate = "duplicate"
+    other = "other"
+
+
+class SignalClose(StrictModel):
+    outcome: SignalOutcome
+    intake_id: UUID | None = None

@@ -21,6 +21,9 @@ from schemas.vocab import (
 
 INTAKE_RECORDED = "fr.relais.intake.recorded.v1"
 CONSENT_GRANTED = "fr.relais.consent.granted.v1"
+SIGNAL_RECEIVED = "fr.relais.intake.signal_received.v1"
+PERSON_ERASED = "fr.relais.intake.person_erased.v1"
+PERSONAL_DATA_READ = "fr.relais.intake.personal_data_read.v1"
 REFERRAL_CREATED = "fr.relais.referral.created.v1"
 REFERRAL_REQUESTED = "fr.relais.referral.requested.v1"
 NOTIFICATION_SENT = "fr.relais.notification.sent.v1"
@@ -45,6 +48,38 @@ class IntakeRecordedV1(EventData):
     commune: str | None = None
     visit_number: int = Field(ge=1)
     returning: bool
+
+
+class SignalReceivedV1(EventData):
+    """A relay of the network signalled someone to reach (no identity: at most a hint, kept
+    sealed by the intake service)."""
+
+    signal_id: UUID
+    org: str
+    relay_kind: str
+    commune: str | None = None
+    site: str | None = None
+    age_bracket: AgeBracket | None = None
+    needs: list[Need] = Field(default_factory=list)
+
+
+class PersonErasedV1(EventData):
+    """The person was erased: every service drops what it holds on this pseudonymous id."""
+
+    person_id: UUID
+    erased_by: str
+    erased_at: datetime
+
+
+class PersonalDataReadV1(EventData):
+    """Someone read a person's personal data (for the consent trail's access log)."""
+
+    person_id: UUID
+    org: str
+    client_id: str
+    consent_id: UUID | None
+    categories: list[DataCategory]
+    read_at: datetime
 
 
 class ConsentGrantedV1(EventData):
@@ -98,6 +133,9 @@ class NotificationSentV1(EventData):
 
 EVENT_MODELS: dict[str, type[EventData]] = {
     INTAKE_RECORDED: IntakeRecordedV1,
+    SIGNAL_RECEIVED: SignalReceivedV1,
+    PERSON_ERASED: PersonErasedV1,
+    PERSONAL_DATA_READ: PersonalDataReadV1,
     CONSENT_GRANTED: ConsentGrantedV1,
     REFERRAL_CREATED: ReferralCreatedV1,
     REFERRAL_REQUESTED: ReferralRequestedV1,

@@ -1,9 +1,38 @@
-"""The intake service: contacts recorded at permanences and signals from the network."""
+"""The intake service: contacts recorded at permanences, signals from the network, and the
+identity vault."""
 
 from __future__ import annotations
 
-from services.intake import api
-from services.runtime.app import ServiceSpec
+import base64
+import os
 
-SPEC = ServiceSpec(name="intake", package="services.intake", produces=("relais.intake",),
-                   routes=api.routes)
+from services.intake import api, handlers, vault
+from services.runtime.app import ConsumerSpec, Runtime, ServiceSpec
+from services.runtime.logging import get_logger
+
+log = get_logger("relais.intake")
+
+
+async def load_master_key(runtime: Runtime) -> None:
+    """RELAIS_MASTER_KEY, or a key made once in the data directory (back it up: without it,
+    the sealed identities cannot be read)."""
+    settings = runtime.settings
+    if settings.master_key:
+        runtime.app[api.MASTER_KEY] = vault.load_master_key(settings.master_key)
+        return
+    path = settings.data_dir / "keys" / "master.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(base64.b64encode(vault.new_person_key()).decode())
+        log.warning("master_key_created", path=str(path),
+                    advice="set RELAIS_MASTER_KEY in production and keep a copy safe")
+    runtime.app[api.MASTER_KEY] = vault.load_master_key(path.read_text().strip())
+
+
+SPEC = ServiceSpec(
+    name="intake", package="services.intake", produces=("relais.intake",), routes=api.routes,
+    consumers=(ConsumerSpec("intake", ("relais.consent",), handlers.handler),),
+    on_start=load_master_key,
+)

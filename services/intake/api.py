@@ -1,23 +1,109 @@
-"""The intake HTTP API: thin handlers over the store and the domain."""
+"""The intake HTTP API: thin handlers over the store, the domain and the vault."""
 
 from __future__ import annotations
 
+import json
 import uuid
+from datetime import UTC, date, datetime
 
 import asyncpg
 from aiohttp import web
+from pydantic import ValidationError
 
-from schemas.api import IntakeIn
-from schemas.events import INTAKE_RECORDED
-from services.intake import domain, store
+from schemas.api import (
+    BatchIn,
+    BatchOut,
+    BatchResult,
+    Identity,
+    IntakeIn,
+    IntakeOut,
+    IntakePage,
+    PersonOut,
+    SignalClose,
+    SignalIn,
+    SignalOut,
+)
+from schemas.events import (
+    INTAKE_RECORDED,
+    PERSON_ERASED,
+    PERSONAL_DATA_READ,
+    SIGNAL_RECEIVED,
+    PersonalDataReadV1,
+    PersonErasedV1,
+    SignalReceivedV1,
+)
+from services.intake import domain, store, vault
 from services.runtime import idempotency, outbox
 from services.runtime.app import RUNTIME
-from services.runtime.auth import authenticate
+from services.runtime.auth import Principal, authenticate
 from services.runtime.events import new_event
 from services.runtime.http import json_response, parse, path_uuid, read_json
-from services.runtime.problem import Problem
+from services.runtime.problem import Problem, validation_problem
 
 SOURCE = "/relais/intake"
+MASTER_KEY = web.AppKey("master_key", bytes)
+PAGE = 100
+
+
+def _not_found(what: str = "intake") -> Problem:
+    return Problem(404, "Not found", f"No such {what}.")
+
+
+# --- intakes -------------------------------------------------------------------------------
+
+async def record_intake(conn: asyncpg.Connection, org: str, body: IntakeIn,
+                        master: bytes) -> IntakeOut:
+    """One intake, its sealed personal data, and its event, in the caller's transaction."""
+    person_id = body.person_id or uuid.uuid4()
+    person = None
+    visits = 0
+    if body.person_id:
+        person = await store.person(conn, person_id, lock=True)
+        visits = await store.visits_so_far(conn, person_id)
+        if visits == 0:
+            raise Problem(422, "Unknown person", "No intake was recorded for this person_id.")
+        if person is not None and person["erased_at"] is not None:
+            raise Problem(422, "Person erased", "This person was erased; record a new contact.")
+    note = None
+    if body.identity or body.note:
+        key = await _person_key(conn, person_id, person, master)
+        if body.identity:
+            await _merge_identity(conn, person_id, person, key, body.identity)
+        if body.note:
+            note = vault.seal(key, body.note.encode(), f"note/{person_id}")
+    bracket = body.age_bracket or (
+        domain.age_bracket_for(body.birth_year, date.today()) if body.birth_year else None)
+    intake_id = uuid.uuid4()
+    if body.signal_id and await store.get_signal(conn, body.signal_id, org, lock=True) is None:
+        raise Problem(422, "Unknown signal", "No such signal for your organisation.")
+    row = await store.insert_intake(conn, intake_id, org, person_id, body, bracket, visits + 1,
+                                    note)
+    if body.signal_id:
+        await store.close_signal(conn, body.signal_id, "reached", intake_id)
+    intake = domain.intake_out(row)
+    await outbox.add(conn, store.SCHEMA, [new_event(
+        INTAKE_RECORDED, SOURCE, str(person_id), domain.recorded_event(intake))])
+    return intake
+
+
+async def _person_key(conn: asyncpg.Connection, person_id: uuid.UUID,
+                      person: asyncpg.Record | None, master: bytes) -> bytes:
+    if person is not None and person["wrapped_key"] is not None:
+        return vault.unwrap(master, person_id, person["wrapped_key"])
+    key = vault.new_person_key()
+    await store.insert_person(conn, person_id, vault.wrap(master, person_id, key))
+    return key
+
+
+async def _merge_identity(conn: asyncpg.Connection, person_id: uuid.UUID,
+                          person: asyncpg.Record | None, key: bytes, new: Identity) -> None:
+    """What is given now completes or corrects what was known."""
+    known: dict[str, object] = {}
+    if person is not None and person["identity"] is not None:
+        known = json.loads(vault.open_sealed(key, person["identity"], f"identity/{person_id}"))
+    merged = known | new.model_dump(mode="json", exclude_none=True)
+    sealed = vault.seal(key, json.dumps(merged).encode(), f"identity/{person_id}")
+    await store.set_identity(conn, person_id, sealed)
 
 
 async def post_intake(request: web.Request) -> web.Response:
@@ -25,32 +111,216 @@ async def post_intake(request: web.Request) -> web.Response:
     key = idempotency.idempotency_key(request)
     payload = await read_json(request)
     body = parse(IntakeIn, payload)
+    master = request.app[MASTER_KEY]
 
-    async def record(conn: asyncpg.Connection) -> idempotency.Answer:
-        person_id = body.person_id or uuid.uuid4()
-        visits = await store.visits_so_far(conn, person_id) if body.person_id else 0
-        if body.person_id and visits == 0:
-            raise Problem(422, "Unknown person", "No intake was recorded for this person_id.")
-        row = await store.insert_intake(conn, uuid.uuid4(), principal.org, person_id, body,
-                                        visits + 1)
-        intake = domain.intake_out(row)
-        event = new_event(INTAKE_RECORDED, SOURCE, str(person_id), domain.recorded_event(intake))
-        await outbox.add(conn, store.SCHEMA, [event])
+    async def work(conn: asyncpg.Connection) -> idempotency.Answer:
+        intake = await record_intake(conn, principal.org, body, master)
         return idempotency.Answer(201, intake.model_dump(mode="json"),
                                   {"Location": f"/v1/intakes/{intake.id}"})
 
     return await idempotency.run_once(request.app[RUNTIME].pool, store.SCHEMA, principal.org,
-                                      "intake", key, payload, record)
+                                      "intake", key, payload, work)
+
+
+async def post_batch(request: web.Request) -> web.Response:
+    """Up to 500 intakes, each with its own idempotency key and its own transaction."""
+    principal = await authenticate(request, "intake:write")
+    batch = parse(BatchIn, await read_json(request))
+    pool, master = request.app[RUNTIME].pool, request.app[MASTER_KEY]
+    results: list[BatchResult] = []
+    for item in batch.items:
+        results.append(await _batch_item(pool, principal, master, item.idempotency_key,
+                                         item.intake))
+    counts = {s: sum(r.status == s for r in results) for s in ("created", "duplicate",
+                                                                "invalid")}
+    return json_response(BatchOut(results=results, created=counts["created"],
+                                  duplicates=counts["duplicate"], invalid=counts["invalid"]))
+
+
+async def _batch_item(pool: asyncpg.Pool, principal: Principal, master: bytes, key: str,
+                      payload: dict[str, object]) -> BatchResult:
+    try:
+        body = IntakeIn.model_validate(payload)
+
+        async def work(conn: asyncpg.Connection) -> idempotency.Answer:
+            intake = await record_intake(conn, principal.org, body, master)
+            return idempotency.Answer(201, intake.model_dump(mode="json"))
+
+        answer, replayed = await idempotency.once(pool, store.SCHEMA, principal.org, "intake",
+                                                  key, payload, work)
+    except ValidationError as exc:
+        return BatchResult(idempotency_key=key, status="invalid",
+                           errors=validation_problem(exc).extra["errors"])
+    except Problem as problem:
+        return BatchResult(idempotency_key=key, status="invalid",
+                           errors=[{"field": "(intake)", "message": problem.detail or "",
+                                    "code": problem.title}])
+    return BatchResult(idempotency_key=key, status="duplicate" if replayed else "created",
+                       intake=IntakeOut.model_validate(answer.body))
 
 
 async def get_intake(request: web.Request) -> web.Response:
     principal = await authenticate(request, "intake:read")
     row = await store.get_intake(request.app[RUNTIME].pool, path_uuid(request), principal.org)
     if row is None:
-        raise Problem(404, "Not found", "No such intake.")
+        raise _not_found()
     return json_response(domain.intake_out(row))
+
+
+async def list_intakes(request: web.Request) -> web.Response:
+    principal = await authenticate(request, "intake:read")
+    query = request.query
+    try:
+        since = datetime.fromisoformat(query["since"]) if "since" in query else None
+        after = domain.decode_cursor(query["cursor"]) if "cursor" in query else None
+        limit = min(int(query.get("limit", PAGE)), PAGE)
+    except ValueError as exc:
+        raise Problem(400, "Bad query",
+                      "since: an ISO 8601 date-time; cursor: as given; limit: 1 to 100.") from exc
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    rows = await store.page_intakes(request.app[RUNTIME].pool, principal.org,
+                                    query.get("site"), since, after, max(limit, 1))
+    items = [domain.intake_out(r) for r in rows]
+    next_cursor = (domain.encode_cursor(items[-1].created_at, items[-1].id)
+                   if len(items) == max(limit, 1) else None)
+    return json_response(IntakePage(items=items, next_cursor=next_cursor))
+
+
+# --- people --------------------------------------------------------------------------------
+
+async def get_person(request: web.Request) -> web.Response:
+    """Personal data, to an organisation that met the person or under a live consent; every
+    read is logged (access log and `personal_data_read` event)."""
+    principal = await authenticate(request, "people:read")
+    person_id = path_uuid(request)
+    master = request.app[MASTER_KEY]
+    async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
+        met_by = await store.orgs_that_met(conn, person_id)
+        consents = [domain.ConsentView(
+            r["consent_id"], frozenset(r["purposes"]), frozenset(r["recipients"]),
+            frozenset(r["categories"]), r["valid_until"], r["status"] == "active")
+            for r in await store.consents_of(conn, person_id)]
+        now = datetime.now(UTC)
+        categories, consent_id = domain.readable(principal.org, met_by, consents, now)
+        if not met_by or not categories:
+            raise _not_found("person")
+        person = await store.person(conn, person_id)
+        if person is not None and person["erased_at"] is not None:
+            raise Problem(410, "Erased", "This person's data was erased.")
+        identity, notes = await _open(conn, person_id, person, master, categories)
+        await store.log_access(conn, person_id, principal.org, principal.client_id, consent_id,
+                               sorted(categories))
+        await outbox.add(conn, store.SCHEMA, [new_event(
+            PERSONAL_DATA_READ, SOURCE, str(person_id), PersonalDataReadV1(
+                person_id=person_id, org=principal.org, client_id=principal.client_id,
+                consent_id=consent_id, categories=sorted(categories), read_at=now))])
+    return json_response(PersonOut(person_id=person_id, categories=sorted(categories),
+                                   identity=identity, notes=notes, consent_id=consent_id))
+
+
+async def _open(conn: asyncpg.Connection, person_id: uuid.UUID, person: asyncpg.Record | None,
+                master: bytes, categories: frozenset[str]) -> tuple[Identity | None,
+                                                                    list[str] | None]:
+    if person is None or person["wrapped_key"] is None:
+        return None, [] if "note" in categories else None
+    key = vault.unwrap(master, person_id, person["wrapped_key"])
+    identity = None
+    if person["identity"] is not None and categories & {"identity", "contact"}:
+        known = Identity.model_validate_json(
+            vault.open_sealed(key, person["identity"], f"identity/{person_id}"))
+        hidden = set()
+        if "identity" not in categories:
+            hidden |= {"first_name", "last_name", "birth_date"}
+        if "contact" not in categories:
+            hidden |= {"phone", "email"}
+        identity = known.model_copy(update=dict.fromkeys(hidden))
+    notes = None
+    if "note" in categories:
+        notes = [vault.open_sealed(key, n, f"note/{person_id}").decode()
+                 for n in await store.notes_of(conn, person_id)]
+    return identity, notes
+
+
+async def delete_person(request: web.Request) -> web.Response:
+    """Erase a person (crypto-shredding) and tell the other services to drop what they hold."""
+    principal = await authenticate(request, "people:erase")
+    person_id = path_uuid(request)
+    async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
+        if principal.org not in await store.orgs_that_met(conn, person_id):
+            raise _not_found("person")
+        person = await store.person(conn, person_id, lock=True)
+        if person is not None and person["erased_at"] is not None:
+            return web.Response(status=204)
+        if person is None:
+            await store.insert_person(conn, person_id, b"")
+        await store.erase(conn, person_id)
+        await outbox.add(conn, store.SCHEMA, [new_event(
+            PERSON_ERASED, SOURCE, str(person_id),
+            PersonErasedV1(person_id=person_id, erased_by=principal.org,
+                           erased_at=datetime.now(UTC)))])
+    return web.Response(status=204)
+
+
+# --- signals from the network --------------------------------------------------------------
+
+async def post_signal(request: web.Request) -> web.Response:
+    principal = await authenticate(request, "intake:write")
+    key = idempotency.idempotency_key(request)
+    payload = await read_json(request)
+    body = parse(SignalIn, payload)
+    master = request.app[MASTER_KEY]
+
+    async def work(conn: asyncpg.Connection) -> idempotency.Answer:
+        signal_id = uuid.uuid4()
+        hint = (vault.seal(master, body.hint.encode(), f"signal/{signal_id}")
+                if body.hint else None)
+        row = await store.insert_signal(conn, signal_id, principal.org,
+                                        body.model_dump(mode="json"), hint)
+        signal = SignalOut.model_validate(dict(row))
+        await outbox.add(conn, store.SCHEMA, [new_event(
+            SIGNAL_RECEIVED, SOURCE, str(signal_id), SignalReceivedV1(
+                signal_id=signal_id, org=principal.org, relay_kind=body.relay_kind,
+                commune=body.commune, site=body.site, age_bracket=body.age_bracket,
+                needs=body.needs))])
+        return idempotency.Answer(201, signal.model_dump(mode="json"),
+                                  {"Location": f"/v1/signals/{signal_id}"})
+
+    return await idempotency.run_once(request.app[RUNTIME].pool, store.SCHEMA, principal.org,
+                                      "signal", key, payload, work)
+
+
+async def list_signals(request: web.Request) -> web.Response:
+    principal = await authenticate(request, "intake:read")
+    status = request.query.get("status")
+    if status not in (None, "open", "closed"):
+        raise Problem(400, "Bad query", "status: open or closed.")
+    rows = await store.list_signals(request.app[RUNTIME].pool, principal.org, status, PAGE)
+    return web.json_response({"items": [SignalOut.model_validate(dict(r)).model_dump(
+        mode="json") for r in rows]})
+
+
+async def close_signal(request: web.Request) -> web.Response:
+    principal = await authenticate(request, "intake:write")
+    body = parse(SignalClose, await read_json(request))
+    signal_id = path_uuid(request)
+    async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
+        signal = await store.get_signal(conn, signal_id, principal.org, lock=True)
+        if signal is None:
+            raise _not_found("signal")
+        if signal["status"] == "closed":
+            raise Problem(409, "Already closed", "This signal is already closed.")
+        row = await store.close_signal(conn, signal_id, body.outcome, body.intake_id)
+    return json_response(SignalOut.model_validate(dict(row)))
 
 
 def routes(app: web.Application) -> None:
     app.router.add_post("/v1/intakes", post_intake)
+    app.router.add_get("/v1/intakes", list_intakes)
+    app.router.add_post("/v1/intakes:batch", post_batch)
     app.router.add_get("/v1/intakes/{id}", get_intake)
+    app.router.add_get("/v1/people/{id}", get_person)
+    app.router.add_delete("/v1/people/{id}", delete_person)
+    app.router.add_post("/v1/signals", post_signal)
+    app.router.add_get("/v1/signals", list_signals)
+    app.router.add_post("/v1/signals/{id}/close", close_signal)

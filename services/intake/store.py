@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any, TypeAlias
 from uuid import UUID
 
 import asyncpg
@@ -9,6 +11,7 @@ import asyncpg
 from schemas.api import IntakeIn
 
 SCHEMA = "intake"
+Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
 async def visits_so_far(conn: asyncpg.Connection, person_id: UUID) -> int:
@@ -20,22 +23,157 @@ async def visits_so_far(conn: asyncpg.Connection, person_id: UUID) -> int:
 
 async def insert_intake(
     conn: asyncpg.Connection, intake_id: UUID, org: str, person_id: UUID, body: IntakeIn,
-    visit_number: int,
+    age_bracket: str | None, visit_number: int, note: bytes | None,
 ) -> asyncpg.Record:
     row: asyncpg.Record = await conn.fetchrow(
         "INSERT INTO intake.intakes (id, org, person_id, site, channel, contacted_at,"
-        " duration_minutes, needs, flags, age_bracket, commune, visit_number)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING *",
+        " duration_minutes, needs, flags, age_bracket, commune, visit_number, note,"
+        " has_identity, signal_id)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        " RETURNING *",
         intake_id, org, person_id, body.site, body.channel, body.contacted_at,
-        body.duration_minutes, list(body.needs), list(body.flags), body.age_bracket,
-        body.commune, visit_number,
+        body.duration_minutes, list(body.needs), list(body.flags), age_bracket,
+        body.commune, visit_number, note, body.identity is not None, body.signal_id,
     )
     return row
 
 
-async def get_intake(conn: asyncpg.Connection | asyncpg.Pool, intake_id: UUID,
-                     org: str) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(
+async def get_intake(db: Db, intake_id: UUID, org: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await db.fetchrow(
         "SELECT * FROM intake.intakes WHERE id = $1 AND org = $2", intake_id, org
     )
     return row
+
+
+async def page_intakes(db: Db, org: str, site: str | None, since: datetime | None,
+                       after: tuple[datetime, UUID] | None, limit: int) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await db.fetch(
+        "SELECT * FROM intake.intakes WHERE org = $1"
+        " AND ($2::text IS NULL OR site = $2)"
+        " AND ($3::timestamptz IS NULL OR contacted_at >= $3)"
+        " AND ($4::timestamptz IS NULL OR (created_at, id) > ($4, $5::uuid))"
+        " ORDER BY created_at, id LIMIT $6",
+        org, site, since, after[0] if after else None, after[1] if after else None, limit,
+    )
+    return rows
+
+
+# --- the vault -----------------------------------------------------------------------------
+
+async def person(db: Db, person_id: UUID, lock: bool = False) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await db.fetchrow(
+        "SELECT * FROM intake.people WHERE person_id = $1" + (" FOR UPDATE" if lock else ""),
+        person_id,
+    )
+    return row
+
+
+async def insert_person(conn: asyncpg.Connection, person_id: UUID, wrapped_key: bytes) -> None:
+    await conn.execute(
+        "INSERT INTO intake.people (person_id, wrapped_key) VALUES ($1, $2)",
+        person_id, wrapped_key,
+    )
+
+
+async def set_identity(conn: asyncpg.Connection, person_id: UUID, sealed: bytes) -> None:
+    await conn.execute(
+        "UPDATE intake.people SET identity = $2, updated_at = now() WHERE person_id = $1",
+        person_id, sealed,
+    )
+
+
+async def notes_of(db: Db, person_id: UUID) -> list[bytes]:
+    rows = await db.fetch(
+        "SELECT note FROM intake.intakes WHERE person_id = $1 AND note IS NOT NULL"
+        " ORDER BY contacted_at, id",
+        person_id,
+    )
+    return [r["note"] for r in rows]
+
+
+async def orgs_that_met(db: Db, person_id: UUID) -> set[str]:
+    rows = await db.fetch("SELECT DISTINCT org FROM intake.intakes WHERE person_id = $1",
+                          person_id)
+    return {r["org"] for r in rows}
+
+
+async def erase(conn: asyncpg.Connection, person_id: UUID) -> None:
+    """Crypto-shredding: the key goes, and with it every sealed copy."""
+    await conn.execute(
+        "UPDATE intake.people SET wrapped_key = NULL, identity = NULL, erased_at = now()"
+        " WHERE person_id = $1",
+        person_id,
+    )
+    await conn.execute("UPDATE intake.intakes SET note = NULL WHERE person_id = $1", person_id)
+    await conn.execute("UPDATE intake.signals SET hint = NULL WHERE id IN"
+                       " (SELECT signal_id FROM intake.intakes WHERE person_id = $1)", person_id)
+
+
+async def log_access(conn: asyncpg.Connection, person_id: UUID, org: str, client_id: str,
+                     consent_id: UUID | None, categories: list[str]) -> None:
+    await conn.execute(
+        "INSERT INTO intake.access_log (person_id, org, client_id, consent_id, categories)"
+        " VALUES ($1, $2, $3, $4, $5)",
+        person_id, org, client_id, consent_id, categories,
+    )
+
+
+# --- consents seen (projection of consent.* events) ------------------------------------------
+
+async def upsert_consent(conn: asyncpg.Connection, data: dict[str, Any]) -> None:
+    await conn.execute(
+        "INSERT INTO intake.consents (consent_id, person_id, purposes, recipients, categories,"
+        " valid_until, status) VALUES ($1, $2, $3, $4, $5, $6, 'active')"
+        " ON CONFLICT (consent_id) DO NOTHING",
+        data["consent_id"], data["person_id"], data["purposes"], data["recipients"],
+        data["categories"], data["valid_until"],
+    )
+
+
+async def consents_of(db: Db, person_id: UUID) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await db.fetch(
+        "SELECT * FROM intake.consents WHERE person_id = $1", person_id
+    )
+    return rows
+
+
+# --- signals -------------------------------------------------------------------------------
+
+async def insert_signal(conn: asyncpg.Connection, signal_id: UUID, org: str,
+                        values: dict[str, Any], hint: bytes | None) -> asyncpg.Record:
+    row: asyncpg.Record = await conn.fetchrow(
+        "INSERT INTO intake.signals (id, org, relay_kind, relay_name, commune, site,"
+        " age_bracket, needs, hint) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *",
+        signal_id, org, values["relay_kind"], values["relay_name"], values.get("commune"),
+        values.get("site"), values.get("age_bracket"), values.get("needs", []), hint,
+    )
+    return row
+
+
+async def get_signal(db: Db, signal_id: UUID, org: str,
+                     lock: bool = False) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await db.fetchrow(
+        "SELECT * FROM intake.signals WHERE id = $1 AND org = $2"
+        + (" FOR UPDATE" if lock else ""),
+        signal_id, org,
+    )
+    return row
+
+
+async def close_signal(conn: asyncpg.Connection, signal_id: UUID, outcome: str,
+                       intake_id: UUID | None) -> asyncpg.Record:
+    row: asyncpg.Record = await conn.fetchrow(
+        "UPDATE intake.signals SET status = 'closed', outcome = $2, intake_id = $3,"
+        " closed_at = now() WHERE id = $1 RETURNING *",
+        signal_id, outcome, intake_id,
+    )
+    return row
+
+
+async def list_signals(db: Db, org: str, status: str | None, limit: int) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await db.fetch(
+        "SELECT * FROM intake.signals WHERE org = $1 AND ($2::text IS NULL OR status = $2)"
+        " ORDER BY created_at DESC LIMIT $3",
+        org, status, limit,
+    )
+    return rows

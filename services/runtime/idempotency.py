@@ -51,9 +51,10 @@ def request_hash(payload: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-async def run_once(pool: asyncpg.Pool, schema: str, org: str, operation: str, key: str,
-                   payload: Any, work: Work) -> web.Response:
-    """Do `work` in a transaction unless this (org, operation, key) was already done."""
+async def once(pool: asyncpg.Pool, schema: str, org: str, operation: str, key: str,
+               payload: Any, work: Work) -> tuple[Answer, bool]:
+    """Do `work` in a transaction unless this (org, operation, key) was already done.
+    Returns the answer and whether it is a replay of the first one."""
     digest = request_hash(payload)
     try:
         async with pool.acquire() as conn, conn.transaction():
@@ -62,10 +63,15 @@ async def run_once(pool: asyncpg.Pool, schema: str, org: str, operation: str, ke
             if first is not None:
                 raise _Replay(first)
     except _Replay as replay:
-        answer = replay.answer
-        return web.json_response(answer.body, status=answer.status,
-                                 headers={"Idempotent-Replayed": "true"})
-    return web.json_response(answer.body, status=answer.status, headers=answer.headers)
+        return replay.answer, True
+    return answer, False
+
+
+async def run_once(pool: asyncpg.Pool, schema: str, org: str, operation: str, key: str,
+                   payload: Any, work: Work) -> web.Response:
+    answer, replayed = await once(pool, schema, org, operation, key, payload, work)
+    headers = {"Idempotent-Replayed": "true"} if replayed else answer.headers
+    return web.json_response(answer.body, status=answer.status, headers=headers)
 
 
 async def _record(conn: asyncpg.Connection, schema: str, org: str, operation: str, key: str,

@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: str | None = None
 
+    master_key: str | None = Field(
+        default=None, description="Base64 of 32 bytes; wraps every person's key (the vault)."
+    )
+
     log_level: str = "INFO"
     log_json: bool = True
 

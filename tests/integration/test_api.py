@@ -5,42 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
-import pytest
-from aiohttp.test_utils import TestClient, TestServer
-
-from services.auth.api import KEYS
-from services.cli import SERVICE_NAMES, service_specs
-from services.runtime.app import RUNTIME, create_app
-from services.runtime.settings import Settings
+from services.runtime.app import RUNTIME
 from tests.conftest import wait_until
 from tests.e2e.conftest import Tokens
+from tests.integration.conftest import Client
 
-Client = TestClient[Any, Any]
 INTAKE = {"site": "qpv-etouvie", "channel": "fixed_permanence",
           "contacted_at": "2026-11-20T10:00:00+01:00", "needs": ["housing"]}
-
-
-@pytest.fixture
-def settings(database: str, tmp_path: Path) -> Settings:
-    return Settings.model_validate({"data_dir": tmp_path, "database_url": database,
-                                    "poll_interval": 0.5})
-
-
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[Client]:
-    assert settings.database_url
-    app = create_app(settings, settings.database_url, service_specs(SERVICE_NAMES))
-    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-        yield client
-
-
-@pytest.fixture
-async def tokens(client: Client, settings: Settings) -> Tokens:
-    return Tokens(await client.app[KEYS].signing(), settings)
 
 
 async def intake_count(client: Client) -> int:

@@ -7,9 +7,7 @@ from __future__ import annotations
 import base64
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -20,24 +18,10 @@ from joserfc.jwk import OKPKey
 
 from deploy.kafka.broker import free_port
 from services.auth import domain, keys, store
-from services.cli import SERVICE_NAMES, service_specs
+from services.cli import service_specs
 from services.runtime.app import RUNTIME, create_app
 from services.runtime.settings import Settings
-
-Client = TestClient[Any, Any]
-
-
-@pytest.fixture
-def settings(database: str, tmp_path: Path) -> Settings:
-    return Settings.model_validate({"data_dir": tmp_path, "database_url": database})
-
-
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[Client]:
-    assert settings.database_url
-    app = create_app(settings, settings.database_url, service_specs(SERVICE_NAMES))
-    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-        yield client
+from tests.integration.conftest import Client
 
 
 async def new_client(client: Client, org: str, scopes: str) -> tuple[str, str]:

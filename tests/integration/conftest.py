@@ -1,0 +1,37 @@
+"""Relais over real HTTP on a fresh database, with the postgres transport."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from services.auth.api import KEYS
+from services.cli import SERVICE_NAMES, service_specs
+from services.runtime.app import create_app
+from services.runtime.settings import Settings
+from tests.e2e.conftest import Tokens
+
+Client = TestClient[Any, Any]
+
+
+@pytest.fixture
+def settings(database: str, tmp_path: Path) -> Settings:
+    return Settings.model_validate({"data_dir": tmp_path, "database_url": database,
+                                    "poll_interval": 0.5})
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[Client]:
+    assert settings.database_url
+    app = create_app(settings, settings.database_url, service_specs(SERVICE_NAMES))
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        yield client
+
+
+@pytest.fixture
+async def tokens(client: Client, settings: Settings) -> Tokens:
+    return Tokens(await client.app[KEYS].signing(), settings)
