@@ -4,7 +4,6 @@ channel), and the sender that delivers them over SMTP."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import UTC, datetime
 
 import aiosmtplib
@@ -23,6 +22,7 @@ from services.runtime.consumer import Handler
 from services.runtime.events import Event, new_event
 from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
+from services.runtime.waiting import wait_for_event
 
 log = get_logger("relais.notify")
 SOURCE = "/relais/notify"
@@ -61,8 +61,7 @@ async def sender(runtime: Runtime) -> None:
             wake.clear()
             if await send_due(runtime.pool, runtime.settings) == BATCH:
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), runtime.settings.poll_interval)
+            await wait_for_event(wake, runtime.settings.poll_interval)
     finally:
         await conn.close()
 

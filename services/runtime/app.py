@@ -28,6 +28,7 @@ from services.runtime.transport import Transport, make_transport
 
 log = get_logger("relais.app")
 MAX_BODY = 1024 * 1024
+STOP_TIMEOUT = 10.0
 
 
 @dataclass
@@ -134,7 +135,13 @@ def _runtime_ctx(
         app[TASKS] = tasks
         yield
         await stop_tasks(tasks)
-        await runtime.pool.close()
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT):
+                await runtime.pool.close()
+        except TimeoutError:
+            log.warning("pool_close_timeout", in_use=runtime.pool.get_size()
+                        - runtime.pool.get_idle_size())
+            runtime.pool.terminate()
 
     return ctx
 
@@ -200,4 +207,6 @@ async def _supervised(worker: Callable[[Runtime], Awaitable[None]], runtime: Run
 async def stop_tasks(tasks: Sequence[asyncio.Task[None]]) -> None:
     for task in tasks:
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    _done, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
+    if pending:
+        log.warning("tasks_not_stopped", tasks=sorted(t.get_name() for t in pending))

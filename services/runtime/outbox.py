@@ -4,7 +4,6 @@ describe, and the relay publishes them after the commit."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import time
@@ -18,6 +17,7 @@ from services.runtime.logging import get_logger
 from services.runtime.telemetry import current_traceparent
 from services.runtime.transport.base import Producer, Transport
 from services.runtime.transport.postgres import headers_from_json, headers_to_json
+from services.runtime.waiting import wait_for_event
 
 log = get_logger("relais.outbox")
 BATCH = 500
@@ -95,8 +95,7 @@ class OutboxRelay:
                         f'DELETE FROM "{self.schema}".outbox'
                         f" WHERE published_at < now() - interval '{RETENTION}'"
                     )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                await wait_for_event(self._wake, self.poll_interval)
         finally:
             if producer is not None:
                 await producer.stop()

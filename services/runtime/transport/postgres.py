@@ -9,7 +9,6 @@ several processes share a group and a dead one's partitions are taken over."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,6 +20,7 @@ import asyncpg
 from services.runtime import db
 from services.runtime.events import Message, Record
 from services.runtime.transport.base import TopicPartition
+from services.runtime.waiting import wait_for_event
 
 SCHEMA = "relais_bus"
 CHANNEL = "relais_bus"
@@ -197,8 +197,7 @@ class PostgresConsumer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), min(remaining, self.poll_interval))
+            await wait_for_event(self._wake, min(remaining, self.poll_interval))
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         conn = self._require_conn()
