@@ -74,6 +74,8 @@ class IntakeIn(StrictModel):
     site: str = Field(pattern=SLUG, max_length=80, examples=["qpv-etouvie"])
     channel: Channel
     contacted_at: AwareDatetime
+    permanence: str | None = Field(default=None, pattern=SLUG, max_length=80,
+                                   examples=["camion-etouvie-mardi"])
     duration_minutes: int | None = Field(default=None, ge=1, le=600)
     needs: list[Need] = Field(min_length=1, max_length=10)
     flags: list[SituationFlag] = Field(default_factory=list, max_length=10)

@@ -24,6 +24,7 @@ CONSENT_GRANTED = "fr.relais.consent.granted.v1"
 SIGNAL_RECEIVED = "fr.relais.intake.signal_received.v1"
 PERSON_ERASED = "fr.relais.intake.person_erased.v1"
 PERSONAL_DATA_READ = "fr.relais.intake.personal_data_read.v1"
+DIRECTORY_UPDATED = "fr.relais.intake.directory_updated.v1"
 REFERRAL_CREATED = "fr.relais.referral.created.v1"
 REFERRAL_REQUESTED = "fr.relais.referral.requested.v1"
 NOTIFICATION_SENT = "fr.relais.notification.sent.v1"
@@ -82,6 +83,13 @@ class PersonalDataReadV1(EventData):
     read_at: datetime
 
 
+class DirectoryUpdatedV1(EventData):
+    """A new version of the directory (reference data: no personal data)."""
+
+    version: int
+    directory: dict[str, Any]
+
+
 class ConsentGrantedV1(EventData):
     """The person agreed: to these purposes, for these recipients and data categories."""
 
@@ -136,6 +144,7 @@ EVENT_MODELS: dict[str, type[EventData]] = {
     SIGNAL_RECEIVED: SignalReceivedV1,
     PERSON_ERASED: PersonErasedV1,
     PERSONAL_DATA_READ: PersonalDataReadV1,
+    DIRECTORY_UPDATED: DirectoryUpdatedV1,
     CONSENT_GRANTED: ConsentGrantedV1,
     REFERRAL_CREATED: ReferralCreatedV1,
     REFERRAL_REQUESTED: ReferralRequestedV1,

@@ -10,6 +10,7 @@ import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import asyncpg
 from aiohttp import web
@@ -59,6 +60,42 @@ async def _auth_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
     finally:
         await conn.close()
     return await db.create_pool(dsn, 2)
+
+
+async def directory_command(settings: Settings, args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from services import directory
+    from services.intake import store
+    from services.intake.directory import publish
+
+    document = None
+    if args.action == "load":
+        try:
+            document = directory.load(Path(args.file))
+        except (OSError, ValidationError, ValueError) as exc:
+            print(f"{args.file}: not loaded:\n{exc}", file=sys.stderr)
+            return 2
+    async with database(settings) as dsn:
+        conn = await db.connect(dsn)
+        try:
+            await db.migrate(conn, "intake", "services.runtime")
+            await db.migrate(conn, "intake", "services.intake")
+            if document is not None:
+                async with conn.transaction():
+                    version = await publish(conn, document)
+                print(f"directory version {version} loaded: {len(document.organisations)} "
+                      f"organisations, {len(document.sites)} sites, "
+                      f"{len(document.permanences)} permanences", file=sys.stderr)
+            else:
+                row = await store.directory(conn)
+                if row is None:
+                    print("no directory yet: `relais up` loads the demo one", file=sys.stderr)
+                    return 1
+                print(directory.Directory.model_validate(row["document"]).to_yaml(), end="")
+        finally:
+            await conn.close()
+    return 0
 
 
 async def client_command(settings: Settings, args: argparse.Namespace) -> int:
@@ -172,6 +209,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     keys = sub.add_parser("keys", help="token signing keys")
     keys.add_subparsers(dest="action", required=True).add_parser(
         "rotate", help="sign with a new key; the old one stays published until its tokens expire")
+    directory = sub.add_parser("directory", help="organisations, sites and permanences")
+    directory_sub = directory.add_subparsers(dest="action", required=True)
+    directory_sub.add_parser("load", help="replace the directory with a YAML file").add_argument(
+        "file")
+    directory_sub.add_parser("show", help="print the directory as YAML")
     sub.add_parser("settings", help="print the effective settings as JSON")
     args = parser.parse_args(argv)
     settings = _settings(args)
@@ -186,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         asyncio.run(serve(settings, names))
     elif args.command in ("client", "keys"):
         sys.exit(asyncio.run(client_command(settings, args)))
+    elif args.command == "directory":
+        sys.exit(asyncio.run(directory_command(settings, args)))
     elif args.command == "settings":
         print(json.dumps(settings.model_dump(mode="json"), indent=2))
 

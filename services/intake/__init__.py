@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import os
 
-from services.intake import api, handlers, vault
+from services import directory as reference
+from services.intake import api, handlers, store, vault
+from services.intake.directory import publish
 from services.runtime.app import ConsumerSpec, Runtime, ServiceSpec
 from services.runtime.logging import get_logger
 
@@ -31,8 +33,21 @@ async def load_master_key(runtime: Runtime) -> None:
     runtime.app[api.MASTER_KEY] = vault.load_master_key(path.read_text().strip())
 
 
+async def first_directory(runtime: Runtime) -> None:
+    """On the very first start, the directory file (the demo territory by default)."""
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        await conn.execute("LOCK TABLE intake.directory IN EXCLUSIVE MODE")
+        if await store.directory(conn) is None:
+            await publish(conn, reference.load(runtime.settings.directory_file))
+
+
+async def start(runtime: Runtime) -> None:
+    await load_master_key(runtime)
+    await first_directory(runtime)
+
+
 SPEC = ServiceSpec(
     name="intake", package="services.intake", produces=("relais.intake",), routes=api.routes,
     consumers=(ConsumerSpec("intake", ("relais.consent",), handlers.handler),),
-    on_start=load_master_key,
+    on_start=start,
 )

@@ -32,7 +32,9 @@ from schemas.events import (
     PersonErasedV1,
     SignalReceivedV1,
 )
+from services import directory as reference
 from services.intake import domain, store, vault
+from services.intake.directory import CachedDirectory, publish
 from services.runtime import idempotency, outbox
 from services.runtime.app import RUNTIME
 from services.runtime.auth import Principal, authenticate
@@ -42,6 +44,7 @@ from services.runtime.problem import Problem, validation_problem
 
 SOURCE = "/relais/intake"
 MASTER_KEY = web.AppKey("master_key", bytes)
+DIRECTORY = web.AppKey("directory", CachedDirectory)
 PAGE = 100
 
 
@@ -52,8 +55,9 @@ def _not_found(what: str = "intake") -> Problem:
 # --- intakes -------------------------------------------------------------------------------
 
 async def record_intake(conn: asyncpg.Connection, org: str, body: IntakeIn,
-                        master: bytes) -> IntakeOut:
+                        master: bytes, directory: reference.Directory) -> IntakeOut:
     """One intake, its sealed personal data, and its event, in the caller's transaction."""
+    _check_place(body, directory)
     person_id = body.person_id or uuid.uuid4()
     person = None
     visits = 0
@@ -86,6 +90,22 @@ async def record_intake(conn: asyncpg.Connection, org: str, body: IntakeIn,
     return intake
 
 
+def _check_place(body: IntakeIn, directory: reference.Directory) -> None:
+    errors = []
+    if directory.sites and directory.site(body.site) is None:
+        errors.append({"field": "site", "message": f"unknown site '{body.site}': see GET "
+                       "/v1/directory", "code": "unknown_site"})
+    if body.permanence:
+        permanence = next((p for p in directory.permanences if p.id == body.permanence), None)
+        if permanence is None or permanence.site != body.site:
+            errors.append({"field": "permanence", "message": f"no permanence "
+                           f"'{body.permanence}' at site '{body.site}'",
+                           "code": "unknown_permanence"})
+    if errors:
+        raise Problem(422, "Invalid request", f"{len(errors)} invalid field(s)",
+                      type_="https://relais.example/problems/validation", errors=errors)
+
+
 async def _person_key(conn: asyncpg.Connection, person_id: uuid.UUID,
                       person: asyncpg.Record | None, master: bytes) -> bytes:
     if person is not None and person["wrapped_key"] is not None:
@@ -112,9 +132,10 @@ async def post_intake(request: web.Request) -> web.Response:
     payload = await read_json(request)
     body = parse(IntakeIn, payload)
     master = request.app[MASTER_KEY]
+    directory = await request.app[DIRECTORY].get(request.app[RUNTIME].pool)
 
     async def work(conn: asyncpg.Connection) -> idempotency.Answer:
-        intake = await record_intake(conn, principal.org, body, master)
+        intake = await record_intake(conn, principal.org, body, master, directory)
         return idempotency.Answer(201, intake.model_dump(mode="json"),
                                   {"Location": f"/v1/intakes/{intake.id}"})
 
@@ -127,23 +148,25 @@ async def post_batch(request: web.Request) -> web.Response:
     principal = await authenticate(request, "intake:write")
     batch = parse(BatchIn, await read_json(request))
     pool, master = request.app[RUNTIME].pool, request.app[MASTER_KEY]
+    directory = await request.app[DIRECTORY].get(pool)
     results: list[BatchResult] = []
     for item in batch.items:
-        results.append(await _batch_item(pool, principal, master, item.idempotency_key,
-                                         item.intake))
+        results.append(await _batch_item(pool, principal, master, directory,
+                                         item.idempotency_key, item.intake))
     counts = {s: sum(r.status == s for r in results) for s in ("created", "duplicate",
                                                                 "invalid")}
     return json_response(BatchOut(results=results, created=counts["created"],
                                   duplicates=counts["duplicate"], invalid=counts["invalid"]))
 
 
-async def _batch_item(pool: asyncpg.Pool, principal: Principal, master: bytes, key: str,
+async def _batch_item(pool: asyncpg.Pool, principal: Principal, master: bytes,
+                      directory: reference.Directory, key: str,
                       payload: dict[str, object]) -> BatchResult:
     try:
         body = IntakeIn.model_validate(payload)
 
         async def work(conn: asyncpg.Connection) -> idempotency.Answer:
-            intake = await record_intake(conn, principal.org, body, master)
+            intake = await record_intake(conn, principal.org, body, master, directory)
             return idempotency.Answer(201, intake.model_dump(mode="json"))
 
         answer, replayed = await idempotency.once(pool, store.SCHEMA, principal.org, "intake",
@@ -152,9 +175,9 @@ async def _batch_item(pool: asyncpg.Pool, principal: Principal, master: bytes, k
         return BatchResult(idempotency_key=key, status="invalid",
                            errors=validation_problem(exc).extra["errors"])
     except Problem as problem:
-        return BatchResult(idempotency_key=key, status="invalid",
-                           errors=[{"field": "(intake)", "message": problem.detail or "",
-                                    "code": problem.title}])
+        errors = problem.extra.get("errors") or [
+            {"field": "(intake)", "message": problem.detail or "", "code": problem.title}]
+        return BatchResult(idempotency_key=key, status="invalid", errors=errors)
     return BatchResult(idempotency_key=key, status="duplicate" if replayed else "created",
                        intake=IntakeOut.model_validate(answer.body))
 
@@ -314,7 +337,31 @@ async def close_signal(request: web.Request) -> web.Response:
     return json_response(SignalOut.model_validate(dict(row)))
 
 
+# --- the directory -------------------------------------------------------------------------
+
+async def get_directory(request: web.Request) -> web.Response:
+    await authenticate(request, None)
+    row = await store.directory(request.app[RUNTIME].pool)
+    if row is None:
+        raise Problem(404, "Not found", "No directory was loaded yet.")
+    return web.json_response(row["document"], headers={"ETag": f'"{row["version"]}"'})
+
+
+async def put_directory(request: web.Request) -> web.Response:
+    """Replace the whole directory (it is validated as a whole); the services follow."""
+    await authenticate(request, "directory:write")
+    document = parse(reference.Directory, await read_json(request))
+    async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
+        version = await publish(conn, document)
+    request.app[DIRECTORY].forget()
+    return web.json_response(document.model_dump(mode="json"),
+                             headers={"ETag": f'"{version}"'})
+
+
 def routes(app: web.Application) -> None:
+    app[DIRECTORY] = CachedDirectory()
+    app.router.add_get("/v1/directory", get_directory)
+    app.router.add_put("/v1/directory", put_directory)
     app.router.add_post("/v1/intakes", post_intake)
     app.router.add_get("/v1/intakes", list_intakes)
     app.router.add_post("/v1/intakes:batch", post_batch)

@@ -177,3 +177,21 @@ async def list_signals(db: Db, org: str, status: str | None, limit: int) -> list
         org, status, limit,
     )
     return rows
+
+
+# --- the directory -------------------------------------------------------------------------
+
+async def directory(db: Db) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await db.fetchrow(
+        "SELECT version, document FROM intake.directory")
+    return row
+
+
+async def save_directory(conn: asyncpg.Connection, document: dict[str, Any]) -> int:
+    version: int = await conn.fetchval(
+        "INSERT INTO intake.directory AS d (version, document) VALUES (1, $1)"
+        " ON CONFLICT (id) DO UPDATE SET version = d.version + 1, document = EXCLUDED.document,"
+        " updated_at = now() RETURNING version",
+        document,
+    )
+    return version

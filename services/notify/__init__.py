@@ -16,7 +16,7 @@ SPEC = ServiceSpec(
     package="services.notify",
     produces=("relais.notification",),
     routes=api.routes,
-    consumers=(ConsumerSpec("notify", ("relais.referral",), handlers.handler),),
+    consumers=(ConsumerSpec("notify", ("relais.referral", "relais.intake"), handlers.handler),),
     workers=(handlers.sender,),
     on_start=load_recipients,
 )

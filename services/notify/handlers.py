@@ -10,11 +10,14 @@ import aiosmtplib
 import asyncpg
 
 from schemas.events import (
+    DIRECTORY_UPDATED,
     NOTIFICATION_SENT,
     REFERRAL_REQUESTED,
+    DirectoryUpdatedV1,
     NotificationSentV1,
     ReferralRequestedV1,
 )
+from services.directory import Directory
 from services.notify import domain, store
 from services.runtime import db, outbox
 from services.runtime.app import Runtime
@@ -34,6 +37,10 @@ def handler(runtime: Runtime) -> Handler:
     base_url = runtime.settings.base_url
 
     async def handle(conn: asyncpg.Connection, event: Event) -> None:
+        if event.type == DIRECTORY_UPDATED:
+            update = DirectoryUpdatedV1.model_validate(event.data)
+            await store.upsert_recipients(conn, Directory.model_validate(update.directory))
+            return
         if event.type != REFERRAL_REQUESTED:
             return
         referral = ReferralRequestedV1.model_validate(event.data)

@@ -13,8 +13,9 @@ SCHEMA = "notify"
 PENDING_CHANNEL = "relais_notify_pending"
 
 
-async def upsert_recipients(pool: asyncpg.Pool, directory: Directory) -> None:
-    await pool.executemany(
+async def upsert_recipients(db: asyncpg.Pool | asyncpg.Connection,
+                            directory: Directory) -> None:
+    await db.executemany(
         "INSERT INTO notify.recipients (org, name, email) VALUES ($1, $2, $3)"
         " ON CONFLICT (org) DO UPDATE SET name = EXCLUDED.name, email = EXCLUDED.email",
         [(o.id, o.name, str(o.email)) for o in directory.organisations],

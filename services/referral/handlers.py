@@ -11,15 +11,18 @@ import asyncpg
 
 from schemas.events import (
     CONSENT_GRANTED,
+    DIRECTORY_UPDATED,
     INTAKE_RECORDED,
     REFERRAL_CREATED,
     REFERRAL_REQUESTED,
     ConsentGrantedV1,
+    DirectoryUpdatedV1,
     IntakeRecordedV1,
     ReferralCreatedV1,
     ReferralRequestedV1,
 )
 from schemas.vocab import ReferralStatus
+from services.directory import Directory
 from services.referral import domain, store
 from services.runtime import outbox
 from services.runtime.app import Runtime
@@ -36,6 +39,9 @@ def handler(_runtime: Runtime) -> Handler:
             await on_intake(conn, IntakeRecordedV1.model_validate(event.data))
         elif event.type == CONSENT_GRANTED:
             await on_consent(conn, ConsentGrantedV1.model_validate(event.data))
+        elif event.type == DIRECTORY_UPDATED:
+            update = DirectoryUpdatedV1.model_validate(event.data)
+            await store.upsert_partners(conn, Directory.model_validate(update.directory))
 
     return handle
 

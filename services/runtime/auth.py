@@ -179,15 +179,16 @@ def unauthorized(error: str, detail: str) -> Problem:
 VERIFIER = web.AppKey("verifier", TokenVerifier)
 
 
-async def authenticate(request: web.Request, scope: str) -> Principal:
-    """The caller, who must hold `scope`: 401 without a valid token, 403 without the scope."""
+async def authenticate(request: web.Request, scope: str | None) -> Principal:
+    """The caller, who must hold `scope` (if given): 401 without a valid token, 403 without
+    the scope."""
     header = request.headers.get("Authorization", "")
     kind, _, token = header.partition(" ")
     if kind.lower() != "bearer" or not token.strip():
         raise Problem(401, "Unauthorized", "A bearer access token is required.",
                       headers={"WWW-Authenticate": 'Bearer realm="relais"'})
     principal = await request.app[VERIFIER].verify(token.strip())
-    if scope not in principal.scopes:
+    if scope is not None and scope not in principal.scopes:
         challenge = f'Bearer realm="relais", error="insufficient_scope", scope="{scope}"'
         raise Problem(403, "Forbidden", f"The access token lacks the scope '{scope}'.",
                       headers={"WWW-Authenticate": challenge})

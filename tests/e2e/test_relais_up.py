@@ -89,6 +89,20 @@ def test_relais_up_keeps_its_data_across_a_restart_and_stops_cleanly(tmp_path: P
             "contacted_at": "2026-11-20T10:00:00+01:00", "needs": ["employment"],
         })
         assert status == 201
+        shown = subprocess.run([*RELAIS, "directory", "show"], env=env, check=True,
+                               capture_output=True, text=True).stdout
+        assert "id: mission-locale" in shown and "camion-etouvie-mardi" in shown
+        edited = tmp_path / "directory.yaml"
+        edited.write_text(shown.replace("Mission locale du Grand Amiénois",
+                                        "Mission locale d'Amiens"))
+        loaded = subprocess.run([*RELAIS, "directory", "load", str(edited)], env=env,
+                                check=True, capture_output=True, text=True)
+        assert "directory version 2 loaded" in loaded.stderr
+        broken = tmp_path / "broken.yaml"
+        broken.write_text(shown.replace("site: qpv-etouvie", "site: nowhere"))
+        refused = subprocess.run([*RELAIS, "directory", "load", str(broken)], env=env,
+                                 capture_output=True, text=True)
+        assert refused.returncode == 2 and "unknown site nowhere" in refused.stderr
     finally:
         log = _stop(process)
     assert "Embedded PostgreSQL stopped." in log

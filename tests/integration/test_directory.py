@@ -1,0 +1,88 @@
+"""The directory: served to members, replaced as a whole by `directory:write`, checked on
+every intake, and followed by the referral and notify services through its event."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from typing import Any
+
+from services.runtime.app import RUNTIME
+from tests.conftest import wait_until
+from tests.e2e.conftest import Tokens
+from tests.integration.conftest import Client
+
+ADMIN = "directory:write intake:write"
+INTAKE = {"site": "qpv-etouvie", "channel": "mobile_permanence",
+          "contacted_at": "2026-11-20T10:00:00+01:00", "needs": ["employment"]}
+
+
+async def test_the_demo_directory_is_there_on_first_start(client: Client,
+                                                          tokens: Tokens) -> None:
+    response = await client.get("/v1/directory", headers=tokens.headers("ccas", "intake:read"))
+    assert response.status == 200
+    directory = await response.json()
+    kinds = {o["kind"] for o in directory["organisations"]}
+    assert {"mission_locale", "france_travail", "cap_emploi", "ccas", "plie", "association",
+            "commission", "outreach_team"} <= kinds
+    qpv = [s for s in directory["sites"] if s["kind"] == "qpv_square"]
+    assert len(qpv) == 4
+    assert all(p["mobile"] for p in directory["permanences"] if p["site"] in
+               {s["id"] for s in qpv})
+    assert (await client.get("/v1/directory")).status == 401
+
+
+async def test_a_directory_with_dangling_references_is_refused(client: Client,
+                                                               tokens: Tokens) -> None:
+    current = await (await client.get("/v1/directory",
+                                      headers=tokens.headers("ccas", ADMIN))).json()
+    broken = copy.deepcopy(current)
+    broken["permanences"][0]["site"] = "nowhere"
+    broken["consortia"][0]["members"].append("ghost")
+    response = await client.put("/v1/directory", json=broken,
+                                headers=tokens.headers("ccas", ADMIN))
+    assert response.status == 422
+    message = (await response.json())["errors"][0]["message"]
+    assert "unknown site nowhere" in message and "unknown organisation ghost" in message
+    forbidden = await client.put("/v1/directory", json=current,
+                                 headers=tokens.headers("ccas", "intake:write"))
+    assert forbidden.status == 403
+
+
+async def test_a_new_directory_reaches_every_service(client: Client, tokens: Tokens) -> None:
+    current: dict[str, Any] = await (await client.get(
+        "/v1/directory", headers=tokens.headers("ccas", ADMIN))).json()
+    current["organisations"].append({
+        "id": "epide", "name": "EPIDE d'Amiens", "kind": "association",
+        "email": "contact@epide.example.org", "needs": ["training"]})
+    current["sites"].append({"id": "gare", "name": "Parvis de la gare", "kind": "public_space"})
+    response = await client.put("/v1/directory", json=current,
+                                headers=tokens.headers("ccas", ADMIN))
+    assert response.status == 200
+    assert response.headers["ETag"] == '"2"'
+    pool = client.app[RUNTIME].pool
+
+    async def followed() -> bool:
+        partner = await pool.fetchval("SELECT 1 FROM referral.partners WHERE id = 'epide'")
+        recipient = await pool.fetchval("SELECT email FROM notify.recipients WHERE org = 'epide'")
+        return bool(partner and recipient)
+
+    await wait_until(followed, 30, "referral and notify to follow the directory")
+    intake = await client.post("/v1/intakes", json=INTAKE | {"site": "gare"},
+                               headers=tokens.headers("ccas", ADMIN, **{
+                                   "Idempotency-Key": str(uuid.uuid4())}))
+    assert intake.status == 201
+
+
+async def test_an_intake_at_an_unknown_place_is_refused(client: Client, tokens: Tokens) -> None:
+    headers = tokens.headers("ccas", ADMIN, **{"Idempotency-Key": str(uuid.uuid4())})
+    response = await client.post("/v1/intakes", json=INTAKE | {"site": "la-lune"},
+                                 headers=headers)
+    assert response.status == 422
+    assert (await response.json())["errors"][0]["field"] == "site"
+    wrong_place = INTAKE | {"permanence": "camion-amiens-nord-mercredi"}
+    response = await client.post("/v1/intakes", json=wrong_place, headers=headers)
+    assert (await response.json())["errors"][0]["field"] == "permanence"
+    right = INTAKE | {"permanence": "camion-etouvie-mardi"}
+    response = await client.post("/v1/intakes", json=right, headers=headers)
+    assert response.status == 201
