@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 KAFKA_LIB := deploy/kafka/target/lib
 
-.PHONY: install run test lint check kafka-jars tools bench constraints clean
+.PHONY: install run test lint check kafka-jars tools bench constraints schemas clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ test: install kafka-jars tools lint
 
 bench: install kafka-jars
 	$(BIN)/python -m bench.intake_throughput
+
+# Regenerate the committed OpenAPI document (a test fails when it drifts from the code).
+schemas: install
+	$(BIN)/relais openapi > schemas/openapi.json
 
 # Re-pin every dependency from what is installed now.
 constraints: install

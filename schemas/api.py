@@ -274,3 +274,39 @@ class SignalOutcome(StrEnum):
 class SignalClose(StrictModel):
     outcome: SignalOutcome
     intake_id: UUID | None = None
+
+
+class SignalList(BaseModel):
+    items: list[SignalOut]
+
+
+class ReferralList(BaseModel):
+    items: list[ReferralOut]
+
+
+class NotificationList(BaseModel):
+    items: list[NotificationOut]
+
+
+class TokenRequest(BaseModel):
+    """OAuth2 client credentials (RFC 6749 §4.4). Authenticate with HTTP Basic
+    (client_secret_basic) or with client_id and client_secret in the form
+    (client_secret_post)."""
+
+    grant_type: str = Field(examples=["client_credentials"])
+    scope: str | None = Field(default=None, description="Space-separated; all the client's "
+                                                        "scopes when omitted.")
+    client_id: str | None = None
+    client_secret: str | None = None
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: str
+    expires_in: int
+    scope: str
+
+
+class Health(BaseModel):
+    status: str
+    transport: str | None = None

@@ -62,6 +62,15 @@ async def _auth_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
     return await db.create_pool(dsn, 2)
 
 
+def openapi_document() -> dict[str, object]:
+    """The OpenAPI document of all the services (what `relais up` serves)."""
+    from services.runtime.openapi import OPERATIONS, Operation, document
+
+    app = create_app(Settings(), "postgresql://unused", service_specs(SERVICE_NAMES))
+    operations: list[Operation] = app[OPERATIONS]
+    return document(operations)
+
+
 async def directory_command(settings: Settings, args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -214,6 +223,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     directory_sub.add_parser("load", help="replace the directory with a YAML file").add_argument(
         "file")
     directory_sub.add_parser("show", help="print the directory as YAML")
+    sub.add_parser("openapi", help="print the OpenAPI document (schemas/openapi.json)")
     sub.add_parser("settings", help="print the effective settings as JSON")
     args = parser.parse_args(argv)
     settings = _settings(args)
@@ -230,6 +240,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(asyncio.run(client_command(settings, args)))
     elif args.command == "directory":
         sys.exit(asyncio.run(directory_command(settings, args)))
+    elif args.command == "openapi":
+        print(json.dumps(openapi_document(), indent=2, ensure_ascii=False))
     elif args.command == "settings":
         print(json.dumps(settings.model_dump(mode="json"), indent=2))
 

@@ -15,10 +15,12 @@ from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 
+from schemas.api import TokenRequest, TokenResponse
 from services.auth import domain, store
 from services.auth.keys import SigningKeys
 from services.runtime.app import RUNTIME
 from services.runtime.auth import ALGORITHM, TokenIssuer
+from services.runtime.openapi import FORM, Operation, register
 
 KEYS = web.AppKey("signing_keys", SigningKeys)
 # TLS is terminated in front of Relais (the reverse proxy); authlib's own transport check
@@ -116,8 +118,19 @@ async def jwks(request: web.Request) -> web.Response:
                              headers={"Cache-Control": "public, max-age=60"})
 
 
+TAG = "OAuth2"
+OPERATIONS = [
+    Operation("POST", "/oauth/token", token, "An access token (client credentials)", TAG,
+              request=TokenRequest, response=TokenResponse,
+              example={"grant_type": "client_credentials", "scope": "intake:write intake:read"},
+              request_media=FORM, errors=(400, 401), authenticated=False),
+    Operation("GET", "/.well-known/oauth-authorization-server", metadata,
+              "Authorization server metadata (RFC 8414)", TAG, authenticated=False),
+    Operation("GET", "/.well-known/jwks.json", jwks, "The token signing keys (JWKS)", TAG,
+              authenticated=False),
+]
+
+
 def routes(app: web.Application) -> None:
     app[KEYS] = SigningKeys(lambda: app[RUNTIME].pool, token_ttl=600)
-    app.router.add_post("/oauth/token", token)
-    app.router.add_get("/.well-known/oauth-authorization-server", metadata)
-    app.router.add_get("/.well-known/jwks.json", jwks)
+    register(app, OPERATIONS)

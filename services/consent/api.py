@@ -7,7 +7,7 @@ import uuid
 import asyncpg
 from aiohttp import web
 
-from schemas.api import ConsentIn
+from schemas.api import ConsentIn, ConsentOut
 from schemas.events import CONSENT_GRANTED
 from services.consent import domain, store
 from services.runtime import idempotency, outbox
@@ -15,6 +15,7 @@ from services.runtime.app import RUNTIME
 from services.runtime.auth import authenticate
 from services.runtime.events import new_event
 from services.runtime.http import json_response, parse, path_uuid, read_json
+from services.runtime.openapi import Operation, register
 from services.runtime.problem import Problem
 
 SOURCE = "/relais/consent"
@@ -48,6 +49,21 @@ async def get_consent(request: web.Request) -> web.Response:
     return json_response(domain.consent_out(row))
 
 
+OPERATIONS = [
+    Operation("POST", "/v1/consents", post_consent, "Record a person's consent", "Consents",
+              "consent:write", ConsentIn, ConsentOut, 201, {
+                  "person_id": "5d0c1f8e-2b7a-4c3d-9e61-3a8f0b2c4d5e",
+                  "purposes": ["referral_partner", "share_dossier"],
+                  "recipients": ["mission-locale"],
+                  "categories": ["identity", "contact", "situation", "needs"],
+                  "notice_version": "2026-01", "method": "signed_screen",
+                  "captured_by": "conseillere-camion", "captured_at_site": "qpv-etouvie"},
+              idempotency_key=True),
+    Operation("GET", "/v1/consents/{id}", get_consent, "A consent your organisation recorded",
+              "Consents", "consent:read", response=ConsentOut,
+              path_example={"id": "9a7e3c2b-1d4f-4e8a-b6c5-0f2e1d3c4b5a"}, errors=(404,)),
+]
+
+
 def routes(app: web.Application) -> None:
-    app.router.add_post("/v1/consents", post_consent)
-    app.router.add_get("/v1/consents/{id}", get_consent)
+    register(app, OPERATIONS)

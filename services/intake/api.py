@@ -21,6 +21,7 @@ from schemas.api import (
     PersonOut,
     SignalClose,
     SignalIn,
+    SignalList,
     SignalOut,
 )
 from schemas.events import (
@@ -40,6 +41,7 @@ from services.runtime.app import RUNTIME
 from services.runtime.auth import Principal, authenticate
 from services.runtime.events import new_event
 from services.runtime.http import json_response, parse, path_uuid, read_json
+from services.runtime.openapi import Operation, Query, register
 from services.runtime.problem import Problem, validation_problem
 
 SOURCE = "/relais/intake"
@@ -319,8 +321,7 @@ async def list_signals(request: web.Request) -> web.Response:
     if status not in (None, "open", "closed"):
         raise Problem(400, "Bad query", "status: open or closed.")
     rows = await store.list_signals(request.app[RUNTIME].pool, principal.org, status, PAGE)
-    return web.json_response({"items": [SignalOut.model_validate(dict(r)).model_dump(
-        mode="json") for r in rows]})
+    return json_response(SignalList(items=[SignalOut.model_validate(dict(r)) for r in rows]))
 
 
 async def close_signal(request: web.Request) -> web.Response:
@@ -358,16 +359,69 @@ async def put_directory(request: web.Request) -> web.Response:
                              headers={"ETag": f'"{version}"'})
 
 
+INTAKE_EXAMPLE = {
+    "site": "qpv-etouvie", "permanence": "camion-etouvie-mardi",
+    "channel": "mobile_permanence", "contacted_at": "2026-11-17T10:15:00+01:00",
+    "duration_minutes": 25, "needs": ["employment", "mobility"],
+    "flags": ["known_mission_locale"], "birth_year": 2006, "commune": "80021",
+    "identity": {"first_name": "Léa", "phone": "06 12 34 56 78"},
+    "note": "Cherche un apprentissage en cuisine ; pas de permis.",
+}
+EXAMPLE_ID = "5d0c1f8e-2b7a-4c3d-9e61-3a8f0b2c4d5e"
+TAG = "Intakes"
+OPERATIONS = [
+    Operation("POST", "/v1/intakes", post_intake, "Record a contact", TAG, "intake:write",
+              IntakeIn, IntakeOut, 201, INTAKE_EXAMPLE, idempotency_key=True),
+    Operation("GET", "/v1/intakes", list_intakes, "List your organisation's intakes", TAG,
+              "intake:read", response=IntakePage, query=(
+                  Query("site", "Only this site", example="qpv-etouvie"),
+                  Query("since", "Contacts from this date-time (ISO 8601)",
+                        {"type": "string", "format": "date-time"}),
+                  Query("cursor", "The next_cursor of the previous page"),
+                  Query("limit", "1 to 100", {"type": "integer", "minimum": 1,
+                                              "maximum": 100}, example="50")),
+              errors=(400,)),
+    Operation("POST", "/v1/intakes:batch", post_batch, "Record up to 500 contacts", TAG,
+              "intake:write", BatchIn, BatchOut, 200, {"items": [
+                  {"idempotency_key": "tablette-2026-11-17-001",
+                   "intake": {k: v for k, v in INTAKE_EXAMPLE.items()
+                              if k not in ("identity", "note")}},
+                  {"idempotency_key": "tablette-2026-11-17-002",
+                   "intake": {"site": "centre-social-nord", "channel": "fixed_permanence",
+                              "contacted_at": "2026-11-17T14:30:00+01:00",
+                              "needs": ["housing", "rights"], "age_bracket": "30_49"}}]}),
+    Operation("GET", "/v1/intakes/{id}", get_intake, "An intake of your organisation", TAG,
+              "intake:read", response=IntakeOut, path_example={"id": EXAMPLE_ID},
+              errors=(404,)),
+    Operation("GET", "/v1/people/{id}", get_person,
+              "A person's personal data, as far as you may read it (logged)", "People",
+              "people:read", response=PersonOut, path_example={"id": EXAMPLE_ID},
+              errors=(404, 410)),
+    Operation("DELETE", "/v1/people/{id}", delete_person,
+              "Erase a person (crypto-shredding)", "People", "people:erase", status=204,
+              path_example={"id": EXAMPLE_ID}, errors=(404,)),
+    Operation("POST", "/v1/signals", post_signal, "Signal someone to reach", "Signals",
+              "intake:write", SignalIn, SignalOut, 201, {
+                  "relay_kind": "sports_club", "relay_name": "US Étouvie football",
+                  "commune": "80021", "site": "qpv-etouvie", "age_bracket": "16_17",
+                  "needs": ["training"], "hint": "Au city stade le mercredi après-midi"},
+              idempotency_key=True),
+    Operation("GET", "/v1/signals", list_signals, "Your organisation's signals", "Signals",
+              "intake:read", response=SignalList, query=(
+                  Query("status", "open or closed", {"enum": ["open", "closed"]},
+                        example="open"),), errors=(400,)),
+    Operation("POST", "/v1/signals/{id}/close", close_signal, "Close a signal", "Signals",
+              "intake:write", SignalClose, SignalOut, 200, {"outcome": "not_found"},
+              path_example={"id": EXAMPLE_ID}, errors=(404, 409)),
+    Operation("GET", "/v1/directory", get_directory,
+              "The directory: organisations, consortia, sites, permanences", "Directory",
+              response=reference.Directory, errors=(404,)),
+    Operation("PUT", "/v1/directory", put_directory, "Replace the whole directory",
+              "Directory", "directory:write", reference.Directory, reference.Directory, 200,
+              reference.load().model_dump(mode="json")),
+]
+
+
 def routes(app: web.Application) -> None:
     app[DIRECTORY] = CachedDirectory()
-    app.router.add_get("/v1/directory", get_directory)
-    app.router.add_put("/v1/directory", put_directory)
-    app.router.add_post("/v1/intakes", post_intake)
-    app.router.add_get("/v1/intakes", list_intakes)
-    app.router.add_post("/v1/intakes:batch", post_batch)
-    app.router.add_get("/v1/intakes/{id}", get_intake)
-    app.router.add_get("/v1/people/{id}", get_person)
-    app.router.add_delete("/v1/people/{id}", delete_person)
-    app.router.add_post("/v1/signals", post_signal)
-    app.router.add_get("/v1/signals", list_signals)
-    app.router.add_post("/v1/signals/{id}/close", close_signal)
+    register(app, OPERATIONS)

@@ -6,10 +6,12 @@ import uuid
 
 from aiohttp import web
 
-from schemas.api import NotificationOut
+from schemas.api import NotificationList, NotificationOut
 from services.notify import store
 from services.runtime.app import RUNTIME
 from services.runtime.auth import authenticate
+from services.runtime.http import json_response
+from services.runtime.openapi import Operation, Query, register
 from services.runtime.problem import Problem
 
 
@@ -20,9 +22,19 @@ async def list_notifications(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise Problem(400, "Bad query", "referral_id (a UUID) is required.") from exc
     rows = await store.for_referral(request.app[RUNTIME].pool, referral_id, principal.org)
-    items = [NotificationOut.model_validate(dict(r)).model_dump(mode="json") for r in rows]
-    return web.json_response({"items": items})
+    return json_response(NotificationList(
+        items=[NotificationOut.model_validate(dict(r)) for r in rows]))
+
+
+OPERATIONS = [
+    Operation("GET", "/v1/notifications", list_notifications,
+              "How your organisation was told of a referral", "Notifications",
+              "notification:read", response=NotificationList, query=(
+                  Query("referral_id", "The referral (required)",
+                        {"type": "string", "format": "uuid"},
+                        example="0e4d3c2b-1a2b-4c3d-8e9f-0a1b2c3d4e5f"),), errors=(400,)),
+]
 
 
 def routes(app: web.Application) -> None:
-    app.router.add_get("/v1/notifications", list_notifications)
+    register(app, OPERATIONS)

@@ -12,7 +12,8 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from services.runtime import db
+from schemas.api import Health
+from services.runtime import db, openapi
 from services.runtime.auth import VERIFIER, KeySource, RemoteJWKS, TokenVerifier
 from services.runtime.consumer import (
     ConsumerSettings,
@@ -21,6 +22,7 @@ from services.runtime.consumer import (
     dead_letter_topic,
 )
 from services.runtime.logging import get_logger
+from services.runtime.openapi import Operation, register
 from services.runtime.outbox import OutboxRelay
 from services.runtime.problem import Problem, problem_middleware
 from services.runtime.settings import Settings
@@ -104,8 +106,13 @@ async def readyz(request: web.Request) -> web.Response:
 def create_app(settings: Settings, dsn: str, services: Sequence[ServiceSpec]) -> web.Application:
     app = web.Application(middlewares=[request_context, problem_middleware],
                           client_max_size=MAX_BODY)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    register(app, [
+        Operation("GET", "/healthz", healthz, "Alive", "Operations", response=Health,
+                  authenticated=False),
+        Operation("GET", "/readyz", readyz, "Ready: database reachable, consumers started",
+                  "Operations", response=Health, errors=(503,), authenticated=False),
+    ])
+    app.router.add_get("/openapi.json", openapi.serve)
     for spec in services:
         if spec.routes is not None:
             spec.routes(app)

@@ -1,0 +1,173 @@
+"""OpenAPI 3.1 from the code: each endpoint is declared once, as an `Operation` (its route,
+scope, models and a request example that works against the demo directory); the routes and
+`/openapi.json` are both made from these declarations."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+ERROR_TEXT = {
+    400: "Malformed request (bad JSON, missing Idempotency-Key, bad query)",
+    401: "No valid access token", 403: "The token lacks the scope", 404: "Not found",
+    409: "Conflict with the current state", 410: "Gone (erased)",
+    413: "Body too large", 422: "Invalid fields (each one listed)", 429: "Rate limited",
+    503: "Not ready",
+}
+FORM = "application/x-www-form-urlencoded"
+
+
+@dataclass(frozen=True)
+class Query:
+    name: str
+    description: str
+    schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
+    example: str | None = None
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: Literal["GET", "POST", "PUT", "DELETE"]
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    scope: str | None = None
+    request: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    example: dict[str, Any] | None = None
+    path_example: dict[str, str] = field(default_factory=dict)
+    query: tuple[Query, ...] = ()
+    idempotency_key: bool = False
+    errors: tuple[int, ...] = ()
+    request_media: str = "application/json"
+    authenticated: bool = True
+
+    @property
+    def operation_id(self) -> str:
+        words = re.findall(r"[a-z0-9]+", f"{self.method.lower()} {self.path.replace('v1', '')}")
+        return "_".join(words)
+
+    def example_path(self) -> str:
+        return re.sub(r"\{(\w+)\}", lambda m: self.path_example[m.group(1)], self.path)
+
+
+OPERATIONS = web.AppKey("operations", list[Operation])
+
+
+def register(app: web.Application, operations: Sequence[Operation]) -> None:
+    for op in operations:
+        app.router.add_route(op.method, op.path, op.handler)
+    app.setdefault(OPERATIONS, []).extend(operations)
+
+
+def document(operations: Sequence[Operation], version: str = "0.1.0") -> dict[str, Any]:
+    models: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = []
+    for op in operations:
+        if op.request is not None:
+            models.append((op.request, "validation"))
+        if op.response is not None:
+            models.append((op.response, "serialization"))
+    keys, defs = models_json_schema(models, ref_template="#/components/schemas/{model}")
+    schemas: dict[str, Any] = dict(defs.get("$defs", {}))
+    schemas["Problem"] = _problem_schema()
+    paths: dict[str, Any] = {}
+    for op in operations:
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, keys)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Relais",
+            "version": version,
+            "description": "From a first contact to the partner who will follow the person, "
+                           "with their explicit consent. Errors are RFC 9457 problem details.",
+        },
+        "servers": [{"url": "http://127.0.0.1:8080", "description": "`make run`"}],
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "schemas": dict(sorted(schemas.items())),
+            "securitySchemes": {"oauth2": {
+                "type": "oauth2",
+                "flows": {"clientCredentials": {"tokenUrl": "/oauth/token", "scopes": {
+                    s: s for s in sorted({o.scope for o in operations if o.scope})}}},
+            }},
+        },
+    }
+
+
+def _ref(keys: dict[Any, Any], model: type[BaseModel], mode: str) -> dict[str, Any]:
+    ref: dict[str, Any] = keys[(model, mode)]
+    return ref
+
+
+def _operation(op: Operation, keys: dict[Any, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary,
+                            "tags": [op.tag]}
+    params: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True,
+         "schema": {"type": "string", "format": "uuid"} if name == "id" else {"type": "string"},
+         "example": op.path_example.get(name)}
+        for name in re.findall(r"\{(\w+)\}", op.path)
+    ]
+    params += [{"name": q.name, "in": "query", "required": False, "description": q.description,
+                "schema": q.schema, **({"example": q.example} if q.example else {})}
+               for q in op.query]
+    if op.idempotency_key:
+        params.append({"name": "Idempotency-Key", "in": "header", "required": True,
+                       "description": "Any unique string (a UUID): the same key and body "
+                                      "give back the first answer.",
+                       "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                       "example": "3f1c2a9e-8d4b-4f0e-9a51-0c7d2b6e1f00"})
+    if params:
+        spec["parameters"] = params
+    if op.request is not None:
+        media: dict[str, Any] = {"schema": _ref(keys, op.request, "validation")}
+        if op.example is not None:
+            media["example"] = op.example
+        spec["requestBody"] = {"required": True, "content": {op.request_media: media}}
+    ok: dict[str, Any] = {"description": "Success"}
+    if op.response is not None:
+        ok["content"] = {"application/json": {"schema": _ref(keys, op.response,
+                                                             "serialization")}}
+    responses: dict[str, Any] = {str(op.status): ok}
+    errors = set(op.errors) | ({401, 403, 429} if op.authenticated else set())
+    if op.request is not None or op.idempotency_key:
+        errors |= {400, 413, 422}
+    for code in sorted(errors):
+        responses[str(code)] = {"description": ERROR_TEXT[code], "content": {
+            "application/problem+json": {"schema": PROBLEM_REF}}}
+    spec["responses"] = responses
+    if op.authenticated:
+        spec["security"] = [{"oauth2": [op.scope] if op.scope else []}]
+    return spec
+
+
+def _problem_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "RFC 9457 problem details.",
+        "required": ["type", "title", "status"],
+        "properties": {
+            "type": {"type": "string"}, "title": {"type": "string"},
+            "status": {"type": "integer"}, "detail": {"type": "string"},
+            "instance": {"type": "string"},
+            "errors": {"type": "array", "items": {
+                "type": "object", "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"},
+                               "code": {"type": "string"}}}},
+        },
+    }
+
+
+async def serve(request: web.Request) -> web.Response:
+    operations: list[Operation] = request.app[OPERATIONS]
+    return web.json_response(document(operations))

@@ -1,0 +1,64 @@
+"""The published OpenAPI document: it matches the committed copy, and every operation's
+request example works as it is against the demo directory."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.auth import domain, store
+from services.runtime.app import RUNTIME
+from tests.e2e.conftest import Tokens
+from tests.integration.conftest import Client
+from tests.integration.test_oauth import basic
+
+COMMITTED = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
+ALL_SCOPES = " ".join(domain.SCOPES)
+
+
+async def test_the_published_document_is_the_committed_one(client: Client) -> None:
+    served = await (await client.get("/openapi.json")).json()
+    assert served["openapi"] == "3.1.0"
+    committed = json.loads(COMMITTED.read_text())
+    assert served == committed, "the API changed: run `make schemas` and commit the result"
+
+
+def operations() -> list[tuple[str, str, dict[str, Any]]]:
+    document = json.loads(COMMITTED.read_text())
+    return [(method.upper(), path, op) for path, item in document["paths"].items()
+            for method, op in item.items()]
+
+
+@pytest.mark.parametrize("method, path, op", operations(),
+                         ids=[f"{m} {p}" for m, p, _ in operations()])
+async def test_every_example_works_against_the_demo_directory(
+    client: Client, tokens: Tokens, method: str, path: str, op: dict[str, Any]
+) -> None:
+    for parameter in op.get("parameters", []):
+        if parameter["in"] == "path":
+            path = path.replace("{" + parameter["name"] + "}", parameter["example"])
+    query = {p["name"]: p["example"] for p in op.get("parameters", [])
+             if p["in"] == "query" and "example" in p}
+    headers = tokens.headers("equipe-aller-vers", ALL_SCOPES,
+                             **{"Idempotency-Key": str(uuid.uuid4())})
+    kwargs: dict[str, Any] = {"params": query, "headers": headers}
+    body = op.get("requestBody", {}).get("content", {})
+    if "application/json" in body:
+        assert "example" in body["application/json"], f"{method} {path} has no example"
+        kwargs["json"] = body["application/json"]["example"]
+    elif "application/x-www-form-urlencoded" in body:
+        secret = domain.new_secret()
+        await store.insert_client(client.app[RUNTIME].pool, "tablette", domain.hash_secret(
+            secret), "equipe-aller-vers", "tablette", ALL_SCOPES.split())
+        kwargs["data"] = body["application/x-www-form-urlencoded"]["example"]
+        kwargs["headers"] = {"Authorization": basic("tablette", secret)}
+    response = await client.request(method, path, **kwargs)
+    assert str(response.status) in op["responses"], (response.status, await response.text())
+    creates = method in ("POST", "PUT") and not any(p["in"] == "path"
+                                                    for p in op.get("parameters", []))
+    if creates:  # a write example must succeed as it is
+        assert response.status == int(min(op["responses"])), await response.text()
