@@ -143,7 +143,8 @@ def main() -> None:
     try:
         base_url, relais_url = asyncio.run(prepare(admin_url))
         base_port, relais_port = free_port(), free_port()
-        env = os.environ | {"RELAIS_DATA_DIR": str(work), "RELAIS_LOG_LEVEL": "WARNING"}
+        env = os.environ | {"RELAIS_DATA_DIR": str(work), "RELAIS_LOG_LEVEL": "WARNING",
+                            "RELAIS_RATE_LIMIT_PER_SECOND": "1000000"}
         servers.append(subprocess.Popen([sys.executable, "-m", "bench.baseline_server",
                                          "--dsn", base_url, "--port", str(base_port)], env=env))
         servers.append(subprocess.Popen([sys.executable, "-m", "services.cli", "up",

@@ -25,6 +25,7 @@ from services.runtime.logging import get_logger
 from services.runtime.openapi import Operation, register
 from services.runtime.outbox import OutboxRelay
 from services.runtime.problem import Problem, problem_middleware
+from services.runtime.ratelimit import LIMITER, RateLimiter
 from services.runtime.settings import Settings
 from services.runtime.transport import Transport, make_transport
 
@@ -116,6 +117,7 @@ def create_app(settings: Settings, dsn: str, services: Sequence[ServiceSpec]) ->
     for spec in services:
         if spec.routes is not None:
             spec.routes(app)
+    app[LIMITER] = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
     app[VERIFIER] = TokenVerifier(_key_source(app, settings, services), settings.issuer,
                                   settings.jwt_audience, settings.jwt_algorithms,
                                   settings.jwt_org_claim)

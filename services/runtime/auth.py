@@ -25,6 +25,7 @@ from joserfc.jwt import ClaimsOption
 
 from services.runtime.logging import get_logger
 from services.runtime.problem import Problem
+from services.runtime.ratelimit import LIMITER, RateLimiter
 
 log = get_logger("relais.auth")
 ALGORITHM = "Ed25519"
@@ -188,6 +189,11 @@ async def authenticate(request: web.Request, scope: str | None) -> Principal:
         raise Problem(401, "Unauthorized", "A bearer access token is required.",
                       headers={"WWW-Authenticate": 'Bearer realm="relais"'})
     principal = await request.app[VERIFIER].verify(token.strip())
+    wait = request.app[LIMITER].wait_for(principal.client_id)
+    if wait:
+        raise Problem(429, "Too many requests",
+                      f"Over {request.app[LIMITER].rate:g} requests a second for this client.",
+                      headers={"Retry-After": RateLimiter.retry_after(wait)})
     if scope is not None and scope not in principal.scopes:
         challenge = f'Bearer realm="relais", error="insufficient_scope", scope="{scope}"'
         raise Problem(403, "Forbidden", f"The access token lacks the scope '{scope}'.",

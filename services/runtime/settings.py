@@ -71,6 +71,9 @@ class Settings(BaseSettings):
         default=None, description="Base64 of 32 bytes; wraps every person's key (the vault)."
     )
 
+    rate_limit_per_second: float = Field(default=100.0, gt=0)
+    rate_limit_burst: int = Field(default=500, ge=1)
+
     log_level: str = "INFO"
     log_json: bool = True
 
