@@ -80,6 +80,9 @@ class _TokenServer(AuthorizationServer):  # type: ignore[misc]
 
 async def token(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
+    if request.content_type != FORM:
+        return web.json_response({"error": "invalid_request", "error_description":
+                                  f"The token request must be {FORM} (RFC 6749)."}, status=400)
     form = {k: str(v) for k, v in (await request.post()).items()}
     client_id = form.get("client_id")
     if "Authorization" in request.headers:
@@ -123,7 +126,7 @@ OPERATIONS = [
     Operation("POST", "/oauth/token", token, "An access token (client credentials)", TAG,
               request=TokenRequest, response=TokenResponse,
               example={"grant_type": "client_credentials", "scope": "intake:write intake:read"},
-              request_media=FORM, errors=(400, 401), authenticated=False),
+              request_media=FORM, errors=(400, 401), authenticated=False, oauth_errors=True),
     Operation("GET", "/.well-known/oauth-authorization-server", metadata,
               "Authorization server metadata (RFC 8414)", TAG, authenticated=False),
     Operation("GET", "/.well-known/jwks.json", jwks, "The token signing keys (JWKS)", TAG,

@@ -43,6 +43,8 @@ def idempotency_key(request: web.Request) -> str:
                       "Send an Idempotency-Key header (for example a UUID) with every write.")
     if len(key) > MAX_KEY:
         raise Problem(400, "Idempotency-Key too long", f"At most {MAX_KEY} characters.")
+    if not (key.isascii() and key.isprintable()):
+        raise Problem(400, "Idempotency-Key invalid", "Use visible ASCII characters only.")
     return key
 
 

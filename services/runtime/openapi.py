@@ -51,6 +51,8 @@ class Operation:
     errors: tuple[int, ...] = ()
     request_media: str = "application/json"
     authenticated: bool = True
+    oauth_errors: bool = False
+    """Errors as RFC 6749 JSON (`{"error": ...}`), as OAuth2 clients expect, not problems."""
 
     @property
     def operation_id(self) -> str:
@@ -80,6 +82,10 @@ def document(operations: Sequence[Operation], version: str = "0.1.0") -> dict[st
     keys, defs = models_json_schema(models, ref_template="#/components/schemas/{model}")
     schemas: dict[str, Any] = dict(defs.get("$defs", {}))
     schemas["Problem"] = _problem_schema()
+    schemas["OAuthError"] = {
+        "type": "object", "description": "RFC 6749 §5.2 error.", "required": ["error"],
+        "properties": {"error": {"type": "string"}, "error_description": {"type": "string"},
+                       "error_uri": {"type": "string"}}}
     paths: dict[str, Any] = {}
     for op in operations:
         paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, keys)
@@ -143,8 +149,10 @@ def _operation(op: Operation, keys: dict[Any, Any]) -> dict[str, Any]:
     if op.request is not None or op.idempotency_key:
         errors |= {400, 413, 422}
     for code in sorted(errors):
-        responses[str(code)] = {"description": ERROR_TEXT[code], "content": {
-            "application/problem+json": {"schema": PROBLEM_REF}}}
+        media = ({"application/json": {"schema": {"$ref": "#/components/schemas/OAuthError"}}}
+                 if op.oauth_errors and code in (400, 401) else
+                 {"application/problem+json": {"schema": PROBLEM_REF}})
+        responses[str(code)] = {"description": ERROR_TEXT[code], "content": media}
     spec["responses"] = responses
     if op.authenticated:
         spec["security"] = [{"oauth2": [op.scope] if op.scope else []}]

@@ -47,10 +47,11 @@ def _stop(process: subprocess.Popen[bytes]) -> str:
     return err.decode()
 
 
-def _token(env: dict[str, str]) -> str:
+def _token(env: dict[str, str], scopes: str | None = None) -> str:
     """What a partner does: create a client (while Relais runs), then ask for a token."""
     created = subprocess.run(
-        [*RELAIS, "client", "create", "--org", "equipe-aller-vers", "--name", "tablette"],
+        [*RELAIS, "client", "create", "--org", "equipe-aller-vers", "--name", "tablette",
+         *(["--scopes", scopes] if scopes else [])],
         env=env, check=True, capture_output=True, text=True,
     )
     client = json.loads(created.stdout)
