@@ -71,7 +71,9 @@ class Identity(StrictModel):
 
 
 class IntakeIn(StrictModel):
-    site: str = Field(pattern=SLUG, max_length=80, examples=["qpv-etouvie"])
+    site: str | None = Field(default=None, pattern=SLUG, max_length=80,
+                             examples=["qpv-etouvie"],
+                             description="Where; optional when the permanence is given.")
     channel: Channel
     contacted_at: AwareDatetime
     permanence: str | None = Field(default=None, pattern=SLUG, max_length=80,
@@ -93,6 +95,12 @@ class IntakeIn(StrictModel):
                                    description="The network signal this contact answers.")
 
     _note_has_no_nir = field_validator("note")(_no_nir)
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> IntakeIn:
+        if self.site is None and self.permanence is None:
+            raise ValueError("give the site or the permanence of the contact")
+        return self
 
 
 class IntakeOut(BaseModel):

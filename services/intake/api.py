@@ -59,7 +59,7 @@ def _not_found(what: str = "intake") -> Problem:
 async def record_intake(conn: asyncpg.Connection, org: str, body: IntakeIn,
                         master: bytes, directory: reference.Directory) -> IntakeOut:
     """One intake, its sealed personal data, and its event, in the caller's transaction."""
-    _check_place(body, directory)
+    site = _place(body, directory)
     person_id = body.person_id or uuid.uuid4()
     person = None
     visits = 0
@@ -82,8 +82,8 @@ async def record_intake(conn: asyncpg.Connection, org: str, body: IntakeIn,
     intake_id = uuid.uuid4()
     if body.signal_id and await store.get_signal(conn, body.signal_id, org, lock=True) is None:
         raise Problem(422, "Unknown signal", "No such signal for your organisation.")
-    row = await store.insert_intake(conn, intake_id, org, person_id, body, bracket, visits + 1,
-                                    note)
+    row = await store.insert_intake(conn, intake_id, org, person_id, site, body, bracket,
+                                    visits + 1, note)
     if body.signal_id:
         await store.close_signal(conn, body.signal_id, "reached", intake_id)
     intake = domain.intake_out(row)
@@ -92,20 +92,25 @@ async def record_intake(conn: asyncpg.Connection, org: str, body: IntakeIn,
     return intake
 
 
-def _check_place(body: IntakeIn, directory: reference.Directory) -> None:
+def _place(body: IntakeIn, directory: reference.Directory) -> str:
+    """The site of the contact, checked against the directory (or that of its permanence)."""
     errors = []
-    if directory.sites and directory.site(body.site) is None:
-        errors.append({"field": "site", "message": f"unknown site '{body.site}': see GET "
-                       "/v1/directory", "code": "unknown_site"})
+    site = body.site
     if body.permanence:
         permanence = next((p for p in directory.permanences if p.id == body.permanence), None)
-        if permanence is None or permanence.site != body.site:
+        site = site or (permanence.site if permanence else None)
+        if permanence is None or permanence.site != site:
             errors.append({"field": "permanence", "message": f"no permanence "
-                           f"'{body.permanence}' at site '{body.site}'",
+                           f"'{body.permanence}' at site '{site}'",
                            "code": "unknown_permanence"})
+    if site is None or (directory.sites and directory.site(site) is None):
+        errors.append({"field": "site", "message": f"unknown site '{site}': see GET "
+                       "/v1/directory", "code": "unknown_site"})
     if errors:
         raise Problem(422, "Invalid request", f"{len(errors)} invalid field(s)",
                       type_="https://relais.example/problems/validation", errors=errors)
+    assert site is not None
+    return site
 
 
 async def _person_key(conn: asyncpg.Connection, person_id: uuid.UUID,
@@ -186,7 +191,9 @@ async def _batch_item(pool: asyncpg.Pool, principal: Principal, master: bytes,
 
 async def get_intake(request: web.Request) -> web.Response:
     principal = await authenticate(request, "intake:read")
-    row = await store.get_intake(request.app[RUNTIME].pool, path_uuid(request), principal.org)
+    pool = request.app[RUNTIME].pool
+    orgs = (await request.app[DIRECTORY].get(pool)).partners_of(principal.org)
+    row = await store.get_intake(pool, path_uuid(request), orgs)
     if row is None:
         raise _not_found()
     return json_response(domain.intake_out(row))
@@ -204,8 +211,10 @@ async def list_intakes(request: web.Request) -> web.Response:
                       "since: an ISO 8601 date-time; cursor: as given; limit: 1 to 100.") from exc
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
-    rows = await store.page_intakes(request.app[RUNTIME].pool, principal.org,
-                                    query.get("site"), since, after, max(limit, 1))
+    pool = request.app[RUNTIME].pool
+    orgs = (await request.app[DIRECTORY].get(pool)).partners_of(principal.org)
+    rows = await store.page_intakes(pool, orgs, query.get("site"), since, after,
+                                    max(limit, 1))
     items = [domain.intake_out(r) for r in rows]
     next_cursor = (domain.encode_cursor(items[-1].created_at, items[-1].id)
                    if len(items) == max(limit, 1) else None)
@@ -372,7 +381,8 @@ TAG = "Intakes"
 OPERATIONS = [
     Operation("POST", "/v1/intakes", post_intake, "Record a contact", TAG, "intake:write",
               IntakeIn, IntakeOut, 201, INTAKE_EXAMPLE, idempotency_key=True),
-    Operation("GET", "/v1/intakes", list_intakes, "List your organisation's intakes", TAG,
+    Operation("GET", "/v1/intakes", list_intakes,
+              "List the intakes of your organisation and of its consortia", TAG,
               "intake:read", response=IntakePage, query=(
                   Query("site", "Only this site", example="qpv-etouvie"),
                   Query("since", "Contacts from this date-time (ISO 8601)",
@@ -390,7 +400,8 @@ OPERATIONS = [
                    "intake": {"site": "centre-social-nord", "channel": "fixed_permanence",
                               "contacted_at": "2026-11-17T14:30:00+01:00",
                               "needs": ["housing", "rights"], "age_bracket": "30_49"}}]}),
-    Operation("GET", "/v1/intakes/{id}", get_intake, "An intake of your organisation", TAG,
+    Operation("GET", "/v1/intakes/{id}", get_intake,
+              "An intake of your organisation or of its consortia", TAG,
               "intake:read", response=IntakeOut, path_example={"id": EXAMPLE_ID},
               errors=(404,)),
     Operation("GET", "/v1/people/{id}", get_person,

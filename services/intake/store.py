@@ -22,8 +22,8 @@ async def visits_so_far(conn: asyncpg.Connection, person_id: UUID) -> int:
 
 
 async def insert_intake(
-    conn: asyncpg.Connection, intake_id: UUID, org: str, person_id: UUID, body: IntakeIn,
-    age_bracket: str | None, visit_number: int, note: bytes | None,
+    conn: asyncpg.Connection, intake_id: UUID, org: str, person_id: UUID, site: str,
+    body: IntakeIn, age_bracket: str | None, visit_number: int, note: bytes | None,
 ) -> asyncpg.Record:
     row: asyncpg.Record = await conn.fetchrow(
         "INSERT INTO intake.intakes (id, org, person_id, site, channel, contacted_at,"
@@ -31,29 +31,30 @@ async def insert_intake(
         " has_identity, signal_id)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         " RETURNING *",
-        intake_id, org, person_id, body.site, body.channel, body.contacted_at,
+        intake_id, org, person_id, site, body.channel, body.contacted_at,
         body.duration_minutes, list(body.needs), list(body.flags), age_bracket,
         body.commune, visit_number, note, body.identity is not None, body.signal_id,
     )
     return row
 
 
-async def get_intake(db: Db, intake_id: UUID, org: str) -> asyncpg.Record | None:
+async def get_intake(db: Db, intake_id: UUID, orgs: set[str]) -> asyncpg.Record | None:
     row: asyncpg.Record | None = await db.fetchrow(
-        "SELECT * FROM intake.intakes WHERE id = $1 AND org = $2", intake_id, org
+        "SELECT * FROM intake.intakes WHERE id = $1 AND org = ANY($2)", intake_id, sorted(orgs)
     )
     return row
 
 
-async def page_intakes(db: Db, org: str, site: str | None, since: datetime | None,
+async def page_intakes(db: Db, orgs: set[str], site: str | None, since: datetime | None,
                        after: tuple[datetime, UUID] | None, limit: int) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await db.fetch(
-        "SELECT * FROM intake.intakes WHERE org = $1"
+        "SELECT * FROM intake.intakes WHERE org = ANY($1)"
         " AND ($2::text IS NULL OR site = $2)"
         " AND ($3::timestamptz IS NULL OR contacted_at >= $3)"
         " AND ($4::timestamptz IS NULL OR (created_at, id) > ($4, $5::uuid))"
         " ORDER BY created_at, id LIMIT $6",
-        org, site, since, after[0] if after else None, after[1] if after else None, limit,
+        sorted(orgs), site, since, after[0] if after else None, after[1] if after else None,
+        limit,
     )
     return rows
 

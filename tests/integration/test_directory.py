@@ -86,3 +86,33 @@ async def test_an_intake_at_an_unknown_place_is_refused(client: Client, tokens: 
     right = INTAKE | {"permanence": "camion-etouvie-mardi"}
     response = await client.post("/v1/intakes", json=right, headers=headers)
     assert response.status == 201
+
+
+async def test_a_permanence_alone_says_where(client: Client, tokens: Tokens) -> None:
+    body = {k: v for k, v in INTAKE.items() if k != "site"} | {
+        "permanence": "permanence-centre-social-nord"}
+    response = await client.post("/v1/intakes", json=body, headers=tokens.headers(
+        "equipe-aller-vers", ADMIN, **{"Idempotency-Key": str(uuid.uuid4())}))
+    assert response.status == 201, await response.text()
+    assert (await response.json())["site"] == "centre-social-nord"
+    nowhere = {k: v for k, v in INTAKE.items() if k != "site"}
+    response = await client.post("/v1/intakes", json=nowhere, headers=tokens.headers(
+        "equipe-aller-vers", ADMIN, **{"Idempotency-Key": str(uuid.uuid4())}))
+    assert response.status == 422
+
+
+async def test_consortium_members_see_each_others_intakes(client: Client,
+                                                          tokens: Tokens) -> None:
+    created = await client.post("/v1/intakes", json=INTAKE, headers=tokens.headers(
+        "equipe-aller-vers", ADMIN, **{"Idempotency-Key": str(uuid.uuid4())}))
+    intake_id = (await created.json())["id"]
+    read = "intake:read"
+    member = await client.get(f"/v1/intakes/{intake_id}",
+                              headers=tokens.headers("mission-locale", read))
+    outsider = await client.get(f"/v1/intakes/{intake_id}", headers=tokens.headers("ccas",
+                                                                                 read))
+    assert member.status == 200  # both in « Réseau d'insertion des jeunes »
+    assert outsider.status == 404
+    listed = await (await client.get("/v1/intakes", headers=tokens.headers(
+        "mission-locale", read))).json()
+    assert [i["id"] for i in listed["items"]] == [intake_id]
