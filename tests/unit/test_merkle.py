@@ -1,0 +1,48 @@
+"""RFC 6962's test vectors (certificate-transparency's merkle_tree_test) and proof round
+trips for every pair of sizes up to 40."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.consent import merkle
+
+INPUTS = [bytes.fromhex(h) for h in ("", "00", "10", "2021", "3031", "40414243",
+                                     "5051525354555657", "606162636465666768696a6b6c6d6e6f")]
+ROOTS = [
+    "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+    "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+    "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+    "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+    "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+    "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+    "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+]
+
+
+def test_the_empty_tree() -> None:
+    assert merkle.root([]).hex() == \
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+@pytest.mark.parametrize("size", range(1, 9))
+def test_tree_heads_match_rfc6962_vectors(size: int) -> None:
+    leaves = [merkle.leaf_hash(i) for i in INPUTS[:size]]
+    assert merkle.root(leaves).hex() == ROOTS[size - 1]
+
+
+def test_proofs_round_trip_and_catch_tampering() -> None:
+    leaves = [merkle.leaf_hash(str(i).encode()) for i in range(40)]
+    for n in range(1, 41):
+        head = merkle.root(leaves[:n])
+        for m in range(n):
+            proof = merkle.inclusion_proof(m, leaves[:n])
+            assert merkle.verify_inclusion(m, n, leaves[m], proof, head)
+            assert not merkle.verify_inclusion(m, n, merkle.leaf_hash(b"x"), proof, head)
+        for m in range(1, n + 1):
+            proof = merkle.consistency_proof(m, leaves[:n])
+            old = merkle.root(leaves[:m])
+            assert merkle.verify_consistency(m, n, old, head, proof), (m, n)
+            if m < n:
+                assert not merkle.verify_consistency(m, n, merkle.leaf_hash(b"x"), head, proof)
