@@ -318,3 +318,13 @@ class TokenResponse(BaseModel):
 class Health(BaseModel):
     status: str
     transport: str | None = None
+
+
+class AuditKeys(BaseModel):
+    keys: list[dict[str, str]]
+
+
+class AccessLog(BaseModel):
+    person_id: UUID
+    reads: list[dict[str, object]] = Field(description="Trail entries of kind "
+                                                       "personal_data.read, oldest first.")

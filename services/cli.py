@@ -62,6 +62,26 @@ async def _auth_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
     return await db.create_pool(dsn, 2)
 
 
+def audit_verify(export: str, key_file: str | None) -> int:
+    """Offline: needs no database, no server, no network."""
+    from services.consent import trail
+
+    trusted = None
+    if key_file:
+        keys = json.loads(Path(key_file).read_text())["keys"]
+        trusted = {k["kid"]: trail.public_key_of(k) for k in keys}
+    else:
+        print("warning: no --key given, trusting the keys inside the export", file=sys.stderr)
+    with open(export, encoding="utf-8") as lines:
+        report = trail.verify(lines, trusted)
+    summary = f"{report.entries} entries, {report.checkpoints} signed checkpoints"
+    if report.ok:
+        print(f"OK: {summary}; tree head {report.root}")
+        return 0
+    print(f"FAILED after {summary}: {report.problem}")
+    return 1
+
+
 def openapi_document() -> dict[str, object]:
     """The OpenAPI document of all the services (what `relais up` serves)."""
     from services.runtime.openapi import OPERATIONS, Operation, document
@@ -223,6 +243,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     directory_sub.add_parser("load", help="replace the directory with a YAML file").add_argument(
         "file")
     directory_sub.add_parser("show", help="print the directory as YAML")
+    audit = sub.add_parser("audit", help="the consent trail")
+    verify = audit.add_subparsers(dest="action", required=True).add_parser(
+        "verify", help="verify an export offline: entries, chain, tree heads, signatures")
+    verify.add_argument("export", help="the JSON Lines of /v1/audit/consent-trail/export")
+    verify.add_argument("--key", help="the auditor's copy of /v1/audit/keys (JSON); else the "
+                                      "keys inside the export are used")
     sub.add_parser("openapi", help="print the OpenAPI document (schemas/openapi.json)")
     sub.add_parser("settings", help="print the effective settings as JSON")
     args = parser.parse_args(argv)
@@ -240,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(asyncio.run(client_command(settings, args)))
     elif args.command == "directory":
         sys.exit(asyncio.run(directory_command(settings, args)))
+    elif args.command == "audit":
+        sys.exit(audit_verify(args.export, args.key))
     elif args.command == "openapi":
         print(json.dumps(openapi_document(), indent=2, ensure_ascii=False))
     elif args.command == "settings":

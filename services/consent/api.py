@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import asyncpg
 from aiohttp import web
 
-from schemas.api import ConsentIn, ConsentOut
+from schemas.api import AccessLog, AuditKeys, ConsentIn, ConsentOut
 from schemas.events import CONSENT_GRANTED
-from services.consent import domain, store
+from services.consent import domain, store, trail_store
 from services.runtime import idempotency, outbox
 from services.runtime.app import RUNTIME
 from services.runtime.auth import authenticate
 from services.runtime.events import new_event
 from services.runtime.http import json_response, parse, path_uuid, read_json
-from services.runtime.openapi import Operation, register
+from services.runtime.openapi import Operation, Query, register
 from services.runtime.problem import Problem
 
 SOURCE = "/relais/consent"
@@ -31,9 +32,11 @@ async def post_consent(request: web.Request) -> web.Response:
         consent = domain.consent_out(
             await store.insert_consent(conn, uuid.uuid4(), principal.org, body)
         )
-        event = new_event(CONSENT_GRANTED, SOURCE, str(consent.person_id),
-                          domain.granted_event(consent))
-        await outbox.add(conn, store.SCHEMA, [event])
+        granted = domain.granted_event(consent)
+        await outbox.add(conn, store.SCHEMA, [
+            new_event(CONSENT_GRANTED, SOURCE, str(consent.person_id), granted)])
+        await trail_store.append(conn, [("consent.granted", consent.person_id,
+                                         granted.model_dump(mode="json"))])
         return idempotency.Answer(201, consent.model_dump(mode="json"),
                                   {"Location": f"/v1/consents/{consent.id}"})
 
@@ -49,6 +52,35 @@ async def get_consent(request: web.Request) -> web.Response:
     return json_response(domain.consent_out(row))
 
 
+async def audit_keys(request: web.Request) -> web.Response:
+    """The public keys that sign the trail's checkpoints (for `relais audit verify --key`)."""
+    return web.json_response({"keys": await trail_store.public_keys(request.app[RUNTIME].pool)})
+
+
+async def export_trail(request: web.Request) -> web.StreamResponse:
+    await authenticate(request, "audit:read")
+    response = web.StreamResponse(headers={
+        "Content-Type": "application/jsonl",
+        "Content-Disposition": 'attachment; filename="consent-trail.jsonl"'})
+    await response.prepare(request)
+    async for line in trail_store.export_lines(request.app[RUNTIME].pool):
+        await response.write(line.encode() + b"\n")
+    await response.write_eof()
+    return response
+
+
+async def access_log(request: web.Request) -> web.Response:
+    await authenticate(request, "audit:read")
+    try:
+        person_id = uuid.UUID(request.query.get("person_id", ""))
+    except ValueError as exc:
+        raise Problem(400, "Bad query", "person_id (a UUID) is required.") from exc
+    rows = await trail_store.access_log(request.app[RUNTIME].pool, person_id)
+    entries = [json.loads(r["entry"]) for r in rows]
+    return json_response(AccessLog(person_id=person_id, reads=[
+        e for e in entries if e["kind"] == "personal_data.read"]))
+
+
 OPERATIONS = [
     Operation("POST", "/v1/consents", post_consent, "Record a person's consent", "Consents",
               "consent:write", ConsentIn, ConsentOut, 201, {
@@ -62,6 +94,17 @@ OPERATIONS = [
     Operation("GET", "/v1/consents/{id}", get_consent, "A consent your organisation recorded",
               "Consents", "consent:read", response=ConsentOut,
               path_example={"id": "9a7e3c2b-1d4f-4e8a-b6c5-0f2e1d3c4b5a"}, errors=(404,)),
+    Operation("GET", "/v1/audit/keys", audit_keys, "Keys signing the trail's checkpoints",
+              "Audit", response=AuditKeys, authenticated=False),
+    Operation("GET", "/v1/audit/consent-trail/export", export_trail,
+              "The whole consent trail as JSON Lines (verify it offline with `relais audit "
+              "verify`)", "Audit", "audit:read"),
+    Operation("GET", "/v1/audit/access-log", access_log,
+              "Who read this person's data, when, under which consent", "Audit", "audit:read",
+              response=AccessLog, query=(Query("person_id", "The person (required)",
+                                               {"type": "string", "format": "uuid"},
+                                               example="5d0c1f8e-2b7a-4c3d-9e61-3a8f0b2c4d5e"),),
+              errors=(400,)),
 ]
 
 

@@ -121,3 +121,30 @@ def verify_consistency(old: int, new: int, old_root: bytes, new_root: bytes,
         fn >>= 1
         sn >>= 1
     return sn == 0 and fr == old_root and sr == new_root
+
+
+class Frontier:
+    """The roots of the perfect subtrees of a growing tree, largest first: enough to append
+    in O(1) amortized and to give the RFC 6962 tree head in O(log n), without the leaves."""
+
+    def __init__(self, size: int = 0, nodes: Sequence[bytes] = (), last: str = "") -> None:
+        self.size = size
+        self.nodes = list(nodes)
+        self.last = last  # hex of the last leaf hash: what the next entry's `prev` must be
+
+    def append(self, leaf: bytes) -> None:
+        self.last = leaf.hex()
+        node, merged = leaf, self.size
+        while merged & 1:  # each trailing 1 bit closes a perfect subtree
+            node = node_hash(self.nodes.pop(), node)
+            merged >>= 1
+        self.nodes.append(node)
+        self.size += 1
+
+    def root(self) -> bytes:
+        if not self.nodes:
+            return hashlib.sha256(b"").digest()
+        head = self.nodes[-1]
+        for node in reversed(self.nodes[:-1]):
+            head = node_hash(node, head)
+        return head

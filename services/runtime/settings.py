@@ -71,6 +71,8 @@ class Settings(BaseSettings):
         default=None, description="Base64 of 32 bytes; wraps every person's key (the vault)."
     )
 
+    checkpoint_interval: float = Field(
+        default=10.0, gt=0, description="Seconds between signed checkpoints of the trail.")
     rate_limit_per_second: float = Field(default=100.0, gt=0)
     rate_limit_burst: int = Field(default=500, ge=1)
 

@@ -21,7 +21,7 @@ Client = TestClient[Any, Any]
 @pytest.fixture
 def settings(database: str, tmp_path: Path) -> Settings:
     return Settings.model_validate({"data_dir": tmp_path, "database_url": database,
-                                    "poll_interval": 0.5})
+                                    "poll_interval": 0.5, "checkpoint_interval": 0.3})
 
 
 @pytest.fixture

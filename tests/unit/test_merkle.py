@@ -46,3 +46,15 @@ def test_proofs_round_trip_and_catch_tampering() -> None:
             assert merkle.verify_consistency(m, n, old, head, proof), (m, n)
             if m < n:
                 assert not merkle.verify_consistency(m, n, merkle.leaf_hash(b"x"), head, proof)
+
+
+def test_the_frontier_gives_the_same_heads_as_the_whole_tree() -> None:
+    leaves = [merkle.leaf_hash(str(i).encode()) for i in range(100)]
+    frontier = merkle.Frontier()
+    assert frontier.root() == merkle.root([])
+    for n, leaf in enumerate(leaves, start=1):
+        frontier.append(leaf)
+        assert frontier.root() == merkle.root(leaves[:n])
+    resumed = merkle.Frontier(frontier.size, frontier.nodes)
+    resumed.append(merkle.leaf_hash(b"next"))
+    assert resumed.root() == merkle.root([*leaves, merkle.leaf_hash(b"next")])

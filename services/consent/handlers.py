@@ -1,0 +1,31 @@
+"""Consent handlers: every read of personal data, wherever it happened, goes into the
+trail; and the worker that signs checkpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+
+from schemas.events import PERSONAL_DATA_READ
+from services.consent import trail_store
+from services.runtime.app import Runtime
+from services.runtime.consumer import Handler
+from services.runtime.events import Event
+
+
+def handler(_runtime: Runtime) -> Handler:
+    async def handle(conn: asyncpg.Connection, event: Event) -> None:
+        if event.type == PERSONAL_DATA_READ:
+            await trail_store.append(conn, [("personal_data.read",
+                                             uuid.UUID(event.data["person_id"]), event.data)])
+
+    return handle
+
+
+async def checkpointer(runtime: Runtime) -> None:
+    await trail_store.signing_key(runtime.pool)
+    while True:
+        await trail_store.checkpoint(runtime.pool)
+        await asyncio.sleep(runtime.settings.checkpoint_interval)

@@ -1,0 +1,159 @@
+"""The consent trail (pure, no I/O): what an entry and a checkpoint are, the export format,
+and the offline verification an auditor runs without trusting the server.
+
+- An entry is canonical JSON (RFC 8785) holding its sequence number and the leaf hash of the
+  entry before it (`prev`): the entries form a hash chain.
+- Entries are the leaves of an RFC 6962 Merkle tree; a checkpoint signs (Ed25519) the tree
+  head (size and root) at a moment.
+- No personal data: pseudonymous ids, organisations, purposes and categories only."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import rfc8785
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from services.consent import merkle
+
+
+def encode_entry(seq: int, prev: bytes | None, at: datetime, kind: str,
+                 fields: Mapping[str, Any]) -> bytes:
+    body = {"seq": seq, "prev": prev.hex() if prev else "", "at": at.isoformat(),
+            "kind": kind, **fields}
+    return rfc8785.dumps(body)
+
+
+def checkpoint_payload(size: int, root: bytes, signed_at: str, kid: str) -> bytes:
+    return rfc8785.dumps({"size": size, "root": root.hex(), "signed_at": signed_at,
+                          "kid": kid})
+
+
+def sign_checkpoint(key: Ed25519PrivateKey, size: int, root: bytes, signed_at: str,
+                    kid: str) -> bytes:
+    return key.sign(checkpoint_payload(size, root, signed_at, kid))
+
+
+def public_jwk(kid: str, key: Ed25519PublicKey) -> dict[str, str]:
+    raw = key.public_bytes_raw()
+    return {"kid": kid, "kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "Ed25519",
+            "x": base64.urlsafe_b64encode(raw).rstrip(b"=").decode()}
+
+
+def public_key_of(jwk: Mapping[str, str]) -> Ed25519PublicKey:
+    x = jwk["x"]
+    return Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(x + "=" * (-len(x) % 4)))
+
+
+# --- export ----------------------------------------------------------------------------------
+
+def entry_line(entry: bytes) -> str:
+    return json.dumps({"type": "entry", "entry": entry.decode()}, ensure_ascii=False)
+
+
+def checkpoint_line(size: int, root: bytes, signed_at: str, kid: str, signature: bytes) -> str:
+    return json.dumps({"type": "checkpoint", "size": size, "root": root.hex(),
+                       "signed_at": signed_at, "kid": kid,
+                       "signature": base64.b64encode(signature).decode()})
+
+
+def keys_line(keys: Iterable[Mapping[str, str]]) -> str:
+    return json.dumps({"type": "keys", "keys": list(keys)})
+
+
+# --- verification ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Report:
+    entries: int
+    checkpoints: int
+    root: str | None
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+class _Bad(Exception):
+    pass
+
+
+def verify(lines: Iterable[str], trusted: Mapping[str, Ed25519PublicKey] | None = None) -> Report:
+    """Check every entry, chain link, tree head and signature of an export; the report names
+    the first problem found. Keys come from `trusted` (the auditor's own copy) when given,
+    else from the export itself."""
+    tree = merkle.Frontier()
+    keys: dict[str, Ed25519PublicKey] = dict(trusted or {})
+    checkpoints, last_root, last_size = 0, None, 0
+    try:
+        for number, line in enumerate(_lines(lines), start=1):
+            item = json.loads(line)
+            kind = item.get("type")
+            if kind == "keys" and trusted is None:
+                keys |= {k["kid"]: public_key_of(k) for k in item["keys"]}
+            elif kind == "entry":
+                _check_entry(number, item["entry"], tree)
+            elif kind == "checkpoint":
+                _check_checkpoint(number, item, tree, keys, last_size)
+                checkpoints, last_size = checkpoints + 1, item["size"]
+                last_root = item["root"]
+        if last_size != tree.size:
+            raise _Bad(f"entries {last_size}..{tree.size - 1} are not covered by a signed "
+                       "checkpoint")
+    except _Bad as bad:
+        return Report(tree.size, checkpoints, last_root, str(bad))
+    except (ValueError, KeyError, TypeError) as exc:
+        return Report(tree.size, checkpoints, last_root, f"unreadable export: {exc!r}")
+    return Report(tree.size, checkpoints, last_root)
+
+
+def _lines(lines: Iterable[str]) -> Iterator[str]:
+    for line in lines:
+        if line.strip():
+            yield line
+
+
+def _check_entry(number: int, text: str, tree: merkle.Frontier) -> None:
+    seq = tree.size
+    body = json.loads(text)
+    if body.get("seq") != seq:
+        found = body.get("seq")
+        raise _Bad(f"line {number}: entry {seq} is missing (found entry {found} instead)")
+    if body.get("prev") != tree.last:
+        raise _Bad(f"line {number}: entry {seq - 1} was altered (entry {seq} no longer "
+                   "follows it)")
+    tree.append(merkle.leaf_hash(text.encode()))
+
+
+def _check_checkpoint(number: int, item: Mapping[str, Any], tree: merkle.Frontier,
+                      keys: Mapping[str, Ed25519PublicKey], last_size: int) -> None:
+    size, kid = item["size"], item["kid"]
+    if size < last_size:
+        raise _Bad(f"line {number}: checkpoint of size {size} after one of size {last_size}")
+    if size != tree.size:
+        raise _Bad(f"line {number}: checkpoint of size {size} but {tree.size} entries before "
+                   "it: entries were removed or added")
+    key = keys.get(kid)
+    if key is None:
+        raise _Bad(f"line {number}: checkpoint signed by unknown key {kid}")
+    root = bytes.fromhex(item["root"])
+    try:
+        key.verify(base64.b64decode(item["signature"]),
+                   checkpoint_payload(size, root, item["signed_at"], kid))
+    except InvalidSignature as exc:
+        raise _Bad(f"line {number}: the signature of checkpoint {size} is not valid") from exc
+    if tree.root() != root:
+        raise _Bad(f"line {number}: checkpoint {size} does not match the entries before it: "
+                   f"one of entries 0..{size - 1} was altered (the last one, if no chain link "
+                   "broke)")
+
+
+def new_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()

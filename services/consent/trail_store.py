@@ -1,0 +1,107 @@
+"""The consent trail's SQL: appends (serialised by an advisory lock, so sequence numbers and
+the hash chain have no gaps), checkpoints and the export."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from services.consent import merkle, trail
+
+APPEND_LOCK = "relais.consent.trail"
+
+
+async def append(conn: asyncpg.Connection, items: Sequence[tuple[str, uuid.UUID | None,
+                                                                 Mapping[str, Any]]]) -> None:
+    """Append (kind, person_id, fields) entries, in the caller's transaction."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", APPEND_LOCK)
+    head = await conn.fetchrow("SELECT seq, leaf_hash FROM consent.trail ORDER BY seq DESC"
+                               " LIMIT 1")
+    seq, prev = (head["seq"] + 1, head["leaf_hash"]) if head else (0, None)
+    now = datetime.now(UTC)
+    rows = []
+    for kind, person_id, fields in items:
+        entry = trail.encode_entry(seq, prev, now, kind, fields)
+        prev = merkle.leaf_hash(entry)
+        rows.append((seq, entry, prev, person_id))
+        seq += 1
+    await conn.executemany(
+        "INSERT INTO consent.trail (seq, entry, leaf_hash, person_id) VALUES ($1, $2, $3, $4)",
+        rows)
+
+
+async def signing_key(db: asyncpg.Pool | asyncpg.Connection) -> tuple[str, Ed25519PrivateKey]:
+    row = await db.fetchrow("SELECT kid, private_key FROM consent.audit_keys"
+                            " ORDER BY created_at DESC LIMIT 1")
+    if row is None:
+        key, kid = trail.new_key(), uuid.uuid4().hex[:16]
+        await db.execute("INSERT INTO consent.audit_keys (kid, private_key) VALUES ($1, $2)"
+                         " ON CONFLICT DO NOTHING", kid, key.private_bytes_raw())
+        return await signing_key(db)
+    return row["kid"], Ed25519PrivateKey.from_private_bytes(row["private_key"])
+
+
+async def public_keys(db: asyncpg.Pool) -> list[dict[str, str]]:
+    rows = await db.fetch("SELECT kid, private_key FROM consent.audit_keys ORDER BY created_at")
+    return [trail.public_jwk(r["kid"], Ed25519PrivateKey.from_private_bytes(
+        r["private_key"]).public_key()) for r in rows]
+
+
+async def checkpoint(pool: asyncpg.Pool) -> int | None:
+    """Sign the tree head if the trail grew since the last checkpoint; its new size."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", APPEND_LOCK)
+        last = await conn.fetchrow("SELECT size, frontier, last_leaf FROM consent.checkpoints"
+                                   " ORDER BY size DESC LIMIT 1")
+        tree = (merkle.Frontier(last["size"], last["frontier"], last["last_leaf"]) if last
+                else merkle.Frontier())
+        leaves = await conn.fetch("SELECT leaf_hash FROM consent.trail WHERE seq >= $1"
+                                  " ORDER BY seq", tree.size)
+        if not leaves:
+            return None
+        for row in leaves:
+            tree.append(row["leaf_hash"])
+        kid, key = await signing_key(conn)
+        root, signed_at = tree.root(), datetime.now(UTC).isoformat()
+        await conn.execute(
+            "INSERT INTO consent.checkpoints (size, root, signed_at, kid, signature, frontier,"
+            " last_leaf) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            tree.size, root, datetime.fromisoformat(signed_at), kid,
+            trail.sign_checkpoint(key, tree.size, root, signed_at, kid), tree.nodes, tree.last)
+        return tree.size
+
+
+async def export_lines(pool: asyncpg.Pool, batch: int = 5000) -> AsyncIterator[str]:
+    """The whole trail as JSON Lines: the keys, then entries with each checkpoint right after
+    the entry that completes it."""
+    yield trail.keys_line(await public_keys(pool))
+    checkpoints = await pool.fetch("SELECT size, root, signed_at, kid, signature"
+                                   " FROM consent.checkpoints ORDER BY size")
+    pending = list(checkpoints)
+    seq = 0
+    while True:
+        rows = await pool.fetch("SELECT seq, entry FROM consent.trail WHERE seq >= $1"
+                                " ORDER BY seq LIMIT $2", seq, batch)
+        for row in rows:
+            yield trail.entry_line(row["entry"])
+            seq = row["seq"] + 1
+            while pending and pending[0]["size"] == seq:
+                c = pending.pop(0)
+                yield trail.checkpoint_line(c["size"], c["root"], c["signed_at"].isoformat(),
+                                            c["kid"], c["signature"])
+        if len(rows) < batch:
+            break
+    for c in pending:  # a checkpoint beyond the entries: the verifier reports it
+        yield trail.checkpoint_line(c["size"], c["root"], c["signed_at"].isoformat(), c["kid"],
+                                    c["signature"])
+
+
+async def access_log(pool: asyncpg.Pool, person_id: uuid.UUID) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await pool.fetch(
+        "SELECT seq, entry FROM consent.trail WHERE person_id = $1 ORDER BY seq", person_id)
+    return rows

@@ -1,0 +1,146 @@
+"""The consent trail on a real PostgreSQL: the database itself refuses changes; an export
+verifies offline; rows changed or deleted behind the database's back are found and named."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from services.runtime.app import RUNTIME
+from tests.conftest import wait_until
+from tests.e2e.conftest import Tokens
+from tests.integration.conftest import Client
+
+SCOPES = "intake:write consent:write people:read audit:read"
+INTAKE = {"site": "qpv-etouvie", "channel": "mobile_permanence",
+          "contacted_at": "2026-11-20T10:00:00+01:00", "needs": ["employment"],
+          "identity": {"first_name": "Léa"}}
+
+
+async def fill(client: Client, tokens: Tokens, people: int = 3) -> list[str]:
+    """Consents for some people, and a read of each one's data (logged into the trail)."""
+    persons = []
+    for _ in range(people):
+        headers = tokens.headers("equipe-aller-vers", SCOPES,
+                                 **{"Idempotency-Key": str(uuid.uuid4())})
+        intake = await (await client.post("/v1/intakes", json=INTAKE, headers=headers)).json()
+        person = intake["person_id"]
+        response = await client.post("/v1/consents", headers=tokens.headers(
+            "equipe-aller-vers", SCOPES, **{"Idempotency-Key": str(uuid.uuid4())}), json={
+            "person_id": person, "purposes": ["referral_partner"],
+            "recipients": ["mission-locale"], "categories": ["identity"],
+            "notice_version": "2026-01", "method": "signed_screen", "captured_by": "x"})
+        assert response.status == 201
+        read = await client.get(f"/v1/people/{person}", headers=tokens.headers(
+            "equipe-aller-vers", SCOPES))
+        assert read.status == 200
+        persons.append(person)
+    pool = client.app[RUNTIME].pool
+
+    async def all_in_and_signed() -> bool:
+        size = await pool.fetchval("SELECT count(*) FROM consent.trail")
+        signed = await pool.fetchval("SELECT max(size) FROM consent.checkpoints")
+        return bool(size == 2 * people and signed == size)
+
+    await wait_until(all_in_and_signed, 30, "the trail to hold and sign every entry")
+    return persons
+
+
+async def export(client: Client, tokens: Tokens, path: Path) -> Path:
+    response = await client.get("/v1/audit/consent-trail/export",
+                                headers=tokens.headers("cnil", "audit:read"))
+    assert response.status == 200
+    path.write_bytes(await response.read())
+    return path
+
+
+def verify(export_file: Path, key_file: Path | None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", "audit", "verify", str(export_file),
+         *(["--key", str(key_file)] if key_file else [])],
+        capture_output=True, text=True)
+
+
+@pytest.fixture
+async def keys(client: Client, tmp_path: Path) -> Path:
+    path = tmp_path / "keys.json"
+    path.write_text(await (await client.get("/v1/audit/keys")).text())
+    return path
+
+
+async def test_the_database_refuses_to_change_the_trail(client: Client, tokens: Tokens) -> None:
+    await fill(client, tokens, 1)
+    pool = client.app[RUNTIME].pool
+    for statement in ("UPDATE consent.trail SET entry = 'x'", "DELETE FROM consent.trail",
+                      "TRUNCATE consent.trail", "DELETE FROM consent.checkpoints"):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+            await pool.execute(statement)
+
+
+async def test_an_export_verifies_offline_and_logs_who_read_what(
+    client: Client, tokens: Tokens, tmp_path: Path, keys: Path
+) -> None:
+    persons = await fill(client, tokens)
+    result = verify(await export(client, tokens, tmp_path / "trail.jsonl"), keys)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("OK: 6 entries")
+    text = (tmp_path / "trail.jsonl").read_text()
+    assert "Léa" not in text, "no personal data in the trail"
+    log = await (await client.get(f"/v1/audit/access-log?person_id={persons[0]}",
+                                  headers=tokens.headers("cnil", "audit:read"))).json()
+    [read] = log["reads"]
+    assert read["org"] == "equipe-aller-vers" and read["categories"] == ["contact", "identity",
+                                                                         "note"]
+
+
+async def _tamper(client: Client, statement: str, *args: Any) -> None:
+    """What someone with the database's superuser could do behind the application's back."""
+    async with client.app[RUNTIME].pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL session_replication_role = replica")  # triggers off
+        await conn.execute(statement, *args)
+
+
+async def test_a_changed_entry_is_found_and_named(client: Client, tokens: Tokens,
+                                                  tmp_path: Path, keys: Path) -> None:
+    await fill(client, tokens)
+    entry = await client.app[RUNTIME].pool.fetchval(
+        "SELECT entry FROM consent.trail WHERE seq = 2")
+    forged = json.loads(entry) | {"recipients": ["france-travail"]}
+    await _tamper(client, "UPDATE consent.trail SET entry = $1 WHERE seq = 2",
+                  json.dumps(forged).encode())
+    result = verify(await export(client, tokens, tmp_path / "t.jsonl"), keys)
+    assert result.returncode == 1
+    assert "entry 2 was altered" in result.stdout
+
+
+async def test_a_deleted_entry_is_found_and_named(client: Client, tokens: Tokens,
+                                                  tmp_path: Path, keys: Path) -> None:
+    await fill(client, tokens)
+    await _tamper(client, "DELETE FROM consent.trail WHERE seq = 3")
+    result = verify(await export(client, tokens, tmp_path / "t.jsonl"), keys)
+    assert result.returncode == 1
+    assert "entry 3 is missing" in result.stdout
+
+
+async def test_a_forged_checkpoint_or_a_foreign_key_is_refused(
+    client: Client, tokens: Tokens, tmp_path: Path, keys: Path
+) -> None:
+    await fill(client, tokens, 2)
+    path = await export(client, tokens, tmp_path / "t.jsonl")
+    lines = path.read_text().splitlines()
+    last = json.loads(lines[-1])
+    lines[-1] = json.dumps(last | {"root": "00" * 32})
+    (tmp_path / "forged.jsonl").write_text("\n".join(lines))
+    result = verify(tmp_path / "forged.jsonl", keys)
+    assert result.returncode == 1 and "signature" in result.stdout
+    other = tmp_path / "other-keys.json"
+    other.write_text(json.dumps({"keys": [{**json.loads(keys.read_text())["keys"][0],
+                                           "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}))
+    assert verify(path, other).returncode == 1
