@@ -26,6 +26,8 @@ from schemas.vocab import (
     Purpose,
     ReferralStatus,
     SituationFlag,
+    WithdrawalChannel,
+    WithdrawalRequester,
 )
 
 SLUG = r"^[a-z0-9][a-z0-9-]*$"
@@ -328,3 +330,37 @@ class AccessLog(BaseModel):
     person_id: UUID
     reads: list[dict[str, object]] = Field(description="Trail entries of kind "
                                                        "personal_data.read, oldest first.")
+
+
+class WithdrawIn(StrictModel):
+    """Withdraw the whole consent (no purposes, no recipients given), or only some purposes
+    and/or some recipients."""
+
+    purposes: list[Purpose] = Field(default_factory=list)
+    recipients: list[str] = Field(default_factory=list, max_length=50)
+    requested_by: WithdrawalRequester
+    channel: WithdrawalChannel
+
+
+class ConsentChange(BaseModel):
+    kind: str
+    purposes: list[str]
+    recipients: list[str]
+    requested_by: str | None
+    channel: str | None
+    org: str
+    at: datetime
+
+
+class ConsentHistory(BaseModel):
+    consent: ConsentOut
+    changes: list[ConsentChange]
+
+
+class ConsentList(BaseModel):
+    items: list[ConsentHistory]
+
+
+class ConsentCheck(BaseModel):
+    allowed: bool
+    consent_id: UUID | None = Field(description="The consent that allows it, if any.")

@@ -21,6 +21,8 @@ from schemas.vocab import (
 
 INTAKE_RECORDED = "fr.relais.intake.recorded.v1"
 CONSENT_GRANTED = "fr.relais.consent.granted.v1"
+CONSENT_WITHDRAWN = "fr.relais.consent.withdrawn.v1"
+CONSENT_EXPIRED = "fr.relais.consent.expired.v1"
 SIGNAL_RECEIVED = "fr.relais.intake.signal_received.v1"
 PERSON_ERASED = "fr.relais.intake.person_erased.v1"
 PERSONAL_DATA_READ = "fr.relais.intake.personal_data_read.v1"
@@ -104,6 +106,22 @@ class ConsentGrantedV1(EventData):
     valid_until: datetime
 
 
+class ConsentChangedV1(EventData):
+    """What a consent still allows after a withdrawal or its expiry."""
+
+    consent_id: UUID
+    person_id: UUID
+    org: str
+    removed_purposes: list[Purpose]
+    removed_recipients: list[str]
+    purposes: list[Purpose] = Field(description="What remains allowed")
+    recipients: list[str]
+    status: str = Field(description="active (partly withdrawn), withdrawn or expired")
+    requested_by: str | None = None
+    channel: str | None = None
+    at: datetime
+
+
 class ReferralEvent(EventData):
     """What every referral event says of its referral."""
 
@@ -146,6 +164,8 @@ EVENT_MODELS: dict[str, type[EventData]] = {
     PERSONAL_DATA_READ: PersonalDataReadV1,
     DIRECTORY_UPDATED: DirectoryUpdatedV1,
     CONSENT_GRANTED: ConsentGrantedV1,
+    CONSENT_WITHDRAWN: ConsentChangedV1,
+    CONSENT_EXPIRED: ConsentChangedV1,
     REFERRAL_CREATED: ReferralCreatedV1,
     REFERRAL_REQUESTED: ReferralRequestedV1,
     NOTIFICATION_SENT: NotificationSentV1,

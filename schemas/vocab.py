@@ -77,3 +77,17 @@ class ReferralStatus(StrEnum):
     cancelled = "cancelled"
     expired = "expired"
     on_hold = "on_hold"
+
+
+class WithdrawalRequester(StrEnum):
+    person = "person"
+    legal_representative = "legal_representative"
+    counsellor_on_behalf = "counsellor_on_behalf"
+
+
+class WithdrawalChannel(StrEnum):
+    in_person = "in_person"
+    phone = "phone"
+    email = "email"
+    letter = "letter"
+    online = "online"

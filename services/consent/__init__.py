@@ -9,5 +9,5 @@ SPEC = ServiceSpec(
     name="consent", package="services.consent", produces=("relais.consent",),
     routes=api.routes,
     consumers=(ConsumerSpec("consent", ("relais.intake",), handlers.handler),),
-    workers=(handlers.checkpointer,),
+    workers=(handlers.checkpointer, handlers.expirer),
 )

@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 
 import asyncpg
 from aiohttp import web
 
-from schemas.api import AccessLog, AuditKeys, ConsentIn, ConsentOut
-from schemas.events import CONSENT_GRANTED
-from services.consent import domain, store, trail_store
+from schemas.api import (
+    AccessLog,
+    AuditKeys,
+    ConsentChange,
+    ConsentCheck,
+    ConsentHistory,
+    ConsentIn,
+    ConsentList,
+    ConsentOut,
+    WithdrawIn,
+)
+from schemas.events import (
+    CONSENT_GRANTED,
+    CONSENT_WITHDRAWN,
+)
+from services.consent import domain, lifecycle, store, trail_store
 from services.runtime import idempotency, outbox
 from services.runtime.app import RUNTIME
 from services.runtime.auth import authenticate
@@ -37,6 +51,8 @@ async def post_consent(request: web.Request) -> web.Response:
             new_event(CONSENT_GRANTED, SOURCE, str(consent.person_id), granted)])
         await trail_store.append(conn, [("consent.granted", consent.person_id,
                                          granted.model_dump(mode="json"))])
+        await store.add_change(conn, consent.id, "granted", list(consent.purposes),
+                               consent.recipients, principal.org)
         return idempotency.Answer(201, consent.model_dump(mode="json"),
                                   {"Location": f"/v1/consents/{consent.id}"})
 
@@ -50,6 +66,61 @@ async def get_consent(request: web.Request) -> web.Response:
     if row is None:
         raise Problem(404, "Not found", "No such consent.")
     return json_response(domain.consent_out(row))
+
+
+async def withdraw(request: web.Request) -> web.Response:
+    """As easy as granting: the organisation that recorded the consent, or any recipient the
+    person tells, records the withdrawal; whole, or some purposes or recipients."""
+    principal = await authenticate(request, "consent:write")
+    body = parse(WithdrawIn, await read_json(request))
+    async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
+        row = await store.lock_consent(conn, path_uuid(request), principal.org)
+        if row is None:
+            raise Problem(404, "Not found", "No such consent.")
+        if row["status"] != "active":
+            raise Problem(409, "Not active", f"This consent is already {row['status']}.")
+        change = domain.withdraw(row["purposes"], row["recipients"], list(body.purposes),
+                                 body.recipients)
+        if not change.removed_purposes and not change.removed_recipients:
+            raise Problem(422, "Nothing to withdraw",
+                          "The consent does not cover these purposes or recipients.")
+        consent = await lifecycle.apply_change(conn, row, "withdrawn", CONSENT_WITHDRAWN, change,
+                                     principal.org, body.requested_by, body.channel)
+    return json_response(consent)
+
+
+async def list_consents(request: web.Request) -> web.Response:
+    principal = await authenticate(request, "consent:read")
+    person_id = _query_uuid(request, "person_id")
+    pool = request.app[RUNTIME].pool
+    rows = await store.consents_of(pool, person_id, principal.org)
+    changes = await store.changes_of(pool, [r["id"] for r in rows])
+    return json_response(ConsentList(items=[ConsentHistory(
+        consent=domain.consent_out(r),
+        changes=[ConsentChange.model_validate(dict(c)) for c in changes
+                 if c["consent_id"] == r["id"]]) for r in rows]))
+
+
+async def check(request: web.Request) -> web.Response:
+    """May `recipient` receive this person for `purpose` now, and under which consent?"""
+    principal = await authenticate(request, "consent:read")
+    person_id = _query_uuid(request, "person_id")
+    purpose, recipient = request.query.get("purpose"), request.query.get("recipient")
+    if not purpose or not recipient:
+        raise Problem(400, "Bad query", "purpose and recipient are required.")
+    rows = await store.consents_of(request.app[RUNTIME].pool, person_id, principal.org)
+    now = datetime.now(UTC)
+    allowed = [r for r in rows if domain.covers(r, purpose, recipient, now)]
+    best = max(allowed, key=lambda r: r["valid_until"]) if allowed else None
+    return json_response(ConsentCheck(allowed=best is not None,
+                                      consent_id=best["id"] if best else None))
+
+
+def _query_uuid(request: web.Request, name: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.query.get(name, ""))
+    except ValueError as exc:
+        raise Problem(400, "Bad query", f"{name} (a UUID) is required.") from exc
 
 
 async def audit_keys(request: web.Request) -> web.Response:
@@ -71,16 +142,15 @@ async def export_trail(request: web.Request) -> web.StreamResponse:
 
 async def access_log(request: web.Request) -> web.Response:
     await authenticate(request, "audit:read")
-    try:
-        person_id = uuid.UUID(request.query.get("person_id", ""))
-    except ValueError as exc:
-        raise Problem(400, "Bad query", "person_id (a UUID) is required.") from exc
+    person_id = _query_uuid(request, "person_id")
     rows = await trail_store.access_log(request.app[RUNTIME].pool, person_id)
     entries = [json.loads(r["entry"]) for r in rows]
     return json_response(AccessLog(person_id=person_id, reads=[
         e for e in entries if e["kind"] == "personal_data.read"]))
 
 
+PERSON_QUERY = Query("person_id", "The person (required)", {"type": "string", "format": "uuid"},
+                     example="5d0c1f8e-2b7a-4c3d-9e61-3a8f0b2c4d5e")
 OPERATIONS = [
     Operation("POST", "/v1/consents", post_consent, "Record a person's consent", "Consents",
               "consent:write", ConsentIn, ConsentOut, 201, {
@@ -91,6 +161,21 @@ OPERATIONS = [
                   "notice_version": "2026-01", "method": "signed_screen",
                   "captured_by": "conseillere-camion", "captured_at_site": "qpv-etouvie"},
               idempotency_key=True),
+    Operation("POST", "/v1/consents/{id}/withdraw", withdraw,
+              "Withdraw a consent, whole or in part", "Consents", "consent:write", WithdrawIn,
+              ConsentOut, 200, {"recipients": ["mission-locale"], "requested_by": "person",
+                                "channel": "phone"},
+              path_example={"id": "9a7e3c2b-1d4f-4e8a-b6c5-0f2e1d3c4b5a"}, errors=(404, 409)),
+    Operation("GET", "/v1/consents", list_consents,
+              "A person's consents you recorded or receive, with their history", "Consents",
+              "consent:read", response=ConsentList, query=(PERSON_QUERY,), errors=(400,)),
+    Operation("GET", "/v1/consents:check", check,
+              "Whether a recipient may receive this person for a purpose now", "Consents",
+              "consent:read", response=ConsentCheck, query=(
+                  PERSON_QUERY, Query("purpose", "A purpose (required)",
+                                      example="referral_partner"),
+                  Query("recipient", "An organisation id (required)",
+                        example="mission-locale")), errors=(400,)),
     Operation("GET", "/v1/consents/{id}", get_consent, "A consent your organisation recorded",
               "Consents", "consent:read", response=ConsentOut,
               path_example={"id": "9a7e3c2b-1d4f-4e8a-b6c5-0f2e1d3c4b5a"}, errors=(404,)),
@@ -101,9 +186,7 @@ OPERATIONS = [
               "verify`)", "Audit", "audit:read"),
     Operation("GET", "/v1/audit/access-log", access_log,
               "Who read this person's data, when, under which consent", "Audit", "audit:read",
-              response=AccessLog, query=(Query("person_id", "The person (required)",
-                                               {"type": "string", "format": "uuid"},
-                                               example="5d0c1f8e-2b7a-4c3d-9e61-3a8f0b2c4d5e"),),
+              response=AccessLog, query=(PERSON_QUERY,),
               errors=(400,)),
 ]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from schemas.api import ConsentOut
@@ -24,3 +26,32 @@ def granted_event(consent: ConsentOut) -> ConsentGrantedV1:
         categories=consent.categories, notice_version=consent.notice_version,
         granted_at=consent.granted_at, valid_until=consent.valid_until,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Withdrawal:
+    removed_purposes: list[str]
+    removed_recipients: list[str]
+    purposes: list[str]
+    recipients: list[str]
+    status: str
+
+
+def withdraw(purposes: list[str], recipients: list[str], take_purposes: list[str],
+             take_recipients: list[str]) -> Withdrawal:
+    """What remains of a consent once some purposes and/or recipients are taken back; all of
+    it when none is named. Nothing left: the consent is withdrawn."""
+    if not take_purposes and not take_recipients:
+        return Withdrawal(purposes, recipients, [], [], "withdrawn")
+    left_purposes = [p for p in purposes if p not in take_purposes]
+    left_recipients = [r for r in recipients if r not in take_recipients]
+    status = "active" if left_purposes and left_recipients else "withdrawn"
+    return Withdrawal([p for p in purposes if p in take_purposes],
+                      [r for r in recipients if r in take_recipients],
+                      left_purposes if status == "active" else [],
+                      left_recipients if status == "active" else [], status)
+
+
+def covers(row: Any, purpose: str, recipient: str, now: datetime) -> bool:
+    return (row["status"] == "active" and now < row["valid_until"]
+            and purpose in row["purposes"] and recipient in row["recipients"])

@@ -9,7 +9,7 @@ import uuid
 import asyncpg
 
 from schemas.events import PERSONAL_DATA_READ
-from services.consent import trail_store
+from services.consent import lifecycle, trail_store
 from services.runtime.app import Runtime
 from services.runtime.consumer import Handler
 from services.runtime.events import Event
@@ -22,6 +22,13 @@ def handler(_runtime: Runtime) -> Handler:
                                              uuid.UUID(event.data["person_id"]), event.data)])
 
     return handle
+
+
+async def expirer(runtime: Runtime) -> None:
+    """Consents past their date expire on their own (and say so)."""
+    while True:
+        if await lifecycle.expire_due(runtime.pool) == 0:
+            await asyncio.sleep(runtime.settings.expiry_interval)
 
 
 async def checkpointer(runtime: Runtime) -> None:

@@ -30,3 +30,51 @@ async def get_consent(pool: asyncpg.Pool, consent_id: UUID, org: str) -> asyncpg
         "SELECT * FROM consent.consents WHERE id = $1 AND org = $2", consent_id, org
     )
     return row
+
+
+async def add_change(conn: asyncpg.Connection, consent_id: UUID, kind: str, purposes: list[str],
+                     recipients: list[str], org: str, requested_by: str | None = None,
+                     channel: str | None = None) -> None:
+    await conn.execute(
+        "INSERT INTO consent.consent_changes (consent_id, kind, purposes, recipients,"
+        " requested_by, channel, org) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        consent_id, kind, purposes, recipients, requested_by, channel, org,
+    )
+
+
+async def lock_consent(conn: asyncpg.Connection, consent_id: UUID,
+                       org: str) -> asyncpg.Record | None:
+    """A consent the organisation recorded or is a recipient of."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT * FROM consent.consents WHERE id = $1 AND (org = $2 OR $2 = ANY(recipients))"
+        " FOR UPDATE", consent_id, org)
+    return row
+
+
+async def set_scope(conn: asyncpg.Connection, consent_id: UUID, purposes: list[str],
+                    recipients: list[str], status: str) -> asyncpg.Record:
+    row: asyncpg.Record = await conn.fetchrow(
+        "UPDATE consent.consents SET purposes = $2, recipients = $3, status = $4"
+        " WHERE id = $1 RETURNING *", consent_id, purposes, recipients, status)
+    return row
+
+
+async def lock_expired(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT * FROM consent.consents WHERE status = 'active' AND valid_until <= now()"
+        " ORDER BY valid_until LIMIT $1 FOR UPDATE SKIP LOCKED", limit)
+    return rows
+
+
+async def consents_of(pool: asyncpg.Pool, person_id: UUID, org: str) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await pool.fetch(
+        "SELECT * FROM consent.consents WHERE person_id = $1"
+        " AND (org = $2 OR $2 = ANY(recipients)) ORDER BY granted_at", person_id, org)
+    return rows
+
+
+async def changes_of(pool: asyncpg.Pool, consent_ids: list[UUID]) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await pool.fetch(
+        "SELECT * FROM consent.consent_changes WHERE consent_id = ANY($1) ORDER BY id",
+        consent_ids)
+    return rows

@@ -131,6 +131,17 @@ async def upsert_consent(conn: asyncpg.Connection, data: dict[str, Any]) -> None
     )
 
 
+async def narrow_consent(conn: asyncpg.Connection, consent_id: UUID, person_id: UUID,
+                         purposes: list[str], recipients: list[str], status: str) -> None:
+    """A withdrawal or an expiry; one that arrives before its grant leaves a closed record,
+    so that the late grant opens nothing."""
+    await conn.execute(
+        "INSERT INTO intake.consents AS c (consent_id, person_id, purposes, recipients,"
+        " categories, valid_until, status) VALUES ($1, $2, $3, $4, '{}', now(), $5)"
+        " ON CONFLICT (consent_id) DO UPDATE SET purposes = $3, recipients = $4, status = $5",
+        consent_id, person_id, purposes, recipients, status)
+
+
 async def consents_of(db: Db, person_id: UUID) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await db.fetch(
         "SELECT * FROM intake.consents WHERE person_id = $1", person_id

@@ -10,11 +10,14 @@ from typing import Any
 import asyncpg
 
 from schemas.events import (
+    CONSENT_EXPIRED,
     CONSENT_GRANTED,
+    CONSENT_WITHDRAWN,
     DIRECTORY_UPDATED,
     INTAKE_RECORDED,
     REFERRAL_CREATED,
     REFERRAL_REQUESTED,
+    ConsentChangedV1,
     ConsentGrantedV1,
     DirectoryUpdatedV1,
     IntakeRecordedV1,
@@ -39,6 +42,10 @@ def handler(_runtime: Runtime) -> Handler:
             await on_intake(conn, IntakeRecordedV1.model_validate(event.data))
         elif event.type == CONSENT_GRANTED:
             await on_consent(conn, ConsentGrantedV1.model_validate(event.data))
+        elif event.type in (CONSENT_WITHDRAWN, CONSENT_EXPIRED):
+            change = ConsentChangedV1.model_validate(event.data)
+            await store.narrow_consent(conn, change.consent_id, change.person_id,
+                                       list(change.purposes), change.recipients, change.status)
         elif event.type == DIRECTORY_UPDATED:
             update = DirectoryUpdatedV1.model_validate(event.data)
             await store.upsert_partners(conn, Directory.model_validate(update.directory))

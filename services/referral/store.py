@@ -92,6 +92,18 @@ async def upsert_consent(conn: asyncpg.Connection, person_id: UUID, scope: Conse
     )
 
 
+async def narrow_consent(conn: asyncpg.Connection, consent_id: UUID, person_id: UUID,
+                         purposes: list[str], recipients: list[str], status: str) -> None:
+    """After a withdrawal or an expiry the gate opens only for what remains (cancelling the
+    referrals it covered is the closed loop's work, issue #5). Arriving before its grant, it
+    leaves a closed record so that the late grant opens nothing."""
+    await conn.execute(
+        "INSERT INTO referral.consents (consent_id, person_id, purposes, recipients,"
+        " valid_until, status) VALUES ($1, $2, $3, $4, now(), $5)"
+        " ON CONFLICT (consent_id) DO UPDATE SET purposes = $3, recipients = $4, status = $5",
+        consent_id, person_id, purposes, recipients, status)
+
+
 async def consents_of(conn: asyncpg.Connection, person_id: UUID) -> list[ConsentScope]:
     rows = await conn.fetch("SELECT * FROM referral.consents WHERE person_id = $1", person_id)
     return [

@@ -73,6 +73,8 @@ class Settings(BaseSettings):
 
     checkpoint_interval: float = Field(
         default=10.0, gt=0, description="Seconds between signed checkpoints of the trail.")
+    expiry_interval: float = Field(default=30.0, gt=0,
+                                   description="Seconds between checks for expired consents.")
     rate_limit_per_second: float = Field(default=100.0, gt=0)
     rate_limit_burst: int = Field(default=500, ge=1)
 
