@@ -161,6 +161,7 @@ class ConsentOut(BaseModel):
     recipients: list[str]
     categories: list[DataCategory]
     notice_version: str
+    notice_hash: str | None
     method: ConsentMethod
     granted_at: datetime
     valid_until: datetime
@@ -364,3 +365,18 @@ class ConsentList(BaseModel):
 class ConsentCheck(BaseModel):
     allowed: bool
     consent_id: UUID | None = Field(description="The consent that allows it, if any.")
+
+
+class NoticeIn(StrictModel):
+    version: str = Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9._-]+$",
+                         examples=["2026-02"])
+    language: str = Field(default="fr", pattern=r"^[a-z]{2}$")
+    text: str = Field(min_length=20, max_length=20_000)
+
+
+class NoticeOut(BaseModel):
+    version: str
+    language: str
+    text: str
+    hash: str = Field(description="SHA-256 of the text (UTF-8), hex: what consents refer to.")
+    created_at: datetime

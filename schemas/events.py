@@ -102,6 +102,7 @@ class ConsentGrantedV1(EventData):
     recipients: list[str]
     categories: list[DataCategory]
     notice_version: str
+    notice_hash: str | None = None
     granted_at: datetime
     valid_until: datetime
 

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
-from services.consent import api, handlers
-from services.runtime.app import ConsumerSpec, ServiceSpec
+import hashlib
+from importlib import resources
+
+from services.consent import api, handlers, store
+from services.runtime.app import ConsumerSpec, Runtime, ServiceSpec
+
+DEMO_NOTICE = "2026-01"
+
+
+async def first_notice(runtime: Runtime) -> None:
+    """The demo notice, registered on the very first start."""
+    text = resources.files(__package__).joinpath(f"notice-{DEMO_NOTICE}.txt").read_text("utf-8")
+    async with runtime.pool.acquire() as conn:
+        await store.insert_notice(conn, DEMO_NOTICE, "fr", text,
+                                  hashlib.sha256(text.encode()).digest(), "relais")
 
 SPEC = ServiceSpec(
     name="consent", package="services.consent", produces=("relais.consent",),
     routes=api.routes,
     consumers=(ConsumerSpec("consent", ("relais.intake",), handlers.handler),),
     workers=(handlers.checkpointer, handlers.expirer),
+    on_start=first_notice,
 )

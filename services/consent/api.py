@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -18,6 +20,8 @@ from schemas.api import (
     ConsentIn,
     ConsentList,
     ConsentOut,
+    NoticeIn,
+    NoticeOut,
     WithdrawIn,
 )
 from schemas.events import (
@@ -43,8 +47,15 @@ async def post_consent(request: web.Request) -> web.Response:
     body = parse(ConsentIn, payload)
 
     async def record(conn: asyncpg.Connection) -> idempotency.Answer:
+        notice = await store.notice(conn, body.notice_version)
+        if notice is None:
+            raise Problem(422, "Invalid request", "1 invalid field(s)",
+                          type_="https://relais.example/problems/validation", errors=[
+                              {"field": "notice_version", "code": "unknown_notice",
+                               "message": f"no notice '{body.notice_version}': register it "
+                                          "with POST /v1/notices"}])
         consent = domain.consent_out(
-            await store.insert_consent(conn, uuid.uuid4(), principal.org, body)
+            await store.insert_consent(conn, uuid.uuid4(), principal.org, body, notice["hash"])
         )
         granted = domain.granted_event(consent)
         await outbox.add(conn, store.SCHEMA, [
@@ -87,6 +98,38 @@ async def withdraw(request: web.Request) -> web.Response:
         consent = await lifecycle.apply_change(conn, row, "withdrawn", CONSENT_WITHDRAWN, change,
                                      principal.org, body.requested_by, body.channel)
     return json_response(consent)
+
+
+def notice_out(row: Any) -> NoticeOut:
+    return NoticeOut(version=row["version"], language=row["language"], text=row["text"],
+                     hash=row["hash"].hex(), created_at=row["created_at"])
+
+
+async def post_notice(request: web.Request) -> web.Response:
+    """Register a notice. A version never changes: the same text again is accepted, another
+    text is refused (409)."""
+    principal = await authenticate(request, "consent:write")
+    body = parse(NoticeIn, await read_json(request))
+    digest = hashlib.sha256(body.text.encode()).digest()
+    async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
+        row = await store.insert_notice(conn, body.version, body.language, body.text, digest,
+                                        principal.org)
+        if row is None:
+            row = await store.notice(conn, body.version)
+            assert row is not None
+            if row["hash"] != digest:
+                raise Problem(409, "Notice exists", f"Notice {body.version} exists with "
+                              "another text; give the new text a new version.")
+            return json_response(notice_out(row))
+    return json_response(notice_out(row), status=201)
+
+
+async def get_notice(request: web.Request) -> web.Response:
+    await authenticate(request, None)
+    row = await store.notice(request.app[RUNTIME].pool, request.match_info["version"])
+    if row is None:
+        raise Problem(404, "Not found", "No such notice.")
+    return json_response(notice_out(row))
 
 
 async def list_consents(request: web.Request) -> web.Response:
@@ -161,6 +204,13 @@ OPERATIONS = [
                   "notice_version": "2026-01", "method": "signed_screen",
                   "captured_by": "conseillere-camion", "captured_at_site": "qpv-etouvie"},
               idempotency_key=True),
+    Operation("POST", "/v1/notices", post_notice, "Register an information notice",
+              "Consents", "consent:write", NoticeIn, NoticeOut, 201, {
+                  "version": "2026-02", "language": "fr",
+                  "text": "Relais : comment vos informations sont utilisées. (...) Vous pouvez "
+                          "retirer votre accord à tout moment."}, errors=(409,)),
+    Operation("GET", "/v1/notices/{version}", get_notice, "A registered notice", "Consents",
+              response=NoticeOut, path_example={"version": "2026-01"}, errors=(404,)),
     Operation("POST", "/v1/consents/{id}/withdraw", withdraw,
               "Withdraw a consent, whole or in part", "Consents", "consent:write", WithdrawIn,
               ConsentOut, 200, {"recipients": ["mission-locale"], "requested_by": "person",

@@ -14,7 +14,9 @@ def consent_out(row: Any) -> ConsentOut:
     return ConsentOut(
         id=row["id"], person_id=row["person_id"], org=row["org"], purposes=row["purposes"],
         recipients=row["recipients"], categories=row["categories"],
-        notice_version=row["notice_version"], method=row["method"],
+        notice_version=row["notice_version"],
+        notice_hash=row["notice_hash"].hex() if row["notice_hash"] else None,
+        method=row["method"],
         granted_at=row["granted_at"], valid_until=row["valid_until"], status=row["status"],
     )
 
@@ -24,6 +26,7 @@ def granted_event(consent: ConsentOut) -> ConsentGrantedV1:
         consent_id=consent.id, person_id=consent.person_id, org=consent.org,
         purposes=consent.purposes, recipients=consent.recipients,
         categories=consent.categories, notice_version=consent.notice_version,
+        notice_hash=consent.notice_hash,
         granted_at=consent.granted_at, valid_until=consent.valid_until,
     )
 

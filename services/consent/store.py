@@ -12,16 +12,33 @@ SCHEMA = "consent"
 
 
 async def insert_consent(
-    conn: asyncpg.Connection, consent_id: UUID, org: str, body: ConsentIn
+    conn: asyncpg.Connection, consent_id: UUID, org: str, body: ConsentIn, notice_hash: bytes
 ) -> asyncpg.Record:
     row: asyncpg.Record = await conn.fetchrow(
         "INSERT INTO consent.consents (id, org, person_id, purposes, recipients, categories,"
-        " notice_version, method, witness, captured_by, captured_at_site, valid_until)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING *",
+        " notice_version, method, witness, captured_by, captured_at_site, valid_until,"
+        " notice_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        " RETURNING *",
         consent_id, org, body.person_id, list(body.purposes), body.recipients,
         list(body.categories), body.notice_version, body.method, body.witness,
-        body.captured_by, body.captured_at_site, body.valid_until,
+        body.captured_by, body.captured_at_site, body.valid_until, notice_hash,
     )
+    return row
+
+
+async def notice(db: asyncpg.Pool | asyncpg.Connection, version: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await db.fetchrow(
+        "SELECT * FROM consent.notices WHERE version = $1", version)
+    return row
+
+
+async def insert_notice(conn: asyncpg.Connection, version: str, language: str, text: str,
+                        digest: bytes, org: str) -> asyncpg.Record | None:
+    """None when the version exists already (a notice never changes)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "INSERT INTO consent.notices (version, language, text, hash, org)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING *",
+        version, language, text, digest, org)
     return row
 
 

@@ -140,3 +140,26 @@ async def test_a_consent_expires_on_its_own(database: str, tmp_path: Path) -> No
         await wait_until(expired, 10, "the consent to expire")
         assert (await check(client, tokens, person, ML))["allowed"] is False
         assert "consent.expired" in await trail_kinds(client)
+
+
+async def test_a_consent_refers_to_a_registered_notice_by_its_hash(client: Client,
+                                                                    tokens: Tokens) -> None:
+    demo = await (await client.get("/v1/notices/2026-01",
+                                   headers=tokens.headers(TEAM, SCOPES))).json()
+    assert "retirer votre accord" in demo["text"]
+    granted = await grant(client, tokens, consent(str(uuid.uuid4())))
+    assert granted["notice_hash"] == demo["hash"]
+
+    notice = {"version": "2027-01", "text": "Nouvelle notice d'information, version 2027."}
+    first = await client.post("/v1/notices", json=notice, headers=tokens.headers(TEAM, SCOPES))
+    again = await client.post("/v1/notices", json=notice, headers=tokens.headers(TEAM, SCOPES))
+    changed = await client.post("/v1/notices", json=notice | {"text": notice["text"] + " Bis."},
+                                headers=tokens.headers(TEAM, SCOPES))
+    assert (first.status, again.status, changed.status) == (201, 200, 409)
+
+    unknown = await client.post("/v1/consents", json=consent(str(uuid.uuid4()),
+                                                             notice_version="1999"),
+                                headers=tokens.headers(TEAM, SCOPES, **{
+                                    "Idempotency-Key": str(uuid.uuid4())}))
+    assert unknown.status == 422
+    assert (await unknown.json())["errors"][0]["field"] == "notice_version"
