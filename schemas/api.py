@@ -380,3 +380,34 @@ class NoticeOut(BaseModel):
     text: str
     hash: str = Field(description="SHA-256 of the text (UTF-8), hex: what consents refer to.")
     created_at: datetime
+
+
+class SignedCheckpoint(BaseModel):
+    size: int
+    root: str
+    signed_at: str
+    kid: str
+    signature: str = Field(description="Ed25519 over the RFC 8785 JSON of size, root (hex), "
+                                       "signed_at and kid; base64.")
+    consistency_from: int | None = Field(
+        default=None, description="Size of the previous checkpoint this one extends.")
+    consistency_proof: list[str] | None = Field(
+        default=None, description="RFC 6962 consistency proof (hex) from the previous one.")
+
+
+class ProvenEntry(BaseModel):
+    seq: int
+    entry: dict[str, object]
+    leaf_hash: str
+    inclusion_proof: list[str] | None = Field(
+        description="RFC 6962 audit path (hex) to the checkpoint's root; null when the entry "
+                    "is newer than the last checkpoint.")
+
+
+class TrailExtract(BaseModel):
+    checkpoint: SignedCheckpoint | None
+    entries: list[ProvenEntry]
+
+
+class CheckpointList(BaseModel):
+    items: list[SignedCheckpoint]

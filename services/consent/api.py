@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import uuid
@@ -14,6 +15,7 @@ from aiohttp import web
 from schemas.api import (
     AccessLog,
     AuditKeys,
+    CheckpointList,
     ConsentChange,
     ConsentCheck,
     ConsentHistory,
@@ -22,13 +24,16 @@ from schemas.api import (
     ConsentOut,
     NoticeIn,
     NoticeOut,
+    ProvenEntry,
+    SignedCheckpoint,
+    TrailExtract,
     WithdrawIn,
 )
 from schemas.events import (
     CONSENT_GRANTED,
     CONSENT_WITHDRAWN,
 )
-from services.consent import domain, lifecycle, store, trail_store
+from services.consent import domain, lifecycle, merkle, store, trail_store
 from services.runtime import idempotency, outbox
 from services.runtime.app import RUNTIME
 from services.runtime.auth import authenticate
@@ -159,6 +164,57 @@ async def check(request: web.Request) -> web.Response:
                                       consent_id=best["id"] if best else None))
 
 
+def _signed(row: Any) -> SignedCheckpoint:
+    return SignedCheckpoint(size=row["size"], root=row["root"].hex(),
+                            signed_at=row["signed_at"].isoformat(), kid=row["kid"],
+                            signature=base64.b64encode(row["signature"]).decode())
+
+
+async def trail_extract(request: web.Request) -> web.Response:
+    """A person's trail entries, each with its inclusion proof to the last signed tree head:
+    an auditor checks them without the rest of the trail."""
+    await authenticate(request, "audit:read")
+    person_id = _query_uuid(request, "person_id")
+    try:
+        since, until = (datetime.fromisoformat(request.query[k]) if k in request.query else None
+                        for k in ("from", "to"))
+    except ValueError as exc:
+        raise Problem(400, "Bad query", "from and to: ISO 8601 date-times.") from exc
+    pool = request.app[RUNTIME].pool
+    last = await trail_store.checkpoints(pool, 1)
+    checkpoint = _signed(last[0]) if last else None
+    tree = await trail_store.leaves(pool, checkpoint.size) if checkpoint else []
+    entries = [ProvenEntry(
+        seq=r["seq"], entry=json.loads(r["entry"]), leaf_hash=r["leaf_hash"].hex(),
+        inclusion_proof=[p.hex() for p in merkle.inclusion_proof(r["seq"], tree)]
+        if r["seq"] < len(tree) else None)
+        for r in await trail_store.entries_of(pool, person_id, _aware(since), _aware(until))]
+    return json_response(TrailExtract(checkpoint=checkpoint, entries=entries))
+
+
+async def list_checkpoints(request: web.Request) -> web.Response:
+    """The last signed tree heads, each with its consistency proof from the one before: the
+    trail only ever grew between them."""
+    await authenticate(request, "audit:read")
+    pool = request.app[RUNTIME].pool
+    rows = await trail_store.checkpoints(pool, CHECKPOINTS)
+    tree = await trail_store.leaves(pool, rows[-1]["size"]) if rows else []
+    items = []
+    for index, row in enumerate(rows):
+        item = _signed(row)
+        if index:
+            previous = rows[index - 1]
+            item.consistency_from = previous["size"]
+            item.consistency_proof = [p.hex() for p in merkle.consistency_proof(
+                previous["size"], tree[:row["size"]])]
+        items.append(item)
+    return json_response(CheckpointList(items=items))
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
+
+
 def _query_uuid(request: web.Request, name: str) -> uuid.UUID:
     try:
         return uuid.UUID(request.query.get(name, ""))
@@ -192,6 +248,7 @@ async def access_log(request: web.Request) -> web.Response:
         e for e in entries if e["kind"] == "personal_data.read"]))
 
 
+CHECKPOINTS = 100
 PERSON_QUERY = Query("person_id", "The person (required)", {"type": "string", "format": "uuid"},
                      example="5d0c1f8e-2b7a-4c3d-9e61-3a8f0b2c4d5e")
 OPERATIONS = [
@@ -208,7 +265,7 @@ OPERATIONS = [
               "Consents", "consent:write", NoticeIn, NoticeOut, 201, {
                   "version": "2026-02", "language": "fr",
                   "text": "Relais : comment vos informations sont utilisées. (...) Vous pouvez "
-                          "retirer votre accord à tout moment."}, errors=(409,)),
+                          "retirer votre accord à tout moment."}, errors=(409,), also=(200,)),
     Operation("GET", "/v1/notices/{version}", get_notice, "A registered notice", "Consents",
               response=NoticeOut, path_example={"version": "2026-01"}, errors=(404,)),
     Operation("POST", "/v1/consents/{id}/withdraw", withdraw,
@@ -231,6 +288,17 @@ OPERATIONS = [
               path_example={"id": "9a7e3c2b-1d4f-4e8a-b6c5-0f2e1d3c4b5a"}, errors=(404,)),
     Operation("GET", "/v1/audit/keys", audit_keys, "Keys signing the trail's checkpoints",
               "Audit", response=AuditKeys, authenticated=False),
+    Operation("GET", "/v1/audit/consent-trail", trail_extract,
+              "A person's trail entries with their inclusion proofs", "Audit", "audit:read",
+              response=TrailExtract, query=(
+                  PERSON_QUERY,
+                  Query("from", "Entries recorded from (ISO 8601)",
+                        {"type": "string", "format": "date-time"}),
+                  Query("to", "Entries recorded before (ISO 8601)",
+                        {"type": "string", "format": "date-time"})), errors=(400,)),
+    Operation("GET", "/v1/audit/checkpoints", list_checkpoints,
+              f"The last {CHECKPOINTS} signed tree heads, with consistency proofs", "Audit",
+              "audit:read", response=CheckpointList),
     Operation("GET", "/v1/audit/consent-trail/export", export_trail,
               "The whole consent trail as JSON Lines (verify it offline with `relais audit "
               "verify`)", "Audit", "audit:read"),

@@ -105,3 +105,26 @@ async def access_log(pool: asyncpg.Pool, person_id: uuid.UUID) -> list[asyncpg.R
     rows: list[asyncpg.Record] = await pool.fetch(
         "SELECT seq, entry FROM consent.trail WHERE person_id = $1 ORDER BY seq", person_id)
     return rows
+
+
+async def leaves(pool: asyncpg.Pool, size: int) -> list[bytes]:
+    rows = await pool.fetch("SELECT leaf_hash FROM consent.trail WHERE seq < $1 ORDER BY seq",
+                            size)
+    return [r["leaf_hash"] for r in rows]
+
+
+async def checkpoints(pool: asyncpg.Pool, limit: int) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await pool.fetch(
+        "SELECT size, root, signed_at, kid, signature FROM consent.checkpoints"
+        " ORDER BY size DESC LIMIT $1", limit)
+    return rows[::-1]
+
+
+async def entries_of(pool: asyncpg.Pool, person_id: uuid.UUID, since: datetime | None,
+                     until: datetime | None) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await pool.fetch(
+        "SELECT seq, entry, leaf_hash FROM consent.trail WHERE person_id = $1"
+        " AND ($2::timestamptz IS NULL OR recorded_at >= $2)"
+        " AND ($3::timestamptz IS NULL OR recorded_at < $3) ORDER BY seq",
+        person_id, since, until)
+    return rows

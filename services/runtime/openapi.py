@@ -51,6 +51,8 @@ class Operation:
     errors: tuple[int, ...] = ()
     request_media: str = "application/json"
     authenticated: bool = True
+    also: tuple[int, ...] = ()
+    """Other success statuses, with the same body (e.g. 200 for an idempotent re-creation)."""
     oauth_errors: bool = False
     """Errors as RFC 6749 JSON (`{"error": ...}`), as OAuth2 clients expect, not problems."""
 
@@ -145,6 +147,7 @@ def _operation(op: Operation, keys: dict[Any, Any]) -> dict[str, Any]:
         ok["content"] = {"application/json": {"schema": _ref(keys, op.response,
                                                              "serialization")}}
     responses: dict[str, Any] = {str(op.status): ok}
+    responses |= {str(code): ok for code in op.also}
     errors = set(op.errors) | ({401, 403, 429} if op.authenticated else set())
     if op.request is not None or op.idempotency_key:
         errors |= {400, 413, 422}

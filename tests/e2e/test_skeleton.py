@@ -144,13 +144,17 @@ async def test_one_trace_follows_the_intake_from_http_to_the_consumers(
     SPANS.clear()
     intake = await post(client, tokens, "/v1/intakes", intake_body())
     await wait_for_referral(client, tokens, intake["id"], "awaiting_consent")
+    consumer_span = "referral process fr.relais.intake.recorded.v1"
+    # the span ends just after the transaction whose result we saw commits
+    await wait_until(lambda: any(s.name == consumer_span for s in SPANS.get_finished_spans()),
+                     10, "the consumer's span to end")
     spans = SPANS.get_finished_spans()
     [http] = [s for s in spans if s.kind.name == "SERVER" and s.name.startswith("POST")
               and s.attributes and "/v1/intakes" in str(s.attributes.get("http.target",
                                                           s.attributes.get("url.path", "")))]
     assert http.context is not None
     trace_id = format_trace_id(http.context.trace_id)
-    consumer_spans = [s for s in spans if s.name == "referral process fr.relais.intake.recorded.v1"]
+    consumer_spans = [s for s in spans if s.name == consumer_span]
     assert consumer_spans, [s.name for s in spans]
     assert any(s.context is not None and format_trace_id(s.context.trace_id) == trace_id
                for s in consumer_spans)

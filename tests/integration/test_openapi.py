@@ -61,4 +61,4 @@ async def test_every_example_works_against_the_demo_directory(
     creates = method in ("POST", "PUT") and not any(p["in"] == "path"
                                                     for p in op.get("parameters", []))
     if creates:  # a write example must succeed as it is
-        assert response.status == int(min(op["responses"])), await response.text()
+        assert 200 <= response.status < 300, await response.text()

@@ -3,6 +3,8 @@ verifies offline; rows changed or deleted behind the database's back are found a
 
 from __future__ import annotations
 
+import base64
+import itertools
 import json
 import subprocess
 import sys
@@ -12,7 +14,9 @@ from typing import Any
 
 import asyncpg
 import pytest
+import rfc8785
 
+from services.consent import merkle, trail
 from services.runtime.app import RUNTIME
 from tests.conftest import wait_until
 from tests.e2e.conftest import Tokens
@@ -144,3 +148,44 @@ async def test_a_forged_checkpoint_or_a_foreign_key_is_refused(
     other.write_text(json.dumps({"keys": [{**json.loads(keys.read_text())["keys"][0],
                                            "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}))
     assert verify(path, other).returncode == 1
+
+
+async def test_entries_and_checkpoints_come_with_proofs_an_auditor_can_check(
+    client: Client, tokens: Tokens, keys: Path
+) -> None:
+    persons = await fill(client, tokens, 2)
+    pool = client.app[RUNTIME].pool
+    await client.post("/v1/consents", headers=tokens.headers(
+        "equipe-aller-vers", SCOPES, **{"Idempotency-Key": str(uuid.uuid4())}), json={
+        "person_id": persons[0], "purposes": ["recontact"], "recipients": ["ccas"],
+        "categories": ["contact"], "notice_version": "2026-01", "method": "signed_paper",
+        "captured_by": "x"})
+
+    async def second_checkpoint() -> bool:
+        return bool(await pool.fetchval("SELECT count(*) FROM consent.checkpoints") >= 2
+                    and await pool.fetchval("SELECT max(size) FROM consent.checkpoints") == 5)
+
+    await wait_until(second_checkpoint, 30, "a checkpoint covering the new entry")
+    auditor = tokens.headers("cnil", "audit:read")
+    key = trail.public_key_of(json.loads(keys.read_text())["keys"][0])
+
+    extract = await (await client.get(f"/v1/audit/consent-trail?person_id={persons[0]}",
+                                      headers=auditor)).json()
+    head = extract["checkpoint"]
+    key.verify(base64.b64decode(head["signature"]), trail.checkpoint_payload(
+        head["size"], bytes.fromhex(head["root"]), head["signed_at"], head["kid"]))
+    assert [e["entry"]["kind"] for e in extract["entries"]] == [
+        "consent.granted", "personal_data.read", "consent.granted"]
+    for item in extract["entries"]:
+        leaf = merkle.leaf_hash(rfc8785.dumps(item["entry"]))
+        assert leaf.hex() == item["leaf_hash"]
+        assert merkle.verify_inclusion(item["seq"], head["size"], leaf,
+                                       [bytes.fromhex(p) for p in item["inclusion_proof"]],
+                                       bytes.fromhex(head["root"]))
+
+    heads = (await (await client.get("/v1/audit/checkpoints", headers=auditor)).json())["items"]
+    for old, new in itertools.pairwise(heads):
+        assert new["consistency_from"] == old["size"]
+        assert merkle.verify_consistency(old["size"], new["size"], bytes.fromhex(old["root"]),
+                                         bytes.fromhex(new["root"]),
+                                         [bytes.fromhex(p) for p in new["consistency_proof"]])
