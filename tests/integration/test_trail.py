@@ -189,3 +189,14 @@ async def test_entries_and_checkpoints_come_with_proofs_an_auditor_can_check(
         assert merkle.verify_consistency(old["size"], new["size"], bytes.fromhex(old["root"]),
                                          bytes.fromhex(new["root"]),
                                          [bytes.fromhex(p) for p in new["consistency_proof"]])
+
+
+async def test_erasing_a_person_leaves_the_trail_whole(client: Client, tokens: Tokens,
+                                                       tmp_path: Path, keys: Path) -> None:
+    persons = await fill(client, tokens, 2)
+    erased = await client.delete(f"/v1/people/{persons[0]}", headers=tokens.headers(
+        "equipe-aller-vers", "people:erase"))
+    assert erased.status == 204
+    result = verify(await export(client, tokens, tmp_path / "t.jsonl"), keys)
+    assert result.returncode == 0, result.stdout
+    assert persons[0] in (tmp_path / "t.jsonl").read_text(), "pseudonymous ids stay"
