@@ -36,7 +36,7 @@ from schemas.events import (
 from services.consent import domain, lifecycle, merkle, store, trail_store
 from services.runtime import idempotency, outbox
 from services.runtime.app import RUNTIME
-from services.runtime.auth import authenticate
+from services.runtime.auth import Principal, authenticate
 from services.runtime.events import new_event
 from services.runtime.http import json_response, parse, path_uuid, read_json
 from services.runtime.openapi import Operation, Query, register
@@ -46,12 +46,8 @@ SOURCE = "/relais/consent"
 
 
 async def post_consent(request: web.Request) -> web.Response:
-    principal = await authenticate(request, "consent:write")
-    key = idempotency.idempotency_key(request)
-    payload = await read_json(request)
-    body = parse(ConsentIn, payload)
-
-    async def record(conn: asyncpg.Connection) -> idempotency.Answer:
+    async def record(conn: asyncpg.Connection, principal: Principal,
+                     body: ConsentIn) -> idempotency.Answer:
         notice = await store.notice(conn, body.notice_version)
         if notice is None:
             raise Problem(422, "Invalid request", "1 invalid field(s)",
@@ -72,8 +68,8 @@ async def post_consent(request: web.Request) -> web.Response:
         return idempotency.Answer(201, consent.model_dump(mode="json"),
                                   {"Location": f"/v1/consents/{consent.id}"})
 
-    return await idempotency.run_once(request.app[RUNTIME].pool, store.SCHEMA, principal.org,
-                                      "consent", key, payload, record)
+    return await idempotency.create(request, "consent:write", ConsentIn, store.SCHEMA,
+                                    "consent", record)
 
 
 async def get_consent(request: web.Request) -> web.Response:

@@ -134,20 +134,16 @@ async def _merge_identity(conn: asyncpg.Connection, person_id: uuid.UUID,
 
 
 async def post_intake(request: web.Request) -> web.Response:
-    principal = await authenticate(request, "intake:write")
-    key = idempotency.idempotency_key(request)
-    payload = await read_json(request)
-    body = parse(IntakeIn, payload)
-    master = request.app[MASTER_KEY]
-    directory = await request.app[DIRECTORY].get(request.app[RUNTIME].pool)
+    master, cached = request.app[MASTER_KEY], request.app[DIRECTORY]
 
-    async def work(conn: asyncpg.Connection) -> idempotency.Answer:
-        intake = await record_intake(conn, principal.org, body, master, directory)
+    async def work(conn: asyncpg.Connection, principal: Principal,
+                   body: IntakeIn) -> idempotency.Answer:
+        intake = await record_intake(conn, principal.org, body, master, await cached.get(conn))
         return idempotency.Answer(201, intake.model_dump(mode="json"),
                                   {"Location": f"/v1/intakes/{intake.id}"})
 
-    return await idempotency.run_once(request.app[RUNTIME].pool, store.SCHEMA, principal.org,
-                                      "intake", key, payload, work)
+    return await idempotency.create(request, "intake:write", IntakeIn, store.SCHEMA, "intake",
+                                    work)
 
 
 async def post_batch(request: web.Request) -> web.Response:
@@ -299,13 +295,10 @@ async def delete_person(request: web.Request) -> web.Response:
 # --- signals from the network --------------------------------------------------------------
 
 async def post_signal(request: web.Request) -> web.Response:
-    principal = await authenticate(request, "intake:write")
-    key = idempotency.idempotency_key(request)
-    payload = await read_json(request)
-    body = parse(SignalIn, payload)
     master = request.app[MASTER_KEY]
 
-    async def work(conn: asyncpg.Connection) -> idempotency.Answer:
+    async def work(conn: asyncpg.Connection, principal: Principal,
+                   body: SignalIn) -> idempotency.Answer:
         signal_id = uuid.uuid4()
         hint = (vault.seal(master, body.hint.encode(), f"signal/{signal_id}")
                 if body.hint else None)
@@ -320,8 +313,8 @@ async def post_signal(request: web.Request) -> web.Response:
         return idempotency.Answer(201, signal.model_dump(mode="json"),
                                   {"Location": f"/v1/signals/{signal_id}"})
 
-    return await idempotency.run_once(request.app[RUNTIME].pool, store.SCHEMA, principal.org,
-                                      "signal", key, payload, work)
+    return await idempotency.create(request, "intake:write", SignalIn, store.SCHEMA, "signal",
+                                    work)
 
 
 async def list_signals(request: web.Request) -> web.Response:

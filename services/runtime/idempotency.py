@@ -11,11 +11,15 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from aiohttp import web
+from pydantic import BaseModel
 
+from services.runtime.app import RUNTIME
+from services.runtime.auth import Principal, authenticate
+from services.runtime.http import parse, read_json
 from services.runtime.problem import Problem
 
 MAX_KEY = 200
@@ -97,3 +101,23 @@ async def _record(conn: asyncpg.Connection, schema: str, org: str, operation: st
                       "This Idempotency-Key was already used with a different body.",
                       type_="https://relais.example/problems/idempotency-key-reused")
     return Answer(row["status"], row["response"])
+
+
+M = TypeVar("M", bound=BaseModel)
+Create = Callable[[asyncpg.Connection, Principal, M], Awaitable[Answer]]
+
+
+async def create(request: web.Request, scope: str, model: type[M], schema: str,
+                 operation: str, work: Create[M]) -> web.Response:
+    """An idempotent write: authenticate, require the key, validate the body, then do `work`
+    once per (organisation, operation, key)."""
+    principal = await authenticate(request, scope)
+    key = idempotency_key(request)
+    payload = await read_json(request)
+    body = parse(model, payload)
+
+    async def bound(conn: asyncpg.Connection) -> Answer:
+        return await work(conn, principal, body)
+
+    return await run_once(request.app[RUNTIME].pool, schema, principal.org, operation, key,
+                          payload, bound)
