@@ -13,7 +13,6 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
@@ -82,19 +81,6 @@ class RemoteJWKS:
             log.warning("jwks_fetch_failed", url=self.url, error=repr(exc))
             return
         self._keys = {k.kid: k for k in keyset.keys if k.kid}
-
-
-def load_or_create_key(path: Path) -> OKPKey:
-    """A local Ed25519 key (tests and benchmarks that sign their own tokens)."""
-    if path.exists():
-        key = OKPKey.import_key(json.loads(path.read_text()))
-        assert isinstance(key, OKPKey)
-        return key
-    key = OKPKey.generate_key("Ed25519", parameters={"kid": uuid.uuid4().hex[:16]})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.write_text(json.dumps(key.as_dict(private=True)))
-    return key
 
 
 class TokenIssuer:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from importlib import resources
-from typing import Any
 
 import asyncpg
 
@@ -81,6 +80,3 @@ async def migrate(conn: asyncpg.Connection, schema: str, package: str) -> list[s
         log.info("migrated", schema=schema, applied=applied_now)
     return applied_now
 
-
-def record_to_dict(record: asyncpg.Record | None) -> dict[str, Any] | None:
-    return dict(record) if record is not None else None
