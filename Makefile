@@ -39,9 +39,10 @@ test: install kafka-jars tools lint
 bench: install kafka-jars
 	$(BIN)/python -m bench.intake_throughput
 
-# Regenerate the committed OpenAPI document (a test fails when it drifts from the code).
+# Regenerate the committed OpenAPI and AsyncAPI documents (tests fail when they drift).
 schemas: install
 	$(BIN)/relais openapi > schemas/openapi.json
+	$(BIN)/relais asyncapi > schemas/asyncapi.json
 
 # Re-pin every dependency from what is installed now.
 constraints: install

@@ -250,6 +250,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     verify.add_argument("--key", help="the auditor's copy of /v1/audit/keys (JSON); else the "
                                       "keys inside the export are used")
     sub.add_parser("openapi", help="print the OpenAPI document (schemas/openapi.json)")
+    sub.add_parser("asyncapi", help="print the AsyncAPI document (schemas/asyncapi.json)")
     sub.add_parser("settings", help="print the effective settings as JSON")
     args = parser.parse_args(argv)
     settings = _settings(args)
@@ -268,6 +269,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(asyncio.run(directory_command(settings, args)))
     elif args.command == "audit":
         sys.exit(audit_verify(args.export, args.key))
+    elif args.command == "asyncapi":
+        from schemas.asyncapi import document
+
+        print(json.dumps(document(), indent=2, ensure_ascii=False))
     elif args.command == "openapi":
         print(json.dumps(openapi_document(), indent=2, ensure_ascii=False))
     elif args.command == "settings":
