@@ -8,7 +8,10 @@ from services.runtime.app import ConsumerSpec, Runtime, ServiceSpec
 
 
 async def load_recipients(runtime: Runtime) -> None:
-    await store.upsert_recipients(runtime.pool, directory.load(runtime.settings.directory_file))
+    """Bootstrap only: once there are recipients, the directory_updated events keep them."""
+    if not await store.has_recipients(runtime.pool):
+        await store.upsert_recipients(runtime.pool,
+                                      directory.load(runtime.settings.directory_file))
 
 
 SPEC = ServiceSpec(

@@ -22,6 +22,10 @@ async def upsert_recipients(db: asyncpg.Pool | asyncpg.Connection,
     )
 
 
+async def has_recipients(pool: asyncpg.Pool) -> bool:
+    return bool(await pool.fetchval("SELECT EXISTS (SELECT 1 FROM notify.recipients)"))
+
+
 async def recipient(conn: asyncpg.Connection, org: str) -> asyncpg.Record | None:
     row: asyncpg.Record | None = await conn.fetchrow(
         "SELECT org, name, email FROM notify.recipients WHERE org = $1", org

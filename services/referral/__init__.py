@@ -8,7 +8,9 @@ from services.runtime.app import ConsumerSpec, Runtime, ServiceSpec
 
 
 async def load_partners(runtime: Runtime) -> None:
-    await store.upsert_partners(runtime.pool, directory.load(runtime.settings.directory_file))
+    """Bootstrap only: once there are partners, the directory_updated events keep them."""
+    if not await store.has_partners(runtime.pool):
+        await store.upsert_partners(runtime.pool, directory.load(runtime.settings.directory_file))
 
 
 SPEC = ServiceSpec(

@@ -28,6 +28,10 @@ async def upsert_partners(conn: asyncpg.Connection | asyncpg.Pool, directory: Di
     )
 
 
+async def has_partners(pool: asyncpg.Pool) -> bool:
+    return bool(await pool.fetchval("SELECT EXISTS (SELECT 1 FROM referral.partners)"))
+
+
 async def partners(conn: asyncpg.Connection) -> list[Partner]:
     rows = await conn.fetch(
         "SELECT id, needs, communes, min_age, max_age FROM referral.partners"

@@ -7,7 +7,11 @@ import copy
 import uuid
 from typing import Any
 
-from services.runtime.app import RUNTIME
+from aiohttp.test_utils import TestClient, TestServer
+
+from services.cli import SERVICE_NAMES, service_specs
+from services.runtime.app import RUNTIME, create_app
+from services.runtime.settings import Settings
 from tests.conftest import wait_until
 from tests.e2e.conftest import Tokens
 from tests.integration.conftest import Client
@@ -116,3 +120,24 @@ async def test_consortium_members_see_each_others_intakes(client: Client,
     listed = await (await client.get("/v1/intakes", headers=tokens.headers(
         "mission-locale", read))).json()
     assert [i["id"] for i in listed["items"]] == [intake_id]
+
+
+async def test_a_restart_keeps_the_loaded_directory(client: Client, tokens: Tokens,
+                                                    settings: Settings) -> None:
+    current: dict[str, Any] = await (await client.get(
+        "/v1/directory", headers=tokens.headers("ccas", ADMIN))).json()
+    ml = next(o for o in current["organisations"] if o["id"] == "mission-locale")
+    ml["email"] = "nouvelle-adresse@mission-locale.example.org"
+    await client.put("/v1/directory", json=current, headers=tokens.headers("ccas", ADMIN))
+    pool = client.app[RUNTIME].pool
+
+    async def followed() -> bool:
+        email = await pool.fetchval("SELECT email FROM notify.recipients WHERE org = $1",
+                                    "mission-locale")
+        return bool(email == ml["email"])
+
+    await wait_until(followed, 30, "notify to follow the directory")
+    assert settings.database_url
+    restarted = create_app(settings, settings.database_url, service_specs(SERVICE_NAMES))
+    async with TestClient(TestServer(restarted, host="127.0.0.1")):
+        assert await followed(), "the restart put the demo directory back"
