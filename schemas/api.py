@@ -22,9 +22,13 @@ from schemas.vocab import (
     Channel,
     ConsentMethod,
     DataCategory,
+    Gender,
+    Milestone,
     Need,
+    Outcome,
     Purpose,
     ReferralStatus,
+    RejectReason,
     SituationFlag,
     WithdrawalChannel,
     WithdrawalRequester,
@@ -85,6 +89,7 @@ class IntakeIn(StrictModel):
     flags: list[SituationFlag] = Field(default_factory=list, max_length=10)
     age_bracket: AgeBracket | None = None
     commune: str | None = Field(default=None, pattern=INSEE)
+    gender: Gender | None = Field(default=None, description="Only if the person wishes to say.")
     birth_year: int | None = Field(default=None, ge=1900, le=2100,
                                    description="Gives the age bracket when it is not given.")
     person_id: UUID | None = Field(
@@ -112,12 +117,14 @@ class IntakeOut(BaseModel):
     person_id: UUID
     org: str
     site: str
+    permanence: str | None = None
     channel: Channel
     contacted_at: datetime
     needs: list[Need]
     flags: list[SituationFlag]
     age_bracket: AgeBracket | None
     commune: str | None
+    gender: Gender | None = None
     visit_number: int
     returning: bool
     has_identity: bool
@@ -177,9 +184,173 @@ class ReferralOut(BaseModel):
     purpose: Purpose
     status: ReferralStatus
     consent_id: UUID | None
-    explanation: dict[str, object]
+    explanation: dict[str, object] = Field(
+        description="Why this target: the rule, the candidates weighed, the reason.")
+    origin: str = Field(description="routing, manual or commission")
+    part_of: UUID | None = Field(description="The referral this one follows, if any.")
+    requested_at: datetime | None = Field(description="When it was handed off.")
+    due_at: datetime | None = Field(description="The recipient's deadline for a first answer.")
+    answered_at: datetime | None
+    reject_reason: RejectReason | None
+    outcome: Outcome | None
     created_at: datetime
     updated_at: datetime
+
+
+class HistoryEntry(BaseModel):
+    from_status: ReferralStatus | None
+    status: ReferralStatus
+    at: datetime
+    org: str | None = Field(description="Who acted (`relais`: the consent gate or a deadline).")
+    action: str
+    reason: str | None
+    detail: dict[str, object]
+
+
+class ReferralDetail(ReferralOut):
+    history: list[HistoryEntry]
+
+
+class ReferralPage(BaseModel):
+    items: list[ReferralOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+
+
+class ReferralIn(StrictModel):
+    """A referral by hand, to a chosen target: it waits for a consent that covers it."""
+
+    intake_id: UUID
+    target: str = Field(pattern=SLUG, max_length=80, examples=["ccas"])
+    purpose: Purpose = Purpose.referral_partner
+    reason: str = Field(min_length=1, max_length=500,
+                        description="Why this target (no personal data).")
+
+    _reason_has_no_nir = field_validator("reason")(_no_nir)
+
+
+class ActionIn(StrictModel):
+    """What the caller says with an action: a reason to reject (`text` when `other`), an
+    outcome to complete, a milestone to start, a free comment otherwise."""
+
+    reason: RejectReason | None = None
+    text: str | None = Field(default=None, max_length=500)
+    outcome: Outcome | None = None
+    milestone: Milestone | None = None
+
+    _text_has_no_nir = field_validator("text")(_no_nir)
+
+
+class PartnerOut(BaseModel):
+    id: str
+    name: str
+    kind: str
+    needs: list[str]
+    communes: list[str]
+    min_age: int | None
+    max_age: int | None
+    answer_days: int = Field(description="Deadline for a first answer, in working days.")
+    open_places: int | None = Field(description="Places left, as the partner last said.")
+    waiting_list: bool
+    load: int = Field(description="Referrals handed to it and not closed yet.")
+    capacity_at: datetime | None
+
+
+class PartnerList(BaseModel):
+    items: list[PartnerOut]
+
+
+class CapacityIn(StrictModel):
+    open_places: int | None = Field(ge=0, le=100000, description="Places left; null: unknown.")
+    waiting_list: bool = Field(default=False, description="Takes people on a waiting list "
+                               "when full.")
+
+
+class SessionIn(StrictModel):
+    """A sitting of the commission. Without `referral_ids`, every referral handed to the
+    commission and not decided yet is put on the agenda."""
+
+    commission: str = Field(default="commission-remobilisation", pattern=SLUG, max_length=80)
+    held_on: date
+    members: list[str] = Field(min_length=1, max_length=50,
+                               description="Organisations present.")
+    referral_ids: list[UUID] | None = Field(default=None, max_length=200)
+
+
+class AgendaItem(BaseModel):
+    referral_id: UUID
+    status: ReferralStatus
+    decision: str | None
+    partner: str | None
+    text: str | None
+    follow_up: UUID | None
+    decided_at: datetime | None
+
+
+class SessionOut(BaseModel):
+    id: UUID
+    commission: str
+    held_on: date
+    members: list[str]
+    agenda: list[AgendaItem]
+
+
+class Decision(StrEnum):
+    refer_partner = "refer_partner"
+    keep_with_outreach = "keep_with_outreach"
+    close = "close"
+
+
+class DecisionIn(StrictModel):
+    referral_id: UUID
+    decision: Decision
+    partner: str | None = Field(default=None, pattern=SLUG, max_length=80,
+                                description="For refer_partner: the partner.")
+    text: str = Field(min_length=1, max_length=2000, description="The decision as minuted.")
+
+    _text_has_no_nir = field_validator("text")(_no_nir)
+
+    @model_validator(mode="after")
+    def _partner_when_referring(self) -> DecisionIn:
+        if (self.decision is Decision.refer_partner) != (self.partner is not None):
+            raise ValueError("give the partner with refer_partner, and only then")
+        return self
+
+
+class DossierOut(BaseModel):
+    """What the recipient may see, as far as the consent allows (every read is logged)."""
+
+    referral: ReferralOut
+    consent_id: UUID
+    categories: list[DataCategory]
+    needs: list[Need] | None
+    situation: dict[str, object] | None = Field(
+        description="Flags, age bracket, commune, visits: with the `situation` category.")
+    person: PersonOut | None = Field(description="Identity, contact and notes, read from the "
+                                     "intake service under the consent.")
+
+
+Figure = float | None
+
+
+class StatsOut(BaseModel):
+    """Counts of distinct people (contacts per site and permanence: counts of intakes).
+    null: fewer than `threshold` people, not shown."""
+
+    period: dict[str, str | None]
+    threshold: int
+    people: int | None
+    intakes: int | None
+    site: dict[str, Figure]
+    permanence: dict[str, Figure]
+    visit: dict[str, Figure] = Field(description="first: people met for the first time; "
+                                     "returning: people who came back")
+    age_bracket: dict[str, Figure]
+    gender: dict[str, Figure] = Field(description="Share of the people met, in %")
+    need: dict[str, Figure]
+    status: dict[str, Figure] = Field(description="Referrals by status")
+    target: dict[str, Figure] = Field(description="Referrals by recipient")
+    answers: dict[str, Figure] = Field(description="Handed-off referrals: answered, hours to "
+                                       "the first answer (median, p90), shares in %")
 
 
 class NotificationOut(BaseModel):
@@ -289,10 +460,6 @@ class SignalClose(StrictModel):
 
 class SignalList(BaseModel):
     items: list[SignalOut]
-
-
-class ReferralList(BaseModel):
-    items: list[ReferralOut]
 
 
 class NotificationList(BaseModel):

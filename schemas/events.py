@@ -13,9 +13,13 @@ from schemas.vocab import (
     AgeBracket,
     Channel,
     DataCategory,
+    Gender,
+    Milestone,
     Need,
+    Outcome,
     Purpose,
     ReferralStatus,
+    RejectReason,
     SituationFlag,
 )
 
@@ -29,7 +33,14 @@ PERSONAL_DATA_READ = "fr.relais.intake.personal_data_read.v1"
 DIRECTORY_UPDATED = "fr.relais.intake.directory_updated.v1"
 REFERRAL_CREATED = "fr.relais.referral.created.v1"
 REFERRAL_REQUESTED = "fr.relais.referral.requested.v1"
+REFERRAL_STATUS_CHANGED = "fr.relais.referral.status_changed.v1"
+REFERRAL_REMINDER_DUE = "fr.relais.referral.reminder_due.v1"
+REFERRAL_ESCALATED = "fr.relais.referral.escalated.v1"
+REFERRAL_STOP_PROCESSING = "fr.relais.referral.stop_processing.v1"
+REFERRAL_DOSSIER_READ = "fr.relais.referral.dossier_read.v1"
 NOTIFICATION_SENT = "fr.relais.notification.sent.v1"
+NOTIFICATION_DELIVERED = "fr.relais.notification.delivered.v1"
+NOTIFICATION_FAILED = "fr.relais.notification.failed.v1"
 
 
 class EventData(BaseModel):
@@ -43,12 +54,14 @@ class IntakeRecordedV1(EventData):
     person_id: UUID
     org: str
     site: str
+    permanence: str | None = None
     channel: Channel
     contacted_at: datetime
     needs: list[Need]
     flags: list[SituationFlag] = Field(default_factory=list)
     age_bracket: AgeBracket | None = None
     commune: str | None = None
+    gender: Gender | None = None
     visit_number: int = Field(ge=1)
     returning: bool
 
@@ -83,6 +96,12 @@ class PersonalDataReadV1(EventData):
     consent_id: UUID | None
     categories: list[DataCategory]
     read_at: datetime
+
+
+class DossierReadV1(PersonalDataReadV1):
+    """A recipient read a referral's dossier (needs, situation) under a consent."""
+
+    referral_id: UUID
 
 
 class DirectoryUpdatedV1(EventData):
@@ -139,12 +158,52 @@ class ReferralCreatedV1(ReferralEvent):
 
     status: ReferralStatus
     explanation: dict[str, Any]
+    part_of: UUID | None = Field(default=None, description="The referral this one follows "
+                                 "(a commission decision)")
 
 
 class ReferralRequestedV1(ReferralEvent):
     """A consent covers the referral: the target is asked to follow the person."""
 
     consent_id: UUID
+
+
+class ReferralStatusChangedV1(ReferralEvent):
+    """The closed loop moved: who did what (free text stays in the referral's history)."""
+
+    from_status: ReferralStatus
+    status: ReferralStatus
+    actor_org: str = Field(description="The organisation that acted; `relais` for Relais")
+    action: str
+    reason: RejectReason | None = None
+    outcome: Outcome | None = None
+    milestone: Milestone | None = None
+    cause: str | None = Field(default=None, description="consent_withdrawn, consent_expired, "
+                              "deadline_passed, commission_decision")
+    proposal: str | None = Field(default=None, description="On expiry: the next candidate "
+                                 "that has places, if any")
+    at: datetime
+
+
+class ReferralReminderDueV1(ReferralEvent):
+    """Nobody answered yet: half-way to the deadline, or at the deadline."""
+
+    timer: str = Field(description="half_way or deadline")
+    deadline: datetime
+
+
+class ReferralEscalatedV1(ReferralEvent):
+    """The deadline passed without an answer: the coordinator is told."""
+
+    coordinator: str
+    deadline: datetime
+
+
+class ReferralStopProcessingV1(ReferralEvent):
+    """The consent that let the recipient have the dossier was withdrawn or expired: the
+    recipient must stop processing the person's data."""
+
+    cause: str
 
 
 class NotificationSentV1(EventData):
@@ -158,6 +217,18 @@ class NotificationSentV1(EventData):
     sent_at: datetime
 
 
+class NotificationOutcomeV1(EventData):
+    """The channel confirmed the notification arrived (delivered), or gave up (failed)."""
+
+    notification_id: UUID
+    referral_id: UUID
+    recipient_org: str
+    channel: str
+    kind: str = Field(description="What the notification was about (new_referral, ...)")
+    reason: str | None = Field(default=None, description="Why it failed")
+    at: datetime
+
+
 EVENT_MODELS: dict[str, type[EventData]] = {
     INTAKE_RECORDED: IntakeRecordedV1,
     SIGNAL_RECEIVED: SignalReceivedV1,
@@ -169,5 +240,12 @@ EVENT_MODELS: dict[str, type[EventData]] = {
     CONSENT_EXPIRED: ConsentChangedV1,
     REFERRAL_CREATED: ReferralCreatedV1,
     REFERRAL_REQUESTED: ReferralRequestedV1,
+    REFERRAL_STATUS_CHANGED: ReferralStatusChangedV1,
+    REFERRAL_REMINDER_DUE: ReferralReminderDueV1,
+    REFERRAL_ESCALATED: ReferralEscalatedV1,
+    REFERRAL_STOP_PROCESSING: ReferralStopProcessingV1,
+    REFERRAL_DOSSIER_READ: DossierReadV1,
     NOTIFICATION_SENT: NotificationSentV1,
+    NOTIFICATION_DELIVERED: NotificationOutcomeV1,
+    NOTIFICATION_FAILED: NotificationOutcomeV1,
 }

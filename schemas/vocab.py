@@ -36,6 +36,14 @@ class SituationFlag(StrEnum):
     disability = "disability"
 
 
+class Gender(StrEnum):
+    """As the person states it, only if they wish (for the funders' anonymised figures)."""
+
+    female = "female"
+    male = "male"
+    other = "other"
+
+
 class AgeBracket(StrEnum):
     under_16 = "under_16"
     from_16_to_17 = "16_17"
@@ -91,3 +99,43 @@ class WithdrawalChannel(StrEnum):
     email = "email"
     letter = "letter"
     online = "online"
+
+
+class RejectReason(StrEnum):
+    not_reachable = "not_reachable"
+    did_not_come = "did_not_come"
+    not_eligible = "not_eligible"
+    no_place = "no_place"
+    not_interested = "not_interested"
+    followed_elsewhere = "followed_elsewhere"
+    duplicate = "duplicate"
+    other = "other"  # with a text
+
+
+class Milestone(StrEnum):
+    """What makes a referral `in_progress`."""
+
+    first_appointment = "first_appointment"
+    contract_signed = "contract_signed"
+
+
+class Outcome(StrEnum):
+    registered_mission_locale = "registered_mission_locale"
+    registered_france_travail = "registered_france_travail"
+    training = "training"
+    job = "job"
+    contrat_engagement_jeune = "contrat_engagement_jeune"
+    stopped = "stopped"
+    # the commission's decisions on its own referrals
+    oriented_to_partner = "oriented_to_partner"
+    kept_with_outreach = "kept_with_outreach"
+
+
+class ReferralAction(StrEnum):
+    receive = "receive"
+    accept = "accept"
+    reject = "reject"
+    start = "start"
+    complete = "complete"
+    cancel = "cancel"
+    hold = "hold"

@@ -21,7 +21,8 @@ async def first_notice(runtime: Runtime) -> None:
 SPEC = ServiceSpec(
     name="consent", package="services.consent", produces=("relais.consent",),
     routes=api.routes,
-    consumers=(ConsumerSpec("consent", ("relais.intake",), handlers.handler),),
+    consumers=(ConsumerSpec("consent", ("relais.intake", "relais.referral"),
+                            handlers.handler),),
     workers=(handlers.checkpointer, handlers.expirer),
     on_start=first_notice,
 )

@@ -8,7 +8,7 @@ import uuid
 
 import asyncpg
 
-from schemas.events import PERSONAL_DATA_READ
+from schemas.events import PERSONAL_DATA_READ, REFERRAL_DOSSIER_READ
 from services.consent import lifecycle, trail_store
 from services.runtime.app import Runtime
 from services.runtime.consumer import Handler
@@ -17,7 +17,7 @@ from services.runtime.events import Event
 
 def handler(_runtime: Runtime) -> Handler:
     async def handle(conn: asyncpg.Connection, event: Event) -> None:
-        if event.type == PERSONAL_DATA_READ:
+        if event.type in (PERSONAL_DATA_READ, REFERRAL_DOSSIER_READ):
             await trail_store.append(conn, [("personal_data.read",
                                              uuid.UUID(event.data["person_id"]), event.data)])
 

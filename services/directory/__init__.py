@@ -30,7 +30,9 @@ class Organisation(Frozen):
     id: str = Field(pattern=SLUG)
     name: str
     kind: str = Field(examples=["mission_locale", "france_travail", "cap_emploi", "ccas",
-                                "plie", "association", "commission", "outreach_team"])
+                                "plie", "association", "commission", "outreach_team",
+                                "coordination"],
+                      description="`coordination`: told when a referral's deadline passes.")
     email: EmailStr
     needs: list[Need] = Field(default_factory=list)
     communes: list[str] = Field(default_factory=list)

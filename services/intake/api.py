@@ -36,7 +36,7 @@ from schemas.events import (
 from services import directory as reference
 from services.intake import domain, store, vault
 from services.intake.directory import CachedDirectory, publish
-from services.runtime import idempotency, outbox
+from services.runtime import idempotency, outbox, paging
 from services.runtime.app import RUNTIME
 from services.runtime.auth import Principal, authenticate
 from services.runtime.events import new_event
@@ -200,7 +200,7 @@ async def list_intakes(request: web.Request) -> web.Response:
     query = request.query
     try:
         since = datetime.fromisoformat(query["since"]) if "since" in query else None
-        after = domain.decode_cursor(query["cursor"]) if "cursor" in query else None
+        after = paging.decode_cursor(query["cursor"]) if "cursor" in query else None
         limit = min(int(query.get("limit", PAGE)), PAGE)
     except ValueError as exc:
         raise Problem(400, "Bad query",
@@ -212,7 +212,7 @@ async def list_intakes(request: web.Request) -> web.Response:
     rows = await store.page_intakes(pool, orgs, query.get("site"), since, after,
                                     max(limit, 1))
     items = [domain.intake_out(r) for r in rows]
-    next_cursor = (domain.encode_cursor(items[-1].created_at, items[-1].id)
+    next_cursor = (paging.encode_cursor(items[-1].created_at, items[-1].id)
                    if len(items) == max(limit, 1) else None)
     return json_response(IntakePage(items=items, next_cursor=next_cursor))
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -32,8 +30,9 @@ def age_bracket_for(birth_year: int, today: date) -> AgeBracket:
 def intake_out(row: Any) -> IntakeOut:
     return IntakeOut(
         id=row["id"], person_id=row["person_id"], org=row["org"], site=row["site"],
-        channel=row["channel"], contacted_at=row["contacted_at"], needs=row["needs"],
-        flags=row["flags"], age_bracket=row["age_bracket"], commune=row["commune"],
+        permanence=row["permanence"], channel=row["channel"],
+        contacted_at=row["contacted_at"], needs=row["needs"], flags=row["flags"],
+        age_bracket=row["age_bracket"], commune=row["commune"], gender=row["gender"],
         visit_number=row["visit_number"], returning=row["visit_number"] > 1,
         has_identity=row["has_identity"], has_note=row["note"] is not None,
         signal_id=row["signal_id"], created_at=row["created_at"],
@@ -44,8 +43,9 @@ def recorded_event(intake: IntakeOut) -> IntakeRecordedV1:
     """What the other services learn of an intake: no identity, no contact, no note."""
     return IntakeRecordedV1(
         intake_id=intake.id, person_id=intake.person_id, org=intake.org, site=intake.site,
-        channel=intake.channel, contacted_at=intake.contacted_at, needs=intake.needs,
-        flags=intake.flags, age_bracket=intake.age_bracket, commune=intake.commune,
+        permanence=intake.permanence, channel=intake.channel,
+        contacted_at=intake.contacted_at, needs=intake.needs, flags=intake.flags,
+        age_bracket=intake.age_bracket, commune=intake.commune, gender=intake.gender,
         visit_number=intake.visit_number, returning=intake.returning,
     )
 
@@ -78,14 +78,3 @@ def readable(caller_org: str, met_by: set[str], consents: Iterable[ConsentView],
     return best.categories & frozenset(PERSONAL), best.consent_id
 
 
-def encode_cursor(created_at: datetime, intake_id: UUID) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{intake_id}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    """Raises ValueError on a cursor this service did not make."""
-    try:
-        created, _, ident = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(created), UUID(ident)
-    except (binascii.Error, UnicodeDecodeError) as exc:
-        raise ValueError("bad cursor") from exc

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from services import directory
-from services.referral import api, handlers, store
+from services.referral import api, handlers, routing, store
 from services.runtime.app import ConsumerSpec, Runtime, ServiceSpec
 
 
 async def load_partners(runtime: Runtime) -> None:
     """Bootstrap only: once there are partners, the directory_updated events keep them."""
+    routing.load_rules(runtime.settings.routing_rules_file)  # a bad rules file stops the start
     if not await store.has_partners(runtime.pool):
         await store.upsert_partners(runtime.pool, directory.load(runtime.settings.directory_file))
 
@@ -19,5 +20,6 @@ SPEC = ServiceSpec(
     produces=("relais.referral",),
     routes=api.routes,
     consumers=(ConsumerSpec("referral", ("relais.intake", "relais.consent"), handlers.handler),),
+    workers=(handlers.chaser,),
     on_start=load_partners,
 )

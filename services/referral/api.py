@@ -1,55 +1,289 @@
-"""The referral HTTP API (read side, for now)."""
+"""The referral HTTP API: thin handlers over the units of work in `handlers`."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
+import asyncpg
 from aiohttp import web
 
-from schemas.api import ReferralList, ReferralOut
-from services.referral import store
+from schemas import events as ev
+from schemas.api import (
+    ActionIn,
+    CapacityIn,
+    DossierOut,
+    HistoryEntry,
+    PartnerList,
+    PartnerOut,
+    PersonOut,
+    ReferralDetail,
+    ReferralIn,
+    ReferralOut,
+    ReferralPage,
+)
+from schemas.vocab import ReferralAction, ReferralStatus
+from services.referral import commission, domain, handlers, lifecycle, stats, store
+from services.runtime import outbox, paging
 from services.runtime.app import RUNTIME
-from services.runtime.auth import authenticate
-from services.runtime.http import json_response, path_uuid
+from services.runtime.auth import Principal, authenticate
+from services.runtime.events import new_event
+from services.runtime.http import json_response, parse, path_uuid, read_json
+from services.runtime.idempotency import Answer, create
 from services.runtime.openapi import Operation, Query, register
 from services.runtime.problem import Problem
+
+TAG = "Referrals"
+EXAMPLE_ID = "0e4d3c2b-1a2b-4c3d-8e9f-0a1b2c3d4e5f"
+HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("referral_http", aiohttp.ClientSession)
 
 
 def referral_out(row: Any) -> ReferralOut:
     return ReferralOut.model_validate(dict(row))
 
 
+async def detail(db: store.Db, row: Any) -> ReferralDetail:
+    history = [HistoryEntry.model_validate(dict(h)) for h in await store.history(db, row["id"])]
+    return ReferralDetail.model_validate(dict(row) | {"history": history})
+
+
+def _not_found() -> Problem:
+    return Problem(404, "Not found", "No such referral for your organisation.")
+
+
 async def get_referral(request: web.Request) -> web.Response:
     principal = await authenticate(request, "referral:read")
-    row = await store.get_referral(request.app[RUNTIME].pool, path_uuid(request), principal.org)
+    pool = request.app[RUNTIME].pool
+    row = await store.get_referral(pool, path_uuid(request), principal.org)
     if row is None:
-        raise Problem(404, "Not found", "No such referral.")
-    return json_response(referral_out(row))
+        raise _not_found()
+    return json_response(await detail(pool, row))
+
+
+def _choice(request: web.Request, name: str, allowed: set[str]) -> str | None:
+    value = request.query.get(name)
+    if value is not None and value not in allowed:
+        raise Problem(400, "Bad query", f"{name} must be one of: {', '.join(sorted(allowed))}.")
+    return value
 
 
 async def list_referrals(request: web.Request) -> web.Response:
     principal = await authenticate(request, "referral:read")
-    intake = request.query.get("intake_id")
+    query = request.query
+    role = _choice(request, "role", {"sender", "recipient"})
+    status = _choice(request, "status", {s.value for s in ReferralStatus})
     try:
-        intake_id = uuid.UUID(intake) if intake else None
+        intake_id = uuid.UUID(query["intake_id"]) if "intake_id" in query else None
+        after = paging.decode_cursor(query["cursor"]) if "cursor" in query else None
+        limit = int(query.get("limit", "50"))
     except ValueError as exc:
-        raise Problem(400, "Bad query", "intake_id must be a UUID.") from exc
-    rows = await store.list_referrals(request.app[RUNTIME].pool, principal.org, intake_id, 100)
-    return json_response(ReferralList(items=[referral_out(r) for r in rows]))
+        raise Problem(400, "Bad query", "intake_id must be a UUID, cursor one this API gave, "
+                      "limit a number.") from exc
+    if not 1 <= limit <= 200:
+        raise Problem(400, "Bad query", "limit is between 1 and 200.")
+    rows = await store.page_referrals(request.app[RUNTIME].pool, principal.org, role, status,
+                                      intake_id, after, limit)
+    items = [referral_out(r) for r in rows]
+    cursor = (paging.encode_cursor(items[-1].created_at, items[-1].id)
+              if len(items) == limit else None)
+    return json_response(ReferralPage(items=items, next_cursor=cursor))
+
+
+async def post_referral(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+
+    async def work(conn: asyncpg.Connection, principal: Principal, body: ReferralIn) -> Answer:
+        intake = await store.intake(conn, body.intake_id)
+        if intake is None or intake["org"] != principal.org:
+            raise Problem(422, "Unknown intake", "No intake of your organisation with this id "
+                          "(an intake just recorded may take a moment to arrive).")
+        if await store.partner_row(conn, body.target) is None or body.target == principal.org:
+            raise Problem(422, "Unknown target", f"'{body.target}' is not a partner of the "
+                          "directory: see GET /v1/partners.")
+        referral_id = uuid.uuid4()
+        await handlers.create(
+            conn, referral_id, intake["person_id"], body.intake_id, principal.org, body.target,
+            body.purpose, {"rule": "manual", "reason": body.reason, "by": principal.org,
+                           "candidates": []}, runtime.clock(), origin="manual",
+            actor=principal.org)
+        row = await store.get_referral(conn, referral_id, principal.org)
+        return Answer(201, (await detail(conn, row)).model_dump(mode="json"),
+                      {"Location": f"/v1/referrals/{referral_id}"})
+
+    return await create(request, "referral:write", ReferralIn, store.SCHEMA,
+                        "post_referral", work)
+
+
+def action_handler(action: ReferralAction) -> Any:
+    async def act(request: web.Request) -> web.Response:
+        principal = await authenticate(request, "referral:write")
+        referral_id = path_uuid(request)
+        body = parse(ActionIn, await read_json(request)) if request.can_read_body else ActionIn()
+        runtime = request.app[RUNTIME]
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            row = await store.lock_referral(conn, referral_id)
+            if row is None or principal.org not in (row["sender_org"], row["target"]):
+                raise _not_found()
+            try:
+                await handlers.answer(conn, row, action, principal.org, lifecycle.Answer(
+                    body.reason, body.text, body.outcome, body.milestone), runtime.clock())
+            except lifecycle.Refused as refused:
+                raise Problem(refused.status, refused.title, refused.detail,
+                              status_now=row["status"]) from refused
+            row = await store.get_referral(conn, referral_id, principal.org)
+            return json_response(await detail(conn, row))
+
+    act.__name__ = f"{action}_referral"
+    return act
+
+
+# --- the dossier -----------------------------------------------------------------------------
+
+
+async def get_dossier(request: web.Request) -> web.Response:
+    """For the recipient, while the referral is open to it and a consent covers it: the
+    categories that consent allows. Identity is read from the intake service under the same
+    consent, with the caller's own token (so the intake service checks and logs it too)."""
+    principal = await authenticate(request, "referral:read")
+    runtime = request.app[RUNTIME]
+    now = runtime.clock()
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        row = await store.get_referral(conn, path_uuid(request), principal.org)
+        if row is None or row["target"] != principal.org:
+            raise _not_found()
+        consent = domain.covering_consent(row["target"], row["purpose"],
+                                          await store.consents_of(conn, row["person_id"]), now)
+        if ReferralStatus(row["status"]) not in lifecycle.ACTIVE or consent is None:
+            raise Problem(403, "Dossier closed", "The dossier is open to the recipient only "
+                          "while the referral is open and a consent covers it.",
+                          status_now=row["status"])
+        intake = await store.intake(conn, row["intake_id"])
+        categories = sorted(consent.categories & {"needs", "situation"})
+        await outbox.add(conn, store.SCHEMA, [new_event(
+            ev.REFERRAL_DOSSIER_READ, handlers.SOURCE, str(row["person_id"]), ev.DossierReadV1(
+                person_id=row["person_id"], org=principal.org, client_id=principal.client_id,
+                consent_id=consent.consent_id, categories=categories, read_at=now,
+                referral_id=row["id"]))])
+    person = None
+    if consent.categories & {"identity", "contact", "note"} and "people:read" in principal.scopes:
+        person = await read_person(request, row["person_id"])
+    return json_response(DossierOut(
+        referral=referral_out(row), consent_id=consent.consent_id,
+        categories=sorted(consent.categories),
+        needs=intake["needs"] if intake is not None and "needs" in categories else None,
+        situation=({"flags": intake["flags"], "age_bracket": intake["age_bracket"],
+                    "commune": intake["commune"], "visit_number": intake["visit_number"]}
+                   if intake is not None and "situation" in categories else None),
+        person=person))
+
+
+async def read_person(request: web.Request, person_id: uuid.UUID) -> PersonOut | None:
+    runtime = request.app[RUNTIME]
+    base = runtime.settings.intake_url or (
+        str(request.url.origin()) if "intake" in runtime.services else runtime.settings.base_url)
+    async with request.app[HTTP].get(
+        f"{base}/v1/people/{person_id}",
+        headers={"Authorization": request.headers["Authorization"]},
+    ) as response:
+        if response.status != 200:
+            return None
+        return PersonOut.model_validate(await response.json())
+
+
+# --- partners and their capacity -------------------------------------------------------------
+
+
+async def list_partners(request: web.Request) -> web.Response:
+    await authenticate(request, "referral:read")
+    rows = await store.partner_rows(request.app[RUNTIME].pool)
+    return json_response(PartnerList(items=[PartnerOut.model_validate(dict(r)) for r in rows]))
+
+
+async def put_capacity(request: web.Request) -> web.Response:
+    """A partner says how many places it has left (its own, or any with directory:write)."""
+    principal = await authenticate(request, None)
+    partner_id = request.match_info["id"]
+    if not ("directory:write" in principal.scopes
+            or (partner_id == principal.org and "referral:write" in principal.scopes)):
+        raise Problem(403, "Forbidden", "Only the partner itself (referral:write) or the "
+                      "directory's keeper (directory:write) sets its capacity.")
+    body = parse(CapacityIn, await read_json(request))
+    pool = request.app[RUNTIME].pool
+    await store.set_capacity(pool, partner_id, body.open_places, body.waiting_list)
+    row = await store.partner_row(pool, partner_id)
+    if row is None:
+        raise Problem(404, "Not found", f"No partner '{partner_id}' in the directory.")
+    return json_response(PartnerOut.model_validate(dict(row)))
+
+
+def _action_op(action: ReferralAction, summary: str, example: dict[str, Any]) -> Operation:
+    return Operation("POST", f"/v1/referrals/{{id}}/{action}", action_handler(action), summary,
+                     TAG, "referral:write", request=ActionIn, response=ReferralDetail,
+                     example=example, path_example={"id": EXAMPLE_ID},
+                     errors=(403, 404, 409, 422))
 
 
 OPERATIONS = [
     Operation("GET", "/v1/referrals", list_referrals,
-              "Referrals your organisation sent or received", "Referrals", "referral:read",
-              response=ReferralList, query=(
-                  Query("intake_id", "Only the referral of this intake",
-                        {"type": "string", "format": "uuid"}),), errors=(400,)),
-    Operation("GET", "/v1/referrals/{id}", get_referral, "A referral, with its explanation",
-              "Referrals", "referral:read", response=ReferralOut,
-              path_example={"id": "0e4d3c2b-1a2b-4c3d-8e9f-0a1b2c3d4e5f"}, errors=(404,)),
+              "Referrals your organisation sent or received", TAG, "referral:read",
+              response=ReferralPage, query=(
+                  Query("role", "sender or recipient (both when omitted)",
+                        {"type": "string", "enum": ["sender", "recipient"]},
+                        example="recipient"),
+                  Query("status", "Only this status",
+                        {"type": "string", "enum": [s.value for s in ReferralStatus]}),
+                  Query("intake_id", "Only the referrals of this intake",
+                        {"type": "string", "format": "uuid"}),
+                  Query("cursor", "From the previous page's next_cursor", {"type": "string"}),
+                  Query("limit", "Page size (1-200, 50 by default)",
+                        {"type": "integer", "minimum": 1, "maximum": 200}),
+              ), errors=(400,)),
+    Operation("POST", "/v1/referrals", post_referral, "Refer an intake by hand", TAG,
+              "referral:write", request=ReferralIn, response=ReferralDetail, status=201,
+              idempotency_key=True, also=(200,), errors=(422,), example={
+                  "intake_id": EXAMPLE_ID, "target": "ccas",
+                  "reason": "Besoin urgent d'un logement, vu avec la personne."}),
+    Operation("GET", "/v1/referrals/{id}", get_referral,
+              "A referral, with its explanation and history", TAG, "referral:read",
+              response=ReferralDetail, path_example={"id": EXAMPLE_ID}, errors=(404,)),
+    _action_op(ReferralAction.receive, "Acknowledge receipt (recipient)", {}),
+    _action_op(ReferralAction.accept, "Accept to follow the person (recipient)",
+               {"text": "Premier rendez-vous proposé mardi."}),
+    _action_op(ReferralAction.reject, "Reject, with a reason from the list (recipient)",
+               {"reason": "no_place"}),
+    _action_op(ReferralAction.start, "First appointment held or contract signed (recipient)",
+               {"milestone": "first_appointment"}),
+    _action_op(ReferralAction.complete, "Close with the outcome (recipient)",
+               {"outcome": "contrat_engagement_jeune"}),
+    _action_op(ReferralAction.cancel, "Cancel (sender)", {"text": "Orientée ailleurs."}),
+    _action_op(ReferralAction.hold, "Put on hold (sender or recipient)",
+               {"text": "La personne est hospitalisée."}),
+    Operation("GET", "/v1/referrals/{id}/dossier", get_dossier,
+              "The dossier, as far as the consent allows (recipient; logged)", TAG,
+              "referral:read", response=DossierOut, path_example={"id": EXAMPLE_ID},
+              errors=(403, 404)),
+    Operation("GET", "/v1/partners", list_partners,
+              "Partners: what they serve, their deadline, places and load", "Partners",
+              "referral:read", response=PartnerList),
+    Operation("PUT", "/v1/partners/{id}/capacity", put_capacity,
+              "Say how many places are left (the partner itself)", "Partners",
+              "referral:write", request=CapacityIn, response=PartnerOut,
+              example={"open_places": 4, "waiting_list": True},
+              path_example={"id": "mission-locale"}, errors=(403, 404)),
+    *commission.OPERATIONS,
+    *stats.OPERATIONS,
 ]
+
+
+async def http_session(app: web.Application) -> AsyncIterator[None]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        app[HTTP] = session
+        yield
 
 
 def routes(app: web.Application) -> None:
     register(app, OPERATIONS)
+    app.cleanup_ctx.append(http_session)
+

@@ -1,103 +1,18 @@
-"""Routing and the consent gate: pure rules, no I/O.
-
-Routing is deterministic and explained: every referral carries the rule that chose its
-target, the candidates that were weighed and why this one."""
+"""The consent gate: pure rules, no I/O. A referral is handed off only while an active
+consent covers its purpose and its recipient; the outcome does not depend on the order in
+which the intake, the grant and the withdrawal arrive (each consent keeps what it first
+allowed, so a late grant after its own withdrawal still cancels what it covered)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
 from uuid import UUID
 
-from schemas.vocab import AgeBracket, Need, Purpose, SituationFlag
-
-COMMISSION = "commission-remobilisation"
-SEVERAL_NEEDS = 3
-
-AGE_RANGES: dict[AgeBracket, tuple[int, int]] = {
-    AgeBracket.under_16: (0, 15),
-    AgeBracket.from_16_to_17: (16, 17),
-    AgeBracket.from_18_to_25: (18, 25),
-    AgeBracket.from_26_to_29: (26, 29),
-    AgeBracket.from_30_to_49: (30, 49),
-    AgeBracket.from_50: (50, 120),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Partner:
-    id: str
-    needs: frozenset[Need]
-    communes: frozenset[str] = frozenset()
-    min_age: int | None = None
-    max_age: int | None = None
-
-    def serves_age(self, bracket: AgeBracket | None) -> bool:
-        if bracket is None:
-            return True
-        low, high = AGE_RANGES[bracket]
-        return (self.min_age is None or high >= self.min_age) and (
-            self.max_age is None or low <= self.max_age
-        )
-
-    @property
-    def age_span(self) -> int:
-        """How wide the partner's age range is: the narrower, the more dedicated."""
-        return (self.max_age or 120) - (self.min_age or 0)
-
-    def serves_commune(self, commune: str | None) -> bool:
-        return commune is None or not self.communes or commune in self.communes
-
-
-@dataclass(frozen=True, slots=True)
-class IntakeFacts:
-    needs: Sequence[Need]
-    flags: Sequence[SituationFlag] = ()
-    age_bracket: AgeBracket | None = None
-    commune: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Routing:
-    target: str
-    purpose: Purpose
-    explanation: dict[str, Any] = field(default_factory=dict)
-
-
-def route(intake: IntakeFacts, partners: Iterable[Partner]) -> Routing:
-    if len(set(intake.needs)) >= SEVERAL_NEEDS or SituationFlag.dropped_out in intake.flags:
-        return Routing(COMMISSION, Purpose.referral_commission, {
-            "rule": "commission_for_complex_situations",
-            "reason": "Plusieurs besoins à la fois ou décrochage d'un parcours : "
-                      "la commission de remobilisation étudie la situation.",
-            "candidates": [],
-        })
-    scored = sorted(
-        (
-            (-len(p.needs & set(intake.needs)), p.age_span, p.id)
-            for p in partners
-            if p.id != COMMISSION and p.needs & set(intake.needs)
-            and p.serves_age(intake.age_bracket) and p.serves_commune(intake.commune)
-        ),
-    )
-    candidates = [{"partner": pid, "needs_matched": -score, "age_span": span}
-                  for score, span, pid in scored]
-    if not scored:
-        return Routing(COMMISSION, Purpose.referral_commission, {
-            "rule": "commission_when_no_partner",
-            "reason": "Aucun partenaire du territoire ne couvre ces besoins pour cet âge et "
-                      "cette commune : la commission cherche une solution.",
-            "candidates": [],
-        })
-    best = scored[0][2]
-    return Routing(best, Purpose.referral_partner, {
-        "rule": "best_partner_by_needs",
-        "reason": f"{best} couvre le plus de besoins exprimés pour cet âge et cette commune ; "
-                  "à égalité, la structure dédiée à la tranche d'âge la plus étroite.",
-        "candidates": candidates,
-    })
+from schemas.vocab import ReferralStatus
+from services.referral.lifecycle import ACTIVE
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,17 +22,60 @@ class ConsentScope:
     recipients: frozenset[str]
     valid_until: datetime
     active: bool = True
+    status: str = "active"  # active (maybe partly withdrawn), withdrawn, expired
+    granted_purposes: frozenset[str] | None = None  # None: the grant was not seen yet
+    granted_recipients: frozenset[str] | None = None
+    categories: frozenset[str] = frozenset()
 
     def covers(self, target: str, purpose: str, now: datetime) -> bool:
         return (self.active and now < self.valid_until and purpose in self.purposes
                 and target in self.recipients)
 
+    def covered(self, target: str, purpose: str) -> bool:
+        """Whether the consent allowed this hand-off when it was granted."""
+        return (self.granted_purposes is not None and self.granted_recipients is not None
+                and purpose in self.granted_purposes and target in self.granted_recipients)
+
 
 def covering_consent(
     target: str, purpose: str, consents: Iterable[ConsentScope], now: datetime
-) -> UUID | None:
-    """The consent that lets this referral be handed off, if any (the latest first)."""
+) -> ConsentScope | None:
+    """The consent that lets this referral be handed off, if any (the longest-lived)."""
     covering = [c for c in consents if c.covers(target, purpose, now)]
-    if not covering:
-        return None
-    return max(covering, key=lambda c: c.valid_until).consent_id
+    return max(covering, key=lambda c: (c.valid_until, c.consent_id)) if covering else None
+
+
+class Gate(StrEnum):
+    wait = "wait"  # no consent covers it yet
+    request = "request"  # hand it off
+    keep = "keep"  # still covered (maybe by another consent)
+    cancel = "cancel"  # what covered it was withdrawn or expired
+    stop = "stop"  # closed already, but the recipient had the dossier: tell it to stop
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    gate: Gate
+    consent: ConsentScope | None = None
+    cause: str | None = None  # consent_withdrawn, consent_expired
+
+
+def judge(status: ReferralStatus, handed_off: bool, target: str, purpose: str,
+          consents: Iterable[ConsentScope], now: datetime) -> Verdict:
+    """What the consents the service knows of mean for one referral."""
+    consents = list(consents)
+    covering = covering_consent(target, purpose, consents, now)
+    if covering is not None:
+        if status is ReferralStatus.awaiting_consent:
+            return Verdict(Gate.request, covering)
+        return Verdict(Gate.keep, covering)
+    lost = [c for c in consents if c.covered(target, purpose)]
+    if not lost:
+        return Verdict(Gate.wait)
+    cause = ("consent_expired" if all(c.status == "expired" or now >= c.valid_until
+                                      for c in lost) else "consent_withdrawn")
+    if status is ReferralStatus.awaiting_consent or status in ACTIVE:
+        return Verdict(Gate.cancel, cause=cause)
+    if handed_off and status is not ReferralStatus.cancelled:
+        return Verdict(Gate.stop, cause=cause)
+    return Verdict(Gate.wait)

@@ -1,112 +1,243 @@
-"""Referral handlers: one unit of work per event, correct in any order of arrival
-(a consent may come before its intake)."""
+"""Referral units of work: each event, each answer, each due timer is one transaction that
+moves the referral, records who did what, and writes its events to the outbox. Correct in
+any order of arrival (a consent may come before its intake, a withdrawal before its grant)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from schemas.events import (
-    CONSENT_EXPIRED,
-    CONSENT_GRANTED,
-    CONSENT_WITHDRAWN,
-    DIRECTORY_UPDATED,
-    INTAKE_RECORDED,
-    REFERRAL_CREATED,
-    REFERRAL_REQUESTED,
-    ConsentChangedV1,
-    ConsentGrantedV1,
-    DirectoryUpdatedV1,
-    IntakeRecordedV1,
-    ReferralCreatedV1,
-    ReferralRequestedV1,
-)
-from schemas.vocab import ReferralStatus
+from schemas import events as ev
+from schemas.vocab import Purpose, ReferralAction, ReferralStatus
 from services.directory import Directory
-from services.referral import domain, store
+from services.referral import deadlines, domain, lifecycle, routing, store
+from services.referral.deadlines import Timer
 from services.runtime import outbox
 from services.runtime.app import Runtime
 from services.runtime.consumer import Handler
 from services.runtime.events import Event, new_event
+from services.runtime.logging import get_logger
 
+log = get_logger("relais.referral")
 SOURCE = "/relais/referral"
 REFERRAL_IDS = uuid.UUID("6f1d3c1e-5b0a-4c39-9c55-5e0a0f5f7a01")
+RELAIS = "relais"
+S = ReferralStatus
+TIMER_BATCH = 100
 
 
-def handler(_runtime: Runtime) -> Handler:
+def handler(runtime: Runtime) -> Handler:
+    rules = routing.load_rules(runtime.settings.routing_rules_file)
+
     async def handle(conn: asyncpg.Connection, event: Event) -> None:
-        if event.type == INTAKE_RECORDED:
-            await on_intake(conn, IntakeRecordedV1.model_validate(event.data))
-        elif event.type == CONSENT_GRANTED:
-            await on_consent(conn, ConsentGrantedV1.model_validate(event.data))
-        elif event.type in (CONSENT_WITHDRAWN, CONSENT_EXPIRED):
-            change = ConsentChangedV1.model_validate(event.data)
-            await store.narrow_consent(conn, change.consent_id, change.person_id,
-                                       list(change.purposes), change.recipients, change.status)
-        elif event.type == DIRECTORY_UPDATED:
-            update = DirectoryUpdatedV1.model_validate(event.data)
+        now = runtime.clock()
+        if event.type == ev.INTAKE_RECORDED:
+            await on_intake(conn, ev.IntakeRecordedV1.model_validate(event.data), rules, now)
+        elif event.type == ev.CONSENT_GRANTED:
+            await on_consent(conn, ev.ConsentGrantedV1.model_validate(event.data), now)
+        elif event.type in (ev.CONSENT_WITHDRAWN, ev.CONSENT_EXPIRED):
+            await on_consent_change(conn, ev.ConsentChangedV1.model_validate(event.data), now)
+        elif event.type == ev.PERSON_ERASED:
+            await store.erase_person(conn, ev.PersonErasedV1.model_validate(event.data).person_id)
+        elif event.type == ev.DIRECTORY_UPDATED:
+            update = ev.DirectoryUpdatedV1.model_validate(event.data)
             await store.upsert_partners(conn, Directory.model_validate(update.directory))
 
     return handle
 
 
-async def on_intake(conn: asyncpg.Connection, intake: IntakeRecordedV1) -> None:
-    routing = domain.route(
-        domain.IntakeFacts(intake.needs, intake.flags, intake.age_bracket, intake.commune),
-        await store.partners(conn),
-    )
-    referral_id = uuid.uuid5(REFERRAL_IDS, str(intake.intake_id))
-    created = await store.insert_referral(
-        conn, referral_id, intake.person_id, intake.intake_id, intake.org, routing.target,
-        routing.purpose, ReferralStatus.awaiting_consent, routing.explanation,
-    )
-    if not created:
-        return
+def facts(intake: Any) -> routing.IntakeFacts:
+    return routing.IntakeFacts(intake["needs"], intake["flags"], intake["age_bracket"],
+                               intake["commune"])
+
+
+async def on_intake(conn: asyncpg.Connection, intake: ev.IntakeRecordedV1,
+                    rules: routing.Rules, now: datetime) -> None:
+    await store.save_intake(conn, intake)
+    routed = routing.route(
+        routing.IntakeFacts(intake.needs, intake.flags, intake.age_bracket, intake.commune),
+        await store.partners(conn), rules)
+    await create(conn, uuid.uuid5(REFERRAL_IDS, str(intake.intake_id)), intake.person_id,
+                 intake.intake_id, intake.org, routed.target, routed.purpose,
+                 routed.explanation, now)
+
+
+async def create(conn: asyncpg.Connection, referral_id: uuid.UUID, person_id: uuid.UUID,
+                 intake_id: uuid.UUID, sender: str, target: str, purpose: Purpose,
+                 explanation: dict[str, Any], now: datetime, *, origin: str = "routing",
+                 part_of: uuid.UUID | None = None, actor: str = RELAIS) -> bool:
+    """A referral, then straight through the gate if a consent covers it already."""
+    if not await store.insert_referral(conn, referral_id, person_id, intake_id, sender, target,
+                                       purpose, explanation, origin=origin, part_of=part_of,
+                                       actor=actor):
+        return False
     await outbox.add(conn, store.SCHEMA, [new_event(
-        REFERRAL_CREATED, SOURCE, str(intake.person_id),
-        ReferralCreatedV1(
-            referral_id=referral_id, person_id=intake.person_id, intake_id=intake.intake_id,
-            sender_org=intake.org, target=routing.target, purpose=routing.purpose,
-            status=ReferralStatus.awaiting_consent, explanation=routing.explanation,
-        ),
+        ev.REFERRAL_CREATED, SOURCE, str(person_id),
+        ev.ReferralCreatedV1(
+            referral_id=referral_id, person_id=person_id, intake_id=intake_id,
+            sender_org=sender, target=target, purpose=purpose, status=S.awaiting_consent,
+            explanation=explanation, part_of=part_of),
     )])
-    await open_gate(conn, intake.person_id)
+    await settle(conn, person_id, now)
+    return True
 
 
-async def on_consent(conn: asyncpg.Connection, consent: ConsentGrantedV1) -> None:
+async def on_consent(conn: asyncpg.Connection, consent: ev.ConsentGrantedV1,
+                     now: datetime) -> None:
     await store.upsert_consent(conn, consent.person_id, domain.ConsentScope(
         consent.consent_id, frozenset(consent.purposes), frozenset(consent.recipients),
-        consent.valid_until,
-    ))
-    await open_gate(conn, consent.person_id)
+        consent.valid_until, categories=frozenset(consent.categories)))
+    await settle(conn, consent.person_id, now)
 
 
-async def open_gate(conn: asyncpg.Connection, person_id: uuid.UUID) -> None:
-    """Hand off every referral of the person waiting for a consent that now covers it."""
-    waiting = await store.awaiting_consent(conn, person_id)
-    if not waiting:
-        return
+async def on_consent_change(conn: asyncpg.Connection, change: ev.ConsentChangedV1,
+                            now: datetime) -> None:
+    await store.narrow_consent(conn, change.consent_id, change.person_id,
+                               list(change.purposes), change.recipients, change.status,
+                               change.at)
+    await settle(conn, change.person_id, now)
+
+
+async def settle(conn: asyncpg.Connection, person_id: uuid.UUID, now: datetime) -> None:
+    """Apply what the person's consents now allow to each of their referrals."""
     consents = await store.consents_of(conn, person_id)
-    now = datetime.now(UTC)
-    events = []
-    for referral in waiting:
-        consent_id = domain.covering_consent(referral["target"], referral["purpose"], consents,
-                                             now)
-        if consent_id is None:
-            continue
-        await store.mark_requested(conn, referral["id"], consent_id)
-        events.append(new_event(REFERRAL_REQUESTED, SOURCE, str(person_id),
-                                requested(referral, consent_id)))
-    if events:
-        await outbox.add(conn, store.SCHEMA, events)
+    for referral in await store.referrals_of_person(conn, person_id):
+        status = S(referral["status"])
+        verdict = domain.judge(status, referral["consent_id"] is not None, referral["target"],
+                               referral["purpose"], consents, now)
+        if verdict.gate is domain.Gate.request:
+            assert verdict.consent is not None
+            await hand_off(conn, referral, verdict.consent.consent_id, now)
+        elif verdict.gate is domain.Gate.keep:
+            assert verdict.consent is not None
+            if verdict.consent.consent_id != referral["consent_id"]:
+                await conn.execute("UPDATE referral.referrals SET consent_id = $2 WHERE id = $1",
+                                   referral["id"], verdict.consent.consent_id)
+        elif verdict.gate in (domain.Gate.cancel, domain.Gate.stop):
+            await close_to_recipient(conn, referral, verdict, now)
 
 
-def requested(referral: Any, consent_id: uuid.UUID) -> ReferralRequestedV1:
-    return ReferralRequestedV1(
-        referral_id=referral["id"], person_id=referral["person_id"],
-        intake_id=referral["intake_id"], sender_org=referral["sender_org"],
-        target=referral["target"], purpose=referral["purpose"], consent_id=consent_id,
-    )
+async def hand_off(conn: asyncpg.Connection, referral: Any, consent_id: uuid.UUID,
+                   now: datetime) -> None:
+    timers = deadlines.schedule(now, await store.answer_days(conn, referral["target"]))
+    await store.set_status(conn, referral["id"], S.awaiting_consent, S.requested, RELAIS,
+                           "request", f"consent {consent_id}", {"consent_id": str(consent_id)},
+                           consent_id=consent_id, requested_at=now,
+                           due_at=timers[Timer.deadline])
+    await store.add_timers(conn, referral["id"], timers)
+    await outbox.add(conn, store.SCHEMA, [new_event(
+        ev.REFERRAL_REQUESTED, SOURCE, str(referral["person_id"]),
+        ev.ReferralRequestedV1(**fields(referral), consent_id=consent_id))])
+
+
+async def close_to_recipient(conn: asyncpg.Connection, referral: Any,
+                             verdict: domain.Verdict, now: datetime) -> None:
+    """The consent is gone: cancel what is still open and, if the recipient had the dossier,
+    tell it to stop processing."""
+    cause = verdict.cause or "consent_withdrawn"
+    if verdict.gate is domain.Gate.cancel:
+        await move(conn, referral, S.cancelled, RELAIS, "cancel", now, cause=cause)
+    if referral["consent_id"] is not None:
+        await store.mark_stopped(conn, referral["id"])
+        await outbox.add(conn, store.SCHEMA, [new_event(
+            ev.REFERRAL_STOP_PROCESSING, SOURCE, str(referral["person_id"]),
+            ev.ReferralStopProcessingV1(**fields(referral), cause=cause))])
+
+
+def fields(referral: Any) -> dict[str, Any]:
+    return {k: referral[k] for k in ("person_id", "intake_id", "sender_org", "target",
+                                     "purpose")} | {"referral_id": referral["id"]}
+
+
+async def move(conn: asyncpg.Connection, referral: Any, to: ReferralStatus, org: str,
+               action: str, now: datetime, *, answer: lifecycle.Answer | None = None,
+               cause: str | None = None, proposal: str | None = None) -> None:
+    """Record a change of status (the referral is locked) and tell the other services."""
+    answer = answer or lifecycle.Answer()
+    from_status = S(referral["status"])
+    columns: dict[str, Any] = {}
+    if to in lifecycle.ANSWERED and referral["answered_at"] is None:
+        columns["answered_at"] = now
+    if answer.reason is not None:
+        columns["reject_reason"] = answer.reason
+    if answer.outcome is not None:
+        columns["outcome"] = answer.outcome
+    detail = {k: v for k, v in {
+        "reason": answer.reason, "text": answer.text, "outcome": answer.outcome,
+        "milestone": answer.milestone, "cause": cause, "proposal": proposal}.items()
+        if v is not None}
+    await store.set_status(conn, referral["id"], from_status, to, org, action,
+                           answer.text or cause, detail, **columns)
+    if to is not S.requested:
+        await store.drop_timers(conn, referral["id"])
+    await outbox.add(conn, store.SCHEMA, [new_event(
+        ev.REFERRAL_STATUS_CHANGED, SOURCE, str(referral["person_id"]),
+        ev.ReferralStatusChangedV1(
+            **fields(referral), from_status=from_status, status=to, actor_org=org,
+            action=action, reason=answer.reason, outcome=answer.outcome,
+            milestone=answer.milestone, cause=cause, proposal=proposal, at=now))])
+
+
+async def answer(conn: asyncpg.Connection, referral: Any, action: ReferralAction, org: str,
+                 said: lifecycle.Answer, now: datetime) -> bool:
+    """A sender's or recipient's action; raises lifecycle.Refused. False: nothing changed."""
+    roles = frozenset(
+        role for role, who in ((lifecycle.Role.sender, referral["sender_org"]),
+                               (lifecycle.Role.recipient, referral["target"])) if who == org)
+    change = lifecycle.decide(S(referral["status"]), action, roles, said)
+    if change.changed:
+        await move(conn, referral, change.to, org, str(action), now, answer=said)
+    return change.changed
+
+
+# --- the chase: reminders, escalation, expiry -------------------------------------------------
+
+
+async def chaser(runtime: Runtime) -> None:
+    while True:
+        while await fire_due(runtime.pool, runtime.clock()) == TIMER_BATCH:
+            pass
+        await asyncio.sleep(min(runtime.settings.chase_interval, 30.0))
+
+
+async def fire_due(pool: asyncpg.Pool, now: datetime) -> int:
+    """Fire the timers due at `now`, each once (rows locked; skipped by a second chaser)."""
+    async with pool.acquire() as conn, conn.transaction():
+        due = await store.lock_due_timers(conn, now, TIMER_BATCH)
+        for row in due:
+            if row["status"] == S.requested:
+                await fire(conn, row, Timer(row["kind"]), now)
+            await store.fired(conn, row["id"], row["kind"], now)
+    return len(due)
+
+
+async def fire(conn: asyncpg.Connection, referral: Any, timer: Timer, now: datetime) -> None:
+    key = str(referral["person_id"])
+    if timer in (Timer.half_way, Timer.deadline):
+        await outbox.add(conn, store.SCHEMA, [new_event(
+            ev.REFERRAL_REMINDER_DUE, SOURCE, key, ev.ReferralReminderDueV1(
+                **fields(referral), timer=timer, deadline=referral["due_at"]))])
+    elif timer is Timer.escalate:
+        for coordinator in await store.coordinators(conn) or [referral["sender_org"]]:
+            await outbox.add(conn, store.SCHEMA, [new_event(
+                ev.REFERRAL_ESCALATED, SOURCE, key, ev.ReferralEscalatedV1(
+                    **fields(referral), coordinator=coordinator,
+                    deadline=referral["due_at"]))])
+    else:
+        await move(conn, referral, S.expired, RELAIS, "expire", now, cause="deadline_passed",
+                   proposal=await next_candidate(conn, referral))
+
+
+async def next_candidate(conn: asyncpg.Connection, referral: Any) -> str | None:
+    """The best partner not tried yet for this intake that has places left."""
+    intake = await store.intake(conn, referral["intake_id"])
+    if intake is None:
+        return None
+    tried = frozenset(await store.tried_targets(conn, referral["intake_id"]))
+    ranked = routing.candidates(facts(intake), await store.partners(conn), exclude=tried)
+    with_places = [c for c in ranked if c["open_places"] is None or c["open_places"] > 0]
+    return str(with_places[0]["partner"]) if with_places else None

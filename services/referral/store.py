@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from datetime import date, datetime
+from typing import Any, TypeAlias
 from uuid import UUID
 
 import asyncpg
 
+from schemas.events import IntakeRecordedV1
 from services.directory import Directory
-from services.referral.domain import ConsentScope, Partner
+from services.referral.deadlines import Timer
+from services.referral.domain import ConsentScope
+from services.referral.lifecycle import ACTIVE
+from services.referral.routing import Partner
 
 SCHEMA = "referral"
+Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
+ACTIVE_STATUSES = sorted(ACTIVE)
+
+# --- partners --------------------------------------------------------------------------------
 
 
-async def upsert_partners(conn: asyncpg.Connection | asyncpg.Pool, directory: Directory) -> None:
+async def upsert_partners(conn: Db, directory: Directory) -> None:
+    """Reference data from the directory; the capacity the partners declared is kept."""
     await conn.executemany(
         "INSERT INTO referral.partners (id, name, kind, needs, communes, min_age, max_age,"
         " answer_days) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET"
@@ -32,104 +43,365 @@ async def has_partners(pool: asyncpg.Pool) -> bool:
     return bool(await pool.fetchval("SELECT EXISTS (SELECT 1 FROM referral.partners)"))
 
 
-async def partners(conn: asyncpg.Connection) -> list[Partner]:
-    rows = await conn.fetch(
-        "SELECT id, needs, communes, min_age, max_age FROM referral.partners"
-    )
-    return [
-        Partner(r["id"], frozenset(r["needs"]), frozenset(r["communes"]), r["min_age"],
-                r["max_age"])
-        for r in rows
-    ]
+_PARTNERS = (
+    "SELECT p.*, (SELECT count(*) FROM referral.referrals r WHERE r.target = p.id"
+    " AND r.status = ANY($1::text[])) AS load FROM referral.partners p"
+)
+
+
+def _partner(r: asyncpg.Record) -> Partner:
+    return Partner(r["id"], frozenset(r["needs"]), frozenset(r["communes"]), r["min_age"],
+                   r["max_age"], r["open_places"], r["waiting_list"], r["load"])
+
+
+async def partners(conn: Db) -> list[Partner]:
+    return [_partner(r) for r in await conn.fetch(_PARTNERS + " ORDER BY p.id",
+                                                 ACTIVE_STATUSES)]
+
+
+async def partner_rows(db: Db) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await db.fetch(_PARTNERS + " ORDER BY p.id", ACTIVE_STATUSES)
+    return rows
+
+
+async def partner_row(db: Db, partner_id: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await db.fetchrow(_PARTNERS + " WHERE p.id = $2",
+                                                   ACTIVE_STATUSES, partner_id)
+    return row
+
+
+async def set_capacity(conn: Db, partner_id: str, open_places: int | None,
+                       waiting_list: bool) -> None:
+    await conn.execute(
+        "UPDATE referral.partners SET open_places = $2, waiting_list = $3, capacity_at = now()"
+        " WHERE id = $1", partner_id, open_places, waiting_list)
+
+
+async def coordinators(conn: Db) -> list[str]:
+    return [r["id"] for r in await conn.fetch(
+        "SELECT id FROM referral.partners WHERE kind = 'coordination' ORDER BY id")]
+
+
+async def answer_days(conn: Db, partner_id: str) -> int:
+    days = await conn.fetchval("SELECT answer_days FROM referral.partners WHERE id = $1",
+                               partner_id)
+    return int(days) if days is not None else 5
+
+
+# --- intakes (what routing and the statistics need) ----------------------------------------
+
+
+async def save_intake(conn: asyncpg.Connection, i: IntakeRecordedV1) -> None:
+    await conn.execute(
+        "INSERT INTO referral.intakes (intake_id, person_id, org, site, permanence,"
+        " contacted_at, needs, flags, age_bracket, commune, gender, visit_number)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        " ON CONFLICT (intake_id) DO NOTHING",
+        i.intake_id, i.person_id, i.org, i.site, i.permanence, i.contacted_at,
+        [str(n) for n in i.needs], [str(f) for f in i.flags], i.age_bracket, i.commune,
+        i.gender, i.visit_number)
+
+
+async def intake(db: Db, intake_id: UUID) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await db.fetchrow(
+        "SELECT * FROM referral.intakes WHERE intake_id = $1", intake_id)
+    return row
+
+
+async def erase_person(conn: asyncpg.Connection, person_id: UUID) -> None:
+    """What the statistics keep of an erased person is no longer linkable to their id."""
+    await conn.execute(
+        "UPDATE referral.intakes SET person_id = gen_random_uuid() WHERE person_id = $1",
+        person_id)
+
+
+# --- referrals -------------------------------------------------------------------------------
 
 
 async def insert_referral(
     conn: asyncpg.Connection, referral_id: UUID, person_id: UUID, intake_id: UUID,
-    sender_org: str, target: str, purpose: str, status: str, explanation: dict[str, Any],
+    sender_org: str, target: str, purpose: str, explanation: dict[str, Any], *,
+    origin: str = "routing", part_of: UUID | None = None, actor: str = "relais",
 ) -> bool:
-    """False when the intake already has its referral."""
+    """False when it exists already (a redelivered event, a retried request)."""
     inserted = await conn.fetchval(
         "INSERT INTO referral.referrals (id, person_id, intake_id, sender_org, target, purpose,"
-        " status, explanation) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-        " ON CONFLICT (intake_id) DO NOTHING RETURNING true",
-        referral_id, person_id, intake_id, sender_org, target, purpose, status, explanation,
+        " status, explanation, origin, part_of)"
+        " VALUES ($1, $2, $3, $4, $5, $6, 'awaiting_consent', $7, $8, $9)"
+        " ON CONFLICT (id) DO NOTHING RETURNING true",
+        referral_id, person_id, intake_id, sender_org, target, purpose, explanation, origin,
+        part_of,
     )
     if inserted:
-        await add_history(conn, referral_id, status, "relais", explanation.get("rule"))
+        await add_history(conn, referral_id, None, "awaiting_consent", actor, "create",
+                          explanation.get("rule"), {"origin": origin})
     return bool(inserted)
 
 
-async def add_history(conn: asyncpg.Connection, referral_id: UUID, status: str, actor: str,
-                      reason: str | None) -> None:
+async def add_history(conn: asyncpg.Connection, referral_id: UUID, from_status: str | None,
+                      status: str, org: str, action: str, reason: str | None,
+                      detail: dict[str, Any] | None = None) -> None:
     await conn.execute(
-        "INSERT INTO referral.referral_history (referral_id, status, actor, reason)"
-        " VALUES ($1, $2, $3, $4)",
-        referral_id, status, actor, reason,
+        "INSERT INTO referral.referral_history (referral_id, from_status, status, actor, org,"
+        " reason, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        referral_id, from_status, status, action, org, reason, detail or {},
     )
 
 
-async def awaiting_consent(conn: asyncpg.Connection, person_id: UUID) -> list[asyncpg.Record]:
+async def referrals_of_person(conn: asyncpg.Connection,
+                              person_id: UUID) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT * FROM referral.referrals WHERE person_id = $1 AND status = 'awaiting_consent'"
-        " ORDER BY created_at FOR UPDATE",
+        "SELECT * FROM referral.referrals WHERE person_id = $1 AND stopped_at IS NULL"
+        " ORDER BY created_at, id FOR UPDATE",
         person_id,
     )
     return rows
 
 
-async def mark_requested(conn: asyncpg.Connection, referral_id: UUID, consent_id: UUID) -> None:
+async def lock_referral(conn: asyncpg.Connection, referral_id: UUID) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT * FROM referral.referrals WHERE id = $1 FOR UPDATE", referral_id)
+    return row
+
+
+async def set_status(conn: asyncpg.Connection, referral_id: UUID, from_status: str,
+                     status: str, org: str, action: str, reason: str | None,
+                     detail: dict[str, Any], **columns: Any) -> None:
+    """Move a referral (already locked) and record who, when and why."""
+    names = list(columns)
+    sets = "".join(f", {name} = ${i + 3}" for i, name in enumerate(names))
     await conn.execute(
-        "UPDATE referral.referrals SET status = 'requested', consent_id = $2, updated_at = now()"
-        " WHERE id = $1",
-        referral_id, consent_id,
-    )
-    await add_history(conn, referral_id, "requested", "relais", f"consent {consent_id}")
+        f"UPDATE referral.referrals SET status = $2, updated_at = now(){sets} WHERE id = $1",
+        referral_id, status, *[columns[n] for n in names])
+    await add_history(conn, referral_id, from_status, status, org, action, reason, detail)
 
 
-async def upsert_consent(conn: asyncpg.Connection, person_id: UUID, scope: ConsentScope) -> None:
-    await conn.execute(
-        "INSERT INTO referral.consents (consent_id, person_id, purposes, recipients,"
-        " valid_until, status) VALUES ($1, $2, $3, $4, $5, 'active')"
-        " ON CONFLICT (consent_id) DO NOTHING",
-        scope.consent_id, person_id, sorted(scope.purposes), sorted(scope.recipients),
-        scope.valid_until,
-    )
+async def mark_stopped(conn: asyncpg.Connection, referral_id: UUID) -> None:
+    await conn.execute("UPDATE referral.referrals SET stopped_at = now() WHERE id = $1",
+                       referral_id)
 
 
-async def narrow_consent(conn: asyncpg.Connection, consent_id: UUID, person_id: UUID,
-                         purposes: list[str], recipients: list[str], status: str) -> None:
-    """After a withdrawal or an expiry the gate opens only for what remains (cancelling the
-    referrals it covered is the closed loop's work, issue #5). Arriving before its grant, it
-    leaves a closed record so that the late grant opens nothing."""
-    await conn.execute(
-        "INSERT INTO referral.consents (consent_id, person_id, purposes, recipients,"
-        " valid_until, status) VALUES ($1, $2, $3, $4, now(), $5)"
-        " ON CONFLICT (consent_id) DO UPDATE SET purposes = $3, recipients = $4, status = $5",
-        consent_id, person_id, purposes, recipients, status)
-
-
-async def consents_of(conn: asyncpg.Connection, person_id: UUID) -> list[ConsentScope]:
-    rows = await conn.fetch("SELECT * FROM referral.consents WHERE person_id = $1", person_id)
-    return [
-        ConsentScope(r["consent_id"], frozenset(r["purposes"]), frozenset(r["recipients"]),
-                     r["valid_until"], r["status"] == "active")
-        for r in rows
-    ]
-
-
-async def get_referral(pool: asyncpg.Pool, referral_id: UUID, org: str) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await pool.fetchrow(
+async def get_referral(db: Db, referral_id: UUID, org: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await db.fetchrow(
         "SELECT * FROM referral.referrals WHERE id = $1 AND (sender_org = $2 OR target = $2)",
         referral_id, org,
     )
     return row
 
 
-async def list_referrals(pool: asyncpg.Pool, org: str, intake_id: UUID | None,
+async def history(db: Db, referral_id: UUID) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await db.fetch(
+        "SELECT from_status, status, at, org, actor AS action, reason, detail"
+        " FROM referral.referral_history WHERE referral_id = $1 ORDER BY id", referral_id)
+    return rows
+
+
+async def page_referrals(db: Db, org: str, role: str | None, status: str | None,
+                         intake_id: UUID | None, after: tuple[datetime, UUID] | None,
                          limit: int) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await pool.fetch(
-        "SELECT * FROM referral.referrals WHERE (sender_org = $1 OR target = $1)"
-        " AND ($2::uuid IS NULL OR intake_id = $2) ORDER BY created_at DESC, id LIMIT $3",
-        org, intake_id, limit,
+    who = {"sender": "sender_org = $1", "recipient": "target = $1"}.get(
+        role or "", "(sender_org = $1 OR target = $1)")
+    rows: list[asyncpg.Record] = await db.fetch(
+        f"SELECT * FROM referral.referrals WHERE {who}"
+        " AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR intake_id = $3)"
+        " AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))"
+        " ORDER BY created_at DESC, id DESC LIMIT $6",
+        org, status, intake_id, after[0] if after else None, after[1] if after else None,
+        limit,
     )
+    return rows
+
+
+# --- consents --------------------------------------------------------------------------------
+
+
+async def upsert_consent(conn: asyncpg.Connection, person_id: UUID, scope: ConsentScope) -> None:
+    """The grant. If its withdrawal came first, the closed record keeps its state and learns
+    what the consent first allowed."""
+    await conn.execute(
+        "INSERT INTO referral.consents (consent_id, person_id, purposes, recipients,"
+        " valid_until, status, categories, granted_purposes, granted_recipients)"
+        " VALUES ($1, $2, $3, $4, $5, 'active', $6, $3, $4)"
+        " ON CONFLICT (consent_id) DO UPDATE SET granted_purposes = $3,"
+        " granted_recipients = $4, categories = $6, valid_until = LEAST("
+        " referral.consents.valid_until, $5)",
+        scope.consent_id, person_id, sorted(scope.purposes), sorted(scope.recipients),
+        scope.valid_until, sorted(scope.categories),
+    )
+
+
+async def narrow_consent(conn: asyncpg.Connection, consent_id: UUID, person_id: UUID,
+                         purposes: list[str], recipients: list[str], status: str,
+                         at: datetime) -> None:
+    """After a withdrawal or an expiry the consent allows only what remains. Arriving before
+    its grant, it leaves a closed record so that the late grant opens nothing."""
+    await conn.execute(
+        "INSERT INTO referral.consents (consent_id, person_id, purposes, recipients,"
+        " valid_until, status) VALUES ($1, $2, $3, $4, $6, $5)"
+        " ON CONFLICT (consent_id) DO UPDATE SET purposes = $3, recipients = $4, status = $5,"
+        " valid_until = CASE WHEN $5 = 'active' THEN referral.consents.valid_until"
+        " ELSE LEAST(referral.consents.valid_until, $6) END",
+        consent_id, person_id, purposes, recipients, status, at)
+
+
+async def consents_of(conn: Db, person_id: UUID) -> list[ConsentScope]:
+    rows = await conn.fetch("SELECT * FROM referral.consents WHERE person_id = $1", person_id)
+    return [
+        ConsentScope(
+            r["consent_id"], frozenset(r["purposes"]), frozenset(r["recipients"]),
+            r["valid_until"], r["status"] == "active", r["status"],
+            None if r["granted_purposes"] is None else frozenset(r["granted_purposes"]),
+            None if r["granted_recipients"] is None else frozenset(r["granted_recipients"]),
+            frozenset(r["categories"]))
+        for r in rows
+    ]
+
+
+# --- deadlines -------------------------------------------------------------------------------
+
+
+async def add_timers(conn: asyncpg.Connection, referral_id: UUID,
+                     timers: dict[Timer, datetime]) -> None:
+    await conn.executemany(
+        "INSERT INTO referral.timers (referral_id, kind, due_at) VALUES ($1, $2, $3)"
+        " ON CONFLICT (referral_id, kind) DO UPDATE SET due_at = EXCLUDED.due_at,"
+        " fired_at = NULL",
+        [(referral_id, str(kind), due) for kind, due in timers.items()])
+
+
+async def drop_timers(conn: asyncpg.Connection, referral_id: UUID) -> None:
+    await conn.execute("DELETE FROM referral.timers WHERE referral_id = $1 AND fired_at IS NULL",
+                       referral_id)
+
+
+async def lock_due_timers(conn: asyncpg.Connection, now: datetime,
+                          limit: int) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT t.kind, t.due_at AS timer_due_at, r.* FROM referral.timers t"
+        " JOIN referral.referrals r ON r.id = t.referral_id"
+        " WHERE t.fired_at IS NULL AND t.due_at <= $1 ORDER BY t.due_at, t.kind"
+        " LIMIT $2 FOR UPDATE OF t, r SKIP LOCKED", now, limit)
+    return rows
+
+
+async def fired(conn: asyncpg.Connection, referral_id: UUID, kind: str,
+                now: datetime) -> None:
+    await conn.execute("UPDATE referral.timers SET fired_at = $3 WHERE referral_id = $1"
+                       " AND kind = $2", referral_id, kind, now)
+
+
+async def tried_targets(conn: asyncpg.Connection, intake_id: UUID) -> set[str]:
+    return {r["target"] for r in await conn.fetch(
+        "SELECT target FROM referral.referrals WHERE intake_id = $1", intake_id)}
+
+
+# --- the commission --------------------------------------------------------------------------
+
+
+async def insert_session(conn: asyncpg.Connection, session_id: UUID, commission: str,
+                         held_on: date, members: list[str],
+                         referral_ids: Iterable[UUID]) -> None:
+    await conn.execute(
+        "INSERT INTO referral.commission_sessions (id, commission, held_on, members)"
+        " VALUES ($1, $2, $3, $4)", session_id, commission, held_on, members)
+    await conn.executemany(
+        "INSERT INTO referral.commission_agenda (session_id, referral_id) VALUES ($1, $2)",
+        [(session_id, r) for r in referral_ids])
+
+
+async def open_for_commission(conn: asyncpg.Connection, commission: str) -> list[UUID]:
+    """The commission's referrals handed off and not decided yet."""
+    return [r["id"] for r in await conn.fetch(
+        "SELECT id FROM referral.referrals r WHERE target = $1 AND status = ANY($2::text[])"
+        " AND NOT EXISTS (SELECT 1 FROM referral.commission_agenda a"
+        " WHERE a.referral_id = r.id AND a.decision IS NULL)"
+        " ORDER BY requested_at, id", commission, ACTIVE_STATUSES)]
+
+
+async def session(db: Db, session_id: UUID, org: str) -> asyncpg.Record | None:
+    """A session, to its commission and the members present."""
+    row: asyncpg.Record | None = await db.fetchrow(
+        "SELECT * FROM referral.commission_sessions WHERE id = $1"
+        " AND (commission = $2 OR $2 = ANY(members))", session_id, org)
+    return row
+
+
+async def agenda(db: Db, session_id: UUID) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await db.fetch(
+        "SELECT a.*, r.status FROM referral.commission_agenda a"
+        " JOIN referral.referrals r ON r.id = a.referral_id WHERE a.session_id = $1"
+        " ORDER BY r.requested_at, r.id", session_id)
+    return rows
+
+
+async def lock_agenda_item(conn: asyncpg.Connection, session_id: UUID,
+                           referral_id: UUID) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT * FROM referral.commission_agenda WHERE session_id = $1 AND referral_id = $2"
+        " FOR UPDATE", session_id, referral_id)
+    return row
+
+
+async def record_decision(conn: asyncpg.Connection, session_id: UUID, referral_id: UUID,
+                          decision: str, partner: str | None, text: str,
+                          follow_up: UUID | None) -> None:
+    await conn.execute(
+        "UPDATE referral.commission_agenda SET decision = $3, partner = $4, text = $5,"
+        " follow_up = $6, decided_at = now() WHERE session_id = $1 AND referral_id = $2",
+        session_id, referral_id, decision, partner, text, follow_up)
+
+
+# --- statistics (counts of distinct people, for the funders) ---------------------------------
+
+_PERIOD = "contacted_at >= $1 AND contacted_at < $2 AND ($3::text IS NULL OR site = $3)"
+_PERIOD_I = ("i.contacted_at >= $1 AND i.contacted_at < $2"
+             " AND ($3::text IS NULL OR i.site = $3)")
+
+
+async def intake_counts(db: Db, start: datetime, end: datetime,
+                        site: str | None) -> list[asyncpg.Record]:
+    """(dimension, key, people, intakes) for each figure about the intakes of the period."""
+    rows: list[asyncpg.Record] = await db.fetch(
+        f"WITH i AS (SELECT * FROM referral.intakes WHERE {_PERIOD})"
+        " SELECT 'total' AS dimension, 'all' AS key, count(DISTINCT person_id) AS people,"
+        " count(*) AS intakes FROM i"
+        " UNION ALL SELECT 'site', site, count(DISTINCT person_id), count(*) FROM i GROUP BY site"
+        " UNION ALL SELECT 'permanence', permanence, count(DISTINCT person_id), count(*) FROM i"
+        " WHERE permanence IS NOT NULL GROUP BY permanence"
+        " UNION ALL SELECT 'visit', CASE WHEN visit_number = 1 THEN 'first' ELSE 'returning'"
+        " END, count(DISTINCT person_id), count(*) FROM i GROUP BY 2"
+        " UNION ALL SELECT 'age_bracket', coalesce(age_bracket, 'unknown'),"
+        " count(DISTINCT person_id), count(*) FROM i GROUP BY 2"
+        " UNION ALL SELECT 'gender', coalesce(gender, 'not_given'), count(DISTINCT person_id),"
+        " count(*) FROM i GROUP BY 2"
+        " UNION ALL SELECT 'need', need, count(DISTINCT person_id), count(*)"
+        " FROM i, unnest(needs) AS need GROUP BY need",
+        start, end, site)
+    return rows
+
+
+async def referral_counts(db: Db, start: datetime, end: datetime,
+                          site: str | None) -> list[asyncpg.Record]:
+    """(dimension, key, people, referrals) for the referrals of the period's intakes."""
+    rows: list[asyncpg.Record] = await db.fetch(
+        "WITH r AS (SELECT r.* FROM referral.referrals r JOIN referral.intakes i"
+        f" ON i.intake_id = r.intake_id WHERE {_PERIOD_I})"
+        " SELECT 'status' AS dimension, status AS key, count(DISTINCT person_id) AS people,"
+        " count(*) AS referrals FROM r GROUP BY status"
+        " UNION ALL SELECT 'target', target, count(DISTINCT person_id), count(*) FROM r"
+        " GROUP BY target",
+        start, end, site)
+    return rows
+
+
+async def answers(db: Db, start: datetime, end: datetime,
+                  site: str | None) -> list[asyncpg.Record]:
+    """The handed-off referrals of the period: when asked, by when, when answered, how."""
+    rows: list[asyncpg.Record] = await db.fetch(
+        "SELECT r.person_id, r.requested_at, r.due_at, r.answered_at, r.status,"
+        " EXISTS (SELECT 1 FROM referral.referral_history h WHERE h.referral_id = r.id"
+        " AND h.status = 'accepted') AS accepted"
+        " FROM referral.referrals r JOIN referral.intakes i ON i.intake_id = r.intake_id"
+        f" WHERE r.requested_at IS NOT NULL AND {_PERIOD_I}",
+        start, end, site)
     return rows

@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import asyncpg
 import structlog
@@ -43,6 +44,10 @@ class Runtime:
     transport: Transport
     relays: list[OutboxRelay] = field(default_factory=list)
     consumers: list[EventConsumer] = field(default_factory=list)
+    services: tuple[str, ...] = ()
+    """The names of the services this process runs."""
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    """What time it is for the deadlines; tests replace it to move time forward."""
 
 
 @dataclass(frozen=True)
@@ -171,7 +176,8 @@ async def start_services(
     topics |= {dead_letter_topic(c.name) for spec in services for c in spec.consumers}
     await transport.setup(sorted(topics))
     pool = await db.create_pool(dsn, settings.db_pool_max)
-    runtime = Runtime(app, settings, dsn, pool, transport)
+    runtime = Runtime(app, settings, dsn, pool, transport,
+                      services=tuple(spec.name for spec in services))
     app[RUNTIME] = runtime
     consumer_settings = ConsumerSettings(
         max_attempts=settings.consumer_max_attempts,

@@ -75,6 +75,13 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="Seconds between signed checkpoints of the trail.")
     expiry_interval: float = Field(default=30.0, gt=0,
                                    description="Seconds between checks for expired consents.")
+    routing_rules_file: Path | None = Field(
+        default=None, description="Routing rules (YAML); services/referral/rules.yaml if unset.")
+    chase_interval: float = Field(default=30.0, gt=0,
+                                  description="Seconds between checks for due reminders.")
+    intake_url: str | None = Field(
+        default=None, description="Where the referral service reads identities for dossiers; "
+        "this same server when it runs the intake service, else the base URL.")
     rate_limit_per_second: float = Field(default=100.0, gt=0)
     rate_limit_burst: int = Field(default=500, ge=1)
 

@@ -1,0 +1,1 @@
+ALTER TABLE intakes ADD COLUMN permanence text, ADD COLUMN gender text;

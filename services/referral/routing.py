@@ -1,0 +1,154 @@
+"""Routing: deterministic rules a coordinator can read and change (`rules.yaml`), and the
+scoring of partners (no I/O). Every decision carries its explanation: the rule, the
+candidates weighed with their figures, and why this one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.vocab import AgeBracket, Need, Purpose, SituationFlag
+
+COMMISSION = "commission-remobilisation"
+BEST_PARTNER = "best_partner"
+
+AGE_RANGES: dict[AgeBracket, tuple[int, int]] = {
+    AgeBracket.under_16: (0, 15),
+    AgeBracket.from_16_to_17: (16, 17),
+    AgeBracket.from_18_to_25: (18, 25),
+    AgeBracket.from_26_to_29: (26, 29),
+    AgeBracket.from_30_to_49: (30, 49),
+    AgeBracket.from_50: (50, 120),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Partner:
+    id: str
+    needs: frozenset[Need]
+    communes: frozenset[str] = frozenset()
+    min_age: int | None = None
+    max_age: int | None = None
+    open_places: int | None = None  # None: not declared
+    waiting_list: bool = False
+    load: int = 0  # referrals handed to it and not closed yet
+
+    def serves_age(self, bracket: AgeBracket | None) -> bool:
+        if bracket is None:
+            return True
+        low, high = AGE_RANGES[bracket]
+        return (self.min_age is None or high >= self.min_age) and (
+            self.max_age is None or low <= self.max_age
+        )
+
+    @property
+    def age_span(self) -> int:
+        """How wide the partner's age range is: the narrower, the more dedicated."""
+        return (self.max_age or 120) - (self.min_age or 0)
+
+    def serves_commune(self, commune: str | None) -> bool:
+        return commune is None or not self.communes or commune in self.communes
+
+    @property
+    def can_take(self) -> bool:
+        """Full (no place declared left) and no waiting list: not a candidate."""
+        return self.open_places is None or self.open_places > 0 or self.waiting_list
+
+    @property
+    def has_places(self) -> bool:
+        return self.open_places is None or self.open_places > 0
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeFacts:
+    needs: Sequence[Need]
+    flags: Sequence[SituationFlag] = ()
+    age_bracket: AgeBracket | None = None
+    commune: str | None = None
+
+
+class When(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    min_needs: int | None = Field(default=None, ge=1)
+    flags_any: list[SituationFlag] = Field(default_factory=list)
+    needs_any: list[Need] = Field(default_factory=list)
+    age_brackets: list[AgeBracket] = Field(default_factory=list)
+    communes: list[str] = Field(default_factory=list)
+
+    def holds(self, facts: IntakeFacts) -> bool:
+        return ((self.min_needs is None or len(set(facts.needs)) >= self.min_needs)
+                and (not self.flags_any or bool(set(self.flags_any) & set(facts.flags)))
+                and (not self.needs_any or bool(set(self.needs_any) & set(facts.needs)))
+                and (not self.age_brackets or facts.age_bracket in self.age_brackets)
+                and (not self.communes or facts.commune in self.communes))
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str = Field(pattern=r"^[a-z0-9_]+$")
+    when: When = Field(default_factory=When)
+    to: Literal["commission", "best_partner"] | str
+    reason: str
+
+
+class Rules(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    rules: list[Rule] = Field(min_length=1)
+
+
+def load_rules(path: Path | None = None) -> Rules:
+    text = (path.read_text("utf-8") if path is not None else
+            resources.files(__package__).joinpath("rules.yaml").read_text("utf-8"))
+    return Rules.model_validate(yaml.safe_load(text))
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    target: str
+    purpose: Purpose
+    explanation: dict[str, Any] = field(default_factory=dict)
+
+
+def candidates(facts: IntakeFacts, partners: Iterable[Partner],
+               exclude: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """The partners that could follow the person, best first, with the figures compared."""
+    needs = set(facts.needs)
+    eligible = [p for p in partners
+                if p.id != COMMISSION and p.id not in exclude and p.needs & needs
+                and p.serves_age(facts.age_bracket) and p.serves_commune(facts.commune)
+                and p.can_take]
+    eligible.sort(key=lambda p: (-len(p.needs & needs), not p.has_places, p.load,
+                                 p.age_span, p.id))
+    return [{"partner": p.id, "needs_matched": len(p.needs & needs),
+             "open_places": p.open_places, "waiting_list": p.waiting_list, "load": p.load,
+             "age_span": p.age_span} for p in eligible]
+
+
+def route(facts: IntakeFacts, partners: Iterable[Partner], rules: Rules) -> Routing:
+    partners = list(partners)
+    for rule in rules.rules:
+        if not rule.when.holds(facts):
+            continue
+        if rule.to == "commission":
+            return Routing(COMMISSION, Purpose.referral_commission,
+                           {"rule": rule.id, "reason": rule.reason, "candidates": []})
+        if rule.to != BEST_PARTNER:
+            return Routing(rule.to, Purpose.referral_partner,
+                           {"rule": rule.id, "reason": rule.reason, "candidates": []})
+        ranked = candidates(facts, partners)
+        if ranked:
+            best = ranked[0]["partner"]
+            return Routing(best, Purpose.referral_partner, {
+                "rule": rule.id, "reason": f"{best} : {rule.reason}", "candidates": ranked})
+    return Routing(COMMISSION, Purpose.referral_commission, {
+        "rule": "commission_when_no_partner",
+        "reason": "Aucun partenaire du territoire ne couvre ces besoins pour cet âge et "
+                  "cette commune, ou n'a de place : la commission cherche une solution.",
+        "candidates": [],
+    })

@@ -1,0 +1,169 @@
+"""Statistics for the funders: anonymised figures over a period (no cell under 5 people),
+as JSON or CSV. These are the figures programmes report to the State and the Region."""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from schemas.api import StatsOut
+from services.referral import store
+from services.runtime.app import RUNTIME
+from services.runtime.auth import authenticate
+from services.runtime.http import json_response
+from services.runtime.openapi import Operation, Query
+from services.runtime.problem import Problem
+
+THRESHOLD = 5
+TAG = "Statistics"
+LABELS = {
+    "total": "Personnes rencontrées", "site": "Contacts par lieu",
+    "permanence": "Contacts par permanence", "visit": "Premières visites et retours",
+    "age_bracket": "Tranches d'âge", "gender": "Genre (part, %)", "need": "Besoins exprimés",
+    "status": "Orientations par statut", "target": "Orientations par destinataire",
+    "answers": "Réponses des partenaires",
+}
+
+
+def shown(people: int, value: float | int | None = None) -> float | int | None:
+    """A figure about fewer than THRESHOLD people is not shown (None)."""
+    if people < THRESHOLD:
+        return None
+    return people if value is None else value
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[0] if len(ordered) == 1 else statistics.quantiles(
+        ordered, n=100, method="inclusive")[int(q) - 1]
+
+
+def answer_figures(rows: Iterable[Any]) -> dict[str, float | int | None]:
+    rows = list(rows)
+    answered = [r for r in rows if r["answered_at"] is not None]
+    hours = [(r["answered_at"] - r["requested_at"]).total_seconds() / 3600 for r in answered]
+    settled = [r for r in rows if r["accepted"] or r["status"] == "rejected"]
+    people = len({r["person_id"] for r in rows})
+    on_time = [r for r in answered if r["due_at"] is None or r["answered_at"] <= r["due_at"]]
+    n_answered = len({r["person_id"] for r in answered})
+    return {
+        "handed_off": shown(people),
+        "answered": shown(n_answered),
+        "hours_to_first_answer_median": shown(n_answered, round(statistics.median(hours), 1)
+                                              if hours else None),
+        "hours_to_first_answer_p90": shown(n_answered, round(percentile(hours, 90), 1)
+                                           if hours else None),
+        "share_answered_within_deadline": shown(people, round(100 * len(on_time) / len(rows), 1)
+                                                if rows else None),
+        "share_accepted": shown(len({r["person_id"] for r in settled}), round(
+            100 * sum(1 for r in settled if r["accepted"]) / len(settled), 1)
+            if settled else None),
+    }
+
+
+def figures(intakes: Iterable[Any], referrals: Iterable[Any],
+            answers: Iterable[Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {key: {} for key in LABELS if key not in ("total", "answers")}
+    total_people = 0
+    for r in intakes:
+        if r["dimension"] == "total":
+            total_people = r["people"]
+            out["people"] = shown(r["people"])
+            out["intakes"] = shown(r["people"], r["intakes"])
+        elif r["dimension"] == "gender":
+            out["gender"][r["key"]] = r["people"]
+        elif r["dimension"] in ("site", "permanence"):
+            out[r["dimension"]][r["key"]] = shown(r["people"], r["intakes"])
+        else:
+            out[r["dimension"]][r["key"]] = shown(r["people"])
+    genders = out["gender"]
+    out["gender"] = {k: shown(n, round(100 * n / total_people, 1)) for k, n in genders.items()}
+    for r in referrals:
+        out[r["dimension"]][r["key"]] = shown(r["people"], r["referrals"])
+    out["answers"] = answer_figures(answers)
+    out.setdefault("people", None)
+    out.setdefault("intakes", None)
+    return out
+
+
+def to_csv(period: dict[str, Any], data: dict[str, Any]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(["indicateur", "categorie", "valeur"])
+    writer.writerow(["Période", "du", period["from"]])
+    writer.writerow(["Période", "au (exclu)", period["to"]])
+    if period["site"]:
+        writer.writerow(["Période", "lieu", period["site"]])
+    for key in ("people", "intakes"):
+        writer.writerow([LABELS["total"], key, _cell(data[key])])
+    for key, label in LABELS.items():
+        if key == "total":
+            continue
+        for category, value in data[key].items():
+            writer.writerow([label, category, _cell(value)])
+    return buffer.getvalue()
+
+
+def _cell(value: Any) -> str:
+    return f"<{THRESHOLD}" if value is None else str(value)
+
+
+def _period(request: web.Request) -> dict[str, Any]:
+    try:
+        end = date.fromisoformat(request.query["to"]) if "to" in request.query else \
+            datetime.now(UTC).date() + timedelta(days=1)
+        start = date.fromisoformat(request.query["from"]) if "from" in request.query else \
+            end - timedelta(days=365)
+    except ValueError as exc:
+        raise Problem(400, "Bad query", "from and to are dates (YYYY-MM-DD).") from exc
+    if start >= end:
+        raise Problem(400, "Bad query", "from must be before to.")
+    return {"from": start.isoformat(), "to": end.isoformat(),
+            "site": request.query.get("site") or None,
+            "start": datetime.combine(start, time(), UTC), "end": datetime.combine(end, time(),
+                                                                                   UTC)}
+
+
+async def _figures(request: web.Request) -> tuple[dict[str, Any], dict[str, Any]]:
+    await authenticate(request, "stats:read")
+    period = _period(request)
+    pool = request.app[RUNTIME].pool
+    args = (period["start"], period["end"], period["site"])
+    data = figures(await store.intake_counts(pool, *args),
+                   await store.referral_counts(pool, *args), await store.answers(pool, *args))
+    return period, data
+
+
+async def get_stats(request: web.Request) -> web.Response:
+    period, data = await _figures(request)
+    return json_response(StatsOut.model_validate(
+        data | {"period": {k: period[k] for k in ("from", "to", "site")},
+                "threshold": THRESHOLD}))
+
+
+async def get_stats_csv(request: web.Request) -> web.Response:
+    period, data = await _figures(request)
+    name = f"relais-stats-{period['from']}-{period['to']}.csv"
+    return web.Response(text=to_csv(period, data), content_type="text/csv", charset="utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+QUERY = (
+    Query("from", "First day (included), YYYY-MM-DD; a year before `to` by default",
+          {"type": "string", "format": "date"}, example="2026-01-01"),
+    Query("to", "Last day (excluded), YYYY-MM-DD; tomorrow by default",
+          {"type": "string", "format": "date"}, example="2027-01-01"),
+    Query("site", "Only the contacts at this site", {"type": "string"}),
+)
+OPERATIONS = [
+    Operation("GET", "/v1/stats", get_stats, "Anonymised figures for the funders", TAG,
+              "stats:read", response=StatsOut, query=QUERY, errors=(400,)),
+    Operation("GET", "/v1/stats.csv", get_stats_csv, "The same figures, as CSV", TAG,
+              "stats:read", query=QUERY, errors=(400,)),
+]
