@@ -72,8 +72,9 @@ def judge(status: ReferralStatus, handed_off: bool, target: str, purpose: str,
     lost = [c for c in consents if c.covered(target, purpose)]
     if not lost:
         return Verdict(Gate.wait)
-    cause = ("consent_expired" if all(c.status == "expired" or now >= c.valid_until
-                                      for c in lost) else "consent_withdrawn")
+    cause = ("consent_expired" if all(
+        c.status == "expired" or (c.status == "active" and now >= c.valid_until)
+        for c in lost) else "consent_withdrawn")
     if status is ReferralStatus.awaiting_consent or status in ACTIVE:
         return Verdict(Gate.cancel, cause=cause)
     if handed_off and status is not ReferralStatus.cancelled:
