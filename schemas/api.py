@@ -357,13 +357,17 @@ class NotificationOut(BaseModel):
     id: UUID
     referral_id: UUID
     recipient_org: str
-    channel: str
-    address: str
-    status: str
+    kind: str = Field(description="new_referral, answered, reminder, escalation, "
+                      "stop_processing, cancelled or expired")
+    channel: str = Field(description="email, webhook or inbox")
+    address: str | None
+    status: str = Field(description="pending -> sent -> delivered, or failed")
     attempts: int
     last_error: str | None
     created_at: datetime
     sent_at: datetime | None
+    delivered_at: datetime | None
+    failed_at: datetime | None
 
 
 class IntakePage(BaseModel):
@@ -464,6 +468,90 @@ class SignalList(BaseModel):
 
 class NotificationList(BaseModel):
     items: list[NotificationOut]
+
+
+class NotifyChannel(StrEnum):
+    email = "email"
+    inbox = "inbox"
+
+
+class RecipientIn(StrictModel):
+    """How an organisation is told. Webhooks are registered apart (POST /v1/webhooks/
+    endpoints). A new referral and an order to stop processing cannot be muted, and always
+    reach the inbox."""
+
+    email: EmailStr = Field(description="The team mailbox.")
+    counsellors: list[EmailStr] = Field(default_factory=list, max_length=50,
+                                        description="Counsellors who get the emails too.")
+    channels: list[NotifyChannel] = Field(default_factory=lambda: [NotifyChannel.email,
+                                                                   NotifyChannel.inbox])
+    muted: list[str] = Field(default_factory=list, description="Kinds of message not wanted "
+                             "by email: answered, reminder, escalation, cancelled, expired.")
+
+
+class RecipientOut(BaseModel):
+    org: str
+    name: str
+    email: str
+    counsellors: list[str]
+    channels: list[str]
+    muted: list[str]
+
+
+class EndpointIn(StrictModel):
+    url: str = Field(max_length=2000, examples=["https://si.mission-locale.example.org/relais"],
+                     description="Where to POST; public addresses only.")
+    kinds: list[str] = Field(default_factory=list, description="The kinds of message wanted "
+                             "(all when empty).")
+
+
+class EndpointOut(BaseModel):
+    id: UUID
+    org: str
+    url: str
+    kinds: list[str]
+    created_at: datetime
+    secret: str | None = Field(default=None, description="Only in the answer to the "
+                               "registration: the key of the `webhook-signature` HMAC.")
+
+
+class EndpointList(BaseModel):
+    items: list[EndpointOut]
+
+
+class DeliveryOut(BaseModel):
+    id: UUID
+    notification_id: UUID
+    endpoint_id: UUID
+    url: str
+    kind: str
+    referral_id: UUID
+    attempt: int
+    at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    outcome: str = Field(description="delivered, retry or dead")
+    notification_status: str
+
+
+class DeliveryList(BaseModel):
+    items: list[DeliveryOut]
+
+
+class InboxItem(BaseModel):
+    seq: int = Field(description="Pass the last one as `after` (or Last-Event-ID).")
+    id: UUID
+    kind: str
+    referral_id: UUID
+    subject: str
+    body: str
+    link: str
+    created_at: datetime
+
+
+class InboxPage(BaseModel):
+    items: list[InboxItem]
 
 
 class TokenRequest(BaseModel):

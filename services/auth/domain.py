@@ -12,8 +12,8 @@ from authlib.oauth2.rfc6749 import ClientMixin
 
 SCOPES = (
     "intake:write", "intake:read", "consent:write", "consent:read", "referral:read",
-    "referral:write", "notification:read", "audit:read", "directory:write", "people:read",
-    "people:erase", "stats:read",
+    "referral:write", "notification:read", "notification:write", "audit:read",
+    "directory:write", "people:read", "people:erase", "stats:read",
 )
 AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}

@@ -20,6 +20,6 @@ SPEC = ServiceSpec(
     produces=("relais.notification",),
     routes=api.routes,
     consumers=(ConsumerSpec("notify", ("relais.referral", "relais.intake"), handlers.handler),),
-    workers=(handlers.sender,),
+    workers=(handlers.email_sender, handlers.webhook_sender),
     on_start=load_recipients,
 )

@@ -1,66 +1,206 @@
-"""What a notification says (no I/O). Messages are French and carry no personal data: the
-referral reference, what happened, and a link."""
+"""Who is told what, and what it says (no I/O). Messages are French, from Jinja2 templates,
+and carry no personal data: the referral reference, what happened, and a link."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import ipaddress
+import random
+import secrets
 import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from email.message import EmailMessage
+from enum import StrEnum
+from typing import Any
 
 import jinja2
 
-from schemas.events import ReferralRequestedV1
+from schemas import events as ev
 from schemas.vocab import Purpose
 
 NOTIFICATION_IDS = uuid.UUID("0b7f6a3e-0d4e-4a38-8d0a-2f5b3c1d9e42")
-PURPOSE_LABELS = {
-    Purpose.referral_commission: "orientation vers la commission de remobilisation",
-    Purpose.referral_partner: "orientation vers votre structure pour un accompagnement",
-}
 _templates = jinja2.Environment(
     loader=jinja2.PackageLoader("services.notify", "templates"),
-    autoescape=False,  # plain-text email
+    autoescape=False,  # plain text
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
 )
 
 
+class Kind(StrEnum):
+    new_referral = "new_referral"  # to the recipient
+    answered = "answered"  # to the sending team
+    reminder = "reminder"  # to the recipient
+    escalation = "escalation"  # to the coordinator
+    stop_processing = "stop_processing"  # to the recipient that had the dossier
+    cancelled = "cancelled"  # to the recipient, when the sender cancels
+    expired = "expired"  # to the sending team
+
+
+MANDATORY = frozenset({Kind.new_referral, Kind.stop_processing})
+"""Kinds a recipient cannot mute: a hand-off, and the order to stop processing."""
+
+ANSWERS = {"received", "accepted", "rejected", "in_progress", "completed"}
+LABELS = {
+    "received": "accusé de réception", "accepted": "acceptée", "rejected": "refusée",
+    "in_progress": "accompagnement commencé", "completed": "terminée",
+    "not_reachable": "personne injoignable", "did_not_come": "ne s'est pas présentée",
+    "not_eligible": "non éligible", "no_place": "pas de place disponible",
+    "not_interested": "ne souhaite pas être accompagnée", "followed_elsewhere": "déjà suivie "
+    "ailleurs", "duplicate": "doublon", "other": "autre motif",
+    "registered_mission_locale": "inscription à la Mission locale",
+    "registered_france_travail": "inscription à France Travail", "training": "formation",
+    "job": "emploi", "contrat_engagement_jeune": "Contrat d'engagement jeune",
+    "stopped": "arrêt de l'accompagnement", "oriented_to_partner": "orientée vers un partenaire",
+    "kept_with_outreach": "suivie par l'équipe d'aller vers",
+    "first_appointment": "premier rendez-vous tenu", "contract_signed": "contrat signé",
+    "consent_withdrawn": "retiré", "consent_expired": "expiré",
+    Purpose.referral_commission: "orientation vers la commission de remobilisation",
+    Purpose.referral_partner: "orientation vers votre structure pour un accompagnement",
+}
+
+
 @dataclass(frozen=True, slots=True)
-class Draft:
-    id: uuid.UUID
+class Message:
+    kind: Kind
+    recipient_org: str
     subject: str
     body: str
+    referral_id: uuid.UUID
+    person_id: uuid.UUID
+    link: str
+    facts: dict[str, Any]
+    """What a webhook or the inbox carries besides the text: ids, statuses, no personal data."""
 
 
-def notification_id(event_id: str, recipient_org: str, channel: str) -> uuid.UUID:
-    """Stable per (event, recipient, channel): the same event never makes two notifications."""
-    return uuid.uuid5(NOTIFICATION_IDS, f"{event_id}/{recipient_org}/{channel}")
+def notification_id(event_id: str, recipient_org: str, channel: str,
+                    endpoint: uuid.UUID | None = None) -> uuid.UUID:
+    """Stable per (event, recipient, channel[, endpoint]): an event never makes two."""
+    suffix = f"/{endpoint}" if endpoint else ""
+    return uuid.uuid5(NOTIFICATION_IDS, f"{event_id}/{recipient_org}/{channel}{suffix}")
 
 
-def referral_requested(event_id: str, referral: ReferralRequestedV1, sender_name: str,
-                       base_url: str) -> Draft:
-    body = _templates.get_template("referral_requested.txt.j2").render(
-        sender_name=sender_name,
-        purpose_label=PURPOSE_LABELS.get(referral.purpose, str(referral.purpose)),
-        referral_id=referral.referral_id,
-        link=f"{base_url}/v1/referrals/{referral.referral_id}",
-    )
-    return Draft(
-        id=notification_id(event_id, referral.target, "email"),
-        subject=f"[Relais] Nouvelle orientation {str(referral.referral_id)[:8]}",
-        body=body,
-    )
+def render(kind: Kind, **values: Any) -> tuple[str, str]:
+    """(subject, body) of a kind of message."""
+    module = _templates.get_template(f"{kind}.txt.j2").make_module(values)
+    return str(vars(module)["subject"]), str(module).lstrip("\n")
+
+
+def messages(event_type: str, data: Mapping[str, Any], names: Mapping[str, str],
+             base_url: str) -> list[Message]:
+    """The messages an event calls for (none for most events)."""
+    plan = _plan(event_type, data)
+    if plan is None:
+        return []
+    kind, recipients, extra = plan
+    referral_id = uuid.UUID(str(data["referral_id"]))
+    link = f"{base_url}/v1/referrals/{referral_id}"
+    values = {
+        "ref": str(referral_id)[:8], "referral_id": referral_id, "link": link,
+        "sender_name": names.get(data["sender_org"], data["sender_org"]),
+        "target_name": names.get(data["target"], data["target"]),
+        "purpose_label": LABELS.get(data["purpose"], data["purpose"]),
+    } | extra
+    subject, body = render(kind, **values)
+    facts = {"kind": str(kind), "referral_id": str(referral_id), "link": link,
+             "sender_org": data["sender_org"], "target": data["target"]} | {
+        k: data[k] for k in ("status", "reason", "outcome", "cause", "timer", "proposal")
+        if data.get(k) is not None}
+    return [Message(kind, org, subject, body, referral_id, uuid.UUID(str(data["person_id"])),
+                    link, facts) for org in recipients]
+
+
+def _plan(event_type: str, d: Mapping[str, Any]) -> tuple[Kind, list[str],
+                                                          dict[str, Any]] | None:
+    if event_type == ev.REFERRAL_REQUESTED:
+        return Kind.new_referral, [d["target"]], {}
+    if event_type == ev.REFERRAL_REMINDER_DUE:
+        return Kind.reminder, [d["target"]], {"timer": d["timer"],
+                                              "deadline": _day(d["deadline"])}
+    if event_type == ev.REFERRAL_ESCALATED:
+        return Kind.escalation, [d["coordinator"]], {"deadline": _day(d["deadline"])}
+    if event_type == ev.REFERRAL_STOP_PROCESSING:
+        return Kind.stop_processing, [d["target"]], {"cause_label": LABELS[d["cause"]]}
+    if event_type != ev.REFERRAL_STATUS_CHANGED:
+        return None
+    status = d["status"]
+    if status in ANSWERS and d["actor_org"] == d["target"]:
+        return Kind.answered, [d["sender_org"]], {
+            "status_label": LABELS[status],
+            "reason_label": LABELS.get(d.get("reason") or "", ""),
+            "outcome_label": LABELS.get(d.get("outcome") or "", ""),
+            "milestone_label": LABELS.get(d.get("milestone") or "", "")}
+    if status == "cancelled" and d.get("cause") is None:
+        return Kind.cancelled, [d["target"]], {}
+    if status == "expired":
+        return Kind.expired, [d["sender_org"]], {"proposal_name": d.get("proposal") or ""}
+    return None
+
+
+def _day(value: Any) -> str:
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment.strftime("%d/%m/%Y")
+
+
+# --- email ---------------------------------------------------------------------------------
 
 
 def message_id(notification: uuid.UUID) -> str:
     return f"<{notification}@relais.notify>"
 
 
-def email(notification: uuid.UUID, sender: str, to: str, subject: str, body: str) -> EmailMessage:
+def email(notification: uuid.UUID, sender: str, to: Sequence[str], subject: str,
+          body: str) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = sender
-    msg["To"] = to
+    msg["To"] = ", ".join(to)
     msg["Subject"] = subject
     msg["Message-ID"] = message_id(notification)
     msg.set_content(body)
     return msg
+
+
+# --- webhooks (Standard Webhooks) ------------------------------------------------------------
+
+SECRET_PREFIX = "whsec_"
+RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+"""Seconds before each retry (Standard Webhooks' schedule): 27 h 40 min in all, then dead."""
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The `webhook-signature` header: v1, then base64 HMAC-SHA256 of id.timestamp.body."""
+    key = base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256)
+    return "v1," + base64.b64encode(mac.digest()).decode()
+
+
+def retry_in(attempts_made: int, rng: random.Random | None = None) -> float | None:
+    """Seconds before the next attempt after `attempts_made` failed ones; None: dead."""
+    if attempts_made > len(RETRY_SCHEDULE):
+        return None
+    base = RETRY_SCHEDULE[attempts_made - 1]
+    return base * (0.8 + 0.4 * (rng or random).random())  # +-20 % jitter
+
+
+def refused_addresses(addresses: Iterable[str], allowed: Iterable[str]) -> list[str]:
+    """The addresses a webhook may not reach: private, loopback, link-local and the like,
+    unless they fall in an allowed network (a setting; the tests allow loopback)."""
+    nets = [ipaddress.ip_network(n) for n in allowed]
+    refused = []
+    for text in addresses:
+        address = ipaddress.ip_address(text.split("%", 1)[0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        if any(address in net for net in nets):
+            continue
+        if not address.is_global or address.is_multicast:
+            refused.append(text)
+    return refused

@@ -1,22 +1,24 @@
-"""Notify handlers: turn events into pending notifications (one per event, recipient and
-channel), and the sender that delivers them over SMTP."""
+"""Notify units of work: an event becomes one notification per (recipient, channel[,
+endpoint]); senders deliver email and webhooks one notification per transaction, so that a
+stop never loses an outcome nor sends twice what it committed; the inbox is read by its
+organisation. Each outcome emits notification.sent / delivered / failed."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
+import aiohttp
 import aiosmtplib
 import asyncpg
 
-from schemas.events import (
-    DIRECTORY_UPDATED,
-    NOTIFICATION_SENT,
-    REFERRAL_REQUESTED,
-    DirectoryUpdatedV1,
-    NotificationSentV1,
-    ReferralRequestedV1,
-)
+from schemas import events as ev
 from services.directory import Directory
 from services.notify import domain, store
 from services.runtime import db, outbox
@@ -29,103 +31,268 @@ from services.runtime.waiting import wait_for_event
 
 log = get_logger("relais.notify")
 SOURCE = "/relais/notify"
-BATCH = 50
-MAX_RETRY_DELAY = 3600.0
+MAX_EMAIL_RETRY = 3600.0
+FINISH_TIMEOUT = 15.0
+T = TypeVar("T")
 
 
 def handler(runtime: Runtime) -> Handler:
     base_url = runtime.settings.base_url
 
     async def handle(conn: asyncpg.Connection, event: Event) -> None:
-        if event.type == DIRECTORY_UPDATED:
-            update = DirectoryUpdatedV1.model_validate(event.data)
+        if event.type == ev.DIRECTORY_UPDATED:
+            update = ev.DirectoryUpdatedV1.model_validate(event.data)
             await store.upsert_recipients(conn, Directory.model_validate(update.directory))
             return
-        if event.type != REFERRAL_REQUESTED:
-            return
-        referral = ReferralRequestedV1.model_validate(event.data)
-        target = await store.recipient(conn, referral.target)
-        sender = await store.recipient(conn, referral.sender_org)
-        if target is None:
-            raise LookupError(f"no recipient address for organisation {referral.target}")
-        draft = domain.referral_requested(
-            event.id, referral, sender["name"] if sender else referral.sender_org, base_url
-        )
-        await store.add_notification(conn, draft, event.id, referral.referral_id,
-                                     referral.person_id, referral.target, "email",
-                                     target["email"])
+        drafts = domain.messages(event.type, event.data, await store.names(conn), base_url)
+        for message in drafts:
+            await fan_out(conn, event.id, event.data.get("sender_org"), message)
 
     return handle
 
 
-async def sender(runtime: Runtime) -> None:
-    """Send due notifications as soon as they are written (NOTIFY), else every poll interval."""
-    wake = asyncio.Event()
-    conn = await db.connect(runtime.dsn)
+async def fan_out(conn: asyncpg.Connection, event_id: str, sender_org: str | None,
+                  message: domain.Message) -> None:
+    """One notification per channel the recipient wants (and per webhook endpoint)."""
+    recipient = await store.recipient(conn, message.recipient_org)
+    if recipient is None:
+        raise LookupError(f"no recipient organisation {message.recipient_org}")
+    wanted = message.kind in domain.MANDATORY or message.kind not in recipient["muted"]
+    common = {"event_id": event_id, "referral_id": message.referral_id,
+              "person_id": message.person_id, "recipient_org": message.recipient_org,
+              "sender_org": sender_org, "kind": message.kind, "subject": message.subject,
+              "body": message.body, "payload": message.facts}
+    channels = set(recipient["channels"])
+    if wanted and "email" in channels:
+        address = ", ".join([recipient["email"], *recipient["counsellors"]])
+        await store.add_notification(conn, common | {
+            "id": domain.notification_id(event_id, message.recipient_org, "email"),
+            "channel": "email", "address": address})
+    if "inbox" in channels or message.kind in domain.MANDATORY:
+        notification = domain.notification_id(event_id, message.recipient_org, "inbox")
+        if await store.add_notification(conn, common | {
+                "id": notification, "channel": "inbox", "status": "sent",
+                "sent_at": datetime.now(UTC)}):
+            await emit_sent(conn, notification, message.referral_id, message.person_id,
+                            message.recipient_org, "inbox", f"inbox:{notification}")
+    for endpoint in await store.endpoints_for(conn, message.recipient_org, message.kind):
+        await store.add_notification(conn, common | {
+            "id": domain.notification_id(event_id, message.recipient_org, "webhook",
+                                         endpoint["id"]),
+            "channel": "webhook", "address": endpoint["url"], "endpoint_id": endpoint["id"]})
+
+
+async def emit_sent(conn: asyncpg.Connection, notification_id: uuid.UUID,
+                    referral_id: uuid.UUID, person_id: uuid.UUID, org: str, channel: str,
+                    message_id: str) -> None:
+    await outbox.add(conn, store.SCHEMA, [new_event(
+        ev.NOTIFICATION_SENT, SOURCE, str(person_id), ev.NotificationSentV1(
+            notification_id=notification_id, referral_id=referral_id, recipient_org=org,
+            channel=channel, message_id=message_id, sent_at=datetime.now(UTC)))])
+
+
+async def emit_outcome(conn: asyncpg.Connection, row: Any, delivered: bool,
+                       reason: str | None = None) -> None:
+    await outbox.add(conn, store.SCHEMA, [new_event(
+        ev.NOTIFICATION_DELIVERED if delivered else ev.NOTIFICATION_FAILED, SOURCE,
+        str(row["person_id"]), ev.NotificationOutcomeV1(
+            notification_id=row["id"], referral_id=row["referral_id"],
+            recipient_org=row["recipient_org"], channel=row["channel"], kind=row["kind"],
+            reason=reason, at=datetime.now(UTC)))])
+
+
+async def finish(work: Awaitable[T]) -> T:
+    """Let a send that started finish and commit its outcome even when the service stops
+    (bounded), so that a restart does not send it again."""
+    task = asyncio.ensure_future(work)
     try:
-        await conn.add_listener(store.PENDING_CHANNEL, lambda *_: wake.set())
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task], timeout=FINISH_TIMEOUT)
+        raise
+
+
+async def deliver_forever(runtime: Runtime, channel: str,
+                          one: Callable[[asyncpg.Connection], Awaitable[bool]],
+                          setup: Callable[[], Awaitable[Any]] | None = None) -> None:
+    """Deliver due notifications of a channel as soon as they are written (NOTIFY), when the
+    next retry is due, or at the latest every poll interval."""
+    wake = asyncio.Event()
+    listener = await db.connect(runtime.dsn)
+    try:
+        await listener.add_listener(store.PENDING_CHANNEL, lambda *_: wake.set())
         while True:
             wake.clear()
-            if await send_due(runtime.pool, runtime.settings) == BATCH:
-                continue
-            await wait_for_event(wake, runtime.settings.poll_interval)
+            while True:
+                async with runtime.pool.acquire() as conn:
+                    if not await finish(_one_in_transaction(conn, one)):
+                        break
+            due = await store.next_due_in(runtime.pool, channel)
+            wait = runtime.settings.poll_interval if due is None else max(
+                0.0, min(due, runtime.settings.poll_interval))
+            await wait_for_event(wake, wait)
     finally:
-        await conn.close()
+        await listener.close()
 
 
-async def send_due(pool: asyncpg.Pool, settings: Settings) -> int:
-    """Send one batch of due notifications over one SMTP session. Each row stays locked
-    until its outcome (and its `notification.sent` event) is committed."""
-    async with pool.acquire() as conn, conn.transaction():
-        rows = await store.lock_due(conn, BATCH)
-        if not rows:
-            return 0
-        try:
-            smtp = aiosmtplib.SMTP(
-                hostname=settings.smtp_host, port=settings.smtp_port,
-                start_tls=settings.smtp_starttls, username=settings.smtp_username,
-                password=settings.smtp_password, timeout=10,
-            )
+async def _one_in_transaction(conn: asyncpg.Connection,
+                              one: Callable[[asyncpg.Connection], Awaitable[bool]]) -> bool:
+    async with conn.transaction():
+        return await one(conn)
+
+
+# --- email -----------------------------------------------------------------------------------
+
+
+class Mailer:
+    """One SMTP session reused across sends, opened again when it dropped."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.smtp: aiosmtplib.SMTP | None = None
+
+    async def session(self) -> aiosmtplib.SMTP:
+        if self.smtp is None or not self.smtp.is_connected:
+            s = self.settings
+            smtp = aiosmtplib.SMTP(hostname=s.smtp_host, port=s.smtp_port,
+                                   start_tls=s.smtp_starttls, username=s.smtp_username,
+                                   password=s.smtp_password, timeout=10)
             await smtp.connect()
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            for row in rows:
-                await store.mark_failed(conn, row["id"], f"SMTP unreachable: {exc}",
-                                        retry_delay(row["attempts"]))
-            log.warning("smtp_unreachable", error=repr(exc), pending=len(rows))
-            return 0
-        try:
-            for row in rows:
-                await _send_one(conn, smtp, settings.smtp_from, row)
-        finally:
+            self.smtp = smtp
+        return self.smtp
+
+    async def close(self) -> None:
+        if self.smtp is not None and self.smtp.is_connected:
             try:
-                await smtp.quit()
+                await self.smtp.quit()
             except aiosmtplib.SMTPException:
-                smtp.close()
-    return len(rows)
+                self.smtp.close()
 
 
-async def _send_one(conn: asyncpg.Connection, smtp: aiosmtplib.SMTP, from_: str,
-                    row: asyncpg.Record) -> None:
-    msg = domain.email(row["id"], from_, row["address"], row["subject"], row["body"])
+async def email_sender(runtime: Runtime) -> None:
+    mailer = Mailer(runtime.settings)
     try:
-        await smtp.send_message(msg)
+        await deliver_forever(runtime, "email", lambda conn: send_email(conn, mailer))
+    finally:
+        await mailer.close()
+
+
+async def send_email(conn: asyncpg.Connection, mailer: Mailer) -> bool:
+    """Send one due email; False when none is due."""
+    row = await store.lock_next_due(conn, "email")
+    if row is None:
+        return False
+    to = [a.strip() for a in row["address"].split(",")]
+    msg = domain.email(row["id"], mailer.settings.smtp_from, to, row["subject"], row["body"])
+    try:
+        smtp = await mailer.session()
+        refused, _ = await smtp.send_message(msg)
     except aiosmtplib.SMTPResponseException as exc:
-        permanent = 500 <= exc.code < 600
-        await store.mark_failed(conn, row["id"], f"{exc.code} {exc.message}",
-                                None if permanent else retry_delay(row["attempts"]))
+        if 500 <= exc.code < 600:  # permanent: a bounce, a refused recipient or message
+            await store.mark(conn, row["id"], "failed", error=f"{exc.code} {exc.message}")
+            await emit_outcome(conn, row, False, f"{exc.code} {exc.message}")
+        else:
+            await store.retry_later(conn, row["id"], f"{exc.code} {exc.message}",
+                                    email_retry(row["attempts"]))
         log.warning("email_refused", notification_id=str(row["id"]), code=exc.code)
-        return
+        return True
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        mailer.smtp = None
+        await store.retry_later(conn, row["id"], f"SMTP unreachable: {exc}",
+                                email_retry(row["attempts"]))
+        log.warning("smtp_unreachable", error=repr(exc))
+        return False
     message_id = domain.message_id(row["id"])
-    await store.mark_sent(conn, row["id"], message_id)
-    await outbox.add(conn, store.SCHEMA, [new_event(
-        NOTIFICATION_SENT, SOURCE, str(row["person_id"]),
-        NotificationSentV1(
-            notification_id=row["id"], referral_id=row["referral_id"],
-            recipient_org=row["recipient_org"], channel=row["channel"],
-            message_id=message_id, sent_at=datetime.now(UTC),
-        ),
-    )])
+    await emit_sent(conn, row["id"], row["referral_id"], row["person_id"],
+                    row["recipient_org"], "email", message_id)
+    if refused:  # accepted for some addresses only
+        error = "; ".join(f"{a}: {r.code} {r.message}" for a, r in refused.items())
+        await store.mark(conn, row["id"], "sent", error=error, message_id=message_id)
+    else:  # accepted for every address: as far as SMTP can tell, delivered
+        await store.mark(conn, row["id"], "delivered", message_id=message_id)
+        await emit_outcome(conn, row, True)
+    return True
 
 
-def retry_delay(attempts: int) -> float:
-    return min(2.0 ** attempts, MAX_RETRY_DELAY)
+def email_retry(attempts: int) -> float:
+    return min(2.0 ** attempts, MAX_EMAIL_RETRY)
+
+
+# --- webhooks (Standard Webhooks) ------------------------------------------------------------
+
+
+async def webhook_sender(runtime: Runtime) -> None:
+    timeout = aiohttp.ClientTimeout(total=runtime.settings.webhook_timeout)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        await deliver_forever(runtime, "webhook", lambda conn: send_webhook(
+            conn, http, runtime.settings.webhook_allowed_networks))
+
+
+async def refused_host(url: str, allowed: list[str], unresolved_ok: bool = False) -> str | None:
+    """Why this URL may not be called (a private or loopback address), or None. Checked at
+    registration (where a name that does not resolve yet is let through) and again before
+    every delivery (so a name that later points inside is refused then)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return "the URL must be http(s)://host/..."
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+    except OSError as exc:
+        return None if unresolved_ok else f"cannot resolve {parts.hostname}: {exc}"
+    refused = domain.refused_addresses({str(i[4][0]) for i in infos}, allowed)
+    return f"{parts.hostname} resolves to a private address ({', '.join(refused)})" \
+        if refused else None
+
+
+def webhook_body(row: Any) -> bytes:
+    payload = {"type": f"referral.{row['kind']}", "timestamp": row["created_at"].isoformat(),
+               "data": dict(row["payload"]) | {"notification_id": str(row["id"]),
+                                               "subject": row["subject"]}}
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+async def send_webhook(conn: asyncpg.Connection, http: aiohttp.ClientSession,
+                       allowed: list[str]) -> bool:
+    row = await store.lock_next_due(conn, "webhook")
+    if row is None:
+        return False
+    body = webhook_body(row)
+    msg_id, stamp = str(row["id"]), int(time.time())
+    started = time.monotonic()
+    status: int | None = None
+    error = await refused_host(row["url"], allowed)
+    if error is None:
+        try:
+            async with http.post(row["url"], data=body, headers={
+                "content-type": "application/json", "webhook-id": msg_id,
+                "webhook-timestamp": str(stamp),
+                "webhook-signature": domain.sign(row["secret"], msg_id, stamp, body),
+            }) as response:
+                status = response.status
+                if not 200 <= status < 300:
+                    error = f"HTTP {status}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            error = repr(exc)
+    attempt = row["attempts"] + 1
+    took = int((time.monotonic() - started) * 1000)
+    if error is None:
+        await store.add_delivery(conn, uuid.uuid4(), row, attempt, status, None, took,
+                                 "delivered")
+        if row["sent_at"] is None:
+            await emit_sent(conn, row["id"], row["referral_id"], row["person_id"],
+                            row["recipient_org"], "webhook", msg_id)
+        await store.mark(conn, row["id"], "delivered", message_id=msg_id)
+        await emit_outcome(conn, row, True)
+        return True
+    wait = domain.retry_in(attempt)
+    await store.add_delivery(conn, uuid.uuid4(), row, attempt, status, error, took,
+                             "retry" if wait is not None else "dead")
+    if wait is None:
+        await store.mark(conn, row["id"], "failed", error=f"dead after {attempt} attempts: "
+                         f"{error}")
+        await emit_outcome(conn, row, False, error)
+    else:
+        await store.retry_later(conn, row["id"], error, wait)
+    log.warning("webhook_failed", notification_id=msg_id, attempt=attempt, error=error)
+    return True

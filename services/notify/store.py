@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeAlias
 from uuid import UUID
 
 import asyncpg
 
 from services.directory import Directory
-from services.notify.domain import Draft
 
 SCHEMA = "notify"
 PENDING_CHANNEL = "relais_notify_pending"
+INBOX_CHANNEL = "relais_notify_inbox"
+Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
+
+# --- recipients ------------------------------------------------------------------------------
 
 
-async def upsert_recipients(db: asyncpg.Pool | asyncpg.Connection,
-                            directory: Directory) -> None:
+async def upsert_recipients(db: Db, directory: Directory) -> None:
+    """Names and team mailboxes from the directory; what was set through the API is kept."""
     await db.executemany(
         "INSERT INTO notify.recipients (org, name, email) VALUES ($1, $2, $3)"
-        " ON CONFLICT (org) DO UPDATE SET name = EXCLUDED.name, email = EXCLUDED.email",
+        " ON CONFLICT (org) DO UPDATE SET name = EXCLUDED.name,"
+        " email = CASE WHEN notify.recipients.custom THEN notify.recipients.email"
+        " ELSE EXCLUDED.email END",
         [(o.id, o.name, str(o.email)) for o in directory.organisations],
     )
 
@@ -26,59 +32,168 @@ async def has_recipients(pool: asyncpg.Pool) -> bool:
     return bool(await pool.fetchval("SELECT EXISTS (SELECT 1 FROM notify.recipients)"))
 
 
-async def recipient(conn: asyncpg.Connection, org: str) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT org, name, email FROM notify.recipients WHERE org = $1", org
-    )
+async def names(db: Db) -> dict[str, str]:
+    return {r["org"]: r["name"] for r in await db.fetch("SELECT org, name FROM notify.recipients")}
+
+
+async def recipient(db: Db, org: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await db.fetchrow(
+        "SELECT * FROM notify.recipients WHERE org = $1", org)
     return row
 
 
-async def add_notification(conn: asyncpg.Connection, draft: Draft, event_id: str,
-                           referral_id: UUID, person_id: UUID, org: str, channel: str,
-                           address: str) -> None:
-    await conn.execute(
-        "INSERT INTO notify.notifications (id, event_id, referral_id, person_id, recipient_org,"
-        " channel, address, subject, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        " ON CONFLICT DO NOTHING",
-        draft.id, event_id, referral_id, person_id, org, channel, address, draft.subject,
-        draft.body,
-    )
-    await conn.execute("SELECT pg_notify($1, '')", PENDING_CHANNEL)
+async def set_recipient(db: Db, org: str, email: str, counsellors: list[str],
+                        channels: list[str], muted: list[str]) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await db.fetchrow(
+        "UPDATE notify.recipients SET email = $2, counsellors = $3, channels = $4, muted = $5,"
+        " custom = true WHERE org = $1 RETURNING *", org, email, counsellors, channels, muted)
+    return row
 
 
-async def lock_due(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT * FROM notify.notifications WHERE status = 'pending' AND next_attempt_at <= now()"
-        " ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED",
-        limit,
-    )
+# --- webhook endpoints -----------------------------------------------------------------------
+
+
+async def insert_endpoint(db: Db, endpoint_id: UUID, org: str, url: str, secret: str,
+                          kinds: list[str]) -> asyncpg.Record:
+    row: asyncpg.Record = await db.fetchrow(
+        "INSERT INTO notify.webhook_endpoints (id, org, url, secret, kinds)"
+        " VALUES ($1, $2, $3, $4, $5) RETURNING *", endpoint_id, org, url, secret, kinds)
+    return row
+
+
+async def endpoints(db: Db, org: str) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await db.fetch(
+        "SELECT * FROM notify.webhook_endpoints WHERE org = $1 AND active ORDER BY created_at",
+        org)
     return rows
 
 
-async def mark_sent(conn: asyncpg.Connection, notification_id: UUID, message_id: str) -> None:
+async def endpoints_for(db: Db, org: str, kind: str) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await db.fetch(
+        "SELECT * FROM notify.webhook_endpoints WHERE org = $1 AND active"
+        " AND (kinds = '{}' OR $2 = ANY(kinds)) ORDER BY id", org, kind)
+    return rows
+
+
+async def deactivate_endpoint(db: Db, endpoint_id: UUID, org: str) -> bool:
+    done = await db.fetchval(
+        "UPDATE notify.webhook_endpoints SET active = false WHERE id = $1 AND org = $2"
+        " AND active RETURNING true", endpoint_id, org)
+    return bool(done)
+
+
+# --- notifications ---------------------------------------------------------------------------
+
+
+async def add_notification(conn: asyncpg.Connection, values: dict[str, Any]) -> bool:
+    """False when this (event, recipient, channel, endpoint) has its notification already."""
+    names_ = list(values)
+    inserted = await conn.fetchval(
+        f"INSERT INTO notify.notifications ({', '.join(names_)}) VALUES"
+        f" ({', '.join(f'${i + 1}' for i in range(len(names_)))}) ON CONFLICT DO NOTHING"
+        " RETURNING true", *values.values())
+    if inserted:
+        channel = INBOX_CHANNEL if values["channel"] == "inbox" else PENDING_CHANNEL
+        await conn.execute("SELECT pg_notify($1, $2)", channel, values["recipient_org"])
+    return bool(inserted)
+
+
+async def lock_next_due(conn: asyncpg.Connection, channel: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT n.*, e.url, e.secret FROM notify.notifications n"
+        " LEFT JOIN notify.webhook_endpoints e ON e.id = n.endpoint_id"
+        " WHERE n.status = 'pending' AND n.channel = $1 AND n.next_attempt_at <= now()"
+        " ORDER BY n.next_attempt_at LIMIT 1 FOR UPDATE OF n SKIP LOCKED", channel)
+    return row
+
+
+async def next_due_in(db: Db, channel: str) -> float | None:
+    """Seconds until the next pending notification of the channel is due, if any."""
+    value = await db.fetchval(
+        "SELECT extract(epoch FROM min(next_attempt_at) - now()) FROM notify.notifications"
+        " WHERE status = 'pending' AND channel = $1", channel)
+    return None if value is None else float(value)
+
+
+async def mark(conn: asyncpg.Connection, notification_id: UUID, status: str, *,
+               attempted: bool = True, error: str | None = None,
+               message_id: str | None = None) -> None:
+    """sent, delivered or failed (with the time of each)."""
     await conn.execute(
-        "UPDATE notify.notifications SET status = 'sent', sent_at = now(),"
-        " attempts = attempts + 1, message_id = $2, last_error = NULL WHERE id = $1",
-        notification_id, message_id,
-    )
+        "UPDATE notify.notifications SET status = $2,"
+        " attempts = attempts + CASE WHEN $3 THEN 1 ELSE 0 END, last_error = $4,"
+        " message_id = coalesce($5, message_id),"
+        " sent_at = CASE WHEN $2 IN ('sent', 'delivered') THEN coalesce(sent_at, now())"
+        " ELSE sent_at END,"
+        " delivered_at = CASE WHEN $2 = 'delivered' THEN now() ELSE delivered_at END,"
+        " failed_at = CASE WHEN $2 = 'failed' THEN now() ELSE failed_at END WHERE id = $1",
+        notification_id, status, attempted, None if error is None else error[:1000],
+        message_id)
 
 
-async def mark_failed(conn: asyncpg.Connection, notification_id: UUID, error: str,
-                      retry_in: float | None) -> None:
-    """`retry_in` None: a permanent failure."""
+async def retry_later(conn: asyncpg.Connection, notification_id: UUID, error: str,
+                      seconds: float) -> None:
     await conn.execute(
         "UPDATE notify.notifications SET attempts = attempts + 1, last_error = $2,"
-        " status = CASE WHEN $3::float8 IS NULL THEN 'failed' ELSE status END,"
-        " next_attempt_at = now() + make_interval(secs => coalesce($3::float8, 0))"
-        " WHERE id = $1",
-        notification_id, error[:1000], retry_in,
-    )
+        " next_attempt_at = now() + make_interval(secs => $3) WHERE id = $1",
+        notification_id, error[:1000], seconds)
 
 
-async def for_referral(pool: asyncpg.Pool, referral_id: UUID, org: str) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await pool.fetch(
-        "SELECT * FROM notify.notifications WHERE referral_id = $1 AND recipient_org = $2"
-        " ORDER BY created_at",
+async def add_delivery(conn: asyncpg.Connection, delivery_id: UUID, row: Any, attempt: int,
+                       status_code: int | None, error: str | None, duration_ms: int,
+                       outcome: str) -> None:
+    await conn.execute(
+        "INSERT INTO notify.deliveries (id, notification_id, endpoint_id, attempt, status_code,"
+        " error, duration_ms, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        delivery_id, row["id"], row["endpoint_id"], attempt, status_code,
+        None if error is None else error[:1000], duration_ms, outcome)
+
+
+async def deliveries(db: Db, org: str, endpoint_id: UUID | None,
+                     limit: int) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await db.fetch(
+        "SELECT d.*, n.kind, n.referral_id, n.status AS notification_status, e.url"
+        " FROM notify.deliveries d JOIN notify.webhook_endpoints e ON e.id = d.endpoint_id"
+        " JOIN notify.notifications n ON n.id = d.notification_id"
+        " WHERE e.org = $1 AND ($2::uuid IS NULL OR d.endpoint_id = $2)"
+        " ORDER BY d.at DESC, d.attempt DESC LIMIT $3", org, endpoint_id, limit)
+    return rows
+
+
+async def replay(conn: asyncpg.Connection, delivery_id: UUID, org: str) -> UUID | None:
+    """Send the delivery's notification again now (the receiver dedupes on webhook-id)."""
+    notification_id: UUID | None = await conn.fetchval(
+        "UPDATE notify.notifications n SET status = 'pending', next_attempt_at = now()"
+        " FROM notify.deliveries d JOIN notify.webhook_endpoints e ON e.id = d.endpoint_id"
+        " WHERE d.id = $1 AND e.org = $2 AND e.active AND n.id = d.notification_id"
+        " RETURNING n.id", delivery_id, org)
+    if notification_id is not None:
+        await conn.execute("SELECT pg_notify($1, $2)", PENDING_CHANNEL, org)
+    return notification_id
+
+
+async def inbox(db: Db, org: str, after: int, limit: int) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await db.fetch(
+        "SELECT * FROM notify.notifications WHERE channel = 'inbox' AND recipient_org = $1"
+        " AND seq > $2 ORDER BY seq LIMIT $3", org, after, limit)
+    return rows
+
+
+async def mark_inbox_delivered(conn: asyncpg.Connection,
+                               ids: list[UUID]) -> list[asyncpg.Record]:
+    """The first time each is handed to the organisation; returns those newly delivered."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "UPDATE notify.notifications SET status = 'delivered', delivered_at = now()"
+        " WHERE id = ANY($1::uuid[]) AND status = 'sent' RETURNING *", ids)
+    return rows
+
+
+async def for_referral(db: Db, referral_id: UUID, org: str) -> list[asyncpg.Record]:
+    """A referral's notifications, to the organisations it concerns (sender or recipient)."""
+    rows: list[asyncpg.Record] = await db.fetch(
+        "SELECT * FROM notify.notifications WHERE referral_id = $1"
+        " AND (recipient_org = $2 OR sender_org = $2)"
+        " ORDER BY created_at, seq",
         referral_id, org,
     )
     return rows

@@ -57,9 +57,10 @@ def parse(model: type[M], payload: Any) -> M:
     return model.model_validate(payload)
 
 
-def json_response(body: BaseModel | dict[str, Any], status: int = 200) -> web.Response:
+def json_response(body: BaseModel | dict[str, Any], status: int = 200,
+                  headers: dict[str, str] | None = None) -> web.Response:
     data = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
-    return web.json_response(data, status=status)
+    return web.json_response(data, status=status, headers=headers)
 
 
 def path_uuid(request: web.Request, name: str = "id") -> UUID:

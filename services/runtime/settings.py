@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: str | None = None
 
+    webhook_allowed_networks: list[str] = Field(
+        default_factory=list, description="Private networks webhooks may reach anyway (e.g. "
+        "127.0.0.0/8 in tests); public addresses only by default.")
+    webhook_timeout: float = Field(default=10.0, gt=0)
+
     master_key: str | None = Field(
         default=None, description="Base64 of 32 bytes; wraps every person's key (the vault)."
     )

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from schemas.events import IntakeRecordedV1
 from services.auth import domain, store
+from services.referral import handlers, routing
 from services.runtime.app import RUNTIME
 from tests.e2e.conftest import Tokens
 from tests.integration.conftest import Client
@@ -25,6 +28,17 @@ async def test_the_published_document_is_the_committed_one(client: Client) -> No
     assert served["openapi"] == "3.1.0"
     committed = json.loads(COMMITTED.read_text())
     assert served == committed, "the API changed: run `make schemas` and commit the result"
+
+
+async def example_intake(client: Client, intake_id: str) -> None:
+    """The example refers to an intake of the caller: the one the intake service would have
+    announced with this id (its event, handled as the referral service handles it)."""
+    intake = IntakeRecordedV1(
+        intake_id=uuid.UUID(intake_id), person_id=uuid.uuid4(), org="equipe-aller-vers",
+        site="qpv-etouvie", channel="mobile_permanence", contacted_at=datetime.now(UTC),
+        needs=["housing"], visit_number=1, returning=False)
+    async with client.app[RUNTIME].pool.acquire() as conn, conn.transaction():
+        await handlers.on_intake(conn, intake, routing.load_rules(), datetime.now(UTC))
 
 
 def operations() -> list[tuple[str, str, dict[str, Any]]]:
@@ -56,6 +70,8 @@ async def test_every_example_works_against_the_demo_directory(
             secret), "equipe-aller-vers", "tablette", ALL_SCOPES.split())
         kwargs["data"] = body["application/x-www-form-urlencoded"]["example"]
         kwargs["headers"] = {"Authorization": basic("tablette", secret)}
+    if (method, path) == ("POST", "/v1/referrals"):
+        await example_intake(client, kwargs["json"]["intake_id"])
     response = await client.request(method, path, **kwargs)
     assert str(response.status) in op["responses"], (response.status, await response.text())
     creates = method in ("POST", "PUT") and not any(p["in"] == "path"

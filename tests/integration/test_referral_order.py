@@ -52,8 +52,9 @@ async def run(conn: asyncpg.Connection, order: list[str]) -> tuple[list[tuple[st
                 await handlers.on_consent_change(conn, withdrawal, NOW + timedelta(minutes=5))
     rows = await conn.fetch("SELECT target, status FROM referral.referrals WHERE person_id = $1",
                             intake.person_id)
-    types = await conn.fetch("SELECT headers FROM referral.outbox WHERE key = $1::text::bytea ORDER BY id",
-                             str(intake.person_id))
+    types = await conn.fetch(
+        "SELECT headers FROM referral.outbox WHERE key = $1::text::bytea ORDER BY id",
+        str(intake.person_id))
     return ([(r["target"], r["status"]) for r in rows],
             [dict(h["headers"])["ce_type"].split(".")[3] for h in types])
 
