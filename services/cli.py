@@ -26,7 +26,7 @@ log = get_logger("relais.cli")
 SERVICE_NAMES = ("auth", "intake", "consent", "referral", "notify")
 DEMO_SCOPES = (
     "intake:write intake:read consent:write consent:read referral:read referral:write "
-    "notification:read"
+    "notification:read notification:write"
 )
 
 

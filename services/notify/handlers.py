@@ -187,6 +187,15 @@ async def send_email(conn: asyncpg.Connection, mailer: Mailer) -> bool:
     try:
         smtp = await mailer.session()
         refused, _ = await smtp.send_message(msg)
+    except aiosmtplib.SMTPRecipientsRefused as exc:  # every address refused
+        reason = "; ".join(f"{r.code} {r.message} ({r.recipient})" for r in exc.recipients)
+        if all(500 <= r.code < 600 for r in exc.recipients):
+            await store.mark(conn, row["id"], "failed", error=reason)
+            await emit_outcome(conn, row, False, reason)
+        else:
+            await store.retry_later(conn, row["id"], reason, email_retry(row["attempts"]))
+        log.warning("email_refused", notification_id=str(row["id"]))
+        return True
     except aiosmtplib.SMTPResponseException as exc:
         if 500 <= exc.code < 600:  # permanent: a bounce, a refused recipient or message
             await store.mark(conn, row["id"], "failed", error=f"{exc.code} {exc.message}")

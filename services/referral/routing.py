@@ -123,8 +123,8 @@ def candidates(facts: IntakeFacts, partners: Iterable[Partner],
                 if p.id != COMMISSION and p.id not in exclude and p.needs & needs
                 and p.serves_age(facts.age_bracket) and p.serves_commune(facts.commune)
                 and p.can_take]
-    eligible.sort(key=lambda p: (-len(p.needs & needs), not p.has_places, p.load,
-                                 p.age_span, p.id))
+    eligible.sort(key=lambda p: (-len(p.needs & needs), not p.has_places, p.age_span,
+                                 p.load, p.id))
     return [{"partner": p.id, "needs_matched": len(p.needs & needs),
              "open_places": p.open_places, "waiting_list": p.waiting_list, "load": p.load,
              "age_span": p.age_span} for p in eligible]

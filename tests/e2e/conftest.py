@@ -23,6 +23,7 @@ def settings(request: pytest.FixtureRequest, database: str, smtp_server: Mailbox
     values: dict[str, object] = {
         "data_dir": tmp_path, "database_url": database, "smtp_port": smtp_server.port,
         "poll_interval": 0.5, "consumer_backoff": 0.05,
+        "webhook_allowed_networks": ["127.0.0.0/8"],
     }
     if request.param == "kafka":
         values |= {"transport": "kafka",

@@ -96,17 +96,19 @@ async def test_each_consented_intake_gives_exactly_one_email(
         assert referral["explanation"]["rule"] == "best_partner_by_needs"
         response = await client.get(f"/v1/notifications?referral_id={referral['id']}",
                                     headers=tokens.headers("mission-locale"))
-        [notification] = (await response.json())["items"]
-        assert notification["status"] == "sent"
+        by_channel = {n["channel"]: n for n in (await response.json())["items"]}
+        assert by_channel["email"]["status"] == "delivered"  # SMTP took it for every address
+        assert by_channel["inbox"]["status"] == "sent"  # until the partner reads its inbox
 
     async def notification_events_published() -> bool:
         n = await pool.fetchval(
             "SELECT count(*) FROM notify.outbox WHERE topic = 'relais.notification'"
             " AND published_at IS NOT NULL"
         )
-        return bool(n == 5)
+        return bool(n == 15)
 
-    await wait_until(notification_events_published, 30, "5 notification.sent published")
+    await wait_until(notification_events_published, 30,
+                     "10 notification.sent (email, inbox) and 5 delivered (email) published")
 
 
 async def test_a_consent_given_before_the_intake_opens_the_gate_all_the_same(
