@@ -11,6 +11,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -89,6 +90,39 @@ def openapi_document() -> dict[str, object]:
     app = create_app(Settings(), "postgresql://unused", service_specs(SERVICE_NAMES))
     operations: list[Operation] = app[OPERATIONS]
     return document(operations)
+
+
+def import_data_inclusion(args: argparse.Namespace) -> int:
+    """Offline: catalogue files in, a directory YAML out (to review, then `directory load`)."""
+
+    from pydantic import ValidationError
+
+    from services import directory
+    from services.directory import data_inclusion
+
+    def rows(path: str) -> list[Any]:
+        data = json.loads(Path(path).read_text("utf-8"))
+        items = data.get("items", []) if isinstance(data, dict) else data
+        return list(items)
+
+    try:
+        base = directory.load(Path(args.base) if args.base else None)
+        organisations, report = data_inclusion.convert(
+            rows(args.structures), rows(args.services), set(args.commune or ()) or None)
+        merged = data_inclusion.merge(base, organisations)
+    except (OSError, ValueError, ValidationError) as exc:
+        print(f"not imported: {exc}", file=sys.stderr)
+        return 2
+    for reason in report.skipped:
+        print(f"skipped {reason}", file=sys.stderr)
+    print(f"{len(report.imported)} structures imported, {len(report.skipped)} rows skipped; "
+          f"{len(merged.organisations)} organisations in the directory", file=sys.stderr)
+    text = merged.to_yaml()
+    if args.out:
+        Path(args.out).write_text(text, "utf-8")
+    else:
+        print(text, end="")
+    return 0
 
 
 async def directory_command(settings: Settings, args: argparse.Namespace) -> int:
@@ -243,6 +277,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     directory_sub.add_parser("load", help="replace the directory with a YAML file").add_argument(
         "file")
     directory_sub.add_parser("show", help="print the directory as YAML")
+    di = directory_sub.add_parser(
+        "import-data-inclusion", help="add the structures of the national data·inclusion "
+        "catalogue (JSON files of its v1 schema) to a directory YAML, to review then load")
+    di.add_argument("structures", help="structures.json (a list, or the API's {items: [...]})")
+    di.add_argument("services", help="services.json")
+    di.add_argument("--commune", action="append", help="keep only structures serving this "
+                    "INSEE commune (repeat for several)")
+    di.add_argument("--base", help="the directory to add to (YAML); the demo one if unset")
+    di.add_argument("--out", help="write the YAML there instead of printing it")
     audit = sub.add_parser("audit", help="the consent trail")
     verify = audit.add_subparsers(dest="action", required=True).add_parser(
         "verify", help="verify an export offline: entries, chain, tree heads, signatures")
@@ -265,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         asyncio.run(serve(settings, names))
     elif args.command in ("client", "keys"):
         sys.exit(asyncio.run(client_command(settings, args)))
+    elif args.command == "directory" and args.action == "import-data-inclusion":
+        sys.exit(import_data_inclusion(args))
     elif args.command == "directory":
         sys.exit(asyncio.run(directory_command(settings, args)))
     elif args.command == "audit":

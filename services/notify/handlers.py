@@ -156,7 +156,8 @@ class Mailer:
             s = self.settings
             smtp = aiosmtplib.SMTP(hostname=s.smtp_host, port=s.smtp_port,
                                    start_tls=s.smtp_starttls, username=s.smtp_username,
-                                   password=s.smtp_password, timeout=10)
+                                   password=s.smtp_password, timeout=10,
+                                   cert_bundle=str(s.smtp_ca_file) if s.smtp_ca_file else None)
             await smtp.connect()
             self.smtp = smtp
         return self.smtp
@@ -196,6 +197,12 @@ async def send_email(conn: asyncpg.Connection, mailer: Mailer) -> bool:
             await store.retry_later(conn, row["id"], reason, email_retry(row["attempts"]))
         log.warning("email_refused", notification_id=str(row["id"]))
         return True
+    except aiosmtplib.SMTPAuthenticationError as exc:  # our settings, not the message's fault
+        mailer.smtp = None
+        await store.retry_later(conn, row["id"], f"SMTP login refused: {exc.code} {exc.message}",
+                                email_retry(row["attempts"]))
+        log.error("smtp_login_refused", code=exc.code)
+        return False
     except aiosmtplib.SMTPResponseException as exc:
         if 500 <= exc.code < 600:  # permanent: a bounce, a refused recipient or message
             await store.mark(conn, row["id"], "failed", error=f"{exc.code} {exc.message}")

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_username: str | None = None
     smtp_password: str | None = None
+    smtp_ca_file: Path | None = Field(
+        default=None, description="CA certificates that sign the SMTP server's (STARTTLS); "
+        "the system's by default.")
 
     webhook_allowed_networks: list[str] = Field(
         default_factory=list, description="Private networks webhooks may reach anyway (e.g. "
