@@ -21,7 +21,8 @@ Client = TestClient[Any, Any]
 @pytest.fixture
 def settings(database: str, tmp_path: Path) -> Settings:
     return Settings.model_validate({"data_dir": tmp_path, "database_url": database,
-                                    "poll_interval": 0.5, "checkpoint_interval": 0.3})
+                                    "poll_interval": 0.5, "checkpoint_interval": 0.3,
+                                    "chase_interval": 0.2})
 
 
 @pytest.fixture

@@ -229,6 +229,17 @@ async def test_the_chase_reminds_escalates_then_expires_with_a_proposal(
         assert await handlers.fire_due(pool, due + timedelta(days=30)) == 0
 
 
+async def test_the_chaser_runs_on_the_injected_clock(client: Client, tokens: Tokens) -> None:
+    met = await intake(client, tokens)
+    await consent(client, tokens, met["person_id"], [ML])
+    referral = await referral_of(client, tokens, met["id"], "requested")
+    later = datetime.fromisoformat(referral["due_at"]) + timedelta(days=10)
+    client.app[RUNTIME].clock = lambda: later  # ten days after the deadline
+    await referral_of(client, tokens, met["id"], "expired")
+    types = await outbox_types(client.app[RUNTIME].pool, met["person_id"])
+    assert types[-4:] == ["reminder_due", "reminder_due", "escalated", "status_changed"]
+
+
 async def outbox_types(pool: Any, person: str) -> list[str]:
     rows = await pool.fetch("SELECT headers FROM referral.outbox WHERE key = $1::text::bytea"
                             " ORDER BY id", person)
