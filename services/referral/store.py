@@ -24,13 +24,16 @@ ACTIVE_STATUSES = sorted(ACTIVE)
 
 
 async def upsert_partners(conn: Db, directory: Directory) -> None:
-    """Reference data from the directory; the capacity the partners declared is kept."""
+    """Reference data from the directory; the capacity the partners declared is kept, and an
+    organisation no longer in the directory is no longer a candidate."""
+    await conn.execute("UPDATE referral.partners SET active = false WHERE id <> ALL($1::text[])",
+                       [o.id for o in directory.organisations])
     await conn.executemany(
         "INSERT INTO referral.partners (id, name, kind, needs, communes, min_age, max_age,"
         " answer_days) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET"
         " name = EXCLUDED.name, kind = EXCLUDED.kind, needs = EXCLUDED.needs,"
         " communes = EXCLUDED.communes, min_age = EXCLUDED.min_age,"
-        " max_age = EXCLUDED.max_age, answer_days = EXCLUDED.answer_days",
+        " max_age = EXCLUDED.max_age, answer_days = EXCLUDED.answer_days, active = true",
         [
             (o.id, o.name, o.kind, [str(n) for n in o.needs], o.communes, o.min_age, o.max_age,
              o.answer_days)
@@ -55,18 +58,20 @@ def _partner(r: asyncpg.Record) -> Partner:
 
 
 async def partners(conn: Db) -> list[Partner]:
-    return [_partner(r) for r in await conn.fetch(_PARTNERS + " ORDER BY p.id",
+    """The candidates: the organisations in the directory now."""
+    return [_partner(r) for r in await conn.fetch(_PARTNERS + " WHERE p.active ORDER BY p.id",
                                                  ACTIVE_STATUSES)]
 
 
 async def partner_rows(db: Db) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await db.fetch(_PARTNERS + " ORDER BY p.id", ACTIVE_STATUSES)
+    rows: list[asyncpg.Record] = await db.fetch(_PARTNERS + " WHERE p.active ORDER BY p.id",
+                                                ACTIVE_STATUSES)
     return rows
 
 
 async def partner_row(db: Db, partner_id: str) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await db.fetchrow(_PARTNERS + " WHERE p.id = $2",
-                                                   ACTIVE_STATUSES, partner_id)
+    row: asyncpg.Record | None = await db.fetchrow(
+        _PARTNERS + " WHERE p.id = $2 AND p.active", ACTIVE_STATUSES, partner_id)
     return row
 
 
@@ -79,7 +84,8 @@ async def set_capacity(conn: Db, partner_id: str, open_places: int | None,
 
 async def coordinators(conn: Db) -> list[str]:
     return [r["id"] for r in await conn.fetch(
-        "SELECT id FROM referral.partners WHERE kind = 'coordination' ORDER BY id")]
+        "SELECT id FROM referral.partners WHERE kind = 'coordination' AND active"
+        " ORDER BY id")]
 
 
 async def answer_days(conn: Db, partner_id: str) -> int:

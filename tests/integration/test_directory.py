@@ -60,6 +60,9 @@ async def test_a_new_directory_reaches_every_service(client: Client, tokens: Tok
         "id": "epide", "name": "EPIDE d'Amiens", "kind": "association",
         "email": "contact@epide.example.org", "needs": ["training"]})
     current["sites"].append({"id": "gare", "name": "Parvis de la gare", "kind": "public_space"})
+    current["organisations"] = [o for o in current["organisations"] if o["id"] != "plie"]
+    current["consortia"] = [c | {"members": [m for m in c["members"] if m != "plie"]}
+                            for c in current["consortia"]]
     response = await client.put("/v1/directory", json=current,
                                 headers=tokens.headers("ccas", ADMIN))
     assert response.status == 200
@@ -69,13 +72,18 @@ async def test_a_new_directory_reaches_every_service(client: Client, tokens: Tok
     async def followed() -> bool:
         partner = await pool.fetchval("SELECT 1 FROM referral.partners WHERE id = 'epide'")
         recipient = await pool.fetchval("SELECT email FROM notify.recipients WHERE org = 'epide'")
-        return bool(partner and recipient)
+        dropped = await pool.fetchval("SELECT NOT active FROM referral.partners WHERE id = 'plie'")
+        return bool(partner and recipient and dropped)
 
     await wait_until(followed, 30, "referral and notify to follow the directory")
     intake = await client.post("/v1/intakes", json=INTAKE | {"site": "gare"},
                                headers=tokens.headers("ccas", ADMIN, **{
                                    "Idempotency-Key": str(uuid.uuid4())}))
     assert intake.status == 201
+    partners = await (await client.get("/v1/partners", headers=tokens.headers(
+        "ccas", "referral:read"))).json()
+    ids = {p["id"] for p in partners["items"]}
+    assert "epide" in ids and "plie" not in ids, "a dropped organisation is no candidate"
 
 
 async def test_an_intake_at_an_unknown_place_is_refused(client: Client, tokens: Tokens) -> None:

@@ -75,3 +75,7 @@ CREATE TABLE intakes (
     visit_number integer     NOT NULL
 );
 CREATE INDEX intakes_contacted ON intakes (contacted_at);
+
+-- An organisation dropped from the directory stays for the referrals it has, but is no
+-- longer a candidate.
+ALTER TABLE partners ADD COLUMN active boolean NOT NULL DEFAULT true;
