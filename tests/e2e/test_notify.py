@@ -16,11 +16,12 @@ from aiohttp import ClientSession, ClientTimeout, web
 from aiohttp.test_utils import TestClient, TestServer
 from standardwebhooks.webhooks import Webhook
 
+from deploy.kafka.broker import free_port
 from services.auth.api import KEYS
 from services.cli import SERVICE_NAMES, service_specs
 from services.runtime.app import RUNTIME, create_app
 from services.runtime.settings import Settings
-from tests.conftest import Mailbox, free_port, wait_until
+from tests.conftest import Mailbox, wait_until
 from tests.e2e.conftest import Tokens
 from tests.e2e.test_skeleton import consent_body, intake_body, post, wait_for_referral
 
