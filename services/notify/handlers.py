@@ -32,7 +32,7 @@ from services.runtime.waiting import wait_for_event
 log = get_logger("relais.notify")
 SOURCE = "/relais/notify"
 MAX_EMAIL_RETRY = 3600.0
-FINISH_TIMEOUT = 15.0
+FINISH_TIMEOUT = 8.0  # under the app's STOP_TIMEOUT
 T = TypeVar("T")
 
 
