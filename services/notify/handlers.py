@@ -248,12 +248,15 @@ async def refused_host(url: str, allowed: list[str], unresolved_ok: bool = False
     """Why this URL may not be called (a private or loopback address), or None. Checked at
     registration (where a name that does not resolve yet is let through) and again before
     every delivery (so a name that later points inside is refused then)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return "not a valid URL"
     if parts.scheme not in ("https", "http") or not parts.hostname:
         return "the URL must be http(s)://host/..."
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, port)
     except OSError as exc:
         return None if unresolved_ok else f"cannot resolve {parts.hostname}: {exc}"
     refused = domain.refused_addresses({str(i[4][0]) for i in infos}, allowed)

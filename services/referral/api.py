@@ -183,13 +183,17 @@ async def read_person(request: web.Request, person_id: uuid.UUID) -> PersonOut |
     runtime = request.app[RUNTIME]
     base = runtime.settings.intake_url or (
         str(request.url.origin()) if "intake" in runtime.services else runtime.settings.base_url)
-    async with request.app[HTTP].get(
-        f"{base}/v1/people/{person_id}",
-        headers={"Authorization": request.headers["Authorization"]},
-    ) as response:
-        if response.status != 200:
-            return None
-        return PersonOut.model_validate(await response.json())
+    try:
+        async with request.app[HTTP].get(
+            f"{base}/v1/people/{person_id}",
+            headers={"Authorization": request.headers["Authorization"]},
+        ) as response:
+            if response.status != 200:
+                return None
+            return PersonOut.model_validate(await response.json())
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise Problem(503, "Identity unavailable", "The intake service did not answer; try "
+                      "again.", headers={"Retry-After": "5"}) from exc
 
 
 # --- partners and their capacity -------------------------------------------------------------
@@ -263,7 +267,7 @@ OPERATIONS = [
     Operation("GET", "/v1/referrals/{id}/dossier", get_dossier,
               "The dossier, as far as the consent allows (recipient; logged)", TAG,
               "referral:read", response=DossierOut, path_example={"id": EXAMPLE_ID},
-              errors=(403, 404)),
+              errors=(403, 404, 503)),
     Operation("GET", "/v1/partners", list_partners,
               "Partners: what they serve, their deadline, places and load", "Partners",
               "referral:read", response=PartnerList),
