@@ -150,9 +150,9 @@ def _check_checkpoint(number: int, item: Mapping[str, Any], tree: merkle.Frontie
     except InvalidSignature as exc:
         raise _Bad(f"line {number}: the signature of checkpoint {size} is not valid") from exc
     if tree.root() != root:
-        raise _Bad(f"line {number}: checkpoint {size} does not match the entries before it: "
-                   f"one of entries 0..{size - 1} was altered (the last one, if no chain link "
-                   "broke)")
+        # every chain link up to here held, so only the last entry can differ alone
+        raise _Bad(f"line {number}: entry {size - 1} was altered (checkpoint {size} no longer "
+                   f"matches; or entries {last_size}..{size - 1} were rewritten together)")
 
 
 def new_key() -> Ed25519PrivateKey:

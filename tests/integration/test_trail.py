@@ -124,6 +124,21 @@ async def test_a_changed_entry_is_found_and_named(client: Client, tokens: Tokens
     assert "entry 2 was altered" in result.stdout
 
 
+async def test_a_changed_last_entry_is_named_by_its_checkpoint(
+    client: Client, tokens: Tokens, tmp_path: Path, keys: Path
+) -> None:
+    """No entry follows the last one: its signed checkpoint alone shows the change."""
+    await fill(client, tokens)
+    last = await client.app[RUNTIME].pool.fetchval("SELECT max(seq) FROM consent.trail")
+    entry = await client.app[RUNTIME].pool.fetchval(
+        "SELECT entry FROM consent.trail WHERE seq = $1", last)
+    await _tamper(client, "UPDATE consent.trail SET entry = $1 WHERE seq = $2",
+                  json.dumps(json.loads(entry) | {"org": "ailleurs"}).encode(), last)
+    result = verify(await export(client, tokens, tmp_path / "t.jsonl"), keys)
+    assert result.returncode == 1
+    assert f"entry {last} was altered (checkpoint {last + 1} no longer matches" in result.stdout
+
+
 async def test_a_deleted_entry_is_found_and_named(client: Client, tokens: Tokens,
                                                   tmp_path: Path, keys: Path) -> None:
     await fill(client, tokens)
