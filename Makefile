@@ -38,6 +38,7 @@ test: install kafka-jars tools lint
 
 bench: install kafka-jars
 	$(BIN)/python -m bench.intake_throughput
+	$(BIN)/python -m bench.consented_flows
 
 # Regenerate the committed OpenAPI and AsyncAPI documents (tests fail when they drift).
 schemas: install

@@ -120,6 +120,30 @@ async def smtp_baseline(port: int, seconds: float, concurrency: int) -> float:
     return sent / (time.monotonic() - started)
 
 
+async def stages(url: str) -> None:
+    """Where the time goes, from the rows each service wrote (medians over every flow)."""
+    conn = await db.connect(url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM"
+            " r.requested_at - c.granted_at)) AS gate,"
+            " percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM"
+            " n.created_at - r.requested_at)) AS to_notify,"
+            " percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM"
+            " n.sent_at - n.created_at)) AS to_smtp"
+            " FROM referral.referrals r JOIN consent.consents c ON c.id = r.consent_id"
+            " JOIN notify.notifications n ON n.referral_id = r.id AND n.channel = 'email'")
+        relay = {schema: await conn.fetchval(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM"
+            f" published_at - created_at)) FROM {schema}.outbox") for schema in (
+                "intake", "consent", "referral")}
+    finally:
+        await conn.close()
+    print("outbox to bus (median s): " + ", ".join(f"{k} {v:.2f}" for k, v in relay.items()))
+    print(f"stages (median s): consent -> requested {row['gate']:.2f}, requested -> "
+          f"notification written {row['to_notify']:.2f}, written -> SMTP {row['to_smtp']:.2f}")
+
+
 async def prepare(admin_url: str) -> tuple[str, str]:
     name = f"bench_flows_{uuid.uuid4().hex[:6]}"
     await ensure_database(admin_url, name)
@@ -154,14 +178,20 @@ async def run(args: argparse.Namespace, admin_url: str, work: Path) -> None:
     env = os.environ | {"RELAIS_DATA_DIR": str(work), "RELAIS_LOG_LEVEL": "WARNING",
                         "RELAIS_RATE_LIMIT_PER_SECOND": "1000000",
                         "RELAIS_SMTP_PORT": str(smtp_port), "RELAIS_TOKEN_TTL": "3600"}
-    server = subprocess.Popen(  # noqa: ASYNC220 (started once, before any load)
-        [sys.executable, "-m", "services.cli", "up", "--database", url, "--port", str(port)],
-        env=env, stderr=subprocess.DEVNULL)
+    groups = (["auth,intake,consent", "referral,notify"] if args.split
+              else ["auth,intake,consent,referral,notify"])
+    ports = [port] + [free_port() for _ in groups[1:]]
+    servers = [subprocess.Popen(  # noqa: ASYNC220 (started once, before any load)
+        [sys.executable, "-m", "services.cli", "up", "--database", url, "--port", str(p),
+         "--services", group], env=env, stderr=subprocess.DEVNULL)
+        for group, p in zip(groups, ports, strict=True)]
     try:
-        await asyncio.to_thread(wait_ready, f"http://127.0.0.1:{port}/readyz", server)
+        for server, p in zip(servers, ports, strict=True):
+            await asyncio.to_thread(wait_ready, f"http://127.0.0.1:{p}/readyz", server)
         token = await token_for(port, secret)
         print(f"complete consented flows, {args.rounds} rounds x {args.seconds:.0f} s, "
-              f"{args.concurrency} concurrent flows", flush=True)
+              f"{args.concurrency} concurrent flows; processes: {' | '.join(groups)}",
+              flush=True)
         await flows(port, token, 3, args.concurrency, arrivals)  # warm-up
         results, baselines = [], []
         for i in range(args.rounds):
@@ -173,14 +203,16 @@ async def run(args: argparse.Namespace, admin_url: str, work: Path) -> None:
                   f"{result['flows']:.0f} emailed, {result['errors']:.0f} errors), consent to "
                   f"email p50 {result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms",
                   flush=True)
+        await stages(url)
         rate = statistics.median(r["flows_per_s"] for r in results)
         base = statistics.median(baselines)
         print(f"median: relais {rate:.0f} flows/s, p99 consent to email "
               f"{statistics.median(r['p99_ms'] for r in results):.0f} ms; bare SMTP "
               f"{base:.0f} emails/s; ratio {rate / base:.2f}")
     finally:
-        server.terminate()
-        server.wait(30)
+        for server in servers:
+            server.terminate()
+            server.wait(30)
         controller.stop()
 
 
@@ -189,6 +221,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--split", action="store_true", help="intake and consent in one "
+                        "process, referral and notify in another (two cores)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="relais-bench-"))
     embedded = None

@@ -1,6 +1,7 @@
 """Idempotent consumers: one database transaction per message (inbox row, state change, new
-outbox rows), then the offset commit. Failing messages are retried with backoff and end in the
-consumer's dead-letter topic; the consumer goes on."""
+outbox rows), or per batch of messages when none fails, then the offset commit. Failing
+messages are retried with backoff and end in the consumer's dead-letter topic; the consumer
+goes on."""
 
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ class ConsumerSettings:
     backoff: float = 0.2
     poll_timeout: float = 1.0
     max_records: int = 500
+    batch: int = 50
+    """Messages applied in one transaction when all goes well."""
 
 
 class EventConsumer:
@@ -95,16 +98,58 @@ class EventConsumer:
     async def _loop(self, consumer: Consumer, producer: Producer) -> None:
         while True:
             messages = await consumer.poll(self.settings.poll_timeout, self.settings.max_records)
-            done: dict[TopicPartition, int] = {}
-            for message in messages:
-                tp = (message.topic, message.partition)
-                if not consumer.owns(tp):
+            for start in range(0, len(messages), self.settings.batch):
+                chunk = [m for m in messages[start:start + self.settings.batch]
+                         if consumer.owns((m.topic, m.partition))]
+                if not chunk:
                     continue
                 async with consumer.busy:
-                    await self.process(message, producer)
-                done[tp] = message.offset + 1
-            if done:
+                    if not await self._apply_together(chunk):
+                        for message in chunk:
+                            await self.process(message, producer)
+                done: dict[TopicPartition, int] = {}
+                for message in chunk:
+                    done[(message.topic, message.partition)] = message.offset + 1
                 await consumer.commit(done)
+
+    async def _apply_together(self, messages: Sequence[Message]) -> bool:
+        """Several messages in one transaction (their inbox rows in one statement), which
+        saves a BEGIN, an INSERT and a COMMIT per message. All or nothing: on any error,
+        False, and the caller takes them one by one, with retries and the dead-letter topic,
+        exactly as if this had not been tried."""
+        if len(messages) < 2:
+            return False
+        try:
+            events = [decode(m) for m in messages]
+        except PoisonMessage:
+            return False
+        done = duplicate = 0
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                fresh = {r["event_id"] for r in await conn.fetch(
+                    f'INSERT INTO "{self.schema}".inbox (consumer, event_id)'
+                    " SELECT $1, e FROM unnest($2::text[]) AS e ON CONFLICT DO NOTHING"
+                    " RETURNING event_id", self.name, sorted({e.id for e in events}))}
+                for event, message in zip(events, messages, strict=True):
+                    if event.id not in fresh:
+                        duplicate += 1
+                        continue
+                    fresh.discard(event.id)  # the same event twice in a batch: once
+                    with tracer.start_as_current_span(
+                        f"{self.name} process {event.type}",
+                        context=context_from(event.traceparent), kind=SpanKind.CONSUMER,
+                        attributes={"messaging.message.id": event.id,
+                                    "messaging.destination.name": message.topic},
+                    ):
+                        await self.handler(conn, event)
+                    done += 1
+        except Exception as exc:
+            log.info("batch_one_by_one", consumer=self.name, size=len(messages),
+                     error=repr(exc))
+            return False
+        self.counts["done"] += done
+        self.counts["duplicate"] += duplicate
+        return True
 
     async def process(self, message: Message, producer: Producer) -> Outcome:
         try:
