@@ -33,7 +33,10 @@ class Organisation(Frozen):
                                 "plie", "association", "commission", "outreach_team",
                                 "coordination"],
                       description="`coordination`: told when a referral's deadline passes.")
-    email: EmailStr
+    email: EmailStr = Field(description="The team mailbox, told of every referral.")
+    counsellors: list[EmailStr] = Field(
+        default_factory=list, max_length=50,
+        description="Counsellors told by email too (PUT /v1/recipients/{org} overrides).")
     needs: list[Need] = Field(default_factory=list)
     communes: list[str] = Field(default_factory=list)
     min_age: int | None = Field(default=None, ge=0, le=120)

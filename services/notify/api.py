@@ -256,7 +256,7 @@ OPERATIONS = [
               errors=(400,)),
     Operation("GET", "/v1/inbox/stream", inbox_stream,
               "The inbox, live (Server-Sent Events; resume with Last-Event-ID)", "Inbox",
-              "notification:read", errors=(400,)),
+              "notification:read", errors=(400,), response_media="text/event-stream"),
 ]
 
 

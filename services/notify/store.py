@@ -20,11 +20,14 @@ Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
 async def upsert_recipients(db: Db, directory: Directory) -> None:
     """Names and team mailboxes from the directory; what was set through the API is kept."""
     await db.executemany(
-        "INSERT INTO notify.recipients (org, name, email) VALUES ($1, $2, $3)"
+        "INSERT INTO notify.recipients (org, name, email, counsellors) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT (org) DO UPDATE SET name = EXCLUDED.name,"
         " email = CASE WHEN notify.recipients.custom THEN notify.recipients.email"
-        " ELSE EXCLUDED.email END",
-        [(o.id, o.name, str(o.email)) for o in directory.organisations],
+        " ELSE EXCLUDED.email END,"
+        " counsellors = CASE WHEN notify.recipients.custom THEN notify.recipients.counsellors"
+        " ELSE EXCLUDED.counsellors END",
+        [(o.id, o.name, str(o.email), [str(c) for c in o.counsellors])
+         for o in directory.organisations],
     )
 
 

@@ -165,5 +165,5 @@ OPERATIONS = [
     Operation("GET", "/v1/stats", get_stats, "Anonymised figures for the funders", TAG,
               "stats:read", response=StatsOut, query=QUERY, errors=(400,)),
     Operation("GET", "/v1/stats.csv", get_stats_csv, "The same figures, as CSV", TAG,
-              "stats:read", query=QUERY, errors=(400,)),
+              "stats:read", query=QUERY, errors=(400,), response_media="text/csv"),
 ]

@@ -53,6 +53,8 @@ class Operation:
     authenticated: bool = True
     also: tuple[int, ...] = ()
     """Other success statuses, with the same body (e.g. 200 for an idempotent re-creation)."""
+    response_media: str | None = None
+    """A success body that is not JSON (text/csv, text/event-stream), described as text."""
     oauth_errors: bool = False
     """Errors as RFC 6749 JSON (`{"error": ...}`), as OAuth2 clients expect, not problems."""
 
@@ -146,6 +148,8 @@ def _operation(op: Operation, keys: dict[Any, Any]) -> dict[str, Any]:
     if op.response is not None:
         ok["content"] = {"application/json": {"schema": _ref(keys, op.response,
                                                              "serialization")}}
+    elif op.response_media is not None:
+        ok["content"] = {op.response_media: {"schema": {"type": "string"}}}
     responses: dict[str, Any] = {str(op.status): ok}
     responses |= {str(code): ok for code in op.also}
     errors = set(op.errors) | ({401, 403, 429} if op.authenticated else set())

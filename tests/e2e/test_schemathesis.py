@@ -30,7 +30,9 @@ def test_generated_requests_find_no_server_error_and_no_schema_violation(
              "content_type_conformance,response_schema_conformance",
              "--header", f"Authorization: Bearer {token}",
              "--phases", "examples,coverage,fuzzing", "--max-examples", "15",
-             "--generation-deterministic", "--exclude-method", "DELETE"],
+             "--generation-deterministic", "--exclude-method", "DELETE",
+             # a stream that never ends (tested in test_notify.py)
+             "--exclude-path", "/v1/inbox/stream"],
             capture_output=True, text=True, timeout=600,
         )
     finally:

@@ -58,7 +58,8 @@ async def test_a_new_directory_reaches_every_service(client: Client, tokens: Tok
         "/v1/directory", headers=tokens.headers("ccas", ADMIN))).json()
     current["organisations"].append({
         "id": "epide", "name": "EPIDE d'Amiens", "kind": "association",
-        "email": "contact@epide.example.org", "needs": ["training"]})
+        "email": "contact@epide.example.org", "needs": ["training"],
+        "counsellors": ["m.leroy@epide.example.org"]})
     current["sites"].append({"id": "gare", "name": "Parvis de la gare", "kind": "public_space"})
     current["organisations"] = [o for o in current["organisations"] if o["id"] != "plie"]
     current["consortia"] = [c | {"members": [m for m in c["members"] if m != "plie"]}
@@ -71,9 +72,10 @@ async def test_a_new_directory_reaches_every_service(client: Client, tokens: Tok
 
     async def followed() -> bool:
         partner = await pool.fetchval("SELECT 1 FROM referral.partners WHERE id = 'epide'")
-        recipient = await pool.fetchval("SELECT email FROM notify.recipients WHERE org = 'epide'")
+        recipient = await pool.fetchval("SELECT counsellors FROM notify.recipients"
+                                        " WHERE org = 'epide'")
         dropped = await pool.fetchval("SELECT NOT active FROM referral.partners WHERE id = 'plie'")
-        return bool(partner and recipient and dropped)
+        return bool(partner and recipient == ["m.leroy@epide.example.org"] and dropped)
 
     await wait_until(followed, 30, "referral and notify to follow the directory")
     intake = await client.post("/v1/intakes", json=INTAKE | {"site": "gare"},
