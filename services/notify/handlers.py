@@ -276,6 +276,10 @@ async def send_webhook(conn: asyncpg.Connection, http: aiohttp.ClientSession,
     row = await store.lock_next_due(conn, "webhook")
     if row is None:
         return False
+    if not row["endpoint_active"]:  # removed by its organisation meanwhile
+        await store.mark(conn, row["id"], "failed", attempted=False, error="endpoint removed")
+        await emit_outcome(conn, row, False, "endpoint removed")
+        return True
     body = webhook_body(row)
     msg_id, stamp = str(row["id"]), int(time.time())
     started = time.monotonic()

@@ -103,7 +103,7 @@ async def add_notification(conn: asyncpg.Connection, values: dict[str, Any]) -> 
 
 async def lock_next_due(conn: asyncpg.Connection, channel: str) -> asyncpg.Record | None:
     row: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT n.*, e.url, e.secret FROM notify.notifications n"
+        "SELECT n.*, e.url, e.secret, e.active AS endpoint_active FROM notify.notifications n"
         " LEFT JOIN notify.webhook_endpoints e ON e.id = n.endpoint_id"
         " WHERE n.status = 'pending' AND n.channel = $1 AND n.next_attempt_at <= now()"
         " ORDER BY n.next_attempt_at LIMIT 1 FOR UPDATE OF n SKIP LOCKED", channel)

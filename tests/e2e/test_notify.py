@@ -281,3 +281,30 @@ async def read_events(stream: Any, count: int) -> list[dict[str, str]]:
     return events
 
 
+
+
+async def test_a_removed_endpoint_gets_nothing_more(
+    client: Client, tokens: Tokens, receiver: Receiver
+) -> None:
+    await setup_recipient(client, tokens, receiver)
+    receiver.script = [500]
+    await hand_off(client, tokens, 1)
+    await wait_until(lambda: len(receiver.received) == 1, 30, "a first, failed attempt")
+    endpoints = await (await client.get("/v1/webhooks/endpoints",
+                                        headers=tokens.headers(ML, ALL))).json()
+    [endpoint] = endpoints["items"]
+    removed = await client.delete(f"/v1/webhooks/endpoints/{endpoint['id']}",
+                                  headers=tokens.headers(ML, ALL))
+    assert removed.status == 204
+    pool = client.app[RUNTIME].pool
+    await pool.execute("UPDATE notify.notifications SET next_attempt_at = now()"
+                       " WHERE channel = 'webhook'")
+    await pool.execute("SELECT pg_notify('relais_notify_pending', '')")
+
+    async def given_up() -> bool:
+        status = await pool.fetchval("SELECT last_error FROM notify.notifications"
+                                     " WHERE channel = 'webhook' AND status = 'failed'")
+        return status == "endpoint removed"
+
+    await wait_until(given_up, 30, "the webhook given up")
+    assert len(receiver.received) == 1
