@@ -304,7 +304,7 @@ async def test_a_removed_endpoint_gets_nothing_more(
     async def given_up() -> bool:
         status = await pool.fetchval("SELECT last_error FROM notify.notifications"
                                      " WHERE channel = 'webhook' AND status = 'failed'")
-        return status == "endpoint removed"
+        return bool(status == "endpoint removed")
 
     await wait_until(given_up, 30, "the webhook given up")
     assert len(receiver.received) == 1
