@@ -68,7 +68,7 @@ def judge(status: ReferralStatus, handed_off: bool, target: str, purpose: str,
     if covering is not None:
         if status is ReferralStatus.awaiting_consent:
             return Verdict(Gate.request, covering)
-        return Verdict(Gate.keep, covering)
+        return Verdict(Gate.keep, covering) if status in ACTIVE else Verdict(Gate.wait)
     lost = [c for c in consents if c.covered(target, purpose)]
     if not lost:
         return Verdict(Gate.wait)

@@ -148,6 +148,8 @@ def test_a_withdrawal_cancels_what_it_covered_and_stops_closed_hand_offs() -> No
     other = scope({"referral_partner"}, {"mission-locale"})
     assert judge(ReferralStatus.accepted, True, *args, [withdrawn, other], NOW).gate is \
         Gate.keep
+    # a closed referral stays closed, whatever consent comes later
+    assert judge(ReferralStatus.cancelled, False, *args, [other], NOW).gate is Gate.wait
     # a grant never seen (only its withdrawal): it covered nothing we know of
     unseen = dataclasses.replace(withdrawn, granted_purposes=None, granted_recipients=None)
     assert judge(ReferralStatus.awaiting_consent, False, *args, [unseen], NOW).gate is Gate.wait
