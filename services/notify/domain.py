@@ -45,6 +45,9 @@ MANDATORY = frozenset({Kind.new_referral, Kind.stop_processing})
 """Kinds a recipient cannot mute: a hand-off, and the order to stop processing."""
 
 ANSWERS = {"received", "accepted", "rejected", "in_progress", "completed"}
+TOLD = frozenset({ev.REFERRAL_REQUESTED, ev.REFERRAL_REMINDER_DUE, ev.REFERRAL_ESCALATED,
+                  ev.REFERRAL_STOP_PROCESSING, ev.REFERRAL_STATUS_CHANGED})
+"""The event types that may call for a message."""
 LABELS = {
     "received": "accusé de réception", "accepted": "acceptée", "rejected": "refusée",
     "in_progress": "accompagnement commencé", "completed": "terminée",

@@ -44,6 +44,8 @@ def handler(runtime: Runtime) -> Handler:
             update = ev.DirectoryUpdatedV1.model_validate(event.data)
             await store.upsert_recipients(conn, Directory.model_validate(update.directory))
             return
+        if event.type not in domain.TOLD:
+            return
         drafts = domain.messages(event.type, event.data, await store.names(conn), base_url)
         for message in drafts:
             await fan_out(conn, event.id, event.data.get("sender_org"), message)

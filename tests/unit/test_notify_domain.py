@@ -61,6 +61,9 @@ def test_each_event_tells_the_right_organisation_in_french() -> None:
         cause="consent_withdrawn", at=DEADLINE.isoformat()), NAMES, BASE) == []
     assert domain.messages(ev.REFERRAL_CREATED, referral(status="awaiting_consent",
                                                          explanation={}), NAMES, BASE) == []
+    # the handler skips the other types before any query: none of them makes a message
+    for event_type in set(ev.EVENT_MODELS) - domain.TOLD:
+        assert domain.messages(event_type, {}, NAMES, BASE) == []
 
 
 def test_an_event_recipient_and_channel_make_one_stable_notification_id() -> None:
