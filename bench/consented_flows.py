@@ -23,19 +23,18 @@ from email import message_from_bytes
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import aiosmtplib
 from aiosmtpd.controller import Controller
 
+from bench import database
 from bench.intake_throughput import wait_ready
 from deploy.kafka.broker import free_port
 from services.auth import domain as auth_domain
 from services.auth import store as auth_store
 from services.referral.handlers import REFERRAL_IDS
 from services.runtime import db
-from services.runtime.embedded import EmbeddedPostgres, ensure_database
 
 SCOPES = ["intake:write", "consent:write"]
 INTAKE = {"site": "qpv-etouvie", "channel": "mobile_permanence",
@@ -145,9 +144,7 @@ async def stages(url: str) -> None:
 
 
 async def prepare(admin_url: str) -> tuple[str, str]:
-    name = f"bench_flows_{uuid.uuid4().hex[:6]}"
-    await ensure_database(admin_url, name)
-    url = urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
+    url = await database.new_database(admin_url, f"bench_flows_{uuid.uuid4().hex[:6]}")
     secret = auth_domain.new_secret()
     conn = await db.connect(url)
     try:
@@ -225,16 +222,8 @@ def main() -> None:
                         "process, referral and notify in another (two cores)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="relais-bench-"))
-    embedded = None
-    admin_url = os.environ.get("DATABASE_URL")
-    if admin_url is None:
-        embedded = EmbeddedPostgres(work / "postgres")
-        admin_url = asyncio.run(embedded.start())
-    try:
+    with database.server(work) as admin_url:
         asyncio.run(run(args, admin_url, work))
-    finally:
-        if embedded is not None:
-            embedded.stop()
 
 
 if __name__ == "__main__":

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import aiohttp
 
+from bench import database
 from deploy.kafka.broker import free_port
 from services.runtime import db
-from services.runtime.embedded import EmbeddedPostgres, ensure_database
 
 BODY = {"site": "qpv-etouvie", "channel": "mobile_permanence",
         "contacted_at": "2026-11-20T10:00:00+01:00", "needs": ["employment"]}
@@ -113,10 +113,7 @@ async def client_token(dsn: str, port: int) -> str:
 async def prepare(admin_url: str) -> tuple[str, str]:
     urls = []
     for name in (f"bench_base_{uuid.uuid4().hex[:6]}", f"bench_relais_{uuid.uuid4().hex[:6]}"):
-        await ensure_database(admin_url, name)
-        from urllib.parse import urlsplit, urlunsplit
-
-        url = urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
+        url = await database.new_database(admin_url, name)
         conn = await db.connect(url)
         for schema, package in (("intake", "services.runtime"), ("intake", "services.intake"),
                                 ("auth", "services.runtime"), ("auth", "services.auth")):
@@ -134,11 +131,11 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="relais-bench-"))
-    embedded = None
-    admin_url = os.environ.get("DATABASE_URL")
-    if admin_url is None:
-        embedded = EmbeddedPostgres(work / "postgres")
-        admin_url = asyncio.run(embedded.start())
+    with database.server(work) as admin_url:
+        measure(args, admin_url, work)
+
+
+def measure(args: argparse.Namespace, admin_url: str, work: Path) -> None:
     servers: list[subprocess.Popen[bytes]] = []
     try:
         base_url, relais_url = asyncio.run(prepare(admin_url))
@@ -174,8 +171,6 @@ def main() -> None:
         for server in servers:
             server.terminate()
             server.wait(30)
-        if embedded is not None:
-            embedded.stop()
 
 
 if __name__ == "__main__":
