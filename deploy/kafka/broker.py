@@ -38,6 +38,16 @@ def ensure_jars() -> Path:
     return LIB
 
 
+def cluster_id() -> str:
+    """A cluster id as Kafka's own `Uuid.randomUuid()` makes it: 16 random bytes in URL-safe
+    base64 without padding, drawn again when it starts with '-' (which command lines would
+    read as an option)."""
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -92,10 +102,9 @@ class KafkaBroker:
         self.workdir.mkdir(parents=True, exist_ok=True)
         props = self._properties()
         if not (self.workdir / "data" / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             subprocess.run(
-                self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c",
-                           str(props), "--standalone"),
+                self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id()}",
+                           "-c", str(props), "--standalone"),
                 check=True, stdout=subprocess.DEVNULL,
             )
         log = (self.workdir / "broker.log").open("ab")
@@ -161,10 +170,14 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=9092)
     parser.add_argument("--dir", type=Path, default=Path(".relais/kafka"))
     args = parser.parse_args()
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    # Blocked first, so that they wait for sigwait instead of ending the process at once
+    # (which would leave the Java broker running).
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     broker = KafkaBroker(args.dir, args.port).start()
     print(f"Kafka is ready at {broker.bootstrap}; Ctrl-C stops it.", flush=True)
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        signal.sigwait(stop_signals)
     finally:
         broker.stop()
 
