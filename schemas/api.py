@@ -177,7 +177,9 @@ class ConsentOut(BaseModel):
 
 class ReferralOut(BaseModel):
     id: UUID
-    person_id: UUID
+    person_id: UUID | None = Field(description="The pseudonymous person id; a recipient "
+                                   "sees a referral only once a consent hands it off, and "
+                                   "no longer gets the id once told to stop processing.")
     intake_id: UUID
     sender_org: str
     target: str
@@ -406,6 +408,20 @@ class PersonOut(BaseModel):
     identity: Identity | None
     notes: list[str] | None
     consent_id: UUID | None = Field(description="The consent that allowed this read, if any.")
+
+
+class StandingOut(BaseModel):
+    """What your organisation is to a person (services/runtime/access.py): it met them, or a
+    live consent names it. No personal data."""
+
+    person_id: UUID
+    met: bool = Field(description="Your organisation recorded a contact with the person on "
+                      "its own grounds.")
+    consent_id: UUID | None = Field(description="The live consent naming your organisation "
+                                    "that opens the most, if any.")
+    categories: list[str] = Field(description="The personal data categories you may read.")
+    may: list[str] = Field(description="What you may do: attach, read, correct, erase, "
+                           "record_consent.")
 
 
 class RelayKind(StrEnum):

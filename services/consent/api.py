@@ -34,7 +34,7 @@ from schemas.events import (
     CONSENT_WITHDRAWN,
 )
 from services.consent import domain, lifecycle, merkle, store, trail_store
-from services.runtime import idempotency, outbox
+from services.runtime import access, idempotency, outbox, peers
 from services.runtime.app import RUNTIME
 from services.runtime.auth import Principal, authenticate
 from services.runtime.events import new_event
@@ -68,8 +68,22 @@ async def post_consent(request: web.Request) -> web.Response:
         return idempotency.Answer(201, consent.model_dump(mode="json"),
                                   {"Location": f"/v1/consents/{consent.id}"})
 
+    async def may_record(principal: Principal, body: ConsentIn) -> None:
+        """Only an organisation that met the person records their consent (the rule of
+        services/runtime/access.py, asked of the intake service, which knows who met whom)."""
+        standing = await peers.standing(request, body.person_id)
+        if standing is None:
+            raise Problem(422, "Unknown person", "1 invalid field(s)",
+                          type_="https://relais.example/problems/validation", errors=[{
+                              "field": "person_id", "code": "unknown_person",
+                              "message": "no person with this id met by your organisation: "
+                              "record the contact first (POST /v1/intakes)"}])
+        if not standing.met:
+            raise Problem(403, "Forbidden", "Only an organisation that met the person records "
+                          "their consent; a recipient cannot grant itself anything.")
+
     return await idempotency.create(request, "consent:write", ConsentIn, store.SCHEMA,
-                                    "consent", record)
+                                    "consent", record, may_record)
 
 
 async def get_consent(request: web.Request) -> web.Response:
@@ -81,18 +95,26 @@ async def get_consent(request: web.Request) -> web.Response:
 
 
 async def withdraw(request: web.Request) -> web.Response:
-    """As easy as granting: the organisation that recorded the consent, or any recipient the
-    person tells, records the withdrawal; whole, or some purposes or recipients."""
+    """As easy as granting: the organisation that recorded the consent withdraws it whole or
+    in part, as the person asks; a recipient the person tells withdraws its own part (an
+    empty body from a recipient means that). See services/runtime/access.py."""
     principal = await authenticate(request, "consent:write")
     body = parse(WithdrawIn, await read_json(request))
     async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
         row = await store.lock_consent(conn, path_uuid(request), principal.org)
         if row is None:
             raise Problem(404, "Not found", "No such consent.")
+        recipients = body.recipients
+        if row["org"] != principal.org and not body.purposes and not recipients:
+            recipients = [principal.org]
+        refused = access.withdrawal_refused(principal.org, row["org"], recipients,
+                                            [str(p) for p in body.purposes])
+        if refused:
+            raise Problem(403, "Forbidden", refused)
         if row["status"] != "active":
             raise Problem(409, "Not active", f"This consent is already {row['status']}.")
         change = domain.withdraw(row["purposes"], row["recipients"], list(body.purposes),
-                                 body.recipients)
+                                 recipients)
         if not change.removed_purposes and not change.removed_recipients:
             raise Problem(422, "Nothing to withdraw",
                           "The consent does not cover these purposes or recipients.")
@@ -256,7 +278,7 @@ OPERATIONS = [
                   "categories": ["identity", "contact", "situation", "needs"],
                   "notice_version": "2026-01", "method": "signed_screen",
                   "captured_by": "conseillere-camion", "captured_at_site": "qpv-etouvie"},
-              idempotency_key=True),
+              idempotency_key=True, errors=(403, 422, 503)),
     Operation("POST", "/v1/notices", post_notice, "Register an information notice",
               "Consents", "consent:write", NoticeIn, NoticeOut, 201, {
                   "version": "2026-02", "language": "fr",
@@ -268,7 +290,8 @@ OPERATIONS = [
               "Withdraw a consent, whole or in part", "Consents", "consent:write", WithdrawIn,
               ConsentOut, 200, {"recipients": ["mission-locale"], "requested_by": "person",
                                 "channel": "phone"},
-              path_example={"id": "9a7e3c2b-1d4f-4e8a-b6c5-0f2e1d3c4b5a"}, errors=(404, 409)),
+              path_example={"id": "9a7e3c2b-1d4f-4e8a-b6c5-0f2e1d3c4b5a"},
+              errors=(403, 404, 409)),
     Operation("GET", "/v1/consents", list_consents,
               "A person's consents you recorded or receive, with their history", "Consents",
               "consent:read", response=ConsentList, query=(PERSON_QUERY,), errors=(400,)),
@@ -307,3 +330,4 @@ OPERATIONS = [
 
 def routes(app: web.Application) -> None:
     register(app, OPERATIONS)
+    peers.setup(app)

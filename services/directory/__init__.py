@@ -43,6 +43,10 @@ class Organisation(Frozen):
     max_age: int | None = Field(default=None, ge=0, le=120)
     answer_days: int = Field(default=5, ge=1, le=60,
                              description="Deadline for a first answer, in working days.")
+    members: list[str] = Field(
+        default_factory=list, max_length=100,
+        description="For a commission: the organisations that sit on it. Only they (and the "
+        "commission itself) open its sessions and decide.")
 
 
 class Consortium(Frozen):
@@ -116,6 +120,9 @@ class Directory(Frozen):
             problems += [f"duplicate {kind} id {d}" for d in sorted({i for i in ids
                                                                     if ids.count(i) > 1})]
         orgs, sites = {o.id for o in self.organisations}, {s.id for s in self.sites}
+        for o in self.organisations:
+            problems += [f"organisation {o.id}: unknown member {m}" for m in o.members
+                         if m not in orgs]
         for c in self.consortia:
             problems += [f"consortium {c.id}: unknown organisation {m}" for m in c.members
                          if m not in orgs]

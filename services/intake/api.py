@@ -23,6 +23,7 @@ from schemas.api import (
     SignalIn,
     SignalList,
     SignalOut,
+    StandingOut,
 )
 from schemas.events import (
     INTAKE_RECORDED,
@@ -36,7 +37,8 @@ from schemas.events import (
 from services import directory as reference
 from services.intake import domain, store, vault
 from services.intake.directory import CachedDirectory, publish
-from services.runtime import idempotency, outbox, paging
+from services.runtime import access, idempotency, outbox, paging
+from services.runtime.access import Act
 from services.runtime.app import RUNTIME
 from services.runtime.auth import Principal, authenticate
 from services.runtime.events import new_event
@@ -63,13 +65,19 @@ async def record_intake(conn: asyncpg.Connection, org: str, body: IntakeIn,
     person_id = body.person_id or uuid.uuid4()
     person = None
     visits = 0
+    basis = "met"
     if body.person_id:
         person = await store.person(conn, person_id, lock=True)
         visits = await store.visits_so_far(conn, person_id)
-        if visits == 0:
-            raise Problem(422, "Unknown person", "No intake was recorded for this person_id.")
+        standing = await _standing(conn, person_id, org)
+        if visits == 0 or not standing.may(Act.attach):
+            raise _unknown_person()
         if person is not None and person["erased_at"] is not None:
             raise Problem(422, "Person erased", "This person was erased; record a new contact.")
+        if body.identity and not standing.may(Act.correct):
+            raise Problem(403, "Forbidden", "The consent naming your organisation does not "
+                          "cover this person's identity or contact: leave them out.")
+        basis = "met" if standing.met else "consent"
     note = None
     if body.identity or body.note:
         key = await _person_key(conn, person_id, person, master)
@@ -83,13 +91,28 @@ async def record_intake(conn: asyncpg.Connection, org: str, body: IntakeIn,
     if body.signal_id and await store.get_signal(conn, body.signal_id, org, lock=True) is None:
         raise Problem(422, "Unknown signal", "No such signal for your organisation.")
     row = await store.insert_intake(conn, intake_id, org, person_id, site, body, bracket,
-                                    visits + 1, note)
+                                    visits + 1, note, basis)
     if body.signal_id:
         await store.close_signal(conn, body.signal_id, "reached", intake_id)
     intake = domain.intake_out(row)
     await outbox.add(conn, store.SCHEMA, [new_event(
         INTAKE_RECORDED, SOURCE, str(person_id), domain.recorded_event(intake))])
     return intake
+
+
+def _unknown_person() -> Problem:
+    """The same answer whether the id exists or not: an id learned elsewhere tells nothing."""
+    return Problem(422, "Unknown person", "1 invalid field(s)",
+                   type_="https://relais.example/problems/validation", errors=[{
+                       "field": "person_id", "code": "unknown_person",
+                       "message": "no person with this id for your organisation: quote only "
+                       "an id your organisation recorded, or one a live consent names it for "
+                       "(a person met elsewhere is a new contact)"}])
+
+
+async def _standing(db: store.Db, person_id: uuid.UUID, org: str) -> access.Standing:
+    met_by, consents = await store.standing_facts(db, person_id)
+    return access.standing(org, met_by, [domain.grant(r) for r in consents], datetime.now(UTC))
 
 
 def _place(body: IntakeIn, directory: reference.Directory) -> str:
@@ -226,15 +249,13 @@ async def get_person(request: web.Request) -> web.Response:
     person_id = path_uuid(request)
     master = request.app[MASTER_KEY]
     async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
-        met_by = await store.orgs_that_met(conn, person_id)
-        consents = [domain.ConsentView(
-            r["consent_id"], frozenset(r["purposes"]), frozenset(r["recipients"]),
-            frozenset(r["categories"]), r["valid_until"], r["status"] == "active")
-            for r in await store.consents_of(conn, person_id)]
-        now = datetime.now(UTC)
-        categories, consent_id = domain.readable(principal.org, met_by, consents, now)
-        if not met_by or not categories:
+        standing = await _standing(conn, person_id, principal.org)
+        categories = standing.categories
+        if not categories:
             raise _not_found("person")
+        consent_id = None if standing.met or standing.consent is None \
+            else standing.consent.consent_id
+        now = datetime.now(UTC)
         person = await store.person(conn, person_id)
         if person is not None and person["erased_at"] is not None:
             raise Problem(410, "Erased", "This person's data was erased.")
@@ -277,7 +298,7 @@ async def delete_person(request: web.Request) -> web.Response:
     principal = await authenticate(request, "people:erase")
     person_id = path_uuid(request)
     async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
-        if principal.org not in await store.orgs_that_met(conn, person_id):
+        if not (await _standing(conn, person_id, principal.org)).may(Act.erase):
             raise _not_found("person")
         person = await store.person(conn, person_id, lock=True)
         if person is not None and person["erased_at"] is not None:
@@ -290,6 +311,21 @@ async def delete_person(request: web.Request) -> web.Response:
             PersonErasedV1(person_id=person_id, erased_by=principal.org,
                            erased_at=datetime.now(UTC)))])
     return web.Response(status=204)
+
+
+async def get_standing(request: web.Request) -> web.Response:
+    """What the caller's organisation is to a person: the services ask it before acting for
+    the caller (the consent service before recording a consent). 404 when it is nothing."""
+    principal = await authenticate(request, None)
+    person_id = path_uuid(request)
+    standing = await _standing(request.app[RUNTIME].pool, person_id, principal.org)
+    if not standing.known:
+        raise _not_found("person")
+    return json_response(StandingOut(
+        person_id=person_id, met=standing.met,
+        consent_id=standing.consent.consent_id if standing.consent else None,
+        categories=sorted(standing.categories),
+        may=[act.value for act in Act if standing.may(act)]))
 
 
 # --- signals from the network --------------------------------------------------------------
@@ -401,6 +437,10 @@ OPERATIONS = [
               "A person's personal data, as far as you may read it (logged)", "People",
               "people:read", response=PersonOut, path_example={"id": EXAMPLE_ID},
               errors=(404, 410)),
+    Operation("GET", "/v1/people/{id}/standing", get_standing,
+              "What your organisation is to a person (met, or named by a live consent)",
+              "People", response=StandingOut, path_example={"id": EXAMPLE_ID},
+              errors=(404,)),
     Operation("DELETE", "/v1/people/{id}", delete_person,
               "Erase a person (crypto-shredding)", "People", "people:erase", status=204,
               path_example={"id": EXAMPLE_ID}, errors=(404,)),

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import Any
-from uuid import UUID
 
 from schemas.api import IntakeOut
 from schemas.events import IntakeRecordedV1
-from schemas.vocab import AgeBracket, Purpose
-
-PERSONAL = ("identity", "contact", "note")
-SHARING_PURPOSES = {Purpose.share_dossier, Purpose.referral_partner,
-                    Purpose.referral_commission}
+from schemas.vocab import AgeBracket
+from services.runtime import access
 
 
 def age_bracket_for(birth_year: int, today: date) -> AgeBracket:
@@ -50,31 +44,8 @@ def recorded_event(intake: IntakeOut) -> IntakeRecordedV1:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class ConsentView:
-    consent_id: UUID
-    purposes: frozenset[str]
-    recipients: frozenset[str]
-    categories: frozenset[str]
-    valid_until: datetime
-    active: bool
-
-
-def readable(caller_org: str, met_by: set[str], consents: Iterable[ConsentView],
-             now: datetime) -> tuple[frozenset[str], UUID | None]:
-    """Which personal data categories the caller may read, and under which consent.
-
-    An organisation that met the person reads what it collected. Any other needs a live
-    consent naming it as a recipient for a sharing purpose; it reads only the categories that
-    consent covers."""
-    if caller_org in met_by:
-        return frozenset(PERSONAL), None
-    live = [c for c in consents
-            if c.active and now < c.valid_until and caller_org in c.recipients
-            and c.purposes & SHARING_PURPOSES]
-    if not live:
-        return frozenset(), None
-    best = max(live, key=lambda c: (len(c.categories & set(PERSONAL)), c.valid_until))
-    return best.categories & frozenset(PERSONAL), best.consent_id
-
-
+def grant(row: Any) -> access.Grant:
+    """A consent of the intake service's view, for the access rule."""
+    return access.Grant(row["consent_id"], row["org"], frozenset(row["purposes"]),
+                        frozenset(row["recipients"]), frozenset(row["categories"]),
+                        row["valid_until"], row["status"] == "active")

@@ -24,17 +24,18 @@ async def visits_so_far(conn: asyncpg.Connection, person_id: UUID) -> int:
 async def insert_intake(
     conn: asyncpg.Connection, intake_id: UUID, org: str, person_id: UUID, site: str,
     body: IntakeIn, age_bracket: str | None, visit_number: int, note: bytes | None,
+    basis: str,
 ) -> asyncpg.Record:
     row: asyncpg.Record = await conn.fetchrow(
         "INSERT INTO intake.intakes (id, org, person_id, site, channel, contacted_at,"
         " duration_minutes, needs, flags, age_bracket, commune, visit_number, note,"
-        " has_identity, signal_id, permanence, gender)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
-        " RETURNING *",
+        " has_identity, signal_id, permanence, gender, basis)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
+        " $18) RETURNING *",
         intake_id, org, person_id, site, body.channel, body.contacted_at,
         body.duration_minutes, list(body.needs), list(body.flags), age_bracket,
         body.commune, visit_number, note, body.identity is not None, body.signal_id,
-        body.permanence, body.gender,
+        body.permanence, body.gender, basis,
     )
     return row
 
@@ -94,8 +95,9 @@ async def notes_of(db: Db, person_id: UUID) -> list[bytes]:
 
 
 async def orgs_that_met(db: Db, person_id: UUID) -> set[str]:
-    rows = await db.fetch("SELECT DISTINCT org FROM intake.intakes WHERE person_id = $1",
-                          person_id)
+    """The organisations that met the person on their own grounds (not under a consent)."""
+    rows = await db.fetch("SELECT DISTINCT org FROM intake.intakes WHERE person_id = $1"
+                          " AND basis = 'met'", person_id)
     return {r["org"] for r in rows}
 
 
@@ -125,10 +127,10 @@ async def log_access(conn: asyncpg.Connection, person_id: UUID, org: str, client
 async def upsert_consent(conn: asyncpg.Connection, data: dict[str, Any]) -> None:
     await conn.execute(
         "INSERT INTO intake.consents (consent_id, person_id, purposes, recipients, categories,"
-        " valid_until, status) VALUES ($1, $2, $3, $4, $5, $6, 'active')"
-        " ON CONFLICT (consent_id) DO NOTHING",
+        " valid_until, status, org) VALUES ($1, $2, $3, $4, $5, $6, 'active', $7)"
+        " ON CONFLICT (consent_id) DO UPDATE SET org = EXCLUDED.org",
         data["consent_id"], data["person_id"], data["purposes"], data["recipients"],
-        data["categories"], data["valid_until"],
+        data["categories"], data["valid_until"], data["org"],
     )
 
 
@@ -141,6 +143,11 @@ async def narrow_consent(conn: asyncpg.Connection, consent_id: UUID, person_id: 
         " categories, valid_until, status) VALUES ($1, $2, $3, $4, '{}', now(), $5)"
         " ON CONFLICT (consent_id) DO UPDATE SET purposes = $3, recipients = $4, status = $5",
         consent_id, person_id, purposes, recipients, status)
+
+
+async def standing_facts(db: Db, person_id: UUID) -> tuple[set[str], list[asyncpg.Record]]:
+    """What the access rule needs about a person: who met them, and their consents."""
+    return await orgs_that_met(db, person_id), await consents_of(db, person_id)
 
 
 async def consents_of(db: Db, person_id: UUID) -> list[asyncpg.Record]:

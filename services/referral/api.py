@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import asyncpg
 from aiohttp import web
 
@@ -18,7 +16,6 @@ from schemas.api import (
     HistoryEntry,
     PartnerList,
     PartnerOut,
-    PersonOut,
     ReferralDetail,
     ReferralIn,
     ReferralOut,
@@ -26,7 +23,7 @@ from schemas.api import (
 )
 from schemas.vocab import ReferralAction, ReferralStatus
 from services.referral import commission, domain, handlers, lifecycle, stats, store
-from services.runtime import outbox, paging
+from services.runtime import outbox, paging, peers
 from services.runtime.app import RUNTIME
 from services.runtime.auth import Principal, authenticate
 from services.runtime.events import new_event
@@ -37,16 +34,16 @@ from services.runtime.problem import Problem
 
 TAG = "Referrals"
 EXAMPLE_ID = "0e4d3c2b-1a2b-4c3d-8e9f-0a1b2c3d4e5f"
-HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("referral_http", aiohttp.ClientSession)
 
 
-def referral_out(row: Any) -> ReferralOut:
-    return ReferralOut.model_validate(dict(row))
+def referral_out(row: Any, org: str) -> ReferralOut:
+    return ReferralOut.model_validate(domain.as_seen_by(dict(row), org))
 
 
-async def detail(db: store.Db, row: Any) -> ReferralDetail:
+async def detail(db: store.Db, row: Any, org: str) -> ReferralDetail:
     history = [HistoryEntry.model_validate(dict(h)) for h in await store.history(db, row["id"])]
-    return ReferralDetail.model_validate(dict(row) | {"history": history})
+    return ReferralDetail.model_validate(domain.as_seen_by(dict(row), org)
+                                         | {"history": history})
 
 
 def _not_found() -> Problem:
@@ -59,7 +56,7 @@ async def get_referral(request: web.Request) -> web.Response:
     row = await store.get_referral(pool, path_uuid(request), principal.org)
     if row is None:
         raise _not_found()
-    return json_response(await detail(pool, row))
+    return json_response(await detail(pool, row, principal.org))
 
 
 def _choice(request: web.Request, name: str, allowed: set[str]) -> str | None:
@@ -85,7 +82,7 @@ async def list_referrals(request: web.Request) -> web.Response:
         raise Problem(400, "Bad query", "limit is between 1 and 200.")
     rows = await store.page_referrals(request.app[RUNTIME].pool, principal.org, role, status,
                                       intake_id, after, limit)
-    items = [referral_out(r) for r in rows]
+    items = [referral_out(r, principal.org) for r in rows]
     cursor = (paging.encode_cursor(items[-1].created_at, items[-1].id)
               if len(items) == limit else None)
     return json_response(ReferralPage(items=items, next_cursor=cursor))
@@ -109,7 +106,7 @@ async def post_referral(request: web.Request) -> web.Response:
                            "candidates": []}, runtime.clock(), origin="manual",
             actor=principal.org)
         row = await store.get_referral(conn, referral_id, principal.org)
-        return Answer(201, (await detail(conn, row)).model_dump(mode="json"),
+        return Answer(201, (await detail(conn, row, principal.org)).model_dump(mode="json"),
                       {"Location": f"/v1/referrals/{referral_id}"})
 
     return await create(request, "referral:write", ReferralIn, store.SCHEMA,
@@ -124,7 +121,7 @@ def action_handler(action: ReferralAction) -> Any:
         runtime = request.app[RUNTIME]
         async with runtime.pool.acquire() as conn, conn.transaction():
             row = await store.lock_referral(conn, referral_id)
-            if row is None or principal.org not in (row["sender_org"], row["target"]):
+            if row is None or not domain.visible_to(row, principal.org):
                 raise _not_found()
             try:
                 await handlers.answer(conn, row, action, principal.org, lifecycle.Answer(
@@ -133,7 +130,7 @@ def action_handler(action: ReferralAction) -> Any:
                 raise Problem(refused.status, refused.title, refused.detail,
                               status_now=row["status"]) from refused
             row = await store.get_referral(conn, referral_id, principal.org)
-            return json_response(await detail(conn, row))
+            return json_response(await detail(conn, row, principal.org))
 
     act.__name__ = f"{action}_referral"
     return act
@@ -168,32 +165,15 @@ async def get_dossier(request: web.Request) -> web.Response:
                 referral_id=row["id"]))])
     person = None
     if consent.categories & {"identity", "contact", "note"} and "people:read" in principal.scopes:
-        person = await read_person(request, row["person_id"])
+        person = await peers.person(request, row["person_id"])
     return json_response(DossierOut(
-        referral=referral_out(row), consent_id=consent.consent_id,
+        referral=referral_out(row, principal.org), consent_id=consent.consent_id,
         categories=sorted(consent.categories),
         needs=intake["needs"] if intake is not None and "needs" in categories else None,
         situation=({"flags": intake["flags"], "age_bracket": intake["age_bracket"],
                     "commune": intake["commune"], "visit_number": intake["visit_number"]}
                    if intake is not None and "situation" in categories else None),
         person=person))
-
-
-async def read_person(request: web.Request, person_id: uuid.UUID) -> PersonOut | None:
-    runtime = request.app[RUNTIME]
-    base = runtime.settings.intake_url or (
-        str(request.url.origin()) if "intake" in runtime.services else runtime.settings.base_url)
-    try:
-        async with request.app[HTTP].get(
-            f"{base}/v1/people/{person_id}",
-            headers={"Authorization": request.headers["Authorization"]},
-        ) as response:
-            if response.status != 200:
-                return None
-            return PersonOut.model_validate(await response.json())
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise Problem(503, "Identity unavailable", "The intake service did not answer; try "
-                      "again.", headers={"Retry-After": "5"}) from exc
 
 
 # --- partners and their capacity -------------------------------------------------------------
@@ -281,13 +261,7 @@ OPERATIONS = [
 ]
 
 
-async def http_session(app: web.Application) -> AsyncIterator[None]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        app[HTTP] = session
-        yield
-
-
 def routes(app: web.Application) -> None:
     register(app, OPERATIONS)
-    app.cleanup_ctx.append(http_session)
+    peers.setup(app)
 

@@ -27,11 +27,22 @@ OUTCOMES = {Decision.refer_partner: Outcome.oriented_to_partner,
             Decision.close: Outcome.stopped}
 
 
-async def _must_be_commission(conn: store.Db, commission: str) -> None:
+async def _must_be_commission(conn: store.Db, commission: str) -> Any:
     row = await store.partner_row(conn, commission)
     if row is None or row["kind"] != "commission":
         raise Problem(422, "Not a commission", f"'{commission}' is not a commission de "
                       "remobilisation of the directory.")
+    return row
+
+
+def _sits_on(commission: Any, org: str) -> bool:
+    """The commission itself, or a member the directory declares: no one else acts for it."""
+    return org == commission["id"] or org in commission["members"]
+
+
+def _not_a_member(commission: str) -> Problem:
+    return Problem(403, "Not a member", f"Only '{commission}' and the members the directory "
+                   "declares for it open its sessions and decide.")
 
 
 async def session_out(db: store.Db, row: Any) -> SessionOut:
@@ -41,13 +52,13 @@ async def session_out(db: store.Db, row: Any) -> SessionOut:
 
 async def post_session(request: web.Request) -> web.Response:
     async def work(conn: asyncpg.Connection, principal: Principal, body: SessionIn) -> Answer:
-        await _must_be_commission(conn, body.commission)
-        if principal.org != body.commission and principal.org not in body.members:
-            raise Problem(403, "Not a member", "Only the commission or a member present opens "
-                          "its session.")
-        unknown = [m for m in body.members if await store.partner_row(conn, m) is None]
+        commission = await _must_be_commission(conn, body.commission)
+        if not _sits_on(commission, principal.org):
+            raise _not_a_member(body.commission)
+        unknown = [m for m in body.members if not _sits_on(commission, m)]
         if unknown:
-            raise Problem(422, "Unknown members", f"Not in the directory: {', '.join(unknown)}.")
+            raise Problem(422, "Unknown members", "Not members of this commission in the "
+                          f"directory: {', '.join(unknown)}.")
         open_ids = await store.open_for_commission(conn, body.commission)
         ids = open_ids if body.referral_ids is None else list(dict.fromkeys(body.referral_ids))
         stray = [str(i) for i in ids if i not in open_ids]
@@ -84,6 +95,8 @@ async def post_decision(request: web.Request) -> web.Response:
         item = await store.lock_agenda_item(conn, session_id, body.referral_id)
         if session is None or item is None:
             raise Problem(404, "Not found", "No such referral on this session's agenda.")
+        if not _sits_on(await _must_be_commission(conn, session["commission"]), principal.org):
+            raise _not_a_member(session["commission"])
         referral = await store.lock_referral(conn, body.referral_id)
         assert referral is not None
         if item["decision"] is not None or ReferralStatus(referral["status"]) not in \
@@ -127,7 +140,7 @@ OPERATIONS = [
     Operation("POST", "/v1/commission/sessions/{id}/decisions", post_decision,
               "Decide on a referral of the agenda", TAG, "referral:write",
               request=DecisionIn, response=SessionOut, path_example={"id": EXAMPLE_ID},
-              errors=(404, 409, 422), example={
+              errors=(403, 404, 409, 422), example={
                   "referral_id": "0e4d3c2b-1a2b-4c3d-8e9f-0a1b2c3d4e5f",
                   "decision": "refer_partner", "partner": "mission-locale",
                   "text": "Orientation vers la Mission locale pour un CEJ."}),

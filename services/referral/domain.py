@@ -5,10 +5,11 @@ allowed, so a late grant after its own withdrawal still cancels what it covered)
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 from uuid import UUID
 
 from schemas.vocab import ReferralStatus
@@ -80,3 +81,18 @@ def judge(status: ReferralStatus, handed_off: bool, target: str, purpose: str,
     if handed_off and status is not ReferralStatus.cancelled:
         return Verdict(Gate.stop, cause=cause)
     return Verdict(Gate.wait)
+
+
+def visible_to(referral: Mapping[str, Any], org: str) -> bool:
+    """The sender sees its referrals; a recipient only once a consent handed it the person
+    (before that, it learns nothing of them, not even that they exist). The store's
+    `VISIBLE_TO` is the same rule in SQL."""
+    return org == referral["sender_org"] or (
+        org == referral["target"] and referral["consent_id"] is not None)
+
+
+def as_seen_by(referral: dict[str, Any], org: str) -> dict[str, Any]:
+    """A recipient told to stop processing no longer gets the person's id."""
+    if org != referral["sender_org"] and referral["stopped_at"] is not None:
+        return referral | {"person_id": None}
+    return referral

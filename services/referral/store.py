@@ -30,13 +30,15 @@ async def upsert_partners(conn: Db, directory: Directory) -> None:
                        [o.id for o in directory.organisations])
     await conn.executemany(
         "INSERT INTO referral.partners (id, name, kind, needs, communes, min_age, max_age,"
-        " answer_days) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET"
+        " answer_days, members) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        " ON CONFLICT (id) DO UPDATE SET"
         " name = EXCLUDED.name, kind = EXCLUDED.kind, needs = EXCLUDED.needs,"
         " communes = EXCLUDED.communes, min_age = EXCLUDED.min_age,"
-        " max_age = EXCLUDED.max_age, answer_days = EXCLUDED.answer_days, active = true",
+        " max_age = EXCLUDED.max_age, answer_days = EXCLUDED.answer_days,"
+        " members = EXCLUDED.members, active = true",
         [
             (o.id, o.name, o.kind, [str(n) for n in o.needs], o.communes, o.min_age, o.max_age,
-             o.answer_days)
+             o.answer_days, o.members)
             for o in directory.organisations
         ],
     )
@@ -187,9 +189,13 @@ async def mark_stopped(conn: asyncpg.Connection, referral_id: UUID) -> None:
                        referral_id)
 
 
+VISIBLE_TO = "(sender_org = {0} OR (target = {0} AND consent_id IS NOT NULL))"
+"""The SQL of `domain.visible_to`: a recipient sees a referral once a consent handed it off."""
+
+
 async def get_referral(db: Db, referral_id: UUID, org: str) -> asyncpg.Record | None:
     row: asyncpg.Record | None = await db.fetchrow(
-        "SELECT * FROM referral.referrals WHERE id = $1 AND (sender_org = $2 OR target = $2)",
+        f"SELECT * FROM referral.referrals WHERE id = $1 AND {VISIBLE_TO.format('$2')}",
         referral_id, org,
     )
     return row
@@ -205,8 +211,9 @@ async def history(db: Db, referral_id: UUID) -> list[asyncpg.Record]:
 async def page_referrals(db: Db, org: str, role: str | None, status: str | None,
                          intake_id: UUID | None, after: tuple[datetime, UUID] | None,
                          limit: int) -> list[asyncpg.Record]:
-    who = {"sender": "sender_org = $1", "recipient": "target = $1"}.get(
-        role or "", "(sender_org = $1 OR target = $1)")
+    who = {"sender": "sender_org = $1",
+           "recipient": "target = $1 AND consent_id IS NOT NULL"}.get(
+        role or "", VISIBLE_TO.format("$1"))
     rows: list[asyncpg.Record] = await db.fetch(
         f"SELECT * FROM referral.referrals WHERE {who}"
         " AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR intake_id = $3)"

@@ -105,16 +105,20 @@ async def _record(conn: asyncpg.Connection, schema: str, org: str, operation: st
 
 M = TypeVar("M", bound=BaseModel)
 Create = Callable[[asyncpg.Connection, Principal, M], Awaitable[Answer]]
+Check = Callable[[Principal, M], Awaitable[None]]
 
 
 async def create(request: web.Request, scope: str, model: type[M], schema: str,
-                 operation: str, work: Create[M]) -> web.Response:
+                 operation: str, work: Create[M], check: Check[M] | None = None) -> web.Response:
     """An idempotent write: authenticate, require the key, validate the body, then do `work`
-    once per (organisation, operation, key)."""
+    once per (organisation, operation, key). `check` runs before a database connection is
+    taken (a call to another service, which must not hold one while it waits)."""
     principal = await authenticate(request, scope)
     key = idempotency_key(request)
     payload = await read_json(request)
     body = parse(model, payload)
+    if check is not None:
+        await check(principal, body)
 
     async def bound(conn: asyncpg.Connection) -> Answer:
         return await work(conn, principal, body)

@@ -30,6 +30,16 @@ def consent(person: str, **extra: Any) -> dict[str, Any]:
             "captured_by": "conseillere-camion"} | extra
 
 
+async def met(client: Client, tokens: Tokens) -> str:
+    """A person the outreach team met (only it may record their consent)."""
+    response = await client.post("/v1/intakes", json={
+        "site": "qpv-etouvie", "channel": "mobile_permanence",
+        "contacted_at": "2026-11-20T10:00:00+01:00", "needs": ["employment"]},
+        headers=tokens.headers(TEAM, SCOPES, **{"Idempotency-Key": str(uuid.uuid4())}))
+    assert response.status == 201, await response.text()
+    return str((await response.json())["person_id"])
+
+
 async def grant(client: Client, tokens: Tokens, body: dict[str, Any]) -> Any:
     response = await client.post("/v1/consents", json=body, headers=tokens.headers(
         TEAM, SCOPES, **{"Idempotency-Key": str(uuid.uuid4())}))
@@ -59,12 +69,12 @@ async def trail_kinds(client: Client) -> list[str]:
 
 
 async def test_a_partial_then_whole_withdrawal(client: Client, tokens: Tokens) -> None:
-    person = str(uuid.uuid4())
+    person = await met(client, tokens)
     granted = await grant(client, tokens, consent(person))
     assert (await check(client, tokens, person, FT))["allowed"] is True
 
-    # the person tells the Mission locale: stop sharing with France Travail
-    partial = await withdraw(client, tokens, granted["id"], ML, recipients=[FT])
+    # the person tells the outreach team: stop sharing with France Travail
+    partial = await withdraw(client, tokens, granted["id"], TEAM, recipients=[FT])
     assert partial.status == 200
     body = await partial.json()
     assert body["status"] == "active" and body["recipients"] == [ML]
@@ -95,7 +105,7 @@ async def test_a_partial_then_whole_withdrawal(client: Client, tokens: Tokens) -
 async def test_only_the_recorder_or_a_recipient_may_record_a_withdrawal(
     client: Client, tokens: Tokens
 ) -> None:
-    granted = await grant(client, tokens, consent(str(uuid.uuid4())))
+    granted = await grant(client, tokens, consent(await met(client, tokens)))
     assert (await withdraw(client, tokens, granted["id"], "ccas")).status == 404
     nothing = await withdraw(client, tokens, granted["id"], TEAM, recipients=["ccas"])
     assert nothing.status == 422
@@ -126,7 +136,7 @@ async def test_a_consent_expires_on_its_own(database: str, tmp_path: Path) -> No
     app = create_app(settings, database, service_specs(SERVICE_NAMES))
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         tokens = Tokens(await client.app[KEYS].signing(), settings)
-        person = str(uuid.uuid4())
+        person = await met(client, tokens)
         soon = (datetime.now(UTC) + timedelta(seconds=1.5)).isoformat()
         granted = await grant(client, tokens, consent(person, valid_until=soon))
         assert (await check(client, tokens, person, ML))["allowed"] is True
@@ -147,7 +157,7 @@ async def test_a_consent_refers_to_a_registered_notice_by_its_hash(client: Clien
     demo = await (await client.get("/v1/notices/2026-01",
                                    headers=tokens.headers(TEAM, SCOPES))).json()
     assert "retirer votre accord" in demo["text"]
-    granted = await grant(client, tokens, consent(str(uuid.uuid4())))
+    granted = await grant(client, tokens, consent(await met(client, tokens)))
     assert granted["notice_hash"] == demo["hash"]
 
     notice = {"version": "2027-01", "text": "Nouvelle notice d'information, version 2027."}
@@ -157,7 +167,7 @@ async def test_a_consent_refers_to_a_registered_notice_by_its_hash(client: Clien
                                 headers=tokens.headers(TEAM, SCOPES))
     assert (first.status, again.status, changed.status) == (201, 200, 409)
 
-    unknown = await client.post("/v1/consents", json=consent(str(uuid.uuid4()),
+    unknown = await client.post("/v1/consents", json=consent(await met(client, tokens),
                                                              notice_version="1999"),
                                 headers=tokens.headers(TEAM, SCOPES, **{
                                     "Idempotency-Key": str(uuid.uuid4())}))

@@ -64,6 +64,9 @@ async def test_a_new_directory_reaches_every_service(client: Client, tokens: Tok
     current["organisations"] = [o for o in current["organisations"] if o["id"] != "plie"]
     current["consortia"] = [c | {"members": [m for m in c["members"] if m != "plie"]}
                             for c in current["consortia"]]
+    current["organisations"] = [o | {"members": [m for m in o.get("members", [])
+                                                 if m != "plie"]}
+                                for o in current["organisations"]]
     response = await client.put("/v1/directory", json=current,
                                 headers=tokens.headers("ccas", ADMIN))
     assert response.status == 200

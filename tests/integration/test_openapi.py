@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
+from schemas.api import IntakeIn
 from schemas.events import IntakeRecordedV1
 from services.auth import domain, store
+from services.intake import store as intake_store
 from services.referral import handlers, routing
 from services.runtime.app import RUNTIME
 from tests.e2e.conftest import Tokens
@@ -39,6 +41,16 @@ async def example_intake(client: Client, intake_id: str) -> None:
         needs=["housing"], visit_number=1, returning=False)
     async with client.app[RUNTIME].pool.acquire() as conn, conn.transaction():
         await handlers.on_intake(conn, intake, routing.load_rules(), datetime.now(UTC))
+
+
+async def example_person(client: Client, person_id: str) -> None:
+    """The example refers to a person the caller met: the intake it recorded for them."""
+    body = IntakeIn.model_validate({"site": "qpv-etouvie", "channel": "mobile_permanence",
+                                    "contacted_at": datetime.now(UTC), "needs": ["housing"]})
+    async with client.app[RUNTIME].pool.acquire() as conn:
+        await intake_store.insert_intake(conn, uuid.uuid4(), "equipe-aller-vers",
+                                         uuid.UUID(person_id), "qpv-etouvie", body, None, 1,
+                                         None, "met")
 
 
 def operations() -> list[tuple[str, str, dict[str, Any]]]:
@@ -72,6 +84,8 @@ async def test_every_example_works_against_the_demo_directory(
         kwargs["headers"] = {"Authorization": basic("tablette", secret)}
     if (method, path) == ("POST", "/v1/referrals"):
         await example_intake(client, kwargs["json"]["intake_id"])
+    if (method, path) == ("POST", "/v1/consents"):
+        await example_person(client, kwargs["json"]["person_id"])
     response = await client.request(method, path, **kwargs)
     assert str(response.status) in op["responses"], (response.status, await response.text())
     creates = method in ("POST", "PUT") and not any(p["in"] == "path"

@@ -81,8 +81,8 @@ async def test_the_closed_loop_from_intake_to_outcome(client: Client, tokens: To
     met = await intake(client, tokens)
     waiting = await referral_of(client, tokens, met["id"], "awaiting_consent")
     assert waiting["target"] == ML and waiting["explanation"]["rule"] == "best_partner_by_needs"
-    # no consent yet: the recipient does not see it in its dossier, cannot answer it
-    assert (await act(client, tokens, ML, waiting["id"], "accept")).status == 409
+    # no consent yet: to the recipient it does not exist
+    assert (await act(client, tokens, ML, waiting["id"], "accept")).status == 404
     await consent(client, tokens, met["person_id"], [ML])
     requested = await referral_of(client, tokens, met["id"], "requested")
     assert requested["due_at"] and requested["consent_id"]

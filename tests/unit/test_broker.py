@@ -12,7 +12,7 @@ def test_cluster_ids_never_start_with_a_dash() -> None:
     dashed = mock.Mock(bytes=b"\xf8" + bytes(15))  # base64url: "-A..."
     plain = mock.Mock(bytes=bytes(16))
     assert base64.urlsafe_b64encode(dashed.bytes).decode().startswith("-")
-    with mock.patch.object(broker.uuid, "uuid4", side_effect=[dashed, dashed, plain]):
+    with mock.patch("deploy.kafka.broker.uuid.uuid4", side_effect=[dashed, dashed, plain]):
         assert broker.cluster_id() == "AAAAAAAAAAAAAAAAAAAAAA"
 
 

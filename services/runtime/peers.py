@@ -1,0 +1,75 @@
+"""Calls from one service to another over their HTTP API, on behalf of the caller (with the
+caller's own token, so the other service checks and logs it too).
+
+The address is configuration, never the request: `RELAIS_INTAKE_URL`, else this very server
+(the address its socket is bound to) when it runs the service, else the base URL. A caller's
+token is never sent anywhere else; the `Host` it sent is never used."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import TypeVar
+
+import aiohttp
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from schemas.api import PersonOut, StandingOut
+from services.runtime.app import RUNTIME
+from services.runtime.problem import Problem
+
+HTTP = web.AppKey("peers_http", aiohttp.ClientSession)
+TIMEOUT = aiohttp.ClientTimeout(total=10)
+M = TypeVar("M", bound=BaseModel)
+
+
+async def _session(app: web.Application) -> AsyncIterator[None]:
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        app[HTTP] = session
+        yield
+
+
+def setup(app: web.Application) -> None:
+    """Give the app a client session for peer calls (once, whichever service asks first)."""
+    if _session not in app.cleanup_ctx:
+        app.cleanup_ctx.append(_session)
+
+
+def intake_base(request: web.Request) -> str:
+    runtime = request.app[RUNTIME]
+    if runtime.settings.intake_url:
+        return runtime.settings.intake_url.rstrip("/")
+    if "intake" in runtime.services and request.transport is not None:
+        host, port = request.transport.get_extra_info("sockname")[:2]
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return runtime.settings.base_url
+
+
+async def _get(request: web.Request, path: str, model: type[M]) -> M | None:
+    """GET from the intake service as the caller; None when it answers 404 (or 403)."""
+    try:
+        async with request.app[HTTP].get(
+            f"{intake_base(request)}{path}",
+            headers={"Authorization": request.headers["Authorization"]},
+            allow_redirects=False,
+        ) as response:
+            if response.status in (403, 404, 410):
+                return None
+            if response.status != 200:
+                raise Problem(503, "Intake service unavailable", "The intake service answered "
+                              f"{response.status}; try again.", headers={"Retry-After": "5"})
+            return model.model_validate(await response.json())
+    except (aiohttp.ClientError, TimeoutError, ValidationError) as exc:
+        raise Problem(503, "Intake service unavailable", "The intake service did not answer; "
+                      "try again.", headers={"Retry-After": "5"}) from exc
+
+
+async def standing(request: web.Request, person_id: uuid.UUID) -> StandingOut | None:
+    """What the caller's organisation is to this person; None when it is nothing to them."""
+    return await _get(request, f"/v1/people/{person_id}/standing", StandingOut)
+
+
+async def person(request: web.Request, person_id: uuid.UUID) -> PersonOut | None:
+    """The person's data as far as the caller may read it (the read is logged there)."""
+    return await _get(request, f"/v1/people/{person_id}", PersonOut)
