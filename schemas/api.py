@@ -589,6 +589,11 @@ class TokenResponse(BaseModel):
     scope: str
 
 
+class RevokedClients(BaseModel):
+    revoked: list[str] = Field(description="Ids of the revoked API clients: tokens naming one "
+                               "(client_id) are refused though they have not expired.")
+
+
 class Health(BaseModel):
     status: str
     transport: str | None = None

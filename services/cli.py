@@ -16,10 +16,11 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from services.runtime import db
+from services.runtime import db, sealing
 from services.runtime.app import ServiceSpec, create_app
 from services.runtime.embedded import EmbeddedPostgres
 from services.runtime.logging import configure_logging, get_logger
+from services.runtime.server import AppRunner
 from services.runtime.settings import Settings
 from services.runtime.telemetry import configure_tracing
 
@@ -63,24 +64,32 @@ async def _auth_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
     return await db.create_pool(dsn, 2)
 
 
+NOT_VERIFIED = 3
+
+
 def audit_verify(export: str, key_file: str | None) -> int:
-    """Offline: needs no database, no server, no network."""
+    """Offline: needs no database, no server, no network. Without the auditor's own copy of
+    the keys (--key), nothing proves who signed the export: never OK, exit 3."""
     from services.consent import trail
 
     trusted = None
     if key_file:
         keys = json.loads(Path(key_file).read_text())["keys"]
         trusted = {k["kid"]: trail.public_key_of(k) for k in keys}
-    else:
-        print("warning: no --key given, trusting the keys inside the export", file=sys.stderr)
     with open(export, encoding="utf-8") as lines:
         report = trail.verify(lines, trusted)
     summary = f"{report.entries} entries, {report.checkpoints} signed checkpoints"
-    if report.ok:
-        print(f"OK: {summary}; tree head {report.root}")
-        return 0
-    print(f"FAILED after {summary}: {report.problem}")
-    return 1
+    if not report.ok:
+        print(f"FAILED after {summary}: {report.problem}")
+        return 1
+    if trusted is None:
+        print(f"NOT VERIFIED: no trusted key (--key). The chain and tree heads hold ({summary}; "
+              f"tree head {report.root}), but the signatures were only checked against the "
+              "keys inside the export, which whoever wrote it chose: give --key your own copy "
+              "of /v1/audit/keys.")
+        return NOT_VERIFIED
+    print(f"OK: {summary}; tree head {report.root}")
+    return 0
 
 
 def openapi_document() -> dict[str, object]:
@@ -161,6 +170,25 @@ async def directory_command(settings: Settings, args: argparse.Namespace) -> int
     return 0
 
 
+async def _organisations(pool: asyncpg.Pool, settings: Settings) -> set[str] | None:
+    """The organisation ids of the directory in use (the intake service's), else of
+    RELAIS_DIRECTORY_FILE; None when there is neither."""
+    from services import directory
+    from services.intake import store
+
+    try:
+        row = await store.directory(pool)
+    except asyncpg.UndefinedTableError:  # the intake service never ran on this database
+        row = None
+    if row is not None:
+        document = directory.Directory.model_validate(row["document"])
+    elif settings.directory_file is not None:
+        document = directory.load(settings.directory_file)
+    else:
+        return None
+    return {o.id for o in document.organisations}
+
+
 async def client_command(settings: Settings, args: argparse.Namespace) -> int:
     from services.auth import domain, keys, store
 
@@ -172,6 +200,16 @@ async def client_command(settings: Settings, args: argparse.Namespace) -> int:
                 if unknown := domain.unknown_scopes(scopes):
                     print(f"unknown scopes: {' '.join(unknown)}; known: "
                           f"{' '.join(domain.SCOPES)}", file=sys.stderr)
+                    return 2
+                known = await _organisations(pool, settings)
+                if known is None:
+                    print("no directory yet to check the organisation against: start Relais "
+                          "once (`relais up`) or load one (`relais directory load FILE`)",
+                          file=sys.stderr)
+                    return 2
+                if args.org not in known:
+                    print(f"unknown organisation {args.org!r}: it is not in the directory "
+                          "(`relais directory show` lists them)", file=sys.stderr)
                     return 2
                 client_id, secret = f"{args.org}-{uuid.uuid4().hex[:8]}", domain.new_secret()
                 await store.insert_client(pool, client_id, domain.hash_secret(secret), args.org,
@@ -186,7 +224,8 @@ async def client_command(settings: Settings, args: argparse.Namespace) -> int:
                     return 1
                 print(f"revoked {args.client_id}")
             elif args.action == "rotate":
-                print(json.dumps({"kid": await keys.rotate(pool)}))
+                master = sealing.master_key(settings)
+                print(json.dumps({"kid": await keys.rotate(pool, master)}))
         finally:
             await pool.close()
     return 0
@@ -203,7 +242,7 @@ async def serve(settings: Settings, names: Sequence[str]) -> None:
     runner: web.AppRunner | None = None
     try:
         app = create_app(settings, dsn, service_specs(names))
-        runner = web.AppRunner(app, access_log=None)
+        runner = AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, settings.http_host, settings.http_port).start()
         _print_banner(settings, names, embedded is not None)
@@ -290,8 +329,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     verify = audit.add_subparsers(dest="action", required=True).add_parser(
         "verify", help="verify an export offline: entries, chain, tree heads, signatures")
     verify.add_argument("export", help="the JSON Lines of /v1/audit/consent-trail/export")
-    verify.add_argument("--key", help="the auditor's copy of /v1/audit/keys (JSON); else the "
-                                      "keys inside the export are used")
+    verify.add_argument("--key", help="the auditor's copy of /v1/audit/keys (JSON); without "
+                                      "it, the signatures cannot be trusted and the answer is "
+                                      "NOT VERIFIED (exit 3)")
     sub.add_parser("openapi", help="print the OpenAPI document (schemas/openapi.json)")
     sub.add_parser("asyncapi", help="print the AsyncAPI document (schemas/asyncapi.json)")
     sub.add_parser("settings", help="print the effective settings as JSON")

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from services.auth import api
-from services.runtime.app import Runtime, ServiceSpec
-from services.runtime.auth import KeySource
+from services.auth import api, domain, store
+from services.runtime import sealing
+from services.runtime.app import RUNTIME, Runtime, ServiceSpec
+from services.runtime.auth import KeySource, RevokedLoader
 
 
-async def create_first_key(runtime: Runtime) -> None:
+async def start(runtime: Runtime) -> None:
+    settings = runtime.settings
+    runtime.app[api.THROTTLE] = domain.FailureThrottle.per_minute(
+        settings.token_failures_per_client, settings.token_failures_per_address)
     keys = runtime.app[api.KEYS]
-    keys.token_ttl = runtime.settings.token_ttl
+    keys.token_ttl = settings.token_ttl
+    keys.master = sealing.master_key(settings)
     await keys.ensure()
 
 
@@ -19,5 +24,12 @@ def key_source(app: web.Application) -> KeySource:
     return app[api.KEYS]
 
 
+def revoked_clients(app: web.Application) -> RevokedLoader:
+    async def load() -> frozenset[str]:
+        return await store.revoked_client_ids(app[RUNTIME].pool)
+
+    return load
+
+
 SPEC = ServiceSpec(name="auth", package="services.auth", routes=api.routes,
-                   on_start=create_first_key, key_source=key_source)
+                   on_start=start, key_source=key_source, revoked_clients=revoked_clients)

@@ -15,14 +15,18 @@ from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 
-from schemas.api import TokenRequest, TokenResponse
+from schemas.api import RevokedClients, TokenRequest, TokenResponse
 from services.auth import domain, store
 from services.auth.keys import SigningKeys
 from services.runtime.app import RUNTIME
 from services.runtime.auth import ALGORITHM, TokenIssuer
+from services.runtime.http import client_address, json_response
 from services.runtime.openapi import FORM, Operation, register
+from services.runtime.problem import Problem
+from services.runtime.ratelimit import RateLimiter
 
 KEYS = web.AppKey("signing_keys", SigningKeys)
+THROTTLE = web.AppKey("token_failures", domain.FailureThrottle)
 # TLS is terminated in front of Relais (the reverse proxy); authlib's own transport check
 # would only see the proxy's plain HTTP.
 _TOKEN_URI = "https://relais.invalid/oauth/token"
@@ -66,10 +70,10 @@ class _TokenServer(AuthorizationServer):  # type: ignore[misc]
     def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
         """No listeners."""
 
-    def query_client(self, client_id: str) -> domain.Client | None:
+    def query_client(self, client_id: str) -> domain.Client:
         if self._client is not None and self._client.client_id == client_id:
             return self._client
-        return None
+        return domain.unknown_client(client_id)
 
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
         """JWTs are self-contained: nothing to store."""
@@ -90,15 +94,30 @@ async def token(request: web.Request) -> web.Response:
             client_id = BasicAuth.decode(request.headers["Authorization"]).login
         except ValueError:
             client_id = None
-    client = await store.active_client(runtime.pool, client_id) if client_id else None
     settings = runtime.settings
+    throttle, address = request.app[THROTTLE], client_address(request, settings.trusted_proxies)
+    wait = throttle.wait(client_id or "", address)
+    if wait:
+        raise Problem(429, "Too many failed attempts", "Too many failed client authentications "
+                      "for this client or from this address: try again later.",
+                      headers={"Retry-After": RateLimiter.retry_after(wait)})
+    client = await store.active_client(runtime.pool, client_id) if client_id else None
     issuer = TokenIssuer(await request.app[KEYS].signing(), settings.issuer,
                          settings.jwt_audience)
     server = _TokenServer(client, issuer, settings.token_ttl)
     oauth_request = _FormRequest(form, dict(request.headers))
     # The secret check (scrypt) is CPU work: keep it off the event loop.
     response: web.Response = await asyncio.to_thread(server.create_token_response, oauth_request)
+    if response.status == 401:
+        throttle.failed(client_id or "", address)
     return response
+
+
+async def revoked(request: web.Request) -> web.Response:
+    """The revoked clients, for the services that verify tokens in other processes (like a
+    certificate revocation list): their tokens are refused before they expire."""
+    ids = await store.revoked_client_ids(request.app[RUNTIME].pool)
+    return json_response(RevokedClients(revoked=sorted(ids)))
 
 
 async def metadata(request: web.Request) -> web.Response:
@@ -126,7 +145,10 @@ OPERATIONS = [
     Operation("POST", "/oauth/token", token, "An access token (client credentials)", TAG,
               request=TokenRequest, response=TokenResponse,
               example={"grant_type": "client_credentials", "scope": "intake:write intake:read"},
-              request_media=FORM, errors=(400, 401), authenticated=False, oauth_errors=True),
+              request_media=FORM, errors=(400, 401, 429), authenticated=False,
+              oauth_errors=True),
+    Operation("GET", "/oauth/revoked", revoked, "The revoked clients (their tokens are "
+              "refused before they expire)", TAG, response=RevokedClients, authenticated=False),
     Operation("GET", "/.well-known/oauth-authorization-server", metadata,
               "Authorization server metadata (RFC 8414)", TAG, authenticated=False),
     Operation("GET", "/.well-known/jwks.json", jwks, "The token signing keys (JWKS)", TAG,

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from authlib.oauth2.rfc6749 import ClientMixin
 
+from services.runtime.ratelimit import RateLimiter
+
 SCOPES = (
     "intake:write", "intake:read", "consent:write", "consent:read", "referral:read",
     "referral:write", "notification:read", "notification:write", "audit:read",
@@ -17,6 +19,9 @@ SCOPES = (
 )
 AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
+_NO_SECRET = ("scrypt$Ae8lVx2CFzM3sU5mJz0dQw==$"
+              "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+"""The hash an unknown client's secret is checked against (nothing hashes to it)."""
 
 
 def new_secret() -> str:
@@ -76,3 +81,41 @@ class Client(ClientMixin):  # type: ignore[misc]
         if not scope:
             return " ".join(sorted(self.scopes))
         return " ".join(s for s in scope.split() if s in self.scopes)
+
+
+@dataclass(frozen=True)
+class UnknownClient(Client):
+    """Stands for a client id that does not exist or was revoked: its secret is checked
+    (scrypt) and refused like a wrong one, so neither the answer nor its time tells which
+    client ids exist."""
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        secret_matches(client_secret, self.secret_hash)
+        return False
+
+
+def unknown_client(client_id: str) -> UnknownClient:
+    return UnknownClient(client_id, _NO_SECRET, "", frozenset())
+
+
+@dataclass(frozen=True)
+class FailureThrottle:
+    """Failed client authentications at the token endpoint, per client id and per address:
+    past `per_client` (or `per_address`) a minute, the next requests get 429 without a
+    secret being checked, until the bucket refills."""
+
+    by_client: RateLimiter
+    by_address: RateLimiter
+
+    @classmethod
+    def per_minute(cls, per_client: int, per_address: int) -> FailureThrottle:
+        return cls(RateLimiter(per_client / 60, per_client),
+                   RateLimiter(per_address / 60, per_address))
+
+    def wait(self, client_id: str, address: str) -> float:
+        """The seconds before this client id may try again from this address (0: now)."""
+        return max(self.by_client.wait_time(client_id), self.by_address.wait_time(address))
+
+    def failed(self, client_id: str, address: str) -> None:
+        self.by_client.wait_for(client_id)
+        self.by_address.wait_for(address)

@@ -1,8 +1,11 @@
 """The token signing keys: created on first start, rotated on demand (`relais keys rotate`);
-a retired key stays published until every token it signed has expired."""
+a retired key stays published until every token it signed has expired. The private keys are
+sealed under the master key in PostgreSQL; keys an older version left in clear are sealed at
+start (and read meanwhile)."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -12,8 +15,34 @@ import asyncpg
 from joserfc.jwk import Key, OKPKey
 
 from services.auth import store
+from services.runtime import sealing
 
 REFRESH_EVERY = 30.0
+
+
+def _context(kid: str) -> str:
+    return f"auth/signing-key/{kid}"
+
+
+def seal_key(master: bytes, kid: str, key: OKPKey) -> bytes:
+    return sealing.seal(master, json.dumps(key.as_dict(private=True)).encode(), _context(kid))
+
+
+def open_key(master: bytes, row: asyncpg.Record) -> OKPKey:
+    """A stored key: sealed, or in clear if an older version left it so."""
+    if row["sealed_jwk"] is None:
+        return OKPKey.import_key(row["private_jwk"])
+    return OKPKey.import_key(json.loads(sealing.open_sealed(master, row["sealed_jwk"],
+                                                            _context(row["kid"]))))
+
+
+async def seal_keys_in_clear(pool: asyncpg.Pool, master: bytes) -> int:
+    """Seal the keys an older version stored in clear; how many there were."""
+    rows = await store.keys_in_clear(pool)
+    for row in rows:
+        key = OKPKey.import_key(row["private_jwk"])
+        await store.seal_key(pool, row["kid"], seal_key(master, row["kid"], key))
+    return len(rows)
 
 
 class SigningKeys:
@@ -22,19 +51,27 @@ class SigningKeys:
     def __init__(self, pool: Callable[[], asyncpg.Pool], token_ttl: int) -> None:
         self._pool = pool
         self.token_ttl = token_ttl
+        self.master: bytes | None = None
+        """The master key, set at start."""
         self._signing: OKPKey | None = None
         self._public: dict[str, Key] = {}
         self._loaded_at = -REFRESH_EVERY
 
+    def _master(self) -> bytes:
+        if self.master is None:
+            raise RuntimeError("the auth service has not started: no master key")
+        return self.master
+
     async def ensure(self) -> None:
-        """Create the first key if there is none."""
+        """Seal the keys left in clear, and create the first key if there is none."""
+        await seal_keys_in_clear(self._pool(), self._master())
         if not await store.published_keys(self._pool(), self.token_ttl):
-            await rotate(self._pool())
+            await rotate(self._pool(), self._master())
         await self._load()
 
     async def _load(self) -> None:
         rows = await store.published_keys(self._pool(), self.token_ttl)
-        keys = [OKPKey.import_key(r["private_jwk"]) for r in rows]
+        keys = [open_key(self._master(), r) for r in rows]
         self._signing = next((k for k, r in zip(keys, rows, strict=True)
                               if r["retired_at"] is None), None)
         self._public = {k.kid: OKPKey.import_key(k.as_dict(private=False)) for k in keys
@@ -62,9 +99,9 @@ class SigningKeys:
                          for k in self._public.values()]}
 
 
-async def rotate(pool: asyncpg.Pool) -> str:
+async def rotate(pool: asyncpg.Pool, master: bytes) -> str:
     key = OKPKey.generate_key("Ed25519", parameters={"kid": uuid.uuid4().hex[:16]})
     assert key.kid is not None
     async with pool.acquire() as conn:
-        await store.add_key(conn, key.kid, key.as_dict(private=True))
+        await store.add_key(conn, key.kid, seal_key(master, key.kid, key))
     return key.kid

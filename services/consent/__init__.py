@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 from importlib import resources
 
-from services.consent import api, handlers, store
+from services.consent import api, handlers, store, trail_store
+from services.runtime import sealing
 from services.runtime.app import ConsumerSpec, Runtime, ServiceSpec
 
 DEMO_NOTICE = "2026-01"
@@ -18,11 +19,17 @@ async def first_notice(runtime: Runtime) -> None:
         await store.insert_notice(conn, DEMO_NOTICE, "fr", text,
                                   hashlib.sha256(text.encode()).digest(), "relais")
 
+
+async def start(runtime: Runtime) -> None:
+    await first_notice(runtime)
+    await trail_store.seal_keys_in_clear(runtime.pool, sealing.master_key(runtime.settings))
+
+
 SPEC = ServiceSpec(
     name="consent", package="services.consent", produces=("relais.consent",),
     routes=api.routes,
     consumers=(ConsumerSpec("consent", ("relais.intake", "relais.referral"),
                             handlers.handler),),
     workers=(handlers.checkpointer, handlers.expirer),
-    on_start=first_notice,
+    on_start=start,
 )

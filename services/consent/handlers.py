@@ -10,6 +10,7 @@ import asyncpg
 
 from schemas.events import PERSONAL_DATA_READ, REFERRAL_DOSSIER_READ
 from services.consent import lifecycle, trail_store
+from services.runtime import sealing
 from services.runtime.app import Runtime
 from services.runtime.consumer import Handler
 from services.runtime.events import Event
@@ -32,7 +33,8 @@ async def expirer(runtime: Runtime) -> None:
 
 
 async def checkpointer(runtime: Runtime) -> None:
-    await trail_store.signing_key(runtime.pool)
+    master = sealing.master_key(runtime.settings)
+    await trail_store.signing_key(runtime.pool, master)
     while True:
-        await trail_store.checkpoint(runtime.pool)
+        await trail_store.checkpoint(runtime.pool, master)
         await asyncio.sleep(runtime.settings.checkpoint_interval)

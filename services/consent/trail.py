@@ -21,6 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from services.consent import merkle
+from services.runtime import sealing
 
 
 def encode_entry(seq: int, prev: bytes | None, at: datetime, kind: str,
@@ -88,7 +89,8 @@ class _Bad(Exception):
 def verify(lines: Iterable[str], trusted: Mapping[str, Ed25519PublicKey] | None = None) -> Report:
     """Check every entry, chain link, tree head and signature of an export; the report names
     the first problem found. Keys come from `trusted` (the auditor's own copy) when given,
-    else from the export itself."""
+    else from the export itself: then the signatures only show the export is consistent, not
+    who signed it (whoever rewrote it could sign it again with keys of their own)."""
     tree = merkle.Frontier()
     keys: dict[str, Ed25519PublicKey] = dict(trusted or {})
     checkpoints, last_root, last_size = 0, None, 0
@@ -157,3 +159,13 @@ def _check_checkpoint(number: int, item: Mapping[str, Any], tree: merkle.Frontie
 
 def new_key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
+
+
+def seal_key(master: bytes, kid: str, key: Ed25519PrivateKey) -> bytes:
+    """The private key sealed under the master key, to be stored."""
+    return sealing.seal(master, key.private_bytes_raw(), f"consent/audit-key/{kid}")
+
+
+def open_key(master: bytes, kid: str, sealed: bytes) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(
+        sealing.open_sealed(master, sealed, f"consent/audit-key/{kid}"))

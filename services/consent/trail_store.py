@@ -9,7 +9,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
 
 from services.consent import merkle, trail
 
@@ -35,24 +38,44 @@ async def append(conn: asyncpg.Connection, items: Sequence[tuple[str, uuid.UUID 
         rows)
 
 
-async def signing_key(db: asyncpg.Pool | asyncpg.Connection) -> tuple[str, Ed25519PrivateKey]:
-    row = await db.fetchrow("SELECT kid, private_key FROM consent.audit_keys"
+async def signing_key(db: asyncpg.Pool | asyncpg.Connection,
+                      master: bytes) -> tuple[str, Ed25519PrivateKey]:
+    row = await db.fetchrow("SELECT kid, sealed_key, private_key FROM consent.audit_keys"
                             " ORDER BY created_at DESC LIMIT 1")
     if row is None:
         key, kid = trail.new_key(), uuid.uuid4().hex[:16]
-        await db.execute("INSERT INTO consent.audit_keys (kid, private_key) VALUES ($1, $2)"
-                         " ON CONFLICT DO NOTHING", kid, key.private_bytes_raw())
-        return await signing_key(db)
-    return row["kid"], Ed25519PrivateKey.from_private_bytes(row["private_key"])
+        await db.execute("INSERT INTO consent.audit_keys (kid, sealed_key, public_key)"
+                         " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", kid,
+                         trail.seal_key(master, kid, key), key.public_key().public_bytes_raw())
+        return await signing_key(db, master)
+    if row["sealed_key"] is None:  # left in clear by an older version, not yet sealed
+        return row["kid"], Ed25519PrivateKey.from_private_bytes(row["private_key"])
+    return row["kid"], trail.open_key(master, row["kid"], row["sealed_key"])
+
+
+async def seal_keys_in_clear(pool: asyncpg.Pool, master: bytes) -> int:
+    """Seal the keys an older version stored in clear; how many there were."""
+    rows = await pool.fetch("SELECT kid, private_key FROM consent.audit_keys"
+                            " WHERE private_key IS NOT NULL")
+    for row in rows:
+        key = Ed25519PrivateKey.from_private_bytes(row["private_key"])
+        await pool.execute("UPDATE consent.audit_keys SET sealed_key = $2, public_key = $3,"
+                           " private_key = NULL WHERE kid = $1", row["kid"],
+                           trail.seal_key(master, row["kid"], key),
+                           key.public_key().public_bytes_raw())
+    return len(rows)
 
 
 async def public_keys(db: asyncpg.Pool) -> list[dict[str, str]]:
-    rows = await db.fetch("SELECT kid, private_key FROM consent.audit_keys ORDER BY created_at")
-    return [trail.public_jwk(r["kid"], Ed25519PrivateKey.from_private_bytes(
-        r["private_key"]).public_key()) for r in rows]
+    rows = await db.fetch("SELECT kid, public_key, private_key FROM consent.audit_keys"
+                          " ORDER BY created_at")
+    return [trail.public_jwk(r["kid"], Ed25519PublicKey.from_public_bytes(r["public_key"])
+                             if r["public_key"] is not None else
+                             Ed25519PrivateKey.from_private_bytes(r["private_key"]).public_key())
+            for r in rows]
 
 
-async def checkpoint(pool: asyncpg.Pool) -> int | None:
+async def checkpoint(pool: asyncpg.Pool, master: bytes) -> int | None:
     """Sign the tree head if the trail grew since the last checkpoint; its new size."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", APPEND_LOCK)
@@ -66,7 +89,7 @@ async def checkpoint(pool: asyncpg.Pool) -> int | None:
             return None
         for row in leaves:
             tree.append(row["leaf_hash"])
-        kid, key = await signing_key(conn)
+        kid, key = await signing_key(conn, master)
         root, signed_at = tree.root(), datetime.now(UTC).isoformat()
         await conn.execute(
             "INSERT INTO consent.checkpoints (size, root, signed_at, kid, signature, frontier,"

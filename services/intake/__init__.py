@@ -3,34 +3,15 @@ identity vault."""
 
 from __future__ import annotations
 
-import base64
-import os
-
 from services import directory as reference
-from services.intake import api, handlers, store, vault
+from services.intake import api, handlers, store
 from services.intake.directory import publish
+from services.runtime import sealing
 from services.runtime.app import ConsumerSpec, Runtime, ServiceSpec
-from services.runtime.logging import get_logger
-
-log = get_logger("relais.intake")
 
 
 async def load_master_key(runtime: Runtime) -> None:
-    """RELAIS_MASTER_KEY, or a key made once in the data directory (back it up: without it,
-    the sealed identities cannot be read)."""
-    settings = runtime.settings
-    if settings.master_key:
-        runtime.app[api.MASTER_KEY] = vault.load_master_key(settings.master_key)
-        return
-    path = settings.data_dir / "keys" / "master.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as file:
-            file.write(base64.b64encode(vault.new_person_key()).decode())
-        log.warning("master_key_created", path=str(path),
-                    advice="set RELAIS_MASTER_KEY in production and keep a copy safe")
-    runtime.app[api.MASTER_KEY] = vault.load_master_key(path.read_text().strip())
+    runtime.app[api.MASTER_KEY] = sealing.master_key(runtime.settings)
 
 
 async def first_directory(runtime: Runtime) -> None:

@@ -45,6 +45,7 @@ from services.runtime.events import new_event
 from services.runtime.http import json_response, parse, path_uuid, read_json
 from services.runtime.openapi import Operation, Query, register
 from services.runtime.problem import Problem, validation_problem
+from services.runtime.ratelimit import charge
 
 SOURCE = "/relais/intake"
 MASTER_KEY = web.AppKey("master_key", bytes)
@@ -173,6 +174,7 @@ async def post_batch(request: web.Request) -> web.Response:
     """Up to 500 intakes, each with its own idempotency key and its own transaction."""
     principal = await authenticate(request, "intake:write")
     batch = parse(BatchIn, await read_json(request))
+    charge(request, principal.client_id, len(batch.items) - 1)  # one per intake in all
     pool, master = request.app[RUNTIME].pool, request.app[MASTER_KEY]
     directory = await request.app[DIRECTORY].get(pool)
     results: list[BatchResult] = []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services import directory
-from services.notify import api, handlers, store
+from services.notify import api, handlers, live, store
 from services.runtime.app import ConsumerSpec, Runtime, ServiceSpec
 
 
@@ -20,6 +20,6 @@ SPEC = ServiceSpec(
     produces=("relais.notification",),
     routes=api.routes,
     consumers=(ConsumerSpec("notify", ("relais.referral", "relais.intake"), handlers.handler),),
-    workers=(handlers.email_sender, handlers.webhook_sender),
+    workers=(handlers.email_sender, handlers.webhook_sender, live.listener),
     on_start=load_recipients,
 )

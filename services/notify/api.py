@@ -23,18 +23,22 @@ from schemas.api import (
     RecipientIn,
     RecipientOut,
 )
-from services.notify import domain, handlers, store
-from services.runtime import db
+from services.notify import domain, egress, handlers, live, store
 from services.runtime.app import RUNTIME
 from services.runtime.auth import authenticate
 from services.runtime.http import json_response, parse, path_uuid, read_json
+from services.runtime.logging import get_logger
 from services.runtime.openapi import Operation, Query, register
 from services.runtime.problem import Problem
 from services.runtime.waiting import wait_for_event
 
+log = get_logger("relais.notify.inbox")
 EXAMPLE_ID = "0e4d3c2b-1a2b-4c3d-8e9f-0a1b2c3d4e5f"
 INBOX_PAGE = 100
 HEARTBEAT = 15.0
+ALIVE_CHECK = 1.0
+"""Seconds between looks at whether a quiet stream's client is still there."""
+STREAM_RETRY_AFTER = 10
 
 
 async def list_notifications(request: web.Request) -> web.Response:
@@ -89,8 +93,8 @@ async def post_endpoint(request: web.Request) -> web.Response:
     principal = await authenticate(request, "notification:write")
     body = parse(EndpointIn, await read_json(request))
     runtime = request.app[RUNTIME]
-    refused = await handlers.refused_host(body.url, runtime.settings.webhook_allowed_networks,
-                                          unresolved_ok=True)
+    refused = await egress.refused_url(body.url, runtime.settings.webhook_allowed_networks,
+                                       unresolved_ok=True)
     if refused:
         raise Problem(422, "Endpoint refused", refused)
     unknown = sorted(set(body.kinds) - {str(k) for k in domain.Kind})
@@ -160,16 +164,16 @@ async def handed(pool: asyncpg.Pool, rows: list[Any]) -> None:
             await handlers.emit_outcome(conn, row, True)
 
 
-def _after(request: web.Request, name: str, value: str | None) -> int:
-    try:
-        return int(value or 0)
-    except ValueError as exc:
-        raise Problem(400, "Bad query", f"{name} is a sequence number.") from exc
+def _sequence(name: str, value: str | None) -> int:
+    after = domain.sequence_number(value)
+    if after is None:
+        raise Problem(400, "Bad query", f"{name} is a sequence number (0 to {domain.MAX_SEQ}).")
+    return after
 
 
 async def get_inbox(request: web.Request) -> web.Response:
     principal = await authenticate(request, "notification:read")
-    after = _after(request, "after", request.query.get("after"))
+    after = _sequence("after", request.query.get("after"))
     pool = request.app[RUNTIME].pool
     rows = await store.inbox(pool, principal.org, after, INBOX_PAGE)
     await handed(pool, rows)
@@ -178,37 +182,65 @@ async def get_inbox(request: web.Request) -> web.Response:
 
 async def inbox_stream(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events: what is in the inbox after Last-Event-ID, then each new item as
-    it arrives (a comment every 15 s keeps the connection open)."""
+    it arrives (a comment every 15 s keeps the connection open). The process's one database
+    listener wakes the stream; a client and its organisation hold a few streams at most."""
     principal = await authenticate(request, "notification:read")
-    after = _after(request, "Last-Event-ID", request.headers.get("Last-Event-ID")
-                   or request.query.get("after"))
-    runtime = request.app[RUNTIME]
-    wake = asyncio.Event()
-    listener = await db.connect(runtime.dsn)
+    header = request.headers.get("Last-Event-ID")
+    after = _sequence("Last-Event-ID" if header else "after",
+                      header or request.query.get("after"))
+    settings = request.app[RUNTIME].settings
+    hub = request.app[live.HUB]
     try:
-        await listener.add_listener(
-            store.INBOX_CHANNEL, lambda *args: wake.set() if args[3] == principal.org else None)
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                               "Cache-Control": "no-cache"})
+        stream = hub.open(principal.org, principal.client_id, settings.sse_max_per_client,
+                          settings.sse_max_per_org)
+    except live.TooManyStreams as exc:
+        raise Problem(429, "Too many streams", str(exc),
+                      headers={"Retry-After": str(STREAM_RETRY_AFTER)}) from exc
+    try:
+        return await _stream(request, hub, stream, after)
+    finally:
+        hub.close(stream)
+
+
+async def _stream(request: web.Request, hub: live.InboxHub, stream: live.Stream,
+                  after: int) -> web.StreamResponse:
+    pool = request.app[RUNTIME].pool
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-cache"})
+    try:
         await response.prepare(request)
         await response.write(b"retry: 3000\n\n")
-        while True:
-            wake.clear()
-            rows = await store.inbox(runtime.pool, principal.org, after, INBOX_PAGE)
+        while not hub.stopping:
+            stream.wake.clear()
+            rows = await store.inbox(pool, stream.org, after, INBOX_PAGE)
             for row in rows:
                 data = inbox_item(row).model_dump_json()
                 await response.write(
                     f"id: {row['seq']}\nevent: {row['kind']}\ndata: {data}\n\n".encode())
                 after = row["seq"]
-            await handed(runtime.pool, rows)
-            if len(rows) == INBOX_PAGE:
-                continue
-            if not await wait_for_event(wake, HEARTBEAT):
-                await response.write(b": keep-alive\n\n")
-    except (ConnectionResetError, asyncio.CancelledError):
-        raise
-    finally:
-        await listener.close()
+            await handed(pool, rows)
+            if len(rows) < INBOX_PAGE:
+                await _quiet(request, response, stream)
+    except ConnectionResetError:  # the client closed the stream: its normal end
+        log.debug("inbox_stream_closed", org=stream.org, client_id=stream.client_id)
+    return response
+
+
+async def _quiet(request: web.Request, response: web.StreamResponse,
+                 stream: live.Stream) -> None:
+    """Until the stream is woken, or HEARTBEAT seconds (then a keep-alive comment, and the
+    caller looks in the inbox anyway). ConnectionResetError as soon as the client has gone,
+    which between writes only the transport shows."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + HEARTBEAT
+    while not await wait_for_event(stream.wake, min(ALIVE_CHECK,
+                                                    max(0.0, deadline - loop.time()))):
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("the client closed the stream")
+        if loop.time() >= deadline:
+            await response.write(b": keep-alive\n\n")
+            return
 
 
 OPERATIONS = [
@@ -252,7 +284,8 @@ OPERATIONS = [
               status=202, path_example={"id": EXAMPLE_ID}, errors=(404,)),
     Operation("GET", "/v1/inbox", get_inbox, "Your organisation's notifications", "Inbox",
               "notification:read", response=InboxPage, query=(
-                  Query("after", "Only those after this seq", {"type": "integer"}),),
+                  Query("after", "Only those after this seq", {
+                      "type": "integer", "minimum": 0, "maximum": domain.MAX_SEQ}),),
               errors=(400,)),
     Operation("GET", "/v1/inbox/stream", inbox_stream,
               "The inbox, live (Server-Sent Events; resume with Last-Event-ID)", "Inbox",
@@ -262,5 +295,6 @@ OPERATIONS = [
 
 def routes(app: web.Application) -> None:
     register(app, OPERATIONS)
+    live.install(app)
 
 

@@ -16,6 +16,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 import jinja2
 
@@ -207,3 +208,59 @@ def refused_addresses(addresses: Iterable[str], allowed: Iterable[str]) -> list[
         if not address.is_global or address.is_multicast:
             refused.append(text)
     return refused
+
+
+def webhook_target(url: str) -> tuple[str, int]:
+    """The host and port a webhook URL names; ValueError (with the reason) when it is not an
+    http(s) URL with a host."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise ValueError("not a valid URL") from exc
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError("the URL must be http(s)://host/...")
+    return parts.hostname, port
+
+
+def answer_error(status: int, location: str | None = None) -> str | None:
+    """Why an endpoint's answer is not a delivery (None for a 2xx). A redirect is never
+    followed: a webhook goes to the registered URL only, whose address was checked, and the
+    receiver fixes its URL (a 3xx is a failed attempt, retried on the schedule)."""
+    if 200 <= status < 300:
+        return None
+    if 300 <= status < 400:
+        where = f" to {location[:200]}" if location else ""
+        return f"HTTP {status}: redirect{where} not followed (webhooks go to the registered URL" \
+            " only)"
+    return f"HTTP {status}"
+
+
+# --- the inbox -------------------------------------------------------------------------------
+
+MAX_SEQ = 2**63 - 1
+"""The largest sequence number (a PostgreSQL bigint)."""
+
+
+def sequence_number(text: str | None) -> int | None:
+    """An inbox sequence number (`after`, `Last-Event-ID`): 0 when absent, None when it is not
+    ASCII digits or is beyond a bigint."""
+    if not text:
+        return 0
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_SEQ)):
+        return None
+    value = int(text)
+    return value if value <= MAX_SEQ else None
+
+
+def stream_refused(client_streams: int, org_streams: int, max_per_client: int,
+                   max_per_org: int) -> str | None:
+    """Why one more live inbox stream is refused (None: it may open), given the streams the
+    client and its organisation hold open already."""
+    if client_streams >= max_per_client:
+        return f"This client has {client_streams} inbox streams open already (at most " \
+            f"{max_per_client}): close one first."
+    if org_streams >= max_per_org:
+        return f"Your organisation has {org_streams} inbox streams open already (at most " \
+            f"{max_per_org}): close one first."
+    return None

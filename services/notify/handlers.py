@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import aiohttp
 import aiosmtplib
@@ -20,7 +19,7 @@ import asyncpg
 
 from schemas import events as ev
 from services.directory import Directory
-from services.notify import domain, store
+from services.notify import domain, egress, store
 from services.runtime import db, outbox
 from services.runtime.app import Runtime
 from services.runtime.consumer import Handler
@@ -240,30 +239,10 @@ def email_retry(attempts: int) -> float:
 
 
 async def webhook_sender(runtime: Runtime) -> None:
-    timeout = aiohttp.ClientTimeout(total=runtime.settings.webhook_timeout)
-    async with aiohttp.ClientSession(timeout=timeout) as http:
-        await deliver_forever(runtime, "webhook", lambda conn: send_webhook(
-            conn, http, runtime.settings.webhook_allowed_networks))
-
-
-async def refused_host(url: str, allowed: list[str], unresolved_ok: bool = False) -> str | None:
-    """Why this URL may not be called (a private or loopback address), or None. Checked at
-    registration (where a name that does not resolve yet is let through) and again before
-    every delivery (so a name that later points inside is refused then)."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        return "not a valid URL"
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        return "the URL must be http(s)://host/..."
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, port)
-    except OSError as exc:
-        return None if unresolved_ok else f"cannot resolve {parts.hostname}: {exc}"
-    refused = domain.refused_addresses({str(i[4][0]) for i in infos}, allowed)
-    return f"{parts.hostname} resolves to a private address ({', '.join(refused)})" \
-        if refused else None
+    settings = runtime.settings
+    async with egress.webhook_session(settings.webhook_allowed_networks,
+                                      settings.webhook_timeout) as http:
+        await deliver_forever(runtime, "webhook", lambda conn: send_webhook(conn, http))
 
 
 def webhook_body(row: Any) -> bytes:
@@ -273,8 +252,9 @@ def webhook_body(row: Any) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-async def send_webhook(conn: asyncpg.Connection, http: aiohttp.ClientSession,
-                       allowed: list[str]) -> bool:
+async def send_webhook(conn: asyncpg.Connection, http: aiohttp.ClientSession) -> bool:
+    """Deliver one due webhook with the session of `egress.webhook_session` (which connects
+    only to addresses a webhook may reach); False when none is due."""
     row = await store.lock_next_due(conn, "webhook")
     if row is None:
         return False
@@ -286,19 +266,17 @@ async def send_webhook(conn: asyncpg.Connection, http: aiohttp.ClientSession,
     msg_id, stamp = str(row["id"]), int(time.time())
     started = time.monotonic()
     status: int | None = None
-    error = await refused_host(row["url"], allowed)
-    if error is None:
-        try:
-            async with http.post(row["url"], data=body, headers={
-                "content-type": "application/json", "webhook-id": msg_id,
-                "webhook-timestamp": str(stamp),
-                "webhook-signature": domain.sign(row["secret"], msg_id, stamp, body),
-            }) as response:
-                status = response.status
-                if not 200 <= status < 300:
-                    error = f"HTTP {status}"
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            error = repr(exc)
+    error: str | None
+    try:
+        async with http.post(row["url"], data=body, allow_redirects=False, headers={
+            "content-type": "application/json", "webhook-id": msg_id,
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": domain.sign(row["secret"], msg_id, stamp, body),
+        }) as response:
+            status = response.status
+            error = domain.answer_error(status, response.headers.get("Location"))
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        error = egress.failure(exc)
     attempt = row["attempts"] + 1
     took = int((time.monotonic() - started) * 1000)
     if error is None:

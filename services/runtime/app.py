@@ -15,18 +15,29 @@ from aiohttp import web
 
 from schemas.api import Health
 from services.runtime import db, openapi
-from services.runtime.auth import VERIFIER, KeySource, RemoteJWKS, TokenVerifier
+from services.runtime.auth import (
+    VERIFIER,
+    KeySource,
+    RemoteJWKS,
+    RevocationList,
+    RevocationSource,
+    RevokedLoader,
+    TokenVerifier,
+    remote_revocations,
+)
 from services.runtime.consumer import (
     ConsumerSettings,
     EventConsumer,
     Handler,
     dead_letter_topic,
 )
+from services.runtime.http import unstorable_text
 from services.runtime.logging import get_logger
 from services.runtime.openapi import Operation, register
 from services.runtime.outbox import OutboxRelay
 from services.runtime.problem import Problem, problem_middleware
 from services.runtime.ratelimit import LIMITER, RateLimiter
+from services.runtime.server import harden
 from services.runtime.settings import Settings
 from services.runtime.transport import Transport, make_transport
 
@@ -69,6 +80,7 @@ class ServiceSpec:
     workers: tuple[Callable[[Runtime], Awaitable[None]], ...] = ()
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
     key_source: Callable[[web.Application], KeySource] | None = None
+    revoked_clients: Callable[[web.Application], RevokedLoader] | None = None
 
     @property
     def schema(self) -> str:
@@ -91,6 +103,20 @@ async def request_context(
     return response
 
 
+@web.middleware
+async def readable_text(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Query and path parameters PostgreSQL text could not hold (NUL, lone surrogates) are
+    the caller's mistake: 400, before any handler passes them to a query."""
+    bad = [name for params in (request.query, request.match_info) for name, value in
+           params.items() if unstorable_text(value)]
+    if bad:
+        raise Problem(400, "Bad query", f"{', '.join(sorted(set(bad)))}: text must be valid "
+                      "UTF-8 without NUL characters.")
+    return await handler(request)
+
+
 async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -110,8 +136,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def create_app(settings: Settings, dsn: str, services: Sequence[ServiceSpec]) -> web.Application:
-    app = web.Application(middlewares=[request_context, problem_middleware],
+    app = web.Application(middlewares=[request_context, problem_middleware, readable_text],
                           client_max_size=MAX_BODY)
+    app.on_response_prepare.append(harden)
     register(app, [
         Operation("GET", "/healthz", healthz, "Alive", "Operations", response=Health,
                   authenticated=False),
@@ -125,7 +152,9 @@ def create_app(settings: Settings, dsn: str, services: Sequence[ServiceSpec]) ->
     app[LIMITER] = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
     app[VERIFIER] = TokenVerifier(_key_source(app, settings, services), settings.issuer,
                                   settings.jwt_audience, settings.jwt_algorithms,
-                                  settings.jwt_org_claim)
+                                  settings.jwt_org_claim,
+                                  _revocation_source(app, settings, services),
+                                  settings.jwt_types)
     app.cleanup_ctx.append(_runtime_ctx(settings, dsn, services))
     return app
 
@@ -139,6 +168,20 @@ def _key_source(app: web.Application, settings: Settings,
     if local is not None:
         return local(app)
     return RemoteJWKS(f"{settings.base_url}/.well-known/jwks.json")
+
+
+def _revocation_source(app: web.Application, settings: Settings,
+                       services: Sequence[ServiceSpec]) -> RevocationSource | None:
+    """The auth service's revoked clients: read here when it runs here, else from its
+    `/oauth/revoked` (RELAIS_REVOCATION_URL, or the base URL). None when the tokens come
+    from another identity provider (RELAIS_JWKS_URL) and no revocation URL is given."""
+    local = next((s.revoked_clients for s in services if s.revoked_clients is not None), None)
+    if local is not None and not settings.revocation_url:
+        return RevocationList(local(app), settings.revocation_refresh, "auth service")
+    if settings.jwks_url and not settings.revocation_url:
+        return None
+    url = settings.revocation_url or f"{settings.base_url}/oauth/revoked"
+    return RevocationList(remote_revocations(url), settings.revocation_refresh, url)
 
 
 def _runtime_ctx(
@@ -220,6 +263,8 @@ async def _supervised(worker: Callable[[Runtime], Awaitable[None]], runtime: Run
 
 
 async def stop_tasks(tasks: Sequence[asyncio.Task[None]]) -> None:
+    if not tasks:
+        return
     for task in tasks:
         task.cancel()
     _done, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT)

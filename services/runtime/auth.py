@@ -1,8 +1,11 @@
 """Bearer JWT verification, done by every service itself: pinned algorithms, issuer,
-audience, expiry, not-before, scopes, and a known `kid`.
+audience, expiry, not-before, scopes, the access-token type (`at+jwt`), a known `kid`, and a
+client that was not revoked.
 
 Keys come from a `KeySource`: the auth service's own keys when it runs in the same process,
-else a JWKS URL (Relais's `/.well-known/jwks.json`, or an external identity provider's)."""
+else a JWKS URL (Relais's `/.well-known/jwks.json`, or an external identity provider's).
+Revoked clients come from a `RevocationSource` beside it: the auth service's store when it
+runs in the same process, else its `/oauth/revoked`, read again every few seconds."""
 
 from __future__ import annotations
 
@@ -11,11 +14,12 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
+import asyncpg
 from aiohttp import web
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -24,12 +28,13 @@ from joserfc.jwt import ClaimsOption
 
 from services.runtime.logging import get_logger
 from services.runtime.problem import Problem
-from services.runtime.ratelimit import LIMITER, RateLimiter
+from services.runtime.ratelimit import charge
 
 log = get_logger("relais.auth")
 ALGORITHM = "Ed25519"
 CACHE_SIZE = 10_000
 LEEWAY = 30
+ACCESS_TOKEN_TYPES = ("at+jwt", "application/at+jwt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +88,60 @@ class RemoteJWKS:
         self._keys = {k.kid: k for k in keyset.keys if k.kid}
 
 
+class RevocationSource(Protocol):
+    async def revoked(self, client_id: str) -> bool:
+        """Whether this client was revoked (its tokens are refused before they expire)."""
+
+
+RevokedLoader = Callable[[], Awaitable[Collection[str]]]
+
+
+class RevocationList:
+    """The revoked client ids, loaded again at most every `refresh` seconds (a set lookup
+    otherwise). When a load fails, the last list stays in force and a warning is logged:
+    the services keep working while the auth service is away."""
+
+    def __init__(self, load: RevokedLoader, refresh: float, origin: str) -> None:
+        self._load, self.refresh, self.origin = load, refresh, origin
+        self._ids: frozenset[str] = frozenset()
+        self._loaded_at = -refresh
+        self._lock = asyncio.Lock()
+
+    async def revoked(self, client_id: str) -> bool:
+        if self._stale():
+            async with self._lock:
+                if self._stale():
+                    await self._reload()
+        return client_id in self._ids
+
+    def _stale(self) -> bool:
+        return time.monotonic() - self._loaded_at >= self.refresh
+
+    async def _reload(self) -> None:
+        try:
+            self._ids = frozenset(await self._load())
+        except (OSError, TimeoutError, ValueError, KeyError, aiohttp.ClientError,
+                asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("revocations_load_failed", origin=self.origin, error=repr(exc))
+        self._loaded_at = time.monotonic()
+
+
+def remote_revocations(url: str) -> RevokedLoader:
+    """Revoked client ids from the auth service's `/oauth/revoked` (`{"revoked": [...]}`)."""
+
+    async def load() -> frozenset[str]:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as s, \
+                s.get(url) as response:
+            response.raise_for_status()
+            body = await response.json()
+        ids = body.get("revoked") if isinstance(body, dict) else None
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise ValueError("not a list of revoked client ids")
+        return frozenset(ids)
+
+    return load
+
+
 class TokenIssuer:
     def __init__(self, key: OKPKey, issuer: str, audience: str) -> None:
         self.key, self.issuer, self.audience = key, issuer, audience
@@ -115,10 +174,14 @@ class TokenVerifier:
     check costs more than the rest of a small request (partners reuse a token for minutes)."""
 
     def __init__(self, keys: KeySource, issuer: str, audience: str,
-                 algorithms: Sequence[str] = (ALGORITHM,), org_claim: str = "org") -> None:
+                 algorithms: Sequence[str] = (ALGORITHM,), org_claim: str = "org",
+                 revocations: RevocationSource | None = None,
+                 types: Sequence[str] = ACCESS_TOKEN_TYPES) -> None:
         self.keys = keys
         self.algorithms = list(algorithms)
         self.org_claim = org_claim
+        self.revocations = revocations
+        self.types = frozenset(t.lower() for t in types)
         self._verified: dict[str, tuple[Principal, int, int]] = {}
         options: dict[str, ClaimsOption] = {
             "iss": {"essential": True, "value": issuer},
@@ -130,6 +193,12 @@ class TokenVerifier:
         self.claims = jwt.JWTClaimsRegistry(None, LEEWAY, **options)
 
     async def verify(self, token: str) -> Principal:
+        principal = await self._verified_principal(token)
+        if self.revocations is not None and await self.revocations.revoked(principal.client_id):
+            raise unauthorized("invalid_token", "The client of this access token was revoked.")
+        return principal
+
+    async def _verified_principal(self, token: str) -> Principal:
         now = int(time.time())
         known = self._verified.get(token)
         if known is not None:
@@ -141,10 +210,14 @@ class TokenVerifier:
         if key is None:
             raise unauthorized("invalid_token", "The access token is signed by an unknown key.")
         try:
-            claims: dict[str, Any] = jwt.decode(token, key, algorithms=self.algorithms).claims
+            decoded = jwt.decode(token, key, algorithms=self.algorithms)
+            claims: dict[str, Any] = decoded.claims
             self.claims.validate(claims)
         except (JoseError, ValueError) as exc:
             raise unauthorized("invalid_token", f"The access token is not valid: {exc}") from exc
+        if str(decoded.header.get("typ", "")).lower() not in self.types:
+            raise unauthorized("invalid_token", "The token is not an access token: its type "
+                               "(typ) must be at+jwt (RFC 9068).")
         principal = Principal(
             org=str(claims[self.org_claim]),
             client_id=str(claims.get("client_id", claims["sub"])),
@@ -175,11 +248,7 @@ async def authenticate(request: web.Request, scope: str | None) -> Principal:
         raise Problem(401, "Unauthorized", "A bearer access token is required.",
                       headers={"WWW-Authenticate": 'Bearer realm="relais"'})
     principal = await request.app[VERIFIER].verify(token.strip())
-    wait = request.app[LIMITER].wait_for(principal.client_id)
-    if wait:
-        raise Problem(429, "Too many requests",
-                      f"Over {request.app[LIMITER].rate:g} requests a second for this client.",
-                      headers={"Retry-After": RateLimiter.retry_after(wait)})
+    charge(request, principal.client_id)
     if scope is not None and scope not in principal.scopes:
         challenge = f'Bearer realm="relais", error="insufficient_scope", scope="{scope}"'
         raise Problem(403, "Forbidden", f"The access token lacks the scope '{scope}'.",

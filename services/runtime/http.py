@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -13,15 +14,22 @@ from pydantic import BaseModel
 from services.runtime.problem import Problem
 
 M = TypeVar("M", bound=BaseModel)
+MAX_DEPTH = 32
+"""Arrays and objects nested deeper than this are refused: no request needs it, and the
+parser and validators recurse."""
 
 
 async def read_json(request: web.Request) -> Any:
     raw = await request.read()
     try:
         payload = json.loads(raw)
+    except RecursionError as exc:
+        raise _too_deep() from exc
     except ValueError as exc:
         raise Problem(400, "Malformed JSON", f"The body is not valid JSON: {exc}") from exc
-    bad = list(_unstorable_text(payload, ""))
+    if _deeper_than(payload, MAX_DEPTH):
+        raise _too_deep()
+    bad = list(_unstorable_fields(payload, ""))
     if bad:
         raise Problem(422, "Invalid request", f"{len(bad)} invalid field(s)",
                       type_="https://relais.example/problems/validation",
@@ -30,18 +38,43 @@ async def read_json(request: web.Request) -> Any:
     return payload
 
 
-def _unstorable_text(value: Any, path: str) -> Iterator[str]:
-    """Where JSON strings hold what PostgreSQL text cannot (NUL, lone surrogates)."""
+def _too_deep() -> Problem:
+    return Problem(400, "Malformed JSON",
+                   f"The body nests arrays and objects deeper than {MAX_DEPTH} levels.")
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether arrays and objects nest deeper than `limit` (without recursing)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if not isinstance(item, list):
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in item)
+    return False
+
+
+def unstorable_text(text: str) -> bool:
+    """Whether PostgreSQL text cannot hold this (NUL, lone surrogates)."""
+    return "\x00" in text or (not text.isascii() and _has_surrogate(text))
+
+
+def _unstorable_fields(value: Any, path: str) -> Iterator[str]:
+    """Where JSON strings hold what PostgreSQL text cannot."""
     if isinstance(value, str):
-        if "\x00" in value or (not value.isascii() and _has_surrogate(value)):
+        if unstorable_text(value):
             yield path
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from _unstorable_text(key, path)
-            yield from _unstorable_text(item, f"{path}.{key}" if path else str(key))
+            yield from _unstorable_fields(key, path)
+            yield from _unstorable_fields(item, f"{path}.{key}" if path else str(key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from _unstorable_text(item, f"{path}.{index}" if path else str(index))
+            yield from _unstorable_fields(item, f"{path}.{index}" if path else str(index))
 
 
 def _has_surrogate(text: str) -> bool:
@@ -68,3 +101,24 @@ def path_uuid(request: web.Request, name: str = "id") -> UUID:
         return UUID(request.match_info[name])
     except ValueError as exc:
         raise Problem(404, "Not found", "No such object.") from exc
+
+
+def client_address(request: web.Request,
+                   trusted_proxies: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
+                   ) -> str:
+    """The caller's address: the peer's, or, when the peer is a trusted reverse proxy, the
+    nearest address in X-Forwarded-For that is not one."""
+
+    def trusted(address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in trusted_proxies)
+
+    address = request.remote or ""
+    hops = [h.strip() for value in request.headers.getall("X-Forwarded-For", [])
+            for h in value.split(",") if h.strip()]
+    while trusted(address) and hops:
+        address = hops.pop()
+    return address

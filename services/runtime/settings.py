@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, IPvAnyNetwork
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -58,7 +58,32 @@ class Settings(BaseSettings):
     )
     jwt_algorithms: list[str] = ["Ed25519"]
     jwt_org_claim: str = "org"
+    jwt_types: list[str] = Field(
+        default=["at+jwt", "application/at+jwt"],
+        description="The `typ` an access token must carry (RFC 9068); add \"JWT\" only for an "
+        "identity provider that does not type its access tokens.")
     token_ttl: int = 600
+    revocation_url: str | None = Field(
+        default=None,
+        description="The auth service's list of revoked clients (its /oauth/revoked), when it "
+        "runs in another process and RELAIS_JWKS_URL is set; else it is read in this process, "
+        "or from the base URL.")
+    revocation_refresh: float = Field(
+        default=2.0, gt=0,
+        description="Seconds between reads of the revoked clients: a revoked client's tokens "
+        "are refused within about this time.")
+    token_failures_per_client: int = Field(
+        default=10, ge=1,
+        description="Failed authentications a minute for one client id at the token endpoint "
+        "before 429.")
+    token_failures_per_address: int = Field(
+        default=30, ge=1,
+        description="Failed authentications a minute from one address at the token endpoint "
+        "before 429.")
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Networks of the reverse proxies in front of Relais (e.g. 10.0.0.0/8): "
+        "their X-Forwarded-For gives the client's address.")
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 2525
@@ -74,9 +99,14 @@ class Settings(BaseSettings):
         default_factory=list, description="Private networks webhooks may reach anyway (e.g. "
         "127.0.0.0/8 in tests); public addresses only by default.")
     webhook_timeout: float = Field(default=10.0, gt=0)
+    sse_max_per_client: int = Field(default=5, ge=1, description="Live inbox streams (SSE) "
+                                    "a client may hold open at once; 429 beyond.")
+    sse_max_per_org: int = Field(default=50, ge=1, description="Live inbox streams (SSE) an "
+                                 "organisation's clients may hold open at once; 429 beyond.")
 
     master_key: str | None = Field(
-        default=None, description="Base64 of 32 bytes; wraps every person's key (the vault)."
+        default=None, description="Base64 of 32 bytes; seals every person's key (the vault) "
+        "and the private keys that sign tokens and the consent trail."
     )
 
     checkpoint_interval: float = Field(
@@ -88,8 +118,10 @@ class Settings(BaseSettings):
     chase_interval: float = Field(default=30.0, gt=0,
                                   description="Seconds between checks for due reminders.")
     intake_url: str | None = Field(
-        default=None, description="Where the referral service reads identities for dossiers; "
-        "this same server when it runs the intake service, else the base URL.")
+        default=None, description="Where the consent and referral services ask the intake "
+        "service (as the caller) who met a person and read identities for dossiers; this same "
+        "server's bound address when it runs the intake service, else the base URL. Never the "
+        "request's Host.")
     rate_limit_per_second: float = Field(default=100.0, gt=0)
     rate_limit_burst: int = Field(default=500, ge=1)
 

@@ -29,7 +29,7 @@ def test_generated_requests_find_no_server_error_and_no_schema_violation(
              "--checks", "not_a_server_error,status_code_conformance,"
              "content_type_conformance,response_schema_conformance",
              "--header", f"Authorization: Bearer {token}",
-             "--phases", "examples,coverage,fuzzing", "--max-examples", "15",
+             "--phases", "examples,coverage,fuzzing,stateful", "--max-examples", "15",
              "--generation-deterministic", "--exclude-method", "DELETE",
              # a stream that never ends (tested in test_notify.py)
              "--exclude-path", "/v1/inbox/stream"],

@@ -19,6 +19,7 @@ from joserfc.jwk import OKPKey
 from deploy.kafka.broker import free_port
 from services.auth import domain, keys, store
 from services.cli import service_specs
+from services.runtime import sealing
 from services.runtime.app import RUNTIME, create_app
 from services.runtime.settings import Settings
 from tests.integration.conftest import Client
@@ -115,7 +116,8 @@ async def test_metadata_and_jwks_are_published(client: Client, settings: Setting
 async def test_keys_rotate_without_downtime(client: Client) -> None:
     client_id, secret = await new_client(client, "ccas", "intake:read")
     before = (await (await get_token(client, client_id, secret)).json())["access_token"]
-    await keys.rotate(client.app[RUNTIME].pool)
+    runtime = client.app[RUNTIME]
+    await keys.rotate(runtime.pool, sealing.master_key(runtime.settings))
     await client.app[keys_key()].signing()  # the in-process cache would refresh within 30 s
     client.app[keys_key()]._loaded_at = -1e9
     after = (await (await get_token(client, client_id, secret)).json())["access_token"]
@@ -147,10 +149,11 @@ async def test_a_service_can_trust_an_external_identity_provider(database: str,
             now = int(time.time())
             claims = {"iss": "https://idp.example", "aud": "relais", "sub": "svc", "org": "ccas",
                       "scope": "intake:read", "exp": now + 60, "nbf": now}
-            good = jwt.encode({"alg": "Ed25519", "kid": "idp-1"}, claims, idp_key,
+            header = {"alg": "Ed25519", "kid": "idp-1", "typ": "at+jwt"}  # RFC 9068
+            good = jwt.encode(header, claims, idp_key,
                               algorithms=["Ed25519"])
             other = OKPKey.generate_key("Ed25519", parameters={"kid": "idp-1"})
-            forged = jwt.encode({"alg": "Ed25519", "kid": "idp-1"}, claims, other,
+            forged = jwt.encode(header, claims, other,
                                 algorithms=["Ed25519"])
             assert await read_intake(client, good) == 404
             assert await read_intake(client, forged) == 401

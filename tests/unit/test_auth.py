@@ -26,7 +26,8 @@ def claims(**overrides: Any) -> dict[str, Any]:
 
 
 def sign(payload: dict[str, Any], key: OKPKey = KEY, kid: str = "k1") -> str:
-    return jwt.encode({"alg": ALGORITHM, "kid": kid}, payload, key, algorithms=[ALGORITHM])
+    return jwt.encode({"alg": ALGORITHM, "kid": kid, "typ": "at+jwt"}, payload, key,
+                      algorithms=[ALGORITHM])
 
 
 def b64(data: dict[str, Any] | bytes) -> str:

@@ -1,0 +1,121 @@
+"""The live inbox's plumbing: one PostgreSQL LISTEN connection per process, whatever the
+number of open streams, fanned out to the streams of the organisation each notification is
+for; and the streams a client and an organisation may hold open at once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+
+import asyncpg
+from aiohttp import web
+
+from services.notify import domain, store
+from services.runtime import db
+from services.runtime.app import Runtime
+from services.runtime.logging import get_logger
+
+log = get_logger("relais.notify.live")
+RECONNECT = 1.0
+"""Seconds before listening again after the connection was lost or refused."""
+
+
+class TooManyStreams(Exception):
+    """One stream more than a client or its organisation may hold (the reason)."""
+
+
+@dataclass(eq=False)
+class Stream:
+    org: str
+    client_id: str
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the stream has something to read, or should end (the hub stops)."""
+
+
+class InboxHub:
+    """The open streams of this process, and the one listener that wakes them."""
+
+    def __init__(self) -> None:
+        self.streams: dict[str, set[Stream]] = {}
+        self.per_client: Counter[tuple[str, str]] = Counter()
+        self.stopping = False
+
+    def open(self, org: str, client_id: str, max_per_client: int,
+             max_per_org: int) -> Stream:
+        """A stream held open until `close`; TooManyStreams beyond the caps."""
+        refused = domain.stream_refused(self.per_client[(org, client_id)],
+                                        len(self.streams.get(org, ())), max_per_client,
+                                        max_per_org)
+        if refused:
+            raise TooManyStreams(refused)
+        stream = Stream(org, client_id)
+        self.streams.setdefault(org, set()).add(stream)
+        self.per_client[(org, client_id)] += 1
+        return stream
+
+    def close(self, stream: Stream) -> None:
+        group = self.streams.get(stream.org, set())
+        if stream not in group:
+            return
+        group.discard(stream)
+        if not group:
+            del self.streams[stream.org]
+        key = (stream.org, stream.client_id)
+        self.per_client[key] -= 1
+        if self.per_client[key] <= 0:
+            del self.per_client[key]
+
+    def wake(self, org: str | None = None) -> None:
+        """Wake the streams of an organisation (of every one when None)."""
+        groups = self.streams.values() if org is None else [self.streams.get(org, set())]
+        for group in groups:
+            for stream in group:
+                stream.wake.set()
+
+    async def stop(self, _app: web.Application | None = None) -> None:
+        """End every stream (when the service stops: they would hold its stop up)."""
+        self.stopping = True
+        self.wake()
+
+    def _notified(self, _conn: object, _pid: int, _channel: str, org: str) -> None:
+        self.wake(org)
+
+    async def listen(self, dsn: str) -> None:
+        """Forever: LISTEN on one connection, opened again when it is lost. Each time it is
+        (re)opened every stream looks again, for what was written while none listened."""
+        while True:
+            try:
+                conn = await db.connect(dsn)
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("inbox_listener_unavailable", error=repr(exc), retry_in=RECONNECT)
+                await asyncio.sleep(RECONNECT)
+                continue
+            lost = asyncio.Event()
+            try:
+                conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+                await conn.add_listener(store.INBOX_CHANNEL, self._notified)
+                self.wake()
+                await lost.wait()
+                log.warning("inbox_listener_lost", retry_in=RECONNECT)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("inbox_listener_lost", error=repr(exc), retry_in=RECONNECT)
+            finally:
+                if not conn.is_closed():
+                    await conn.close(timeout=5)
+            self.wake()
+            await asyncio.sleep(RECONNECT)
+
+
+HUB = web.AppKey("notify_inbox_hub", InboxHub)
+
+
+def install(app: web.Application) -> None:
+    """The app's hub; its streams end when the app shuts down."""
+    app[HUB] = InboxHub()
+    app.on_shutdown.append(app[HUB].stop)
+
+
+async def listener(runtime: Runtime) -> None:
+    """The notify service's worker that keeps the hub listening."""
+    await runtime.app[HUB].listen(runtime.dsn)
