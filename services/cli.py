@@ -10,6 +10,7 @@ import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +232,46 @@ async def client_command(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def user_command(settings: Settings, args: argparse.Namespace) -> int:
+    """Personal accounts: create one (and print its invitation link), list, disable."""
+    from services.auth import accounts, store
+
+    async with database(settings) as dsn:
+        pool = await _auth_pool(settings, dsn)
+        try:
+            if args.action == "create":
+                known = await _organisations(pool, settings)
+                if known is None or args.org not in known:
+                    print(f"unknown organisation {args.org!r}: it is not in the directory "
+                          "(`relais directory show` lists them)", file=sys.stderr)
+                    return 2
+                if await store.user_by_email(pool, args.email) is not None:
+                    print(f"an account already exists for {args.email}", file=sys.stderr)
+                    return 2
+                user_id = uuid.uuid4()
+                token, digest = accounts.new_token()
+                expires = datetime.now(UTC) + timedelta(days=accounts.INVITATION_DAYS)
+                async with pool.acquire() as conn, conn.transaction():
+                    await store.insert_user(conn, user_id, args.email, args.name, args.org,
+                                            args.role)
+                    await store.insert_invitation(conn, digest, user_id, expires)
+                link = f"{settings.base_url}/invitation/{token}"
+                print(f"Account created for {args.name} <{args.email}> ({args.org}, "
+                      f"{args.role}).\nSend them this link to choose their password (valid "
+                      f"{accounts.INVITATION_DAYS} days, once):\n{link}")
+            elif args.action == "list":
+                rows = await store.list_users(pool)
+                print(json.dumps([dict(r) for r in rows], default=str, indent=2))
+            elif args.action == "disable":
+                if not await store.disable_user(pool, args.email):
+                    print(f"no enabled account for {args.email}", file=sys.stderr)
+                    return 1
+                print(f"disabled {args.email}; its sessions are ended")
+        finally:
+            await pool.close()
+    return 0
+
+
 async def serve(settings: Settings, names: Sequence[str]) -> None:
     """Run the named services in this process until SIGINT or SIGTERM."""
     embedded: EmbeddedPostgres | None = None
@@ -266,9 +307,12 @@ def _print_banner(settings: Settings, names: Sequence[str], embedded: bool) -> N
     print(
         f"\nRelais is running at {url}  ({', '.join(names)}; {settings.transport} transport, "
         f"{where})\n"
-        f"  health:      curl {url}/healthz\n"
-        f"  a client:    .venv/bin/relais client create --org equipe-aller-vers --name tablette\n"
-        f"  then:        see README.md, 'Try it'\n"
+        f"  the console: {url}/  (an account first, in another terminal:\n"
+        f"               .venv/bin/relais user create --org mission-locale "
+        f"--email vous@example.org --name 'Votre Nom'\n"
+        f"               then open the link it prints to choose your password)\n"
+        f"  the API:     .venv/bin/relais client create --org equipe-aller-vers --name tablette\n"
+        f"  health:      curl {url}/healthz   (more in README.md, 'Try it')\n"
         f"Press Ctrl-C to stop.\n",
         file=sys.stderr, flush=True,
     )
@@ -308,6 +352,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     create.add_argument("--scopes", default=DEMO_SCOPES)
     client_sub.add_parser("list")
     client_sub.add_parser("revoke").add_argument("client_id")
+    user = sub.add_parser("user", help="personal accounts of the console")
+    user_sub = user.add_subparsers(dest="action", required=True)
+    new_user = user_sub.add_parser("create", help="create an account and print the link "
+                                   "with which its owner chooses a password")
+    new_user.add_argument("--org", required=True, help="the organisation (directory id)")
+    new_user.add_argument("--email", required=True)
+    new_user.add_argument("--name", required=True, help="first and last name, as shown")
+    new_user.add_argument("--role", default="counsellor",
+                          choices=["counsellor", "coordinator", "funder", "auditor",
+                                   "administrator"])
+    user_sub.add_parser("list")
+    user_sub.add_parser("disable").add_argument("email")
     keys = sub.add_parser("keys", help="token signing keys")
     keys.add_subparsers(dest="action", required=True).add_parser(
         "rotate", help="sign with a new key; the old one stays published until its tokens expire")
@@ -346,6 +402,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             parser.error(f"unknown services: {', '.join(unknown)}")
         configure_tracing()
         asyncio.run(serve(settings, names))
+    elif args.command == "user":
+        sys.exit(asyncio.run(user_command(settings, args)))
     elif args.command in ("client", "keys"):
         sys.exit(asyncio.run(client_command(settings, args)))
     elif args.command == "directory" and args.action == "import-data-inclusion":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from services.auth import api, domain, store
+from services.auth import api, domain, pages, store
 from services.runtime import sealing
 from services.runtime.app import RUNTIME, Runtime, ServiceSpec
 from services.runtime.auth import KeySource, RevokedLoader
@@ -26,10 +26,15 @@ def key_source(app: web.Application) -> KeySource:
 
 def revoked_clients(app: web.Application) -> RevokedLoader:
     async def load() -> frozenset[str]:
-        return await store.revoked_client_ids(app[RUNTIME].pool)
+        return await store.refused_client_ids(app[RUNTIME].pool)
 
     return load
 
 
-SPEC = ServiceSpec(name="auth", package="services.auth", routes=api.routes,
+def routes(app: web.Application) -> None:
+    api.routes(app)
+    pages.routes(app)
+
+
+SPEC = ServiceSpec(name="auth", package="services.auth", routes=routes,
                    on_start=start, key_source=key_source, revoked_clients=revoked_clients)

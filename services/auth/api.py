@@ -114,9 +114,10 @@ async def token(request: web.Request) -> web.Response:
 
 
 async def revoked(request: web.Request) -> web.Response:
-    """The revoked clients, for the services that verify tokens in other processes (like a
-    certificate revocation list): their tokens are refused before they expire."""
-    ids = await store.revoked_client_ids(request.app[RUNTIME].pool)
+    """The revoked clients and ended sessions, for the services that verify tokens in other
+    processes (like a certificate revocation list): their tokens are refused before they
+    expire."""
+    ids = await store.refused_client_ids(request.app[RUNTIME].pool)
     return json_response(RevokedClients(revoked=sorted(ids)))
 
 

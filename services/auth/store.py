@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TypeAlias
+from uuid import UUID
 
 import asyncpg
 
@@ -82,3 +84,106 @@ async def keys_in_clear(db: Db) -> list[asyncpg.Record]:
 async def seal_key(db: Db, kid: str, sealed_jwk: bytes) -> None:
     await db.execute("UPDATE auth.signing_keys SET sealed_jwk = $2, private_jwk = NULL"
                      " WHERE kid = $1", kid, sealed_jwk)
+
+
+# --- personal accounts --------------------------------------------------------------------
+
+async def insert_user(db: Db, user_id: UUID, email: str, name: str, org: str,
+                      role: str) -> None:
+    await db.execute(
+        "INSERT INTO auth.users (id, email, name, org, role) VALUES ($1, lower($2), $3, $4, $5)",
+        user_id, email, name, org, role)
+
+
+async def user_by_email(db: Db, email: str, lock: bool = False) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await db.fetchrow(
+        "SELECT * FROM auth.users WHERE email = lower($1)" + (" FOR UPDATE" if lock else ""),
+        email)
+    return row
+
+
+async def list_users(db: Db) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await db.fetch(
+        "SELECT email, name, org, role, created_at, disabled_at, password_hash IS NOT NULL"
+        " AS activated FROM auth.users ORDER BY org, email")
+    return rows
+
+
+async def record_attempt(db: Db, user_id: UUID, failures: int,
+                         locked_until: datetime | None) -> None:
+    await db.execute("UPDATE auth.users SET failed_logins = $2, locked_until = $3"
+                     " WHERE id = $1", user_id, failures, locked_until)
+
+
+async def disable_user(db: Db, email: str) -> bool:
+    """Disable the account and end its sessions."""
+    user_id = await db.fetchval(
+        "UPDATE auth.users SET disabled_at = now() WHERE email = lower($1)"
+        " AND disabled_at IS NULL RETURNING id", email)
+    if user_id is None:
+        return False
+    await end_sessions(db, user_id)
+    return True
+
+
+async def insert_invitation(db: Db, digest: bytes, user_id: UUID,
+                            expires_at: datetime) -> None:
+    await db.execute("INSERT INTO auth.invitations (token_hash, user_id, expires_at)"
+                     " VALUES ($1, $2, $3)", digest, user_id, expires_at)
+
+
+async def open_invitation(db: Db, digest: bytes) -> asyncpg.Record | None:
+    """The invitation with its user, while it is unused, in date and the account enabled."""
+    row: asyncpg.Record | None = await db.fetchrow(
+        "SELECT i.token_hash, u.* FROM auth.invitations i JOIN auth.users u"
+        " ON u.id = i.user_id WHERE i.token_hash = $1 AND i.used_at IS NULL"
+        " AND i.expires_at > now() AND u.disabled_at IS NULL", digest)
+    return row
+
+
+async def accept_invitation(conn: asyncpg.Connection, digest: bytes, user_id: UUID,
+                            password_hash: str) -> bool:
+    used = await conn.fetchval(
+        "UPDATE auth.invitations SET used_at = now() WHERE token_hash = $1"
+        " AND used_at IS NULL AND expires_at > now() RETURNING true", digest)
+    if not used:
+        return False
+    await conn.execute("UPDATE auth.users SET password_hash = $2, failed_logins = 0,"
+                       " locked_until = NULL WHERE id = $1", user_id, password_hash)
+    return True
+
+
+async def insert_session(db: Db, session_id: UUID, user_id: UUID,
+                         expires_at: datetime) -> None:
+    await db.execute("INSERT INTO auth.sessions (id, user_id, expires_at) VALUES ($1, $2, $3)",
+                     session_id, user_id, expires_at)
+
+
+async def end_sessions(db: Db, user_id: UUID) -> None:
+    """Log out everywhere: every open session of the person ends."""
+    await db.execute("UPDATE auth.sessions SET ended_at = now() WHERE user_id = $1"
+                     " AND ended_at IS NULL AND expires_at > now()", user_id)
+
+
+async def session_user(db: Db, session_id: UUID) -> UUID | None:
+    user_id: UUID | None = await db.fetchval(
+        "SELECT user_id FROM auth.sessions WHERE id = $1", session_id)
+    return user_id
+
+
+async def ended_session_ids(db: Db) -> frozenset[str]:
+    """Sessions ended before they expired (past expiry, their tokens are refused anyway)."""
+    rows = await db.fetch("SELECT id FROM auth.sessions WHERE ended_at IS NOT NULL"
+                          " AND expires_at > now()")
+    return frozenset(f"session:{r['id']}" for r in rows)
+
+
+async def refused_client_ids(db: Db) -> frozenset[str]:
+    """Whose tokens every service refuses before they expire: revoked API clients and ended
+    sessions."""
+    return await revoked_client_ids(db) | await ended_session_ids(db)
+
+
+async def end_session(db: Db, session_id: UUID) -> None:
+    await db.execute("UPDATE auth.sessions SET ended_at = now() WHERE id = $1"
+                     " AND ended_at IS NULL", session_id)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from aiohttp import web
+
 from services import directory
-from services.referral import api, handlers, routing, store
+from services.referral import api, handlers, pages, routing, store
 from services.runtime.app import ConsumerSpec, Runtime, ServiceSpec
 
 
@@ -14,11 +16,16 @@ async def load_partners(runtime: Runtime) -> None:
         await store.upsert_partners(runtime.pool, directory.load(runtime.settings.directory_file))
 
 
+def routes(app: web.Application) -> None:
+    api.routes(app)
+    pages.routes(app)
+
+
 SPEC = ServiceSpec(
     name="referral",
     package="services.referral",
     produces=("relais.referral",),
-    routes=api.routes,
+    routes=routes,
     consumers=(ConsumerSpec("referral", ("relais.intake", "relais.consent"), handlers.handler),),
     workers=(handlers.chaser,),
     on_start=load_partners,

@@ -8,7 +8,6 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from schemas import events as ev
 from schemas.api import (
     ActionIn,
     CapacityIn,
@@ -23,10 +22,9 @@ from schemas.api import (
 )
 from schemas.vocab import ReferralAction, ReferralStatus
 from services.referral import commission, domain, handlers, lifecycle, stats, store
-from services.runtime import outbox, paging, peers
+from services.runtime import paging, peers
 from services.runtime.app import RUNTIME
 from services.runtime.auth import Principal, authenticate
-from services.runtime.events import new_event
 from services.runtime.http import json_response, parse, path_uuid, read_json
 from services.runtime.idempotency import Answer, create
 from services.runtime.openapi import Operation, Query, register
@@ -119,18 +117,18 @@ def action_handler(action: ReferralAction) -> Any:
         referral_id = path_uuid(request)
         body = parse(ActionIn, await read_json(request)) if request.can_read_body else ActionIn()
         runtime = request.app[RUNTIME]
-        async with runtime.pool.acquire() as conn, conn.transaction():
-            row = await store.lock_referral(conn, referral_id)
-            if row is None or not domain.visible_to(row, principal.org):
-                raise _not_found()
-            try:
-                await handlers.answer(conn, row, action, principal.org, lifecycle.Answer(
-                    body.reason, body.text, body.outcome, body.milestone), runtime.clock())
-            except lifecycle.Refused as refused:
-                raise Problem(refused.status, refused.title, refused.detail,
-                              status_now=row["status"]) from refused
-            row = await store.get_referral(conn, referral_id, principal.org)
-            return json_response(await detail(conn, row, principal.org))
+        said = lifecycle.Answer(body.reason, body.text, body.outcome, body.milestone)
+        try:
+            row = await handlers.act(runtime.pool, referral_id, principal, action, said,
+                                     runtime.clock())
+        except lifecycle.Refused as refused:
+            status_now = await runtime.pool.fetchval(
+                "SELECT status FROM referral.referrals WHERE id = $1", referral_id)
+            raise Problem(refused.status, refused.title, refused.detail,
+                          status_now=status_now) from refused
+        if row is None:
+            raise _not_found()
+        return json_response(await detail(runtime.pool, row, principal.org))
 
     act.__name__ = f"{action}_referral"
     return act
@@ -145,35 +143,33 @@ async def get_dossier(request: web.Request) -> web.Response:
     consent, with the caller's own token (so the intake service checks and logs it too)."""
     principal = await authenticate(request, "referral:read")
     runtime = request.app[RUNTIME]
-    now = runtime.clock()
-    async with runtime.pool.acquire() as conn, conn.transaction():
-        row = await store.get_referral(conn, path_uuid(request), principal.org)
-        if row is None or row["target"] != principal.org:
-            raise _not_found()
-        consent = domain.covering_consent(row["target"], row["purpose"],
-                                          await store.consents_of(conn, row["person_id"]), now)
-        if ReferralStatus(row["status"]) not in lifecycle.ACTIVE or consent is None:
-            raise Problem(403, "Dossier closed", "The dossier is open to the recipient only "
-                          "while the referral is open and a consent covers it.",
-                          status_now=row["status"])
-        intake = await store.intake(conn, row["intake_id"])
-        categories = sorted(consent.categories & {"needs", "situation"})
-        await outbox.add(conn, store.SCHEMA, [new_event(
-            ev.REFERRAL_DOSSIER_READ, handlers.SOURCE, str(row["person_id"]), ev.DossierReadV1(
-                person_id=row["person_id"], org=principal.org, client_id=principal.client_id,
-                consent_id=consent.consent_id, categories=categories, read_at=now,
-                referral_id=row["id"]))])
+    try:
+        dossier = await handlers.open_dossier(runtime.pool, path_uuid(request), principal,
+                                              runtime.clock())
+    except lifecycle.Refused as refused:
+        raise Problem(refused.status, refused.title, refused.detail) from refused
+    if dossier is None:
+        raise _not_found()
+    return json_response(await dossier_out(request, principal, dossier))
+
+
+async def dossier_out(request: web.Request, principal: Principal,
+                      dossier: handlers.Dossier) -> DossierOut:
+    """The dossier as the recipient may read it: identity, contact and notes from the intake
+    service, as the caller (it checks the consent and logs the read too)."""
+    row, consent, intake, categories = (dossier.referral, dossier.consent, dossier.intake,
+                                        dossier.categories)
     person = None
     if consent.categories & {"identity", "contact", "note"} and "people:read" in principal.scopes:
         person = await peers.person(request, row["person_id"])
-    return json_response(DossierOut(
+    return DossierOut(
         referral=referral_out(row, principal.org), consent_id=consent.consent_id,
         categories=sorted(consent.categories),
         needs=intake["needs"] if intake is not None and "needs" in categories else None,
         situation=({"flags": intake["flags"], "age_bracket": intake["age_bracket"],
                     "commune": intake["commune"], "visit_number": intake["visit_number"]}
                    if intake is not None and "situation" in categories else None),
-        person=person))
+        person=person)
 
 
 # --- partners and their capacity -------------------------------------------------------------

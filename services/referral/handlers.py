@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from services.referral import deadlines, domain, lifecycle, routing, store
 from services.referral.deadlines import Timer
 from services.runtime import outbox
 from services.runtime.app import Runtime
+from services.runtime.auth import Principal
 from services.runtime.consumer import Handler
 from services.runtime.events import Event, new_event
 from services.runtime.logging import get_logger
@@ -155,7 +157,8 @@ def fields(referral: Any) -> dict[str, Any]:
 
 async def move(conn: asyncpg.Connection, referral: Any, to: ReferralStatus, org: str,
                action: str, now: datetime, *, answer: lifecycle.Answer | None = None,
-               cause: str | None = None, proposal: str | None = None) -> None:
+               cause: str | None = None, proposal: str | None = None,
+               by: str | None = None) -> None:
     """Record a change of status (the referral is locked) and tell the other services."""
     answer = answer or lifecycle.Answer()
     from_status = S(referral["status"])
@@ -168,7 +171,8 @@ async def move(conn: asyncpg.Connection, referral: Any, to: ReferralStatus, org:
         columns["outcome"] = answer.outcome
     detail = {k: v for k, v in {
         "reason": answer.reason, "text": answer.text, "outcome": answer.outcome,
-        "milestone": answer.milestone, "cause": cause, "proposal": proposal}.items()
+        "milestone": answer.milestone, "cause": cause, "proposal": proposal,
+        "by": by}.items()
         if v is not None}
     await store.set_status(conn, referral["id"], from_status, to, org, action,
                            answer.text or cause, detail, **columns)
@@ -183,15 +187,61 @@ async def move(conn: asyncpg.Connection, referral: Any, to: ReferralStatus, org:
 
 
 async def answer(conn: asyncpg.Connection, referral: Any, action: ReferralAction, org: str,
-                 said: lifecycle.Answer, now: datetime) -> bool:
+                 said: lifecycle.Answer, now: datetime, by: str | None = None) -> bool:
     """A sender's or recipient's action; raises lifecycle.Refused. False: nothing changed."""
-    roles = frozenset(
-        role for role, who in ((lifecycle.Role.sender, referral["sender_org"]),
-                               (lifecycle.Role.recipient, referral["target"])) if who == org)
+    roles = lifecycle.roles_of(org, referral["sender_org"], referral["target"])
     change = lifecycle.decide(S(referral["status"]), action, roles, said)
     if change.changed:
-        await move(conn, referral, change.to, org, str(action), now, answer=said)
+        await move(conn, referral, change.to, org, str(action), now, answer=said, by=by)
     return change.changed
+
+
+async def act(pool: asyncpg.Pool, referral_id: uuid.UUID, principal: Principal,
+              action: ReferralAction, said: lifecycle.Answer, now: datetime) -> Any:
+    """The unit of work of an answer, for the API and the pages: the referral as it is after
+    (None when the caller does not see it; lifecycle.Refused when the move is not allowed).
+    The history records who did it (the person, for a signed-in session)."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await store.lock_referral(conn, referral_id)
+        if row is None or not domain.visible_to(row, principal.org):
+            return None
+        await answer(conn, row, action, principal.org, said, now, by=principal.who)
+        return await store.get_referral(conn, referral_id, principal.org)
+
+
+@dataclass(frozen=True, slots=True)
+class Dossier:
+    referral: Any
+    consent: domain.ConsentScope
+    intake: Any
+    categories: list[str]
+    """The categories read here (needs, situation); identity, contact and notes are read
+    from the intake service under the same consent."""
+
+
+async def open_dossier(pool: asyncpg.Pool, referral_id: uuid.UUID, principal: Principal,
+                       now: datetime) -> Dossier | None:
+    """For the recipient, while the referral is open to it and a consent covers it; every
+    read is on the consent trail (`dossier_read`). None when the caller does not see it;
+    lifecycle.Refused (403) when it is closed."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await store.get_referral(conn, referral_id, principal.org)
+        if row is None or row["target"] != principal.org:
+            return None
+        consent = domain.covering_consent(row["target"], row["purpose"],
+                                          await store.consents_of(conn, row["person_id"]), now)
+        if S(row["status"]) not in lifecycle.ACTIVE or consent is None:
+            raise lifecycle.Refused(403, "Dossier closed", "The dossier is open to the "
+                                    "recipient only while the referral is open and a consent "
+                                    "covers it.")
+        intake = await store.intake(conn, row["intake_id"])
+        categories = sorted(consent.categories & {"needs", "situation"})
+        await outbox.add(conn, store.SCHEMA, [new_event(
+            ev.REFERRAL_DOSSIER_READ, SOURCE, str(row["person_id"]), ev.DossierReadV1(
+                person_id=row["person_id"], org=principal.org, client_id=principal.client_id,
+                consent_id=consent.consent_id, categories=categories, read_at=now,
+                referral_id=row["id"]))])
+    return Dossier(row, consent, intake, categories)
 
 
 # --- the chase: reminders, escalation, expiry -------------------------------------------------

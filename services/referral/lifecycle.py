@@ -87,6 +87,17 @@ def decide(status: ReferralStatus, action: ReferralAction, roles: frozenset[Role
     return Change(rule.to, changed=True)
 
 
+def available(status: ReferralStatus, roles: frozenset[Role]) -> list[ReferralAction]:
+    """The actions these roles may take on a referral in this status (what a page offers)."""
+    return [action for action, rule in RULES.items()
+            if roles & rule.roles and status in rule.sources]
+
+
+def roles_of(org: str, sender: str, target: str) -> frozenset[Role]:
+    return frozenset(role for role, who in ((Role.sender, sender), (Role.recipient, target))
+                     if who == org)
+
+
 def _check_answer(action: ReferralAction, answer: Answer) -> None:
     if action is A.reject and answer.reason is None:
         raise Refused(422, "Reason required", "A rejection needs a reason from the list.")

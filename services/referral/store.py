@@ -189,6 +189,27 @@ async def mark_stopped(conn: asyncpg.Connection, referral_id: UUID) -> None:
                        referral_id)
 
 
+async def inbox(db: Db, org: str, status: str | None, now: datetime,
+                limit: int = 200) -> list[asyncpg.Record]:
+    """The referrals handed off to the organisation, overdue first (by deadline), with what
+    the consent lets the page say of the person (needs, age, commune)."""
+    rows: list[asyncpg.Record] = await db.fetch(
+        "SELECT r.*, i.needs, i.age_bracket, i.commune, c.categories AS consent_categories,"
+        " (r.status = 'requested' AND r.due_at < $3) AS overdue"
+        " FROM referral.referrals r"
+        " LEFT JOIN referral.intakes i ON i.intake_id = r.intake_id"
+        " LEFT JOIN referral.consents c ON c.consent_id = r.consent_id AND c.status = 'active'"
+        " WHERE r.target = $1 AND r.consent_id IS NOT NULL"
+        " AND ($2::text IS NULL OR r.status = $2)"
+        " ORDER BY overdue DESC, r.due_at ASC NULLS LAST, r.created_at DESC LIMIT $4",
+        org, status, now, limit)
+    return rows
+
+
+async def partner_names(db: Db) -> dict[str, str]:
+    return {r["id"]: r["name"] for r in await db.fetch("SELECT id, name FROM referral.partners")}
+
+
 VISIBLE_TO = "(sender_org = {0} OR (target = {0} AND consent_id IS NOT NULL))"
 """The SQL of `domain.visible_to`: a recipient sees a referral once a consent handed it off."""
 

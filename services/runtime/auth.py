@@ -42,6 +42,13 @@ class Principal:
     org: str
     client_id: str
     scopes: frozenset[str]
+    name: str | None = None
+    """The person, for a signed-in session (the `name` claim); None for an API client."""
+
+    @property
+    def who(self) -> str:
+        """How an action is recorded: the person and their organisation, or the client."""
+        return f"{self.name} ({self.org})" if self.name else self.client_id
 
 
 class KeySource(Protocol):
@@ -146,13 +153,16 @@ class TokenIssuer:
     def __init__(self, key: OKPKey, issuer: str, audience: str) -> None:
         self.key, self.issuer, self.audience = key, issuer, audience
 
-    def issue(self, org: str, scopes: str, client_id: str = "dev", ttl: int = 600) -> str:
+    def issue(self, org: str, scopes: str, client_id: str = "dev", ttl: int = 600,
+              name: str | None = None) -> str:
         now = int(time.time())
-        claims = {
+        claims: dict[str, Any] = {
             "iss": self.issuer, "aud": self.audience, "sub": client_id, "client_id": client_id,
             "org": org, "scope": scopes, "iat": now, "nbf": now, "exp": now + ttl,
             "jti": uuid.uuid4().hex,
         }
+        if name:
+            claims["name"] = name
         header = {"alg": ALGORITHM, "kid": self.key.kid, "typ": "at+jwt"}
         return jwt.encode(header, claims, self.key, algorithms=[ALGORITHM])
 
@@ -222,6 +232,7 @@ class TokenVerifier:
             org=str(claims[self.org_claim]),
             client_id=str(claims.get("client_id", claims["sub"])),
             scopes=frozenset(str(claims.get("scope", "")).split()),
+            name=str(claims["name"]) if claims.get("name") else None,
         )
         if len(self._verified) >= CACHE_SIZE:
             self._verified.clear()

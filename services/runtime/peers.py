@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from schemas.api import PersonOut, StandingOut
 from services.runtime.app import RUNTIME
 from services.runtime.problem import Problem
+from services.runtime.web import bearer
 
 HTTP = web.AppKey("peers_http", aiohttp.ClientSession)
 TIMEOUT = aiohttp.ClientTimeout(total=10)
@@ -51,7 +52,7 @@ async def _get(request: web.Request, path: str, model: type[M]) -> M | None:
     try:
         async with request.app[HTTP].get(
             f"{intake_base(request)}{path}",
-            headers={"Authorization": request.headers["Authorization"]},
+            headers={"Authorization": f"Bearer {bearer(request)}"},
             allow_redirects=False,
         ) as response:
             if response.status in (403, 404, 410):

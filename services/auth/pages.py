@@ -1,0 +1,119 @@
+"""Signing in as oneself: the sign-in page, the invitation link that sets a password, and
+signing out (this session, or every session of the person)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from aiohttp import web
+
+from services.auth import accounts, store
+from services.auth.api import KEYS
+from services.runtime import web as pages
+from services.runtime.app import RUNTIME
+from services.runtime.auth import TokenIssuer
+
+
+@pages.page
+async def sign_in_form(request: web.Request) -> web.StreamResponse:
+    if await pages.signed_in(request) is not None:
+        raise web.HTTPSeeOther(pages.local_path(request.query.get("suite")))
+    return pages.render(request, "auth/connexion.html", suite=request.query.get("suite", ""),
+                        email="", error=None, notice=request.query.get("message"))
+
+
+@pages.page
+async def sign_in(request: web.Request) -> web.StreamResponse:
+    fields = await pages.form(request, with_session=False)
+    email, password = fields.get("email", "").strip(), fields.get("password", "")
+    suite = pages.local_path(fields.get("suite"))
+    runtime = request.app[RUNTIME]
+    now = datetime.now(UTC)
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        user = await store.user_by_email(conn, email, lock=True) if email else None
+        matches = await asyncio.to_thread(accounts.password_matches, password,
+                                          user["password_hash"] if user else None)
+        attempt = accounts.judge_login(
+            exists=user is not None, disabled=bool(user and user["disabled_at"]),
+            password_ok=matches, failures=user["failed_logins"] if user else 0,
+            locked_until=user["locked_until"] if user else None, now=now)
+        if user is not None:
+            await store.record_attempt(conn, user["id"], attempt.failures, attempt.locked_until)
+        if attempt.ok and user is not None:
+            session_id = uuid.uuid4()
+            hours = accounts.SESSION_HOURS
+            await store.insert_session(conn, session_id, user["id"], now + timedelta(hours=hours))
+    if not attempt.ok or user is None:
+        return pages.render(request, "auth/connexion.html", status=401, suite=suite,
+                            email=email, error=attempt.message, notice=None)
+    settings = runtime.settings
+    issuer = TokenIssuer(await request.app[KEYS].signing(), settings.issuer,
+                         settings.jwt_audience)
+    token = issuer.issue(user["org"], " ".join(accounts.SCOPES_OF[accounts.Role(user["role"])]),
+                         f"{accounts.SESSION_PREFIX}{session_id}", hours * 3600, user["name"])
+    response = web.HTTPSeeOther(suite)
+    pages.start_session(response, token, hours * 3600,
+                        secure=settings.base_url.startswith("https://"))
+    raise response
+
+
+@pages.page
+async def sign_out(request: web.Request) -> web.StreamResponse:
+    """Ends this session, or every session of the person ("partout"): refused everywhere
+    within seconds."""
+    principal = await pages.require(request)
+    fields = await pages.form(request)
+    pool = request.app[RUNTIME].pool
+    session_id = uuid.UUID(principal.client_id.removeprefix(accounts.SESSION_PREFIX))
+    if fields.get("partout"):
+        user_id = await store.session_user(pool, session_id)
+        if user_id is not None:
+            await store.end_sessions(pool, user_id)
+    else:
+        await store.end_session(pool, session_id)
+    response = web.HTTPSeeOther("/connexion?message=deconnecte")
+    pages.end_session(response)
+    raise response
+
+
+async def _invitation(request: web.Request) -> tuple[bytes, dict[str, object]]:
+    digest = accounts.token_hash(request.match_info["token"])
+    row = await store.open_invitation(request.app[RUNTIME].pool, digest)
+    if row is None:
+        raise pages.PageError(404, "Lien expiré ou déjà utilisé", "Ce lien d'invitation n'est "
+                              "plus valable. Demandez à la coordination de votre structure un "
+                              "nouveau lien.")
+    return digest, dict(row)
+
+
+@pages.page
+async def invitation_form(request: web.Request) -> web.StreamResponse:
+    _digest, user = await _invitation(request)
+    return pages.render(request, "auth/invitation.html", invited=user, error=None)
+
+
+@pages.page
+async def accept_invitation(request: web.Request) -> web.StreamResponse:
+    digest, user = await _invitation(request)
+    fields = await pages.form(request, with_session=False)
+    password = fields.get("password", "")
+    problem = accounts.password_problem(password, fields.get("confirmation", ""))
+    if problem:
+        return pages.render(request, "auth/invitation.html", status=422, invited=user,
+                            error=problem)
+    hashed = await asyncio.to_thread(accounts.hash_password, password)
+    async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
+        if not await store.accept_invitation(conn, digest, uuid.UUID(str(user["id"])), hashed):
+            raise pages.PageError(409, "Lien déjà utilisé", "Ce lien vient d'être utilisé.")
+    raise web.HTTPSeeOther("/connexion?message=mot-de-passe")
+
+
+def routes(app: web.Application) -> None:
+    pages.templates("auth", "services.auth")
+    app.router.add_get("/connexion", sign_in_form)
+    app.router.add_post("/connexion", sign_in)
+    app.router.add_post("/deconnexion", sign_out)
+    app.router.add_get("/invitation/{token}", invitation_form)
+    app.router.add_post("/invitation/{token}", accept_invitation)

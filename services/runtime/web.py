@@ -1,0 +1,183 @@
+"""Pages for people: the shared layout, the signed-in person, forms with CSRF protection, and
+the security headers of HTML answers.
+
+Each service serves its own pages beside its API (`pages.py`, templates in `screens/`,
+registered here with `templates()`), calling its own units of work. A session is an access
+token in an HttpOnly cookie, verified like any other token (so it is refused everywhere
+within seconds once ended), whose client id names the session and whose `name` claim names
+the person."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import jinja2
+from aiohttp import web
+from multidict import MultiDict, MultiDictProxy
+
+from schemas import vocab_fr
+from services.runtime.auth import VERIFIER, Principal
+from services.runtime.problem import Problem
+
+SESSION_COOKIE = "relais_session"
+SESSION_PREFIX = "session:"
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+       "form-action 'self'; frame-ancestors 'none'")
+_packages: dict[str, str] = {"layout": "services.runtime"}
+_environment: jinja2.Environment | None = None
+
+
+def templates(prefix: str, package: str) -> None:
+    """Make `package`'s `screens/` templates available as `prefix/<name>`."""
+    global _environment
+    _packages[prefix] = package
+    _environment = None
+
+
+def environment() -> jinja2.Environment:
+    global _environment
+    if _environment is None:
+        loader = jinja2.PrefixLoader({
+            prefix: jinja2.FileSystemLoader(str(resources.files(package) / "screens"))
+            for prefix, package in _packages.items()})
+        _environment = jinja2.Environment(loader=loader, autoescape=True,
+                                          undefined=jinja2.StrictUndefined,
+                                          trim_blocks=True, lstrip_blocks=True)
+        _environment.globals["fr"] = vocab_fr
+    return _environment
+
+
+# --- the signed-in person -----------------------------------------------------------------
+
+def session_token(request: web.Request) -> str | None:
+    return request.cookies.get(SESSION_COOKIE) or None
+
+
+async def signed_in(request: web.Request) -> Principal | None:
+    """The person whose session cookie this is, if it is valid and not ended."""
+    token = session_token(request)
+    if token is None:
+        return None
+    try:
+        principal = await request.app[VERIFIER].verify(token)
+    except Problem:
+        return None
+    return principal if principal.client_id.startswith(SESSION_PREFIX) else None
+
+
+async def require(request: web.Request, scope: str | None = None) -> Principal:
+    """The signed-in person, who must hold `scope`; else the sign-in page, coming back here
+    after."""
+    principal = await signed_in(request)
+    if principal is None:
+        raise web.HTTPSeeOther(f"/connexion?suite={quote(request.path_qs, safe='')}")
+    request["principal"] = principal
+    if scope is not None and scope not in principal.scopes:
+        raise PageError(403, "Accès refusé", "Votre rôle ne donne pas accès à cette page. "
+                        "Demandez à la coordination de votre structure si vous en avez besoin.")
+    return principal
+
+
+def bearer(request: web.Request) -> str:
+    """The caller's token, from the Authorization header or the session cookie: what a call
+    to another service carries on the caller's behalf."""
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return session_token(request) or ""
+
+
+def start_session(response: web.StreamResponse, token: str, max_age: int,
+                  secure: bool) -> None:
+    response.set_cookie(SESSION_COOKIE, token, max_age=max_age, path="/", httponly=True,
+                        samesite="Lax", secure=secure)
+
+
+def end_session(response: web.StreamResponse) -> None:
+    response.del_cookie(SESSION_COOKIE, path="/")
+
+
+def local_path(target: str | None, default: str = "/") -> str:
+    """Where to go after signing in: a path of this site only (no open redirect)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return default
+    parts = urlsplit(target)
+    return target if not parts.scheme and not parts.netloc else default
+
+
+# --- forms ----------------------------------------------------------------------------------
+
+def csrf_token(request: web.Request) -> str:
+    """Bound to the session: a page of another site can neither read nor guess it."""
+    session = session_token(request) or ""
+    digest = hashlib.sha256(b"relais-csrf|" + session.encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def _same_origin(request: web.Request) -> bool:
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("Origin")
+    return origin is None or urlsplit(origin).netloc == request.host
+
+
+async def form(request: web.Request, *, with_session: bool = True) -> MultiDictProxy[str]:
+    """The posted form's text fields, from this site (and, when signed in, with the
+    session's token)."""
+    data = await request.post()
+    fields = MultiDictProxy(MultiDict((k, v) for k, v in data.items() if isinstance(v, str)))
+    if not _same_origin(request) or (with_session and not hmac.compare_digest(
+            fields.get("csrf", ""), csrf_token(request))):
+        raise PageError(403, "Formulaire expiré", "Ce formulaire ne vient pas de cette page ou "
+                        "a expiré. Rechargez la page et recommencez.")
+    return fields
+
+
+# --- answers --------------------------------------------------------------------------------
+
+class PageError(Exception):
+    """A page that cannot be shown, said in French; rendered with the layout."""
+
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail = status, title, detail
+
+
+def render(request: web.Request, name: str, status: int = 200, **context: Any) -> web.Response:
+    principal = request.get("principal")
+    page = environment().get_template(name).render(
+        user=principal, csrf=csrf_token(request) if principal else "", path=request.path,
+        **context)
+    return web.Response(text=page, status=status, content_type="text/html", charset="utf-8",
+                        headers=html_headers())
+
+
+def html_headers() -> dict[str, str]:
+    return {"Content-Security-Policy": CSP, "Referrer-Policy": "same-origin",
+            "X-Frame-Options": "DENY", "Permissions-Policy": "camera=(), microphone=()"}
+
+
+PageHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def page(handler: PageHandler) -> PageHandler:
+    """A page handler: a refusal becomes a French page in the layout, never JSON or a 500."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except PageError as error:
+            return render(request, "layout/error.html", error.status, title=error.title,
+                          detail=error.detail)
+
+    wrapped.__name__ = handler.__name__
+    wrapped.__doc__ = handler.__doc__
+    return wrapped

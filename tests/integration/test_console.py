@@ -1,0 +1,198 @@
+"""The console over real HTTP and PostgreSQL, without a browser: accounts, invitation,
+sign-in and lock-out, sessions ended everywhere, CSRF, and a partner counsellor answering a
+referral from the pages (the browser journeys are in tests/browser/)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from services.auth import accounts
+from services.auth import store as auth_store
+from services.runtime.app import RUNTIME
+from tests.conftest import wait_until
+from tests.e2e.conftest import Tokens
+from tests.integration.conftest import Client
+
+TEAM, ML = "equipe-aller-vers", "mission-locale"
+PASSWORD = "un long mot de passe"
+API = "intake:write consent:write referral:read"
+
+
+async def invite(client: Client, email: str, org: str = ML, role: str = "counsellor",
+                 name: str = "Camille Martin") -> str:
+    """What `relais user create` does: the account and its invitation link's token."""
+    pool = client.app[RUNTIME].pool
+    user_id = uuid.uuid4()
+    token, digest = accounts.new_token()
+    await auth_store.insert_user(pool, user_id, email, name, org, role)
+    await auth_store.insert_invitation(pool, digest, user_id,
+                                       datetime.now(UTC) + timedelta(days=7))
+    return token
+
+
+async def account(client: Client, email: str, org: str = ML) -> None:
+    token = await invite(client, email, org)
+    done = await client.post(f"/invitation/{token}", data={
+        "password": PASSWORD, "confirmation": PASSWORD}, allow_redirects=False)
+    assert done.status == 303, await done.text()
+
+
+async def sign_in(client: Client, email: str, password: str = PASSWORD) -> Any:
+    return await client.post("/connexion", data={"email": email, "password": password,
+                                                 "suite": "/orientations"},
+                             allow_redirects=False)
+
+
+def csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "no CSRF field on the page"
+    return found.group(1)
+
+
+async def handed_off(client: Client, tokens: Tokens) -> str:
+    """An intake met by the outreach team, consented to the Mission locale: the referral."""
+    headers = tokens.headers(TEAM, API, **{"Idempotency-Key": str(uuid.uuid4())})
+    intake = await (await client.post("/v1/intakes", headers=headers, json={
+        "site": "qpv-etouvie", "channel": "mobile_permanence",
+        "contacted_at": "2026-11-20T10:00:00+01:00", "needs": ["employment"],
+        "age_bracket": "18_25", "commune": "80021",
+        "identity": {"first_name": "Léa", "phone": "06 12 34 56 78"}})).json()
+    await client.post("/v1/consents", headers=tokens.headers(
+        TEAM, API, **{"Idempotency-Key": str(uuid.uuid4())}), json={
+        "person_id": intake["person_id"], "purposes": ["referral_partner"],
+        "recipients": [ML], "categories": ["identity", "contact", "needs", "situation"],
+        "notice_version": "2026-01", "method": "signed_screen", "captured_by": "x"})
+    found: list[str] = []
+
+    async def requested() -> bool:
+        response = await client.get(f"/v1/referrals?intake_id={intake['id']}&status=requested",
+                                    headers=tokens.headers(TEAM, API))
+        found.extend(r["id"] for r in (await response.json())["items"])
+        return bool(found)
+
+    await wait_until(requested, 30, "the hand-off")
+    return found[0]
+
+
+async def test_an_invited_counsellor_signs_in_and_out(client: Client) -> None:
+    token = await invite(client, "camille@ml.example.org")
+    page = await client.get(f"/invitation/{token}")
+    assert page.status == 200 and "Camille Martin" in await page.text()
+    short = await client.post(f"/invitation/{token}", data={"password": "court",
+                                                            "confirmation": "court"})
+    assert short.status == 422 and "au moins 12 caractères" in await short.text()
+    done = await client.post(f"/invitation/{token}", data={
+        "password": PASSWORD, "confirmation": PASSWORD}, allow_redirects=False)
+    assert done.status == 303
+    again = await client.get(f"/invitation/{token}")
+    assert again.status == 404 and "plus valable" in await again.text()
+
+    assert (await client.get("/orientations", allow_redirects=False)).status == 303
+    signed = await sign_in(client, "Camille@ML.example.org")
+    assert signed.status == 303 and signed.headers["Location"] == "/orientations"
+    cookie = signed.cookies["relais_session"]
+    assert cookie["httponly"] and cookie["samesite"] == "Lax"
+    inbox = await client.get("/orientations")
+    assert inbox.status == 200
+    html = await inbox.text()
+    assert "Camille Martin" in html and 'lang="fr"' in html
+    assert "default-src 'self'" in inbox.headers["Content-Security-Policy"]
+
+    out = await client.post("/deconnexion", data={"csrf": csrf(html)}, allow_redirects=False)
+    assert out.status == 303
+    client.session.cookie_jar.update_cookies({"relais_session": cookie.value})
+
+    async def refused() -> bool:  # the ended session, even replayed, is refused
+        response = await client.get("/orientations", allow_redirects=False)
+        return response.status == 303
+
+    await wait_until(refused, 10, "the ended session to be refused")
+
+
+async def test_wrong_passwords_lock_the_account_with_the_same_words(client: Client) -> None:
+    await account(client, "lou@ml.example.org")
+    unknown = await sign_in(client, "personne@ml.example.org", "peu importe")
+    wrong = await sign_in(client, "lou@ml.example.org", "mauvais mot de passe")
+    assert unknown.status == wrong.status == 401
+    assert accounts.GENERIC_REFUSAL in await unknown.text()
+    assert accounts.GENERIC_REFUSAL in await wrong.text()
+    for _ in range(accounts.MAX_FAILURES - 1):
+        await sign_in(client, "lou@ml.example.org", "mauvais mot de passe")
+    locked = await sign_in(client, "lou@ml.example.org")
+    assert locked.status == 401 and "bloqué" in await locked.text()
+
+
+async def test_a_form_from_another_site_is_refused(client: Client) -> None:
+    await account(client, "sam@ml.example.org")
+    await sign_in(client, "sam@ml.example.org")
+    html = await (await client.get("/orientations")).text()
+    forged = await client.post("/deconnexion", data={"csrf": "x" * 43})
+    assert forged.status == 403 and "Formulaire expiré" in await forged.text()
+    cross = await client.post("/deconnexion", data={"csrf": csrf(html)},
+                              headers={"Origin": "https://attaquant.example"})
+    assert cross.status == 403
+    assert (await client.get("/orientations")).status == 200  # still signed in
+
+
+async def test_a_counsellor_answers_a_referral_from_the_pages(client: Client,
+                                                              tokens: Tokens) -> None:
+    referral_id = await handed_off(client, tokens)
+    await account(client, "camille@ml.example.org")
+    await sign_in(client, "camille@ml.example.org")
+
+    inbox = await (await client.get("/orientations")).text()
+    assert f"/orientations/{referral_id}" in inbox
+    assert "besoin emploi, 18-25 ans, commune 80021" in inbox
+    page = await (await client.get(f"/orientations/{referral_id}")).text()
+    assert "Léa" not in page  # not before the deliberate read
+    opened = await client.post(f"/orientations/{referral_id}/dossier",
+                               data={"csrf": csrf(page)})
+    dossier = await opened.text()
+    assert opened.status == 200 and "Léa" in dossier and "06 12 34 56 78" in dossier
+    pool = client.app[RUNTIME].pool
+
+    async def read_on_the_trail() -> bool:  # the dossier, and the identity
+        return await pool.fetchval(
+            "SELECT count(*) FROM consent.trail WHERE convert_from(entry, 'UTF8')::jsonb"
+            " ->> 'kind' = 'personal_data.read'") >= 2
+
+    await wait_until(read_on_the_trail, 30, "both reads on the consent trail")
+    session_reads = await pool.fetchval(
+        "SELECT count(*) FROM intake.access_log WHERE client_id LIKE 'session:%'")
+    assert session_reads == 1
+
+    token = csrf(page)
+    rejected = await client.post(f"/orientations/{referral_id}/reject", data={"csrf": token})
+    assert rejected.status == 422 and "choisissez un motif" in await rejected.text()
+    for action, fields in (("accept", {}), ("start", {"milestone": "first_appointment"}),
+                           ("complete", {"outcome": "contrat_engagement_jeune"})):
+        done = await client.post(f"/orientations/{referral_id}/{action}",
+                                 data={"csrf": token} | fields, allow_redirects=False)
+        assert done.status == 303, (action, await done.text())
+    final = await (await client.get(f"/orientations/{referral_id}")).text()
+    assert "Terminée" in final and "Contrat d&#39;engagement jeune" in final
+    assert "par Camille Martin (mission-locale)" in final
+    late = await client.post(f"/orientations/{referral_id}/accept", data={"csrf": token})
+    assert late.status == 409 and "n&#39;est plus possible" in await late.text()
+
+    history = await (await client.get(f"/v1/referrals/{referral_id}",
+                                      headers=tokens.headers(TEAM, API))).json()
+    assert history["history"][-1]["detail"]["by"] == "Camille Martin (mission-locale)"
+
+
+async def test_another_organisation_sees_nothing_by_changing_the_url(
+    client: Client, tokens: Tokens
+) -> None:
+    referral_id = await handed_off(client, tokens)
+    await account(client, "dom@ccas.example.org", org="ccas")
+    await sign_in(client, "dom@ccas.example.org")
+    page = await client.get(f"/orientations/{referral_id}")
+    assert page.status == 404 and "introuvable" in await page.text()
+    html = await (await client.get("/orientations")).text()
+    assert referral_id not in html
+    forced = await client.post(f"/orientations/{referral_id}/dossier",
+                               data={"csrf": csrf(html)})
+    assert forced.status == 404 and "Léa" not in await forced.text()
