@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+WEB_STAMP := web/node_modules/.installed
 KAFKA_LIB := deploy/kafka/target/lib
 
 .PHONY: install run test lint check kafka-jars tools bench constraints schemas clean
@@ -13,7 +14,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	@touch $@
 
-install: $(STAMP)
+# The DSFR and axe-core, from the npm registry (pinned in web/package-lock.json). npm runs in
+# web/ because @gouvfr/dsfr's install script looks for web/.dsfr.yml (its terms of use) in the
+# directory npm was started from.
+$(WEB_STAMP): web/package.json web/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: install Node.js 20.19+ and retry." >&2; exit 1; }
+	cd web && npm ci --loglevel=error --no-audit --no-fund >/dev/null
+	@touch $@
+
+install: $(STAMP) $(WEB_STAMP)
 
 # Apache Kafka's jars, from Maven Central (pinned in deploy/kafka/pom.xml).
 $(KAFKA_LIB)/.stamp: deploy/kafka/pom.xml
@@ -22,9 +31,11 @@ $(KAFKA_LIB)/.stamp: deploy/kafka/pom.xml
 
 kafka-jars: $(KAFKA_LIB)/.stamp
 
-# docker-compose, to validate docker-compose.yml (Debian's package).
+# docker-compose, to validate docker-compose.yml, and chromium for the browser tests (Debian's
+# packages).
 tools:
 	@command -v docker-compose >/dev/null || sh deploy/install-compose.sh
+	@command -v chromium >/dev/null || sh deploy/install-chromium.sh
 
 run: install
 	$(BIN)/relais up
@@ -50,4 +61,4 @@ constraints: install
 	$(BIN)/pip freeze --exclude-editable | grep -v '^relais' > constraints.txt
 
 clean:
-	rm -rf $(VENV) .relais deploy/kafka/target .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) web/node_modules .relais deploy/kafka/target .pytest_cache .mypy_cache .ruff_cache

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from schemas.api import Health
 from services.runtime import db, openapi
+from services.runtime.assets import add_static
 from services.runtime.auth import (
     VERIFIER,
     KeySource,
@@ -146,6 +147,7 @@ def create_app(settings: Settings, dsn: str, services: Sequence[ServiceSpec]) ->
                   "Operations", response=Health, errors=(503,), authenticated=False),
     ])
     app.router.add_get("/openapi.json", openapi.serve)
+    add_static(app)
     for spec in services:
         if spec.routes is not None:
             spec.routes(app)

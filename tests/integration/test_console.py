@@ -155,9 +155,10 @@ async def test_a_counsellor_answers_a_referral_from_the_pages(client: Client,
     pool = client.app[RUNTIME].pool
 
     async def read_on_the_trail() -> bool:  # the dossier, and the identity
-        return await pool.fetchval(
+        reads: int = await pool.fetchval(
             "SELECT count(*) FROM consent.trail WHERE convert_from(entry, 'UTF8')::jsonb"
-            " ->> 'kind' = 'personal_data.read'") >= 2
+            " ->> 'kind' = 'personal_data.read'")
+        return reads >= 2
 
     await wait_until(read_on_the_trail, 30, "both reads on the consent trail")
     session_reads = await pool.fetchval(

@@ -109,7 +109,8 @@ async def test_api8_answers_carry_no_secrets_and_the_safe_headers(
 
 
 async def test_api9_every_route_is_in_the_published_inventory(client: Client) -> None:
-    """No undocumented route: what the server answers is what /openapi.json lists."""
+    """No undocumented API: every API route the server answers is in /openapi.json, and
+    everything else it serves is a page for people or a static file."""
     documented = {(op.method, op.path) for op in client.app[OPERATIONS]}
     committed = json.loads(COMMITTED.read_text())
     published = {(method.upper(), path) for path, item in committed["paths"].items()
@@ -117,8 +118,21 @@ async def test_api9_every_route_is_in_the_published_inventory(client: Client) ->
     assert documented == published
     served = {(r.method, r.resource.canonical) for r in client.app.router.routes()
               if r.resource is not None and r.method != "HEAD"}
-    undocumented = {route for route in served - documented if route[1] != "/openapi.json"}
-    assert undocumented == set()
+    api = {route for route in served
+           if route[1].startswith(("/v1/", "/oauth/", "/.well-known/"))}
+    assert api - documented == set()
+    # The rest: /openapi.json (the inventory itself), /static/ (the DSFR's and Relais's own
+    # CSS, fonts and scripts: services/runtime/assets.py), and the pages, which answer HTML
+    # to a signed-in person and send anyone else to the sign-in page, never JSON.
+    for method, path in served - api - documented:
+        if method == "GET" and "{" not in path and not path.startswith("/static/") \
+                and path != "/openapi.json":
+            response = await client.get(path, allow_redirects=False)
+            assert response.status in (200, 303), path
+            if response.status == 200:
+                assert response.content_type == "text/html", path
+            else:
+                assert response.headers["Location"].startswith("/connexion"), path
 
 
 async def test_api10_what_a_peer_service_answers_is_not_trusted(
