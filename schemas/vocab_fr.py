@@ -47,6 +47,12 @@ ACTIONS: dict[str, str] = {
     "request": "Transmise avec le consentement de la personne", "expire": "Expirée",
     "decide": "Décision de la commission", "create": "Créée",
 }
+SYSTEM_STEPS: dict[str, str] = {  # what Relais itself did, in a referral's history
+    "create": "Créée par l'orientation automatique",
+    "request": "Transmise avec le consentement de la personne",
+    "expire": "Délai de réponse dépassé", "cancel": "Annulée",
+    "decide": "Décision de la commission",
+}
 REASONS: dict[str, str] = {
     RejectReason.not_reachable: "Personne injoignable",
     RejectReason.did_not_come: "Ne s'est pas présentée",

@@ -45,6 +45,13 @@ def plain_reason(row: Any, names: dict[str, str]) -> str:
     return f"Orientée vers {target}" + (f" car : {', '.join(facts)}" if facts else "")
 
 
+def rule_in_words(explanation: dict[str, Any], names: dict[str, str]) -> str:
+    """The routing rule's reason, naming organisations by their names, not their ids."""
+    reason = str(explanation.get("reason") or "")
+    slug, sep, rest = reason.partition(" : ")
+    return f"{names[slug]} : {rest}" if sep and slug in names else reason
+
+
 def _referral_id(request: web.Request) -> uuid.UUID:
     try:
         return uuid.UUID(request.match_info["id"])
@@ -91,9 +98,11 @@ async def _show(request: web.Request, principal: Principal, referral_id: uuid.UU
         actions = []
     can_read = (row["target"] == principal.org
                 and ReferralStatus(row["status"]) in lifecycle.ACTIVE)
+    names = await store.partner_names(pool)
     return pages.render(
-        request, "referral/referral.html", status=status, referral=detail,
-        names=await store.partner_names(pool), actions=actions, error=error, dossier=dossier,
+        request, "referral/referral.html", status=status, referral=detail, names=names,
+        why=rule_in_words(row["explanation"] or {}, names), actions=actions, error=error,
+        dossier=dossier,
         can_read=can_read, reasons=list(RejectReason), outcomes=[
             o for o in Outcome if o not in (Outcome.oriented_to_partner,
                                             Outcome.kept_with_outreach)],

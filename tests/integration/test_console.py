@@ -175,7 +175,7 @@ async def test_a_counsellor_answers_a_referral_from_the_pages(client: Client,
         assert done.status == 303, (action, await done.text())
     final = await (await client.get(f"/orientations/{referral_id}")).text()
     assert "Terminée" in final and "Contrat d&#39;engagement jeune" in final
-    assert "par Camille Martin (mission-locale)" in final
+    assert "Par Camille Martin (mission-locale)" in final
     late = await client.post(f"/orientations/{referral_id}/accept", data={"csrf": token})
     assert late.status == 409 and "n&#39;est plus possible" in await late.text()
 
