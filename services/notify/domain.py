@@ -102,7 +102,7 @@ def messages(event_type: str, data: Mapping[str, Any], names: Mapping[str, str],
         return []
     kind, recipients, extra = plan
     referral_id = uuid.UUID(str(data["referral_id"]))
-    link = f"{base_url}/v1/referrals/{referral_id}"
+    link = f"{base_url}/orientations/{referral_id}"  # the console's page (sign-in first)
     values = {
         "ref": str(referral_id)[:8], "referral_id": referral_id, "link": link,
         "sender_name": names.get(data["sender_org"], data["sender_org"]),

@@ -84,6 +84,19 @@ async def inbox(request: web.Request) -> web.StreamResponse:
                         statuses=[s for s in fr.STATUSES if s != "awaiting_consent"])
 
 
+@pages.page
+async def sent(request: web.Request) -> web.StreamResponse:
+    """For the outreach team: where each person it met stands."""
+    principal = await pages.require(request, "referral:read")
+    status = request.query.get("statut") or None
+    if status is not None and status not in fr.STATUSES:
+        status = None
+    pool = request.app[RUNTIME].pool
+    rows = await store.sent(pool, principal.org, status)
+    return pages.render(request, "referral/sent.html", rows=rows, filtre=status,
+                        names=await store.partner_names(pool), statuses=list(fr.STATUSES))
+
+
 async def _show(request: web.Request, principal: Principal, referral_id: uuid.UUID, *,
                 status: int = 200, error: str | None = None,
                 dossier: Any = None) -> web.Response:
@@ -183,6 +196,7 @@ def routes(app: web.Application) -> None:
     pages.templates("referral", "services.referral")
     app.router.add_get("/", home)
     app.router.add_get("/orientations", inbox)
+    app.router.add_get("/orientations/envoyees", sent)
     app.router.add_get("/orientations/{id}", referral)
     app.router.add_post("/orientations/{id}/dossier", dossier)
     app.router.add_post("/orientations/{id}/{action}", answer)

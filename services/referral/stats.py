@@ -114,30 +114,42 @@ def _cell(value: Any) -> str:
     return f"<{THRESHOLD}" if value is None else str(value)
 
 
+def period(start: date | None, end: date | None, site: str | None,
+           today: date | None = None) -> dict[str, Any]:
+    """The days counted, `start` included and `end` excluded (UTC): by default the year up to
+    today included. ValueError when `start` is not before `end`."""
+    end = end or (today or datetime.now(UTC).date()) + timedelta(days=1)
+    start = start or end - timedelta(days=365)
+    if start >= end:
+        raise ValueError("from must be before to")
+    return {"from": start.isoformat(), "to": end.isoformat(), "site": site or None,
+            "start": datetime.combine(start, time(), UTC),
+            "end": datetime.combine(end, time(), UTC)}
+
+
 def _period(request: web.Request) -> dict[str, Any]:
     try:
-        end = date.fromisoformat(request.query["to"]) if "to" in request.query else \
-            datetime.now(UTC).date() + timedelta(days=1)
-        start = date.fromisoformat(request.query["from"]) if "from" in request.query else \
-            end - timedelta(days=365)
+        end = date.fromisoformat(request.query["to"]) if "to" in request.query else None
+        start = date.fromisoformat(request.query["from"]) if "from" in request.query else None
     except ValueError as exc:
         raise Problem(400, "Bad query", "from and to are dates (YYYY-MM-DD).") from exc
-    if start >= end:
-        raise Problem(400, "Bad query", "from must be before to.")
-    return {"from": start.isoformat(), "to": end.isoformat(),
-            "site": request.query.get("site") or None,
-            "start": datetime.combine(start, time(), UTC), "end": datetime.combine(end, time(),
-                                                                                   UTC)}
+    try:
+        return period(start, end, request.query.get("site"))
+    except ValueError as exc:
+        raise Problem(400, "Bad query", "from must be before to.") from exc
+
+
+async def compute(pool: Any, period: dict[str, Any]) -> dict[str, Any]:
+    """The figures of `period` (from `period()`), for the API and the page alike."""
+    args = (period["start"], period["end"], period["site"])
+    return figures(await store.intake_counts(pool, *args),
+                   await store.referral_counts(pool, *args), await store.answers(pool, *args))
 
 
 async def _figures(request: web.Request) -> tuple[dict[str, Any], dict[str, Any]]:
     await authenticate(request, "stats:read")
     period = _period(request)
-    pool = request.app[RUNTIME].pool
-    args = (period["start"], period["end"], period["site"])
-    data = figures(await store.intake_counts(pool, *args),
-                   await store.referral_counts(pool, *args), await store.answers(pool, *args))
-    return period, data
+    return period, await compute(request.app[RUNTIME].pool, period)
 
 
 async def get_stats(request: web.Request) -> web.Response:
@@ -147,11 +159,15 @@ async def get_stats(request: web.Request) -> web.Response:
                 "threshold": THRESHOLD}))
 
 
-async def get_stats_csv(request: web.Request) -> web.Response:
-    period, data = await _figures(request)
+def csv_response(period: dict[str, Any], data: dict[str, Any]) -> web.Response:
+    """The CSV file of the figures, as the API and the page serve it."""
     name = f"relais-stats-{period['from']}-{period['to']}.csv"
     return web.Response(text=to_csv(period, data), content_type="text/csv", charset="utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+async def get_stats_csv(request: web.Request) -> web.Response:
+    return csv_response(*await _figures(request))
 
 
 QUERY = (

@@ -25,7 +25,9 @@ ACTIVE_STATUSES = sorted(ACTIVE)
 
 async def upsert_partners(conn: Db, directory: Directory) -> None:
     """Reference data from the directory; the capacity the partners declared is kept, and an
-    organisation no longer in the directory is no longer a candidate."""
+    organisation no longer in the directory is no longer a candidate. The sites and
+    permanences are kept too, for their names on the statistics page."""
+    await upsert_places(conn, directory)
     await conn.execute("UPDATE referral.partners SET active = false WHERE id <> ALL($1::text[])",
                        [o.id for o in directory.organisations])
     await conn.executemany(
@@ -203,6 +205,21 @@ async def inbox(db: Db, org: str, status: str | None, now: datetime,
         " AND ($2::text IS NULL OR r.status = $2)"
         " ORDER BY overdue DESC, r.due_at ASC NULLS LAST, r.created_at DESC LIMIT $4",
         org, status, now, limit)
+    return rows
+
+
+async def sent(db: Db, org: str, status: str | None, limit: int = 200) -> list[asyncpg.Record]:
+    """The referrals the organisation sent, newest first, each with its last step's detail
+    (reason, outcome, text, proposal) and the follow-up it led to, if any."""
+    rows: list[asyncpg.Record] = await db.fetch(
+        "SELECT r.*, h.detail AS last_detail, f.target AS follow_up_target,"
+        " f.status AS follow_up_status FROM referral.referrals r"
+        " LEFT JOIN LATERAL (SELECT detail FROM referral.referral_history"
+        "  WHERE referral_id = r.id ORDER BY id DESC LIMIT 1) h ON true"
+        " LEFT JOIN LATERAL (SELECT target, status FROM referral.referrals"
+        "  WHERE part_of = r.id ORDER BY created_at LIMIT 1) f ON true"
+        " WHERE r.sender_org = $1 AND ($2::text IS NULL OR r.status = $2)"
+        " ORDER BY r.updated_at DESC, r.id LIMIT $3", org, status, limit)
     return rows
 
 
@@ -439,3 +456,42 @@ async def answers(db: Db, start: datetime, end: datetime,
         f" WHERE r.requested_at IS NOT NULL AND {_PERIOD_I}",
         start, end, site)
     return rows
+
+
+async def upsert_places(conn: Db, directory: Directory) -> None:
+    """The directory's sites and permanences; those no longer in it are kept, inactive, so
+    that past figures keep their names."""
+    await conn.execute("UPDATE referral.sites SET active = false WHERE id <> ALL($1::text[])",
+                       [s.id for s in directory.sites])
+    await conn.executemany(
+        "INSERT INTO referral.sites (id, name) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE"
+        " SET name = EXCLUDED.name, active = true",
+        [(s.id, s.name) for s in directory.sites])
+    await conn.execute(
+        "UPDATE referral.permanences SET active = false WHERE id <> ALL($1::text[])",
+        [p.id for p in directory.permanences])
+    await conn.executemany(
+        "INSERT INTO referral.permanences (id, site, mobile, weekdays) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (id) DO UPDATE SET site = EXCLUDED.site, mobile = EXCLUDED.mobile,"
+        " weekdays = EXCLUDED.weekdays, active = true",
+        [(p.id, p.site, p.mobile, list(dict.fromkeys(str(s.weekday) for s in p.schedule)))
+         for p in directory.permanences])
+
+
+async def stats_sites(db: Db) -> list[asyncpg.Record]:
+    """(id, name) of the sites to filter the statistics by: the directory's, and any other
+    that intakes name (name: None when the directory never named it)."""
+    rows: list[asyncpg.Record] = await db.fetch(
+        "SELECT ids.id, s.name FROM (SELECT id FROM referral.sites WHERE active"
+        " UNION SELECT DISTINCT site FROM referral.intakes) ids"
+        " LEFT JOIN referral.sites s USING (id) ORDER BY coalesce(s.name, ids.id)")
+    return rows
+
+
+async def stats_places(db: Db) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
+    """Every site (id, name) and permanence (id, site, mobile, weekdays) the directory ever
+    named, to name the figures."""
+    sites: list[asyncpg.Record] = await db.fetch("SELECT id, name FROM referral.sites")
+    permanences: list[asyncpg.Record] = await db.fetch(
+        "SELECT id, site, mobile, weekdays FROM referral.permanences")
+    return sites, permanences

@@ -12,7 +12,7 @@ from services.auth.api import KEYS
 from services.runtime.settings import Settings
 from tests.browser.conftest import PHONE, axe, open_page, screenshot, watch_errors
 from tests.e2e.conftest import Tokens
-from tests.integration.test_console import PASSWORD, handed_off, invite
+from tests.integration.test_console import PASSWORD, account, handed_off, invite
 
 
 async def check(page: Page, name: str, errors: list[str]) -> None:
@@ -102,3 +102,26 @@ async def journey(browser: Browser, live_server: str, referral_id: str,
         assert width <= PHONE["width"]
         await check(phone, "orientation-telephone", errors)
 
+
+
+async def test_the_outreach_team_follows_its_referrals_in_the_browser(
+    browser: Browser, relais_app: web.Application, settings: Settings
+) -> None:
+    async with TestClient(TestServer(relais_app, host="127.0.0.1")) as api:
+        live_server = str(api.make_url("")).rstrip("/")
+        tokens = Tokens(await relais_app[KEYS].signing(), settings)
+        referral_id = await handed_off(api, tokens)
+        await api.post(f"/v1/referrals/{referral_id}/reject", json={"reason": "no_place"},
+                       headers=tokens.headers("mission-locale", "referral:write"))
+        await account(api, "nadia@camion.example.org", org="equipe-aller-vers",
+                      name="Nadia Benali")
+        async with open_page(browser) as page:
+            errors = watch_errors(page)
+            await page.goto(f"{live_server}/orientations/envoyees")
+            await page.get_by_label("Adresse électronique").fill("nadia@camion.example.org")
+            await page.get_by_label("Mot de passe").fill(PASSWORD)
+            await page.get_by_role("button", name="Se connecter").click()
+            await expect(page.get_by_role("heading", level=1)).to_have_text(
+                "Orientations envoyées")
+            await expect(page.get_by_text("Motif : Plus de place disponible")).to_be_visible()
+            await check(page, "orientations-envoyees", errors)

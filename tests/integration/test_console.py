@@ -33,8 +33,9 @@ async def invite(client: Client, email: str, org: str = ML, role: str = "counsel
     return token
 
 
-async def account(client: Client, email: str, org: str = ML) -> None:
-    token = await invite(client, email, org)
+async def account(client: Client, email: str, org: str = ML,
+                  name: str = "Camille Martin") -> None:
+    token = await invite(client, email, org, name=name)
     done = await client.post(f"/invitation/{token}", data={
         "password": PASSWORD, "confirmation": PASSWORD}, allow_redirects=False)
     assert done.status == 303, await done.text()
@@ -197,3 +198,32 @@ async def test_another_organisation_sees_nothing_by_changing_the_url(
     forced = await client.post(f"/orientations/{referral_id}/dossier",
                                data={"csrf": csrf(html)})
     assert forced.status == 404 and "Léa" not in await forced.text()
+
+
+async def test_the_outreach_team_sees_where_each_person_stands(client: Client,
+                                                               tokens: Tokens) -> None:
+    referral_id = await handed_off(client, tokens)
+    waiting = await client.post("/v1/intakes", headers=tokens.headers(
+        TEAM, API, **{"Idempotency-Key": str(uuid.uuid4())}), json={
+        "site": "qpv-etouvie", "channel": "mobile_permanence",
+        "contacted_at": "2026-11-21T10:00:00+01:00", "needs": ["housing"]})
+    assert waiting.status == 201
+    await client.post(f"/v1/referrals/{referral_id}/reject", json={
+        "reason": "no_place", "text": "Plus de place avant janvier."},
+        headers=tokens.headers(ML, "referral:write"))
+    await account(client, "nadia@camion.example.org", org=TEAM)
+    await sign_in(client, "nadia@camion.example.org")
+
+    async def both_listed() -> bool:
+        html = await (await client.get("/orientations/envoyees")).text()
+        return html.count("<tr>") == 3  # the header and two referrals
+
+    await wait_until(both_listed, 30, "both referrals in the sent list")
+    html = await (await client.get("/orientations/envoyees")).text()
+    assert "n'a pas encore donné son accord" in html
+    assert "Motif : Plus de place disponible (« Plus de place avant janvier. »)" in html
+    assert 'aria-current="page">Orientations envoyées' in html
+    only = await (await client.get("/orientations/envoyees?statut=rejected")).text()
+    assert only.count("<tr>") == 2 and f"/orientations/{referral_id}" in only
+    received = await (await client.get("/orientations")).text()
+    assert f"/orientations/{referral_id}" not in received  # sent, not received

@@ -29,7 +29,7 @@ def referral(**extra: Any) -> dict[str, Any]:
 def one(event_type: str, data: dict[str, Any]) -> domain.Message:
     [message] = domain.messages(event_type, data, NAMES, BASE)
     assert data["person_id"] not in message.subject + message.body + str(message.facts)
-    assert f"{BASE}/v1/referrals/{data['referral_id']}" in message.body
+    assert f"{BASE}/orientations/{data['referral_id']}" in message.body
     return message
 
 
