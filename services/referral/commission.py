@@ -5,6 +5,7 @@ outreach team; close)."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -50,24 +51,31 @@ async def session_out(db: store.Db, row: Any) -> SessionOut:
     return SessionOut.model_validate(dict(row) | {"agenda": agenda})
 
 
+async def open_session(conn: asyncpg.Connection, principal: Principal,
+                       body: SessionIn) -> uuid.UUID:
+    """The unit of work of a new session, for the API and the pages (raises Problem)."""
+    commission = await _must_be_commission(conn, body.commission)
+    if not _sits_on(commission, principal.org):
+        raise _not_a_member(body.commission)
+    unknown = [m for m in body.members if not _sits_on(commission, m)]
+    if unknown:
+        raise Problem(422, "Unknown members", "Not members of this commission in the "
+                      f"directory: {', '.join(unknown)}.")
+    open_ids = await store.open_for_commission(conn, body.commission)
+    ids = open_ids if body.referral_ids is None else list(dict.fromkeys(body.referral_ids))
+    stray = [str(i) for i in ids if i not in open_ids]
+    if stray:
+        raise Problem(422, "Not on the agenda", "These referrals are not open before this "
+                      f"commission, or are on another agenda: {', '.join(stray)}.")
+    session_id = uuid.uuid4()
+    await store.insert_session(conn, session_id, body.commission, body.held_on,
+                               body.members, ids)
+    return session_id
+
+
 async def post_session(request: web.Request) -> web.Response:
     async def work(conn: asyncpg.Connection, principal: Principal, body: SessionIn) -> Answer:
-        commission = await _must_be_commission(conn, body.commission)
-        if not _sits_on(commission, principal.org):
-            raise _not_a_member(body.commission)
-        unknown = [m for m in body.members if not _sits_on(commission, m)]
-        if unknown:
-            raise Problem(422, "Unknown members", "Not members of this commission in the "
-                          f"directory: {', '.join(unknown)}.")
-        open_ids = await store.open_for_commission(conn, body.commission)
-        ids = open_ids if body.referral_ids is None else list(dict.fromkeys(body.referral_ids))
-        stray = [str(i) for i in ids if i not in open_ids]
-        if stray:
-            raise Problem(422, "Not on the agenda", "These referrals are not open before this "
-                          f"commission, or are on another agenda: {', '.join(stray)}.")
-        session_id = uuid.uuid4()
-        await store.insert_session(conn, session_id, body.commission, body.held_on,
-                                   body.members, ids)
+        session_id = await open_session(conn, principal, body)
         row = await store.session(conn, session_id, principal.org)
         return Answer(201, (await session_out(conn, row)).model_dump(mode="json"),
                       {"Location": f"/v1/commission/sessions/{session_id}"})
@@ -89,8 +97,16 @@ async def post_decision(request: web.Request) -> web.Response:
     session_id = path_uuid(request)
     body = parse(DecisionIn, await read_json(request))
     runtime = request.app[RUNTIME]
-    now = runtime.clock()
-    async with runtime.pool.acquire() as conn, conn.transaction():
+    session = await decide(runtime.pool, principal, session_id, body, runtime.clock())
+    return json_response(await session_out(runtime.pool, session))
+
+
+async def decide(pool: asyncpg.Pool, principal: Principal, session_id: uuid.UUID,
+                 body: DecisionIn, now: datetime) -> Any:
+    """The unit of work of a decision, for the API and the pages (raises Problem): the
+    referral is closed with the decision as its outcome, and a follow-up referral `part_of`
+    it is created when the commission refers the person to a partner."""
+    async with pool.acquire() as conn, conn.transaction():
         session = await store.session(conn, session_id, principal.org)
         item = await store.lock_agenda_item(conn, session_id, body.referral_id)
         if session is None or item is None:
@@ -123,8 +139,8 @@ async def post_decision(request: web.Request) -> web.Response:
         await handlers.move(conn, referral, ReferralStatus.completed, session["commission"],
                             "decide", now, answer=lifecycle.Answer(
                                 text=body.text, outcome=OUTCOMES[body.decision]),
-                            cause="commission_decision")
-        return json_response(await session_out(conn, session))
+                            cause="commission_decision", by=principal.who)
+        return session
 
 
 OPERATIONS = [

@@ -223,6 +223,37 @@ async def sent(db: Db, org: str, status: str | None, limit: int = 200) -> list[a
     return rows
 
 
+async def commissions_of(db: Db, org: str) -> list[asyncpg.Record]:
+    """The commissions the organisation is, or sits on (the directory's `members`)."""
+    rows: list[asyncpg.Record] = await db.fetch(
+        "SELECT id, name, members FROM referral.partners WHERE kind = 'commission' AND active"
+        " AND (id = $1 OR $1 = ANY(members)) ORDER BY name", org)
+    return rows
+
+
+async def sessions_of(db: Db, commissions: list[str]) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await db.fetch(
+        "SELECT s.*, count(a.referral_id) AS items, count(a.decision) AS decided"
+        " FROM referral.commission_sessions s LEFT JOIN referral.commission_agenda a"
+        " ON a.session_id = s.id WHERE s.commission = ANY($1)"
+        " GROUP BY s.id ORDER BY s.held_on DESC, s.created_at DESC LIMIT 100", commissions)
+    return rows
+
+
+async def agenda_details(db: Db, session_id: UUID) -> list[asyncpg.Record]:
+    """A session's agenda, each referral with what its consent lets the commission read."""
+    rows: list[asyncpg.Record] = await db.fetch(
+        "SELECT a.*, r.status, r.sender_org, r.target, r.created_at, r.explanation,"
+        " i.needs, i.age_bracket, i.commune, c.categories AS consent_categories,"
+        " f.target AS follow_up_target FROM referral.commission_agenda a"
+        " JOIN referral.referrals r ON r.id = a.referral_id"
+        " LEFT JOIN referral.intakes i ON i.intake_id = r.intake_id"
+        " LEFT JOIN referral.consents c ON c.consent_id = r.consent_id AND c.status = 'active'"
+        " LEFT JOIN referral.referrals f ON f.id = a.follow_up"
+        " WHERE a.session_id = $1 ORDER BY r.requested_at, r.id", session_id)
+    return rows
+
+
 async def partner_names(db: Db) -> dict[str, str]:
     return {r["id"]: r["name"] for r in await db.fetch("SELECT id, name FROM referral.partners")}
 

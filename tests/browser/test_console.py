@@ -12,7 +12,13 @@ from services.auth.api import KEYS
 from services.runtime.settings import Settings
 from tests.browser.conftest import PHONE, axe, open_page, screenshot, watch_errors
 from tests.e2e.conftest import Tokens
-from tests.integration.test_console import PASSWORD, account, handed_off, invite
+from tests.integration.test_console import (
+    PASSWORD,
+    account,
+    commission_referral,
+    handed_off,
+    invite,
+)
 
 
 async def check(page: Page, name: str, errors: list[str]) -> None:
@@ -125,3 +131,31 @@ async def test_the_outreach_team_follows_its_referrals_in_the_browser(
                 "Orientations envoyées")
             await expect(page.get_by_text("Motif : Plus de place disponible")).to_be_visible()
             await check(page, "orientations-envoyees", errors)
+
+
+async def test_a_member_decides_in_commission_in_the_browser(
+    browser: Browser, relais_app: web.Application, settings: Settings
+) -> None:
+    async with TestClient(TestServer(relais_app, host="127.0.0.1")) as api:
+        live_server = str(api.make_url("")).rstrip("/")
+        await commission_referral(api, Tokens(await relais_app[KEYS].signing(), settings))
+        await account(api, "ines@ml.example.org", name="Inès Robert")
+        async with open_page(browser) as page:
+            errors = watch_errors(page)
+            await page.goto(f"{live_server}/commission")
+            await page.get_by_label("Adresse électronique").fill("ines@ml.example.org")
+            await page.get_by_label("Mot de passe").fill(PASSWORD)
+            await page.get_by_role("button", name="Se connecter").click()
+            await expect(page.get_by_text("1 orientation")).to_be_visible()
+            await check(page, "commission", errors)
+            await page.get_by_role("button", name="Ouvrir la séance").click()
+            await expect(page.get_by_role("heading", level=1)).to_contain_text("Séance du")
+            await page.get_by_label("Décision", exact=True).select_option("refer_partner")
+            await page.get_by_label("Partenaire (pour une orientation)").select_option(
+                "mission-locale")
+            await page.get_by_label("La décision, telle qu'au compte rendu").fill(
+                "Orientation vers la Mission locale pour un contrat d'engagement jeune.")
+            await page.get_by_role("button", name="Enregistrer la décision").click()
+            await expect(page.get_by_text("une nouvelle orientation a été créée")) \
+                .to_be_visible()
+            await check(page, "commission-seance", errors)

@@ -227,3 +227,78 @@ async def test_the_outreach_team_sees_where_each_person_stands(client: Client,
     assert only.count("<tr>") == 2 and f"/orientations/{referral_id}" in only
     received = await (await client.get("/orientations")).text()
     assert f"/orientations/{referral_id}" not in received  # sent, not received
+
+
+async def commission_referral(client: Client, tokens: Tokens) -> str:
+    """A person with three needs: the rules send them to the commission."""
+    headers = tokens.headers(TEAM, API, **{"Idempotency-Key": str(uuid.uuid4())})
+    intake = await (await client.post("/v1/intakes", headers=headers, json={
+        "site": "qpv-etouvie", "channel": "mobile_permanence",
+        "contacted_at": "2026-11-20T10:00:00+01:00",
+        "needs": ["employment", "housing", "health"], "age_bracket": "18_25",
+        "commune": "80021"})).json()
+    await client.post("/v1/consents", headers=tokens.headers(
+        TEAM, API, **{"Idempotency-Key": str(uuid.uuid4())}), json={
+        "person_id": intake["person_id"], "purposes": ["referral_commission"],
+        "recipients": ["commission-remobilisation"], "categories": ["needs", "situation"],
+        "notice_version": "2026-01", "method": "signed_screen", "captured_by": "x"})
+    found: list[str] = []
+
+    async def requested() -> bool:
+        response = await client.get(f"/v1/referrals?intake_id={intake['id']}&status=requested",
+                                    headers=tokens.headers(TEAM, API))
+        found.extend(r["id"] for r in (await response.json())["items"])
+        return bool(found)
+
+    await wait_until(requested, 30, "the hand-off to the commission")
+    return found[0]
+
+
+async def test_a_member_runs_a_commission_session(client: Client, tokens: Tokens) -> None:
+    referral_id = await commission_referral(client, tokens)
+    await account(client, "ines@ml.example.org", name="Inès Robert")
+    await sign_in(client, "ines@ml.example.org")
+    home = await client.get("/commission")
+    html = await home.text()
+    assert home.status == 200 and "1 orientation</strong> en attente" in html
+    form = {"csrf": csrf(html), "cle": "double-clic", "commission": "commission-remobilisation",
+            "date": "2026-12-03", "members": ["mission-locale", "france-travail"]}
+    first = await client.post("/commission/seances", data=form, allow_redirects=False)
+    again = await client.post("/commission/seances", data=form, allow_redirects=False)
+    assert first.status == again.status == 303
+    assert first.headers["Location"] == again.headers["Location"]  # one session, not two
+    page = await (await client.get(first.headers["Location"])).text()
+    assert "besoin emploi, logement, santé" in page
+
+    vague = await client.post(f"{first.headers['Location']}/decisions", data={
+        "csrf": csrf(page), "referral_id": referral_id, "decision": "refer_partner",
+        "text": "CEJ"})
+    assert vague.status == 422 and "choisissez le partenaire" in await vague.text()
+    decided = await client.post(f"{first.headers['Location']}/decisions", data={
+        "csrf": csrf(page), "referral_id": referral_id, "decision": "refer_partner",
+        "partner": "mission-locale", "text": "Orientation vers la Mission locale pour un CEJ."},
+        allow_redirects=False)
+    assert decided.status == 303
+    after = await (await client.get(first.headers["Location"])).text()
+    assert "une nouvelle orientation a été créée" in after
+    follow_ups = await (await client.get("/v1/referrals?role=sender", headers=tokens.headers(
+        "commission-remobilisation", API))).json()
+    assert [r["part_of"] for r in follow_ups["items"]] == [referral_id]
+    twice = await client.post(f"{first.headers['Location']}/decisions", data={
+        "csrf": csrf(page), "referral_id": referral_id, "decision": "close", "text": "x"})
+    assert twice.status == 409 and "déjà été prise" in await twice.text()
+
+
+async def test_an_organisation_off_the_commission_cannot_act_for_it(
+    client: Client, tokens: Tokens
+) -> None:
+    await commission_referral(client, tokens)
+    await account(client, "leo@boussole.example.org", org="asso-boussole", name="Léo Petit")
+    await sign_in(client, "leo@boussole.example.org")
+    home = await client.get("/commission")
+    assert home.status == 403 and "ne siège à aucune" in await home.text()
+    html = await (await client.get("/orientations")).text()
+    forced = await client.post("/commission/seances", data={
+        "csrf": csrf(html), "cle": "k", "commission": "commission-remobilisation",
+        "date": "2026-12-03", "members": ["asso-boussole"]})
+    assert forced.status == 403
