@@ -14,9 +14,11 @@ import uuid
 from ipaddress import ip_network
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from joserfc import jws, jwt
 
+from services.auth import api
 from services.auth.api import KEYS
 from services.cli import SERVICE_NAMES, client_command, service_specs
 from services.runtime.app import create_app
@@ -113,7 +115,17 @@ async def test_an_unknown_client_takes_as_long_as_a_wrong_secret(client: Client)
     assert statistics.median(unknown) >= 0.5 * statistics.median(wrong), (unknown, wrong)
 
 
+def without_refill(app: web.Application) -> None:
+    """The failure buckets keep their size (10 per client id, 30 per address) but no longer
+    refill during the test: whether the next try is refused must depend on the count, not on
+    how fast this (shared, noisy) machine ran the scrypt checks before it. The refill itself
+    is a RateLimiter's, tested with an injected clock in tests/unit/test_ratelimit.py."""
+    throttle = app[api.THROTTLE]
+    throttle.by_client.rate = throttle.by_address.rate = 1 / 86_400
+
+
 async def test_repeated_failures_for_a_client_are_throttled(client: Client) -> None:
+    without_refill(client.app)
     client_id, secret = await new_client(client, "ccas", "intake:read")
     statuses = [(await get_token(client, client_id, "guess")).status for _ in range(10)]
     assert statuses == [401] * 10
@@ -127,6 +139,7 @@ async def test_repeated_failures_for_a_client_are_throttled(client: Client) -> N
 
 
 async def test_repeated_failures_from_one_address_are_throttled(client: Client) -> None:
+    without_refill(client.app)
     statuses = [(await get_token(client, f"guess-{n}", "guess")).status for n in range(30)]
     assert statuses == [401] * 30
     client_id, secret = await new_client(client, "ccas", "intake:read")
@@ -142,6 +155,8 @@ async def test_behind_a_trusted_proxy_failures_count_per_forwarded_address(
     assert proxied.database_url
     app = create_app(proxied, proxied.database_url, service_specs(SERVICE_NAMES))
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        without_refill(client.app)
+
         async def attempt(who: str, secret: str, address: str) -> int:
             response = await client.post(
                 "/oauth/token", data={"grant_type": "client_credentials"},
