@@ -184,15 +184,13 @@ async def list_partners(request: web.Request) -> web.Response:
 async def put_capacity(request: web.Request) -> web.Response:
     """A partner says how many places it has left (its own, or any with directory:write)."""
     principal = await authenticate(request, None)
-    partner_id = request.match_info["id"]
-    if not ("directory:write" in principal.scopes
-            or (partner_id == principal.org and "referral:write" in principal.scopes)):
-        raise Problem(403, "Forbidden", "Only the partner itself (referral:write) or the "
-                      "directory's keeper (directory:write) sets its capacity.")
     body = parse(CapacityIn, await read_json(request))
-    pool = request.app[RUNTIME].pool
-    await store.set_capacity(pool, partner_id, body.open_places, body.waiting_list)
-    row = await store.partner_row(pool, partner_id)
+    partner_id = request.match_info["id"]
+    try:
+        row = await handlers.set_capacity(request.app[RUNTIME].pool, principal, partner_id,
+                                          body.open_places, body.waiting_list)
+    except lifecycle.Refused as refused:
+        raise Problem(refused.status, refused.title, refused.detail) from refused
     if row is None:
         raise Problem(404, "Not found", f"No partner '{partner_id}' in the directory.")
     return json_response(PartnerOut.model_validate(dict(row)))

@@ -291,3 +291,18 @@ async def next_candidate(conn: asyncpg.Connection, referral: Any) -> str | None:
     ranked = routing.candidates(facts(intake), await store.partners(conn), exclude=tried)
     with_places = [c for c in ranked if c["open_places"] is None or c["open_places"] > 0]
     return str(with_places[0]["partner"]) if with_places else None
+
+
+async def set_capacity(pool: asyncpg.Pool, principal: Principal, partner_id: str,
+                       open_places: int | None, waiting_list: bool) -> Any:
+    """A partner says how many places it has left: the partner itself (referral:write) or
+    the directory's keeper (directory:write). The partner as it is after; None when there is
+    no such partner; lifecycle.Refused (403) for anyone else."""
+    if not ("directory:write" in principal.scopes
+            or (partner_id == principal.org and "referral:write" in principal.scopes)):
+        raise lifecycle.Refused(403, "Forbidden", "Only the partner itself (referral:write) "
+                                "or the directory's keeper (directory:write) sets its "
+                                "capacity.")
+    async with pool.acquire() as conn, conn.transaction():
+        await store.set_capacity(conn, partner_id, open_places, waiting_list)
+        return await store.partner_row(conn, partner_id)

@@ -254,6 +254,14 @@ async def agenda_details(db: Db, session_id: UUID) -> list[asyncpg.Record]:
     return rows
 
 
+async def overdue(db: Db, now: datetime, limit: int = 200) -> list[asyncpg.Record]:
+    """Across the territory: referrals handed off and not answered by their deadline."""
+    rows: list[asyncpg.Record] = await db.fetch(
+        "SELECT id, sender_org, target, status, requested_at, due_at FROM referral.referrals"
+        " WHERE status = 'requested' AND due_at < $1 ORDER BY due_at LIMIT $2", now, limit)
+    return rows
+
+
 async def partner_names(db: Db) -> dict[str, str]:
     return {r["id"]: r["name"] for r in await db.fetch("SELECT id, name FROM referral.partners")}
 

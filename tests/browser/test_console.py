@@ -159,3 +159,32 @@ async def test_a_member_decides_in_commission_in_the_browser(
             await expect(page.get_by_text("une nouvelle orientation a été créée")) \
                 .to_be_visible()
             await check(page, "commission-seance", errors)
+
+
+async def test_the_coordination_sets_places_in_the_browser(
+    browser: Browser, relais_app: web.Application, settings: Settings
+) -> None:
+    async with TestClient(TestServer(relais_app, host="127.0.0.1")) as api:
+        live_server = str(api.make_url("")).rstrip("/")
+        await handed_off(api, Tokens(await relais_app[KEYS].signing(), settings))
+        token = await invite(api, "claire@coordination.example.org", org="coordination",
+                             role="coordinator", name="Claire Dubois")
+        await api.post(f"/invitation/{token}", data={"password": PASSWORD,
+                                                     "confirmation": PASSWORD})
+        async with open_page(browser) as page:
+            errors = watch_errors(page)
+            await page.goto(f"{live_server}/coordination")
+            await page.get_by_label("Adresse électronique").fill(
+                "claire@coordination.example.org")
+            await page.get_by_label("Mot de passe").fill(PASSWORD)
+            await page.get_by_role("button", name="Se connecter").click()
+            await page.get_by_label("Places libres chez Mission locale du Grand Amiénois") \
+                .fill("4")
+            await page.get_by_role(
+                "button", name="Enregistrer les places de Mission locale du Grand Amiénois"
+            ).click()
+            await expect(page.get_by_text("Places de Mission locale du Grand Amiénois "
+                                          "enregistrées")).to_be_visible()
+            await expect(page.get_by_label("Places libres chez Mission locale du Grand "
+                                           "Amiénois")).to_have_value("4")
+            await check(page, "coordination", errors)

@@ -302,3 +302,41 @@ async def test_an_organisation_off_the_commission_cannot_act_for_it(
         "csrf": csrf(html), "cle": "k", "commission": "commission-remobilisation",
         "date": "2026-12-03", "members": ["asso-boussole"]})
     assert forced.status == 403
+
+
+async def test_the_coordination_sees_what_is_late_and_sets_places(
+    client: Client, tokens: Tokens
+) -> None:
+    await handed_off(client, tokens)
+    pool = client.app[RUNTIME].pool
+    await pool.execute("INSERT INTO auth.users (id, email, name, org, role) VALUES"
+                       " ($1, 'coord@amiens.example.org', 'Claire Dubois', 'coordination',"
+                       " 'coordinator')", uuid.uuid4())
+    token, digest = accounts.new_token()
+    user_id = await pool.fetchval("SELECT id FROM auth.users WHERE email = $1",
+                                  "coord@amiens.example.org")
+    await auth_store.insert_invitation(pool, digest, user_id,
+                                       datetime.now(UTC) + timedelta(days=1))
+    await client.post(f"/invitation/{token}", data={"password": PASSWORD,
+                                                    "confirmation": PASSWORD})
+    await sign_in(client, "coord@amiens.example.org")
+    html = await (await client.get("/coordination")).text()
+    assert "Aucune orientation en retard" in html
+    client.app[RUNTIME].clock = lambda: datetime.now(UTC) + timedelta(days=15)
+    late = await (await client.get("/coordination")).text()
+    assert "Mission locale du Grand Amiénois" in late and "jours" in late
+
+    wrong = await client.post("/coordination/places/mission-locale",
+                              data={"csrf": csrf(late), "open_places": "trois"})
+    assert wrong.status == 422 and "nombre entier" in await wrong.text()
+    saved = await client.post("/coordination/places/mission-locale", data={
+        "csrf": csrf(late), "open_places": "3", "waiting_list": "oui"}, allow_redirects=False)
+    assert saved.status == 303
+    partners = await (await client.get("/v1/partners", headers=tokens.headers(
+        TEAM, API))).json()
+    ml = next(p for p in partners["items"] if p["id"] == ML)
+    assert (ml["open_places"], ml["waiting_list"]) == (3, True)
+
+    await account(client, "sam@ml.example.org")
+    await sign_in(client, "sam@ml.example.org")
+    assert (await client.get("/coordination")).status == 403
