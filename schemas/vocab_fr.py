@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from schemas.vocab import (
     AgeBracket,
+    Gender,
     Milestone,
     Need,
     Outcome,
@@ -83,4 +84,8 @@ PURPOSES: dict[str, str] = {
 CATEGORIES: dict[str, str] = {
     "identity": "identité", "contact": "coordonnées", "situation": "situation",
     "needs": "besoins", "note": "notes",
+}
+GENDERS: dict[str, str] = {  # as the person states it, if they wish
+    Gender.female: "Femme", Gender.male: "Homme", Gender.other: "Autre",
+    "not_given": "Non précisé",
 }

@@ -5,7 +5,16 @@ from __future__ import annotations
 from aiohttp import web
 
 from services import directory
-from services.referral import api, handlers, pages, routing, store
+from services.referral import (
+    api,
+    commission_pages,
+    coordination_pages,
+    handlers,
+    pages,
+    routing,
+    stats_pages,
+    store,
+)
 from services.runtime.app import ConsumerSpec, Runtime, ServiceSpec
 
 
@@ -19,6 +28,9 @@ async def load_partners(runtime: Runtime) -> None:
 def routes(app: web.Application) -> None:
     api.routes(app)
     pages.routes(app)
+    commission_pages.routes(app)
+    coordination_pages.routes(app)
+    stats_pages.routes(app)
 
 
 SPEC = ServiceSpec(

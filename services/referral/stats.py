@@ -139,7 +139,7 @@ def _period(request: web.Request) -> dict[str, Any]:
         raise Problem(400, "Bad query", "from must be before to.") from exc
 
 
-async def compute(pool: Any, period: dict[str, Any]) -> dict[str, Any]:
+async def compute(pool: store.Db, period: dict[str, Any]) -> dict[str, Any]:
     """The figures of `period` (from `period()`), for the API and the page alike."""
     args = (period["start"], period["end"], period["site"])
     return figures(await store.intake_counts(pool, *args),
