@@ -190,6 +190,20 @@ async def _organisations(pool: asyncpg.Pool, settings: Settings) -> set[str] | N
     return {o.id for o in document.organisations}
 
 
+async def _in_directory(pool: asyncpg.Pool, settings: Settings, org: str) -> bool:
+    """Whether `org` is an organisation of the directory in use; if not, says why."""
+    known = await _organisations(pool, settings)
+    if known is None:
+        print("no directory yet to check the organisation against: start Relais once "
+              "(`relais up`) or load one (`relais directory load FILE`)", file=sys.stderr)
+        return False
+    if org not in known:
+        print(f"unknown organisation {org!r}: it is not in the directory (`relais directory "
+              "show` lists them)", file=sys.stderr)
+        return False
+    return True
+
+
 async def client_command(settings: Settings, args: argparse.Namespace) -> int:
     from services.auth import domain, keys, store
 
@@ -202,15 +216,7 @@ async def client_command(settings: Settings, args: argparse.Namespace) -> int:
                     print(f"unknown scopes: {' '.join(unknown)}; known: "
                           f"{' '.join(domain.SCOPES)}", file=sys.stderr)
                     return 2
-                known = await _organisations(pool, settings)
-                if known is None:
-                    print("no directory yet to check the organisation against: start Relais "
-                          "once (`relais up`) or load one (`relais directory load FILE`)",
-                          file=sys.stderr)
-                    return 2
-                if args.org not in known:
-                    print(f"unknown organisation {args.org!r}: it is not in the directory "
-                          "(`relais directory show` lists them)", file=sys.stderr)
+                if not await _in_directory(pool, settings, args.org):
                     return 2
                 client_id, secret = f"{args.org}-{uuid.uuid4().hex[:8]}", domain.new_secret()
                 await store.insert_client(pool, client_id, domain.hash_secret(secret), args.org,
@@ -240,10 +246,7 @@ async def user_command(settings: Settings, args: argparse.Namespace) -> int:
         pool = await _auth_pool(settings, dsn)
         try:
             if args.action == "create":
-                known = await _organisations(pool, settings)
-                if known is None or args.org not in known:
-                    print(f"unknown organisation {args.org!r}: it is not in the directory "
-                          "(`relais directory show` lists them)", file=sys.stderr)
+                if not await _in_directory(pool, settings, args.org):
                     return 2
                 if await store.user_by_email(pool, args.email) is not None:
                     print(f"an account already exists for {args.email}", file=sys.stderr)

@@ -64,6 +64,12 @@ def _not_found() -> pages.PageError:
                            "elle n'est pas visible par votre structure.")
 
 
+def _status_filter(request: web.Request) -> str | None:
+    """The list's `statut` filter: a status of the vocabulary, or none (everything)."""
+    status = request.query.get("statut") or None
+    return status if status in fr.STATUSES else None
+
+
 @pages.page
 async def home(request: web.Request) -> web.StreamResponse:
     await pages.require(request)
@@ -73,9 +79,7 @@ async def home(request: web.Request) -> web.StreamResponse:
 @pages.page
 async def inbox(request: web.Request) -> web.StreamResponse:
     principal = await pages.require(request, "referral:read")
-    status = request.query.get("statut") or None
-    if status is not None and status not in fr.STATUSES:
-        status = None
+    status = _status_filter(request)
     runtime = request.app[RUNTIME]
     rows = await store.inbox(runtime.pool, principal.org, status, runtime.clock())
     names = await store.partner_names(runtime.pool)
@@ -88,9 +92,7 @@ async def inbox(request: web.Request) -> web.StreamResponse:
 async def sent(request: web.Request) -> web.StreamResponse:
     """For the outreach team: where each person it met stands."""
     principal = await pages.require(request, "referral:read")
-    status = request.query.get("statut") or None
-    if status is not None and status not in fr.STATUSES:
-        status = None
+    status = _status_filter(request)
     pool = request.app[RUNTIME].pool
     rows = await store.sent(pool, principal.org, status)
     return pages.render(request, "referral/sent.html", rows=rows, filtre=status,

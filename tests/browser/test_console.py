@@ -21,6 +21,14 @@ from tests.integration.test_console import (
 )
 
 
+async def sign_in(page: Page, url: str, email: str) -> None:
+    """Open `url`: the sign-in page comes first, then the page asked for."""
+    await page.goto(url)
+    await page.get_by_label("Adresse électronique").fill(email)
+    await page.get_by_label("Mot de passe").fill(PASSWORD)
+    await page.get_by_role("button", name="Se connecter").click()
+
+
 async def check(page: Page, name: str, errors: list[str]) -> None:
     """No serious or critical accessibility violation, no console error; a screenshot."""
     violations = await axe(page)
@@ -123,10 +131,7 @@ async def test_the_outreach_team_follows_its_referrals_in_the_browser(
                       name="Nadia Benali")
         async with open_page(browser) as page:
             errors = watch_errors(page)
-            await page.goto(f"{live_server}/orientations/envoyees")
-            await page.get_by_label("Adresse électronique").fill("nadia@camion.example.org")
-            await page.get_by_label("Mot de passe").fill(PASSWORD)
-            await page.get_by_role("button", name="Se connecter").click()
+            await sign_in(page, f"{live_server}/orientations/envoyees", "nadia@camion.example.org")
             await expect(page.get_by_role("heading", level=1)).to_have_text(
                 "Orientations envoyées")
             await expect(page.get_by_text("Motif : Plus de place disponible")).to_be_visible()
@@ -142,10 +147,7 @@ async def test_a_member_decides_in_commission_in_the_browser(
         await account(api, "ines@ml.example.org", name="Inès Robert")
         async with open_page(browser) as page:
             errors = watch_errors(page)
-            await page.goto(f"{live_server}/commission")
-            await page.get_by_label("Adresse électronique").fill("ines@ml.example.org")
-            await page.get_by_label("Mot de passe").fill(PASSWORD)
-            await page.get_by_role("button", name="Se connecter").click()
+            await sign_in(page, f"{live_server}/commission", "ines@ml.example.org")
             await expect(page.get_by_text("1 orientation")).to_be_visible()
             await check(page, "commission", errors)
             await page.get_by_role("button", name="Ouvrir la séance").click()
@@ -173,11 +175,7 @@ async def test_the_coordination_sets_places_in_the_browser(
                                                      "confirmation": PASSWORD})
         async with open_page(browser) as page:
             errors = watch_errors(page)
-            await page.goto(f"{live_server}/coordination")
-            await page.get_by_label("Adresse électronique").fill(
-                "claire@coordination.example.org")
-            await page.get_by_label("Mot de passe").fill(PASSWORD)
-            await page.get_by_role("button", name="Se connecter").click()
+            await sign_in(page, f"{live_server}/coordination", "claire@coordination.example.org")
             await page.get_by_label("Places libres chez Mission locale du Grand Amiénois") \
                 .fill("4")
             await page.get_by_role(

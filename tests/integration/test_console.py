@@ -66,15 +66,20 @@ async def handed_off(client: Client, tokens: Tokens) -> str:
         "person_id": intake["person_id"], "purposes": ["referral_partner"],
         "recipients": [ML], "categories": ["identity", "contact", "needs", "situation"],
         "notice_version": "2026-01", "method": "signed_screen", "captured_by": "x"})
+    return await requested(client, tokens, intake["id"])
+
+
+async def requested(client: Client, tokens: Tokens, intake_id: str) -> str:
+    """The id of the intake's referral, once a consent has handed it off."""
     found: list[str] = []
 
-    async def requested() -> bool:
-        response = await client.get(f"/v1/referrals?intake_id={intake['id']}&status=requested",
+    async def arrived() -> bool:
+        response = await client.get(f"/v1/referrals?intake_id={intake_id}&status=requested",
                                     headers=tokens.headers(TEAM, API))
         found.extend(r["id"] for r in (await response.json())["items"])
         return bool(found)
 
-    await wait_until(requested, 30, "the hand-off")
+    await wait_until(arrived, 30, "the hand-off")
     return found[0]
 
 
@@ -242,16 +247,7 @@ async def commission_referral(client: Client, tokens: Tokens) -> str:
         "person_id": intake["person_id"], "purposes": ["referral_commission"],
         "recipients": ["commission-remobilisation"], "categories": ["needs", "situation"],
         "notice_version": "2026-01", "method": "signed_screen", "captured_by": "x"})
-    found: list[str] = []
-
-    async def requested() -> bool:
-        response = await client.get(f"/v1/referrals?intake_id={intake['id']}&status=requested",
-                                    headers=tokens.headers(TEAM, API))
-        found.extend(r["id"] for r in (await response.json())["items"])
-        return bool(found)
-
-    await wait_until(requested, 30, "the hand-off to the commission")
-    return found[0]
+    return await requested(client, tokens, intake["id"])
 
 
 async def test_a_member_runs_a_commission_session(client: Client, tokens: Tokens) -> None:
