@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 from importlib import resources
 
-from services.consent import api, handlers, store, trail_store
+from aiohttp import web
+
+from services.consent import api, handlers, pages, store, trail_store
 from services.runtime import sealing
 from services.runtime.app import ConsumerSpec, Runtime, ServiceSpec
 
@@ -25,9 +27,14 @@ async def start(runtime: Runtime) -> None:
     await trail_store.seal_keys_in_clear(runtime.pool, sealing.master_key(runtime.settings))
 
 
+def routes(app: web.Application) -> None:
+    api.routes(app)
+    pages.routes(app)
+
+
 SPEC = ServiceSpec(
     name="consent", package="services.consent", produces=("relais.consent",),
-    routes=api.routes,
+    routes=routes,
     consumers=(ConsumerSpec("consent", ("relais.intake", "relais.referral"),
                             handlers.handler),),
     workers=(handlers.checkpointer, handlers.expirer),

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -16,16 +14,12 @@ from schemas.api import (
     AccessLog,
     AuditKeys,
     CheckpointList,
-    ConsentChange,
     ConsentCheck,
-    ConsentHistory,
     ConsentIn,
     ConsentList,
     ConsentOut,
     NoticeIn,
     NoticeOut,
-    ProvenEntry,
-    SignedCheckpoint,
     TrailExtract,
     WithdrawIn,
 )
@@ -33,7 +27,7 @@ from schemas.events import (
     CONSENT_GRANTED,
     CONSENT_WITHDRAWN,
 )
-from services.consent import domain, lifecycle, merkle, store, trail_store
+from services.consent import audit, domain, lifecycle, store, trail_store
 from services.runtime import access, idempotency, outbox, peers
 from services.runtime.app import RUNTIME
 from services.runtime.auth import Principal, authenticate
@@ -160,11 +154,7 @@ async def list_consents(request: web.Request) -> web.Response:
     person_id = _query_uuid(request, "person_id")
     pool = request.app[RUNTIME].pool
     rows = await store.consents_of(pool, person_id, principal.org)
-    changes = await store.changes_of(pool, [r["id"] for r in rows])
-    return json_response(ConsentList(items=[ConsentHistory(
-        consent=domain.consent_out(r),
-        changes=[ConsentChange.model_validate(dict(c)) for c in changes
-                 if c["consent_id"] == r["id"]]) for r in rows]))
+    return json_response(ConsentList(items=await audit.histories(pool, rows)))
 
 
 async def check(request: web.Request) -> web.Response:
@@ -182,12 +172,6 @@ async def check(request: web.Request) -> web.Response:
                                       consent_id=best["id"] if best else None))
 
 
-def _signed(row: Any) -> SignedCheckpoint:
-    return SignedCheckpoint(size=row["size"], root=row["root"].hex(),
-                            signed_at=row["signed_at"].isoformat(), kid=row["kid"],
-                            signature=base64.b64encode(row["signature"]).decode())
-
-
 async def trail_extract(request: web.Request) -> web.Response:
     """A person's trail entries, each with its inclusion proof to the last signed tree head:
     an auditor checks them without the rest of the trail."""
@@ -198,35 +182,15 @@ async def trail_extract(request: web.Request) -> web.Response:
                         for k in ("from", "to"))
     except ValueError as exc:
         raise Problem(400, "Bad query", "from and to: ISO 8601 date-times.") from exc
-    pool = request.app[RUNTIME].pool
-    last = await trail_store.checkpoints(pool, 1)
-    checkpoint = _signed(last[0]) if last else None
-    tree = await trail_store.leaves(pool, checkpoint.size) if checkpoint else []
-    entries = [ProvenEntry(
-        seq=r["seq"], entry=json.loads(r["entry"]), leaf_hash=r["leaf_hash"].hex(),
-        inclusion_proof=[p.hex() for p in merkle.inclusion_proof(r["seq"], tree)]
-        if r["seq"] < len(tree) else None)
-        for r in await trail_store.entries_of(pool, person_id, _aware(since), _aware(until))]
-    return json_response(TrailExtract(checkpoint=checkpoint, entries=entries))
+    return json_response(await audit.extract(request.app[RUNTIME].pool, person_id,
+                                             _aware(since), _aware(until)))
 
 
 async def list_checkpoints(request: web.Request) -> web.Response:
     """The last signed tree heads, each with its consistency proof from the one before: the
     trail only ever grew between them."""
     await authenticate(request, "audit:read")
-    pool = request.app[RUNTIME].pool
-    rows = await trail_store.checkpoints(pool, CHECKPOINTS)
-    tree = await trail_store.leaves(pool, rows[-1]["size"]) if rows else []
-    items = []
-    for index, row in enumerate(rows):
-        item = _signed(row)
-        if index:
-            previous = rows[index - 1]
-            item.consistency_from = previous["size"]
-            item.consistency_proof = [p.hex() for p in merkle.consistency_proof(
-                previous["size"], tree[:row["size"]])]
-        items.append(item)
-    return json_response(CheckpointList(items=items))
+    return json_response(await audit.heads(request.app[RUNTIME].pool, CHECKPOINTS))
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -247,23 +211,13 @@ async def audit_keys(request: web.Request) -> web.Response:
 
 async def export_trail(request: web.Request) -> web.StreamResponse:
     await authenticate(request, "audit:read")
-    response = web.StreamResponse(headers={
-        "Content-Type": "application/jsonl",
-        "Content-Disposition": 'attachment; filename="consent-trail.jsonl"'})
-    await response.prepare(request)
-    async for line in trail_store.export_lines(request.app[RUNTIME].pool):
-        await response.write(line.encode() + b"\n")
-    await response.write_eof()
-    return response
+    return await audit.send_export(request, request.app[RUNTIME].pool, "consent-trail.jsonl")
 
 
 async def access_log(request: web.Request) -> web.Response:
     await authenticate(request, "audit:read")
     person_id = _query_uuid(request, "person_id")
-    rows = await trail_store.access_log(request.app[RUNTIME].pool, person_id)
-    entries = [json.loads(r["entry"]) for r in rows]
-    return json_response(AccessLog(person_id=person_id, reads=[
-        e for e in entries if e["kind"] == "personal_data.read"]))
+    return json_response(await audit.reads(request.app[RUNTIME].pool, person_id))
 
 
 CHECKPOINTS = 100

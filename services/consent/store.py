@@ -95,3 +95,11 @@ async def changes_of(pool: asyncpg.Pool, consent_ids: list[UUID]) -> list[asyncp
         "SELECT * FROM consent.consent_changes WHERE consent_id = ANY($1) ORDER BY id",
         consent_ids)
     return rows
+
+
+async def every_consent_of(pool: asyncpg.Pool, person_id: UUID) -> list[asyncpg.Record]:
+    """A person's consents, whichever organisation recorded them: for auditors only
+    (`audit:read` is territory-wide; consents carry no personal data)."""
+    rows: list[asyncpg.Record] = await pool.fetch(
+        "SELECT * FROM consent.consents WHERE person_id = $1 ORDER BY granted_at", person_id)
+    return rows

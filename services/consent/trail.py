@@ -142,19 +142,64 @@ def _check_checkpoint(number: int, item: Mapping[str, Any], tree: merkle.Frontie
     if size != tree.size:
         raise _Bad(f"line {number}: checkpoint of size {size} but {tree.size} entries before "
                    "it: entries were removed or added")
-    key = keys.get(kid)
-    if key is None:
+    if kid not in keys:
         raise _Bad(f"line {number}: checkpoint signed by unknown key {kid}")
+    if not signature_holds(item, keys):
+        raise _Bad(f"line {number}: the signature of checkpoint {size} is not valid")
     root = bytes.fromhex(item["root"])
-    try:
-        key.verify(base64.b64decode(item["signature"]),
-                   checkpoint_payload(size, root, item["signed_at"], kid))
-    except InvalidSignature as exc:
-        raise _Bad(f"line {number}: the signature of checkpoint {size} is not valid") from exc
     if tree.root() != root:
         # every chain link up to here held, so only the last entry can differ alone
         raise _Bad(f"line {number}: entry {size - 1} was altered (checkpoint {size} no longer "
                    f"matches; or entries {last_size}..{size - 1} were rewritten together)")
+
+
+# --- checks of single items, as an auditor runs them on what the API gives ------------------
+
+def signature_holds(head: Mapping[str, Any], keys: Mapping[str, Ed25519PublicKey]) -> bool:
+    """A signed tree head (an export's checkpoint line, or a checkpoint of the API: size,
+    root in hex, signed_at, kid, signature in base64) is signed by one of `keys`."""
+    key = keys.get(head["kid"])
+    if key is None:
+        return False
+    try:
+        key.verify(base64.b64decode(head["signature"]), checkpoint_payload(
+            head["size"], bytes.fromhex(head["root"]), head["signed_at"], head["kid"]))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def proof_holds(item: Mapping[str, Any], head: Mapping[str, Any]) -> bool | None:
+    """One entry of a person's extract (`/v1/audit/consent-trail`: seq, entry,
+    inclusion_proof) is in the tree whose signed head is `head`: its leaf hash, made again
+    from the entry itself (never the one the server gives), and its audit path lead to the
+    head's root. None: the entry is newer than the head, so there is no proof yet."""
+    seq, proof = item.get("seq"), item.get("inclusion_proof")
+    if not isinstance(seq, int) or not isinstance(item.get("entry"), Mapping):
+        return False
+    if proof is None:
+        return None if seq >= head["size"] else False
+    try:
+        leaf = merkle.leaf_hash(rfc8785.dumps(item["entry"]))
+        return merkle.verify_inclusion(seq, head["size"], leaf,
+                                       [bytes.fromhex(p) for p in proof],
+                                       bytes.fromhex(head["root"]))
+    except (ValueError, TypeError, rfc8785.CanonicalizationError):
+        return False
+
+
+def consistent(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """The tree of head `new` extends the tree of head `old` (append only): `new`'s
+    consistency proof from `old`, as `/v1/audit/checkpoints` gives it."""
+    proof = new.get("consistency_proof")
+    if new.get("consistency_from") != old["size"] or proof is None:
+        return False
+    try:
+        return merkle.verify_consistency(old["size"], new["size"], bytes.fromhex(old["root"]),
+                                         bytes.fromhex(new["root"]),
+                                         [bytes.fromhex(p) for p in proof])
+    except ValueError:
+        return False
 
 
 def new_key() -> Ed25519PrivateKey:

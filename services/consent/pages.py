@@ -1,0 +1,224 @@
+"""The audit page, for data-protection officers and auditors (`audit:read`): a person's
+consents and their history, their trail entries with each inclusion proof checked here, who
+read their data, the signed checkpoints, and the downloads to verify the whole trail offline.
+
+It calls the API's units of work (`audit`) and checks the proofs with the code an auditor
+runs on the API's answers (`trail.signature_holds`, `trail.proof_holds`,
+`trail.consistent`), under the keys Relais holds; the offline check, under the auditor's own
+copy of the keys, is `relais audit verify`."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from markupsafe import Markup, escape
+
+from schemas import vocab_fr as fr
+from schemas.api import ConsentHistory
+from schemas.vocab import ConsentMethod, WithdrawalChannel, WithdrawalRequester
+from services.consent import audit, store, trail, trail_store
+from services.runtime import web as pages
+from services.runtime.app import RUNTIME
+
+PARIS = ZoneInfo("Europe/Paris")
+SHOWN_HEADS = 10
+EXAMPLE_ID = "5d0c1f8e-2b7a-4c3d-9e61-3a8f0b2c4d5e"
+KEYS_URL = "/v1/audit/keys"
+COMMAND = "relais audit verify trail.jsonl --key keys.json"
+"""What the auditor runs on the two files downloaded from the page (their names)."""
+STATIC = Path(__file__).resolve().parent / "static"
+WORDS: dict[str, dict[str, str]] = {
+    "kinds": {"consent.granted": "Accord donné", "consent.withdrawn": "Accord retiré",
+              "consent.expired": "Accord arrivé à échéance",
+              "personal_data.read": "Données consultées"},
+    "changes": {"granted": "Donné", "withdrawn": "Retiré", "expired": "Arrivé à échéance"},
+    "statuses": {"active": "En cours", "withdrawn": "Retiré", "expired": "Arrivé à échéance"},
+    "badges": {"active": "success", "withdrawn": "warning", "expired": "info"},
+    "methods": {ConsentMethod.signed_paper: "signé sur papier",
+                ConsentMethod.signed_screen: "signé sur écran",
+                ConsentMethod.oral_witnessed: "oral, devant témoin"},
+    "requesters": {WithdrawalRequester.person: "la personne elle-même",
+                   WithdrawalRequester.legal_representative: "son représentant légal",
+                   WithdrawalRequester.counsellor_on_behalf:
+                       "un conseiller ou une conseillère, à sa demande"},
+    "channels": {WithdrawalChannel.in_person: "en personne",
+                 WithdrawalChannel.phone: "par téléphone",
+                 WithdrawalChannel.email: "par courriel",
+                 WithdrawalChannel.letter: "par courrier",
+                 WithdrawalChannel.online: "en ligne"},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A trail entry or a signed tree head, and what the checks of its proofs said (None:
+    nothing to check yet)."""
+
+    item: dict[str, Any]
+    holds: bool | None
+    consistent: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """What Relais holds on a person, for an auditor: no personal data, only what was agreed,
+    done and read under their pseudonymous id."""
+
+    id: uuid.UUID
+    consents: list[tuple[asyncpg.Record, ConsentHistory]]
+    head: dict[str, Any] | None
+    """The last signed tree head, which the entries' proofs lead to."""
+    head_signed: bool
+    entries: list[Checked]
+    reads: list[dict[str, object]]
+
+    def counted(self, holds: bool | None) -> int:
+        return sum(entry.holds is holds for entry in self.entries)
+
+
+def when(moment: Any) -> str:
+    """A date and time in Paris, to the second (an audit compares moments); what is not one
+    (in a tampered entry) as it is."""
+    try:
+        if isinstance(moment, str):
+            moment = datetime.fromisoformat(moment)
+        if isinstance(moment, datetime) and moment.tzinfo is not None:
+            return moment.astimezone(PARIS).strftime("%d/%m/%Y à %H:%M:%S")
+    except ValueError:
+        pass
+    return "" if moment is None else str(moment)
+
+
+def breakable(text: str, every: int = 16) -> Markup:
+    """A long hash that may wrap on a phone (<wbr>), and still copies in one piece."""
+    return Markup("<wbr>").join(escape(text[i:i + every]) for i in range(0, len(text), every))
+
+
+VOCABS: dict[str, dict[str, str]] = {"purposes": fr.PURPOSES, "categories": fr.CATEGORIES}
+
+
+def labels(values: Any, vocab: str = "") -> str:
+    """A list's values in French (an organisation's id as it is). What a tampered entry may
+    hold instead of a list is shown as it is, never an error."""
+    words = VOCABS.get(vocab, {})
+    items = values if isinstance(values, list) else [] if values is None else [values]
+    return ", ".join(words.get(str(v), str(v)) for v in items)
+
+
+def count(number: int, one: str, many: str) -> str:
+    """A number and its noun: French puts 0 and 1 in the singular (0 accord, 2 accords)."""
+    return f"{number} {one if number <= 1 else many}"
+
+
+def describe(entry: Mapping[str, Any]) -> str:
+    """A trail entry in a sentence, from the entry itself (the one its proof is checked on)."""
+    kind, org = str(entry.get("kind")), entry.get("org", "?")
+    if kind == "consent.granted":
+        return (f"Recueilli par {org} : {labels(entry.get('purposes'), 'purposes')}, vers "
+                f"{labels(entry.get('recipients'))} ; données : "
+                f"{labels(entry.get('categories'), 'categories')}.")
+    if kind == "consent.withdrawn":
+        taken = " ; ".join(part for part in (labels(entry.get("removed_purposes"), "purposes"),
+                                             labels(entry.get("removed_recipients"))) if part)
+        asked = (f"{WORDS['requesters'].get(str(entry.get('requested_by')), 'non précisé')}, "
+                 f"{WORDS['channels'].get(str(entry.get('channel')), 'moyen non précisé')}")
+        left = (f"reste : {labels(entry.get('purposes'), 'purposes')}, vers "
+                f"{labels(entry.get('recipients'))}" if entry.get("status") == "active"
+                else "plus rien n'est permis")
+        return f"Enregistré par {org}, demandé par {asked} : retiré {taken} ; {left}."
+    if kind == "consent.expired":
+        return f"L'accord recueilli par {org} est arrivé à échéance : plus rien n'est permis."
+    if kind == "personal_data.read":
+        return (f"{org} ({entry.get('client_id', '?')}) a lu : "
+                f"{labels(entry.get('categories'), 'categories')}.")
+    return "Entrée illisible ou d'un type inconnu."
+
+
+def _person_id(said: str) -> tuple[uuid.UUID | None, str | None]:
+    """The id typed in the form, or what is wrong with it, in French."""
+    if not said:
+        return None, "Indiquez l'identifiant de la personne."
+    try:
+        return uuid.UUID(said), None
+    except ValueError:
+        return None, (f"« {said[:80]} » n'est pas un identifiant de personne. Il compte 36 "
+                      f"caractères, chiffres, lettres de a à f et tirets, comme {EXAMPLE_ID}.")
+
+
+async def _keys(pool: asyncpg.Pool) -> dict[str, Ed25519PublicKey]:
+    return {k["kid"]: trail.public_key_of(k) for k in await trail_store.public_keys(pool)}
+
+
+async def _heads(pool: asyncpg.Pool, keys: dict[str, Ed25519PublicKey]) -> list[Checked]:
+    """The last signed tree heads, newest first: signature, and consistency with the one
+    before (asked for one more than shown, so that each shown has its previous one)."""
+    items = [i.model_dump(mode="json") for i in (await audit.heads(pool, SHOWN_HEADS + 1)).items]
+    checked = [Checked(item, trail.signature_holds(item, keys),
+                       trail.consistent(items[n - 1], item) if n else None)
+               for n, item in enumerate(items)]
+    return checked[-SHOWN_HEADS:][::-1]
+
+
+async def _person(pool: asyncpg.Pool, person_id: uuid.UUID,
+                  keys: dict[str, Ed25519PublicKey]) -> Person | None:
+    """What Relais holds on a person, each proof checked; None when it holds nothing."""
+    rows = await store.every_consent_of(pool, person_id)
+    extract = (await audit.extract(pool, person_id)).model_dump(mode="json")
+    if not rows and not extract["entries"]:
+        return None
+    head = extract["checkpoint"]
+    head_signed = head is not None and trail.signature_holds(head, keys)
+    entries = [Checked(item, trail.proof_holds(item, head) if head_signed
+                       else (None if head is None else False))
+               for item in extract["entries"]]
+    return Person(person_id, list(zip(rows, await audit.histories(pool, rows), strict=True)),
+                  head, head_signed, entries, (await audit.reads(pool, person_id)).reads)
+
+
+@pages.page
+async def audit_page(request: web.Request) -> web.StreamResponse:
+    await pages.require(request, "audit:read")
+    pool = request.app[RUNTIME].pool
+    keys = await _keys(pool)
+    said = request.query.get("personne")
+    person, error, status = None, None, 200
+    if said is not None:
+        said = said.strip()
+        person_id, error = _person_id(said)
+        if person_id is not None:
+            person = await _person(pool, person_id, keys)
+            if person is None:
+                error, status = (f"Relais ne connaît aucun accord ni aucune trace pour "
+                                 f"l'identifiant {person_id}. Vérifiez qu'il est recopié en "
+                                 "entier.", 404)
+        else:
+            status = 422
+    return pages.render(request, "consent/audit.html", status=status, said=said or "",
+                        error=error, person=person, heads=await _heads(pool, keys),
+                        shown_heads=SHOWN_HEADS, words=WORDS, when=when, labels=labels,
+                        count=count, describe=describe, breakable=breakable,
+                        keys_url=KEYS_URL, example_id=EXAMPLE_ID, command=COMMAND)
+
+
+@pages.page
+async def export(request: web.Request) -> web.StreamResponse:
+    """The API's export (`/v1/audit/consent-trail/export`), for a signed-in auditor, under
+    the name the verification command uses."""
+    await pages.require(request, "audit:read")
+    return await audit.send_export(request, request.app[RUNTIME].pool, "trail.jsonl")
+
+
+def routes(app: web.Application) -> None:
+    pages.templates("consent", "services.consent")
+    app.router.add_get("/audit", audit_page)
+    app.router.add_get("/audit/export.jsonl", export)
+    app.router.add_static("/static/consent/", STATIC, name="consent")
