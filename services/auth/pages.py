@@ -17,6 +17,18 @@ from services.runtime.auth import TokenIssuer
 
 
 @pages.page
+async def home(request: web.Request) -> web.StreamResponse:
+    """The first page the person's role opens."""
+    principal = await pages.require(request)
+    target = pages.home_of(principal)
+    if target is None:
+        raise pages.PageError(403, "Aucune page pour votre rôle", "Votre compte n'ouvre "
+                              "encore aucune page. Demandez à la coordination de votre "
+                              "structure.")
+    raise web.HTTPSeeOther(target)
+
+
+@pages.page
 async def sign_in_form(request: web.Request) -> web.StreamResponse:
     if await pages.signed_in(request) is not None:
         raise web.HTTPSeeOther(pages.local_path(request.query.get("suite")))
@@ -28,7 +40,7 @@ async def sign_in_form(request: web.Request) -> web.StreamResponse:
 async def sign_in(request: web.Request) -> web.StreamResponse:
     fields = await pages.form(request, with_session=False)
     email, password = fields.get("email", "").strip(), fields.get("password", "")
-    suite = pages.local_path(fields.get("suite"))
+    suite = pages.local_path(fields.get("suite"))  # "/" then leads to the role's first page
     runtime = request.app[RUNTIME]
     now = datetime.now(UTC)
     async with runtime.pool.acquire() as conn, conn.transaction():
@@ -112,6 +124,7 @@ async def accept_invitation(request: web.Request) -> web.StreamResponse:
 
 def routes(app: web.Application) -> None:
     pages.templates("auth", "services.auth")
+    app.router.add_get("/", home)
     app.router.add_get("/connexion", sign_in_form)
     app.router.add_post("/connexion", sign_in)
     app.router.add_post("/deconnexion", sign_out)

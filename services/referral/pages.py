@@ -71,12 +71,6 @@ def _status_filter(request: web.Request) -> str | None:
 
 
 @pages.page
-async def home(request: web.Request) -> web.StreamResponse:
-    await pages.require(request)
-    raise web.HTTPSeeOther("/orientations")
-
-
-@pages.page
 async def inbox(request: web.Request) -> web.StreamResponse:
     principal = await pages.require(request, "referral:read")
     status = _status_filter(request)
@@ -196,7 +190,6 @@ async def dossier(request: web.Request) -> web.StreamResponse:
 
 def routes(app: web.Application) -> None:
     pages.templates("referral", "services.referral")
-    app.router.add_get("/", home)
     app.router.add_get("/orientations", inbox)
     app.router.add_get("/orientations/envoyees", sent)
     app.router.add_get("/orientations/{id}", referral)

@@ -147,7 +147,7 @@ def create_app(settings: Settings, dsn: str, services: Sequence[ServiceSpec]) ->
                   "Operations", response=Health, errors=(503,), authenticated=False),
     ])
     app.router.add_get("/openapi.json", openapi.serve)
-    add_static(app)
+    add_static(app, settings.dsfr_dir)
     for spec in services:
         if spec.routes is not None:
             spec.routes(app)

@@ -21,13 +21,15 @@ aiohttp's ETag and Last-Modified make the revalidation after that cheap."""
 CACHEABLE = frozenset({200, 206, 304})
 
 
-def add_static(app: web.Application) -> None:
-    """Serves the DSFR at /static/dsfr/ and Relais's own assets at /static/relais/, without
-    directory listings; the app starts without the DSFR (npm not run) and says so once."""
-    if DSFR_DIST.is_dir():
-        app.router.add_static("/static/dsfr/", DSFR_DIST, name="dsfr")
+def add_static(app: web.Application, dsfr: Path | None = None) -> None:
+    """Serves the DSFR (`dsfr`, else the source tree's web/node_modules) at /static/dsfr/ and
+    Relais's own assets at /static/relais/, without directory listings; the app starts
+    without the DSFR (npm not run) and says so once."""
+    dsfr = dsfr or DSFR_DIST
+    if dsfr.is_dir():
+        app.router.add_static("/static/dsfr/", dsfr, name="dsfr")
     else:
-        log.warning("dsfr_missing", path=str(DSFR_DIST),
+        log.warning("dsfr_missing", path=str(dsfr),
                     detail="The pages will have no design system: run `make install`.")
     app.router.add_static("/static/relais/", OWN, name="relais")
     app.on_response_prepare.append(cache_static)

@@ -19,6 +19,10 @@ class Settings(BaseSettings):
         default=None, description="Base URL the people reading messages reach Relais at."
     )
     data_dir: Path = Path(".relais")
+    dsfr_dir: Path | None = Field(
+        default=None, description="The DSFR's dist directory (the State's design system), "
+        "served at /static/dsfr/; web/node_modules/@gouvfr/dsfr/dist of the source tree by "
+        "default (`make install`).")
     directory_file: Path | None = Field(
         default=None, description="Directory YAML loaded at start; the demo territory if unset."
     )

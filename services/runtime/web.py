@@ -13,9 +13,11 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from importlib import resources
 from typing import Any
 from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo
 
 import jinja2
 from aiohttp import web
@@ -30,6 +32,15 @@ SESSION_PREFIX = "session:"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
        "form-action 'self'; frame-ancestors 'none'")
+MENU: tuple[tuple[str, str, str], ...] = (
+    ("/orientations", "Orientations reçues", "referral:read"),
+    ("/orientations/envoyees", "Orientations envoyées", "referral:read"),
+    ("/commission", "Commission", "referral:write"),
+    ("/coordination", "Coordination", "directory:write"),
+    ("/statistiques", "Statistiques", "stats:read"),
+    ("/audit", "Audit", "audit:read"),
+)
+"""The console's menu (one base URL for every service): address, label, the scope it needs."""
 _packages: dict[str, str] = {"layout": "services.runtime"}
 _environment: jinja2.Environment | None = None
 
@@ -39,6 +50,14 @@ def templates(prefix: str, package: str) -> None:
     global _environment
     _packages[prefix] = package
     _environment = None
+
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def paris(moment: datetime, pattern: str) -> str:
+    """A moment as people in France read it (the database keeps UTC)."""
+    return moment.astimezone(PARIS).strftime(pattern)
 
 
 def environment() -> jinja2.Environment:
@@ -51,6 +70,7 @@ def environment() -> jinja2.Environment:
                                           undefined=jinja2.StrictUndefined,
                                           trim_blocks=True, lstrip_blocks=True)
         _environment.globals["fr"] = vocab_fr
+        _environment.filters["paris"] = paris
     return _environment
 
 
@@ -151,11 +171,27 @@ class PageError(Exception):
         self.status, self.title, self.detail = status, title, detail
 
 
+def menu(principal: Principal | None, path: str) -> list[dict[str, Any]]:
+    """The entries this person may open; the current one is the longest address the path
+    starts with."""
+    allowed = [(href, label) for href, label, scope in MENU
+               if principal is not None and scope in principal.scopes]
+    here = max((href for href, _ in allowed if path == href or path.startswith(href + "/")),
+               key=len, default=None)
+    return [{"href": href, "label": label, "current": href == here}
+            for href, label in allowed]
+
+
+def home_of(principal: Principal) -> str | None:
+    """Where a person lands after signing in: the first page their role opens."""
+    return next((href for href, _label, scope in MENU if scope in principal.scopes), None)
+
+
 def render(request: web.Request, name: str, status: int = 200, **context: Any) -> web.Response:
     principal = request.get("principal")
     page = environment().get_template(name).render(
         user=principal, csrf=csrf_token(request) if principal else "", path=request.path,
-        **context)
+        menu=menu(principal, request.path), **context)
     return web.Response(text=page, status=status, content_type="text/html", charset="utf-8",
                         headers=html_headers())
 

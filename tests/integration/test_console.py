@@ -336,3 +336,21 @@ async def test_the_coordination_sees_what_is_late_and_sets_places(
     await account(client, "sam@ml.example.org")
     await sign_in(client, "sam@ml.example.org")
     assert (await client.get("/coordination")).status == 403
+
+
+async def test_each_role_lands_on_its_first_page(client: Client) -> None:
+    for email, org, role, first in (
+            ("a@ml.example.org", ML, "counsellor", "/orientations"),
+            ("f@region.example.org", "coordination", "funder", "/statistiques"),
+            ("d@dpo.example.org", "coordination", "auditor", "/audit")):
+        token = await invite(client, email, org, role=role)
+        await client.post(f"/invitation/{token}", data={"password": PASSWORD,
+                                                        "confirmation": PASSWORD})
+        signed = await client.post("/connexion", data={"email": email, "password": PASSWORD},
+                                   allow_redirects=False)
+        assert signed.headers["Location"] == "/"
+        home = await client.get("/", allow_redirects=False)
+        assert home.headers["Location"] == first, role
+        page = await (await client.get(first)).text()
+        assert page.count('aria-current="page"') == 1, role
+        client.session.cookie_jar.clear()
