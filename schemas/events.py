@@ -96,6 +96,9 @@ class PersonalDataReadV1(EventData):
     consent_id: UUID | None
     categories: list[DataCategory]
     read_at: datetime
+    read_by: str | None = Field(default=None, description="The person who read it, for a "
+                                "signed-in session of the console (name and organisation); "
+                                "none for an API client.")
 
 
 class DossierReadV1(PersonalDataReadV1):

@@ -171,9 +171,9 @@ async def directory_command(settings: Settings, args: argparse.Namespace) -> int
     return 0
 
 
-async def _organisations(pool: asyncpg.Pool, settings: Settings) -> set[str] | None:
-    """The organisation ids of the directory in use (the intake service's), else of
-    RELAIS_DIRECTORY_FILE; None when there is neither."""
+async def _organisations(pool: asyncpg.Pool, settings: Settings) -> dict[str, str] | None:
+    """The organisations of the directory in use (the intake service's), else of
+    RELAIS_DIRECTORY_FILE, with their kinds; None when there is neither."""
     from services import directory
     from services.intake import store
 
@@ -187,7 +187,7 @@ async def _organisations(pool: asyncpg.Pool, settings: Settings) -> set[str] | N
         document = directory.load(settings.directory_file)
     else:
         return None
-    return {o.id for o in document.organisations}
+    return {o.id: o.kind for o in document.organisations}
 
 
 async def _in_directory(pool: asyncpg.Pool, settings: Settings, org: str) -> bool:
@@ -247,6 +247,13 @@ async def user_command(settings: Settings, args: argparse.Namespace) -> int:
         try:
             if args.action == "create":
                 if not await _in_directory(pool, settings, args.org):
+                    return 2
+                kinds = await _organisations(pool, settings) or {}
+                if args.role in accounts.TERRITORY_ROLES and kinds.get(args.org) != \
+                        "coordination":
+                    print(f"the {args.role} role acts for the whole territory (directory, "
+                          "recipients, places): give it to a person of an organisation of kind "
+                          "'coordination' only", file=sys.stderr)
                     return 2
                 if await store.user_by_email(pool, args.email) is not None:
                     print(f"an account already exists for {args.email}", file=sys.stderr)

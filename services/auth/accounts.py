@@ -43,6 +43,8 @@ SCOPES_OF: dict[Role, tuple[str, ...]] = {
     Role.administrator: (*_COUNSELLOR, "directory:write", "notification:write", "audit:read",
                          "stats:read", "people:erase"),
 }
+TERRITORY_ROLES = frozenset({Role.coordinator, Role.administrator})
+"""Roles that act for the whole territory (`directory:write`): for the coordination only."""
 ROLE_LABELS = {Role.counsellor: "Conseiller ou conseillère",
                Role.coordinator: "Coordination", Role.funder: "Financeur",
                Role.auditor: "Audit et protection des données",
@@ -91,17 +93,19 @@ class Attempt:
     message: str | None
 
 
-GENERIC_REFUSAL = "Adresse électronique ou mot de passe incorrect."
+GENERIC_REFUSAL = ("Adresse électronique ou mot de passe incorrect. Après plusieurs erreurs, "
+                   "le compte est bloqué quelques minutes.")
+TOO_MANY = ("Trop d'essais depuis cet appareil : réessayez dans une minute, ou demandez à "
+            "la coordination du territoire.")
 
 
 def judge_login(*, exists: bool, disabled: bool, password_ok: bool, failures: int,
                 locked_until: datetime | None, now: datetime) -> Attempt:
     """Lock-out after MAX_FAILURES failures in a row, for LOCK_MINUTES; the same words for
-    an unknown address and a wrong password."""
+    an unknown address, a wrong password and a locked account (which would otherwise tell
+    who has an account)."""
     if locked_until is not None and locked_until > now:
-        return Attempt(False, failures, locked_until,
-                       "Trop d'essais : ce compte est bloqué quelques minutes. Réessayez plus "
-                       "tard ou demandez à votre coordination.")
+        return Attempt(False, failures, locked_until, GENERIC_REFUSAL)
     if not exists or disabled or not password_ok:
         failures += 1
         lock = now + timedelta(minutes=LOCK_MINUTES) if failures >= MAX_FAILURES else None

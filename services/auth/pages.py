@@ -10,10 +10,11 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 
 from services.auth import accounts, store
-from services.auth.api import KEYS
+from services.auth.api import KEYS, THROTTLE
 from services.runtime import web as pages
 from services.runtime.app import RUNTIME
 from services.runtime.auth import TokenIssuer
+from services.runtime.http import client_address
 
 
 @pages.page
@@ -42,22 +43,31 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     email, password = fields.get("email", "").strip(), fields.get("password", "")
     suite = pages.local_path(fields.get("suite"))  # "/" then leads to the role's first page
     runtime = request.app[RUNTIME]
+    throttle = request.app[THROTTLE]
+    address = client_address(request, runtime.settings.trusted_proxies)
+    if throttle.wait(f"connexion:{email.lower()}", address):
+        return pages.render(request, "auth/connexion.html", status=429, suite=suite,
+                            email=email, error=accounts.TOO_MANY, notice=None)
+    # The hash is checked before a connection is taken: a flood of sign-ins must not hold
+    # the pool that every service shares.
+    known = await store.user_by_email(runtime.pool, email) if email else None
+    checked = known["password_hash"] if known else None
+    matches = await asyncio.to_thread(accounts.password_matches, password, checked)
     now = datetime.now(UTC)
+    session_id, hours = uuid.uuid4(), accounts.SESSION_HOURS
     async with runtime.pool.acquire() as conn, conn.transaction():
-        user = await store.user_by_email(conn, email, lock=True) if email else None
-        matches = await asyncio.to_thread(accounts.password_matches, password,
-                                          user["password_hash"] if user else None)
+        user = await store.user_by_email(conn, email, lock=True) if known else None
         attempt = accounts.judge_login(
             exists=user is not None, disabled=bool(user and user["disabled_at"]),
-            password_ok=matches, failures=user["failed_logins"] if user else 0,
+            password_ok=matches and user is not None and user["password_hash"] == checked,
+            failures=user["failed_logins"] if user else 0,
             locked_until=user["locked_until"] if user else None, now=now)
         if user is not None:
             await store.record_attempt(conn, user["id"], attempt.failures, attempt.locked_until)
         if attempt.ok and user is not None:
-            session_id = uuid.uuid4()
-            hours = accounts.SESSION_HOURS
             await store.insert_session(conn, session_id, user["id"], now + timedelta(hours=hours))
     if not attempt.ok or user is None:
+        throttle.failed(f"connexion:{email.lower()}", address)
         return pages.render(request, "auth/connexion.html", status=401, suite=suite,
                             email=email, error=attempt.message, notice=None)
     settings = runtime.settings
@@ -95,7 +105,7 @@ async def _invitation(request: web.Request) -> tuple[bytes, dict[str, object]]:
     row = await store.open_invitation(request.app[RUNTIME].pool, digest)
     if row is None:
         raise pages.PageError(404, "Lien expiré ou déjà utilisé", "Ce lien d'invitation n'est "
-                              "plus valable. Demandez à la coordination de votre structure un "
+                              "plus valable. Demandez à la coordination du territoire un "
                               "nouveau lien.")
     return digest, dict(row)
 

@@ -138,7 +138,8 @@ def describe(entry: Mapping[str, Any]) -> str:
     if kind == "consent.expired":
         return f"L'accord recueilli par {org} est arrivé à échéance : plus rien n'est permis."
     if kind == "personal_data.read":
-        return (f"{org} ({entry.get('client_id', '?')}) a lu : "
+        who = entry.get("read_by") or f"{org} ({entry.get('client_id', '?')})"
+        return (f"{who} a lu : "
                 f"{labels(entry.get('categories'), 'categories')}.")
     return "Entrée illisible ou d'un type inconnu."
 

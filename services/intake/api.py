@@ -267,7 +267,8 @@ async def get_person(request: web.Request) -> web.Response:
         await outbox.add(conn, store.SCHEMA, [new_event(
             PERSONAL_DATA_READ, SOURCE, str(person_id), PersonalDataReadV1(
                 person_id=person_id, org=principal.org, client_id=principal.client_id,
-                consent_id=consent_id, categories=sorted(categories), read_at=now))])
+                consent_id=consent_id, categories=sorted(categories), read_at=now,
+                read_by=principal.who if principal.name else None))])
     return json_response(PersonOut(person_id=person_id, categories=sorted(categories),
                                    identity=identity, notes=notes, consent_id=consent_id))
 

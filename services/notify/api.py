@@ -25,12 +25,13 @@ from schemas.api import (
 )
 from services.notify import domain, egress, handlers, live, store
 from services.runtime.app import RUNTIME
-from services.runtime.auth import authenticate
+from services.runtime.auth import VERIFIER, authenticate
 from services.runtime.http import json_response, parse, path_uuid, read_json
 from services.runtime.logging import get_logger
 from services.runtime.openapi import Operation, Query, register
 from services.runtime.problem import Problem
 from services.runtime.waiting import wait_for_event
+from services.runtime.web import bearer
 
 log = get_logger("relais.notify.inbox")
 EXAMPLE_ID = "0e4d3c2b-1a2b-4c3d-8e9f-0a1b2c3d4e5f"
@@ -210,8 +211,12 @@ async def _stream(request: web.Request, hub: live.InboxHub, stream: live.Stream,
     try:
         await response.prepare(request)
         await response.write(b"retry: 3000\n\n")
+        token = bearer(request)
         while not hub.stopping:
             stream.wake.clear()
+            # checked again at every wake and heartbeat: a revoked client, an ended session
+            # or an expired token ends the stream (cached, so this costs a lookup)
+            await request.app[VERIFIER].verify(token)
             rows = await store.inbox(pool, stream.org, after, INBOX_PAGE)
             for row in rows:
                 data = inbox_item(row).model_dump_json()
@@ -223,6 +228,9 @@ async def _stream(request: web.Request, hub: live.InboxHub, stream: live.Stream,
                 await _quiet(request, response, stream)
     except ConnectionResetError:  # the client closed the stream: its normal end
         log.debug("inbox_stream_closed", org=stream.org, client_id=stream.client_id)
+    except Problem:  # its token is no longer valid: the stream ends
+        log.info("inbox_stream_ended", org=stream.org, client_id=stream.client_id,
+                 reason="token no longer valid")
     return response
 
 

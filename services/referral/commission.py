@@ -55,8 +55,10 @@ async def open_session(conn: asyncpg.Connection, principal: Principal,
                        body: SessionIn) -> uuid.UUID:
     """The unit of work of a new session, for the API and the pages (raises Problem)."""
     commission = await _must_be_commission(conn, body.commission)
-    if not _sits_on(commission, principal.org):
-        raise _not_a_member(body.commission)
+    if not _sits_on(commission, principal.org) or (
+            principal.org != body.commission and principal.org not in body.members):
+        raise Problem(403, "Not a member", f"Only '{body.commission}' and the members the "
+                      "directory declares for it, present at the session, open it.")
     unknown = [m for m in body.members if not _sits_on(commission, m)]
     if unknown:
         raise Problem(422, "Unknown members", "Not members of this commission in the "

@@ -37,7 +37,7 @@ async def places(request: web.Request) -> web.StreamResponse:
     fields = await screens.form(request)
     partner_id = request.match_info["id"]
     text = fields.get("open_places", "").strip()
-    if text and not (text.isdigit() and int(text) <= 10_000):
+    if text and not (text.isascii() and text.isdigit() and int(text) <= 100_000):
         return await _show(request, principal, status=422,
                            error="Le nombre de places est un nombre entier (ou vide si "
                                  "inconnu).")

@@ -240,6 +240,7 @@ async def open_dossier(pool: asyncpg.Pool, referral_id: uuid.UUID, principal: Pr
             ev.REFERRAL_DOSSIER_READ, SOURCE, str(row["person_id"]), ev.DossierReadV1(
                 person_id=row["person_id"], org=principal.org, client_id=principal.client_id,
                 consent_id=consent.consent_id, categories=categories, read_at=now,
+                read_by=principal.who if principal.name else None,
                 referral_id=row["id"]))])
     return Dossier(row, consent, intake, categories)
 

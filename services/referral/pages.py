@@ -11,11 +11,13 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from schemas import vocab_fr as fr
+from schemas.api import ActionIn
 from schemas.vocab import Milestone, Outcome, ReferralAction, ReferralStatus, RejectReason
 from services.referral import api, handlers, lifecycle, store
 from services.runtime import web as pages
 from services.runtime.app import RUNTIME
 from services.runtime.auth import Principal
+from services.runtime.problem import Problem
 
 FORM_ACTIONS = {a.value: a for a in ReferralAction}
 
@@ -133,15 +135,16 @@ async def answer(request: web.Request) -> web.StreamResponse:
     action = FORM_ACTIONS.get(request.match_info["action"])
     if action is None:
         raise _not_found()
-    try:
-        said = lifecycle.Answer(
-            RejectReason(fields["reason"]) if fields.get("reason") else None,
-            fields.get("text", "").strip()[:1000] or None,
-            Outcome(fields["outcome"]) if fields.get("outcome") else None,
-            Milestone(fields["milestone"]) if fields.get("milestone") else None)
-    except (ValueError, ValidationError):
-        return await _show(request, principal, referral_id, status=422,
-                           error="Choisissez une valeur de la liste.")
+    try:  # the API's model: the same lists, lengths and refusal of a social security number
+        body = ActionIn.model_validate({k: fields[k] for k in ("reason", "outcome", "milestone")
+                                        if fields.get(k)} | (
+            {"text": fields["text"].strip()} if fields.get("text", "").strip() else {}))
+    except ValidationError as invalid:
+        message = ("Le message ne doit contenir ni numéro de sécurité sociale ni plus de 500 "
+                   "caractères." if any(e["loc"] == ("text",) for e in invalid.errors())
+                   else "Choisissez une valeur de la liste.")
+        return await _show(request, principal, referral_id, status=422, error=message)
+    said = lifecycle.Answer(body.reason, body.text, body.outcome, body.milestone)
     runtime = request.app[RUNTIME]
     try:
         row = await handlers.act(runtime.pool, referral_id, principal, action, said,
@@ -184,7 +187,12 @@ async def dossier(request: web.Request) -> web.StreamResponse:
                                  "ouverte et que l'accord de la personne la couvre.")
     if opened is None:
         raise _not_found()
-    content = await api.dossier_out(request, principal, opened)
+    try:
+        content = await api.dossier_out(request, principal, opened)
+    except Problem:  # the intake service did not answer (503)
+        return await _show(request, principal, referral_id, status=503,
+                           error="L'identité de la personne n'a pas pu être lue pour le "
+                                 "moment. Réessayez dans quelques instants.")
     return await _show(request, principal, referral_id, dossier=content)
 
 

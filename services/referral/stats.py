@@ -135,8 +135,9 @@ def _period(request: web.Request) -> dict[str, Any]:
         raise Problem(400, "Bad query", "from and to are dates (YYYY-MM-DD).") from exc
     try:
         return period(start, end, request.query.get("site"))
-    except ValueError as exc:
-        raise Problem(400, "Bad query", "from must be before to.") from exc
+    except (ValueError, OverflowError) as exc:  # OverflowError: a date at the calendar's edge
+        raise Problem(400, "Bad query", "from must be before to, both within the calendar.") \
+            from exc
 
 
 async def compute(pool: store.Db, period: dict[str, Any]) -> dict[str, Any]:

@@ -228,7 +228,7 @@ def filters(query: Mapping[str, str]) -> Filters:
     try:
         period = stats.period(start, last + timedelta(days=1) if last else None,
                               values["lieu"] or None)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: a date at the calendar's edge
         if last is None:
             errors["du"] = "Le premier jour ne peut pas être après aujourd'hui."
         else:

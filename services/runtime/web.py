@@ -24,6 +24,7 @@ from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
 from schemas import vocab_fr
+from services.runtime.app import RUNTIME
 from services.runtime.auth import VERIFIER, Principal
 from services.runtime.problem import Problem
 
@@ -96,12 +97,13 @@ async def require(request: web.Request, scope: str | None = None) -> Principal:
     """The signed-in person, who must hold `scope`; else the sign-in page, coming back here
     after."""
     principal = await signed_in(request)
-    if principal is None:
-        raise web.HTTPSeeOther(f"/connexion?suite={quote(request.path_qs, safe='')}")
+    if principal is None:  # back here after signing in; a form's target is no page to go to
+        back = request.path_qs if request.method == "GET" else "/"
+        raise web.HTTPSeeOther(f"/connexion?suite={quote(back, safe='')}")
     request["principal"] = principal
     if scope is not None and scope not in principal.scopes:
         raise PageError(403, "Accès refusé", "Votre rôle ne donne pas accès à cette page. "
-                        "Demandez à la coordination de votre structure si vous en avez besoin.")
+                        "Demandez à la coordination du territoire si vous en avez besoin.")
     return principal
 
 
@@ -142,11 +144,14 @@ def csrf_token(request: web.Request) -> str:
 
 
 def _same_origin(request: web.Request) -> bool:
+    """The form comes from this site: as the browser says (`Sec-Fetch-Site`, `Origin`), the
+    origin being this server's own or its public base URL's (behind a reverse proxy)."""
     site = request.headers.get("Sec-Fetch-Site")
     if site is not None and site not in ("same-origin", "none"):
         return False
     origin = request.headers.get("Origin")
-    return origin is None or urlsplit(origin).netloc == request.host
+    ours = {request.host, urlsplit(request.app[RUNTIME].settings.base_url).netloc}
+    return origin is None or urlsplit(origin).netloc in ours
 
 
 async def form(request: web.Request, *, with_session: bool = True) -> MultiDictProxy[str]:

@@ -4,14 +4,20 @@ referral from the pages (the browser journeys are in tests/browser/)."""
 
 from __future__ import annotations
 
+import argparse
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote
+
+import pytest
 
 from services.auth import accounts
 from services.auth import store as auth_store
+from services.cli import user_command
 from services.runtime.app import RUNTIME
+from services.runtime.settings import Settings
 from tests.conftest import wait_until
 from tests.e2e.conftest import Tokens
 from tests.integration.conftest import Client
@@ -127,8 +133,11 @@ async def test_wrong_passwords_lock_the_account_with_the_same_words(client: Clie
     assert accounts.GENERIC_REFUSAL in await wrong.text()
     for _ in range(accounts.MAX_FAILURES - 1):
         await sign_in(client, "lou@ml.example.org", "mauvais mot de passe")
-    locked = await sign_in(client, "lou@ml.example.org")
-    assert locked.status == 401 and "bloqué" in await locked.text()
+    locked = await sign_in(client, "lou@ml.example.org")  # the right password, refused
+    assert locked.status == 401 and accounts.GENERIC_REFUSAL in await locked.text()
+    for _ in range(accounts.MAX_FAILURES):  # an unknown address: the very same answer
+        again = await sign_in(client, "personne@ml.example.org", "peu importe")
+    assert again.status == 401 and accounts.GENERIC_REFUSAL in await again.text()
 
 
 async def test_a_form_from_another_site_is_refused(client: Client) -> None:
@@ -170,6 +179,11 @@ async def test_a_counsellor_answers_a_referral_from_the_pages(client: Client,
     session_reads = await pool.fetchval(
         "SELECT count(*) FROM intake.access_log WHERE client_id LIKE 'session:%'")
     assert session_reads == 1
+    named = await pool.fetch(
+        "SELECT convert_from(entry, 'UTF8')::jsonb ->> 'read_by' AS who"
+        " FROM consent.trail WHERE convert_from(entry, 'UTF8')::jsonb ->> 'kind'"
+        " = 'personal_data.read'")
+    assert {r["who"] for r in named} == {"Camille Martin (mission-locale)"}  # in their name
 
     token = csrf(page)
     rejected = await client.post(f"/orientations/{referral_id}/reject", data={"csrf": token})
@@ -354,3 +368,54 @@ async def test_each_role_lands_on_its_first_page(client: Client) -> None:
         page = await (await client.get(first)).text()
         assert page.count('aria-current="page"') == 1, role
         client.session.cookie_jar.clear()
+
+
+async def test_what_a_review_found_gets_an_answer_not_a_500(client: Client,
+                                                           tokens: Tokens) -> None:
+    referral_id = await handed_off(client, tokens)
+    await account(client, "camille@ml.example.org")
+    await sign_in(client, "camille@ml.example.org")
+    page = await (await client.get(f"/orientations/{referral_id}")).text()
+    nir = await client.post(f"/orientations/{referral_id}/accept", data={
+        "csrf": csrf(page), "text": "NIR 2 84 05 75 123 456 78"})
+    assert nir.status == 422 and "sécurité sociale" in await nir.text()
+    behind_proxy = await client.post(f"/orientations/{referral_id}/receive", data={
+        "csrf": csrf(page)}, headers={"Origin": "http://127.0.0.1:8080"},  # the base URL
+        allow_redirects=False)
+    assert behind_proxy.status == 303
+    places = await client.post("/coordination/places/ccas", data={"csrf": csrf(page),
+                                                                 "open_places": "²"})
+    assert places.status in (403, 422)  # a counsellor: no coordination; never a 500
+
+    client.session.cookie_jar.clear()  # the session is gone: a form sends to sign-in, then home
+    expired = await client.post(f"/orientations/{referral_id}/accept",
+                                data={"csrf": "x"}, allow_redirects=False)
+    assert unquote(expired.headers["Location"]) == "/connexion?suite=/"
+
+    edge = await client.get("/v1/stats?from=0001-01-01&to=0001-01-01",
+                            headers=tokens.headers(TEAM, "stats:read"))
+    assert edge.status == 400
+    absent = await client.post("/v1/commission/sessions", json={
+        "held_on": "2026-12-03", "members": ["mission-locale"]},
+        headers=tokens.headers("france-travail", "referral:write",
+                               **{"Idempotency-Key": str(uuid.uuid4())}))
+    assert absent.status == 403  # a member not present does not open the session
+
+
+async def test_territory_roles_go_to_the_coordination_only(
+    client: Client, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`relais user create`: a coordinator or an administrator acts for the whole territory
+    (directory, recipients, places), so a partner's staff cannot be one."""
+    def create(org: str, role: str, email: str) -> argparse.Namespace:
+        return argparse.Namespace(action="create", org=org, role=role, email=email,
+                                  name="Claire Dubois")
+
+    assert await user_command(settings, create(ML, "coordinator", "c@ml.example.org")) == 2
+    assert "coordination" in capsys.readouterr().err
+    assert await user_command(settings, create(ML, "counsellor", "c@ml.example.org")) == 0
+    assert "/invitation/" in capsys.readouterr().out
+    assert await user_command(settings, create(
+        "coordination", "coordinator", "claire@coordination.example.org")) == 0
+    roles = await client.app[RUNTIME].pool.fetch("SELECT role FROM auth.users ORDER BY role")
+    assert [r["role"] for r in roles] == ["coordinator", "counsellor"]

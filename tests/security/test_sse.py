@@ -263,3 +263,15 @@ async def test_sequence_numbers_out_of_range_are_a_400(client: Client, tokens: T
         assert "after" in (await inbox.json())["detail"]
     top = await client.get("/v1/inbox", params={"after": str(2**63 - 1)}, headers=headers)
     assert top.status == 200 and (await top.json())["items"] == []
+
+
+async def test_a_revoked_client_s_open_stream_ends(client: Client, streams: Streams) -> None:
+    """Revocation reaches a stream already open, not only new requests (its token is
+    checked again at every wake and heartbeat)."""
+    stream = await streams.open(ML, "crm-revoque")
+    await client.app[RUNTIME].pool.execute(
+        "INSERT INTO auth.clients (client_id, secret_hash, org, name, scopes, revoked_at)"
+        " VALUES ('crm-revoque', 'x', $1, 'crm', '{}', now())", ML)
+    await tell(client, ML)  # wakes the stream
+    await asyncio.wait_for(stream.content.read(), 30)  # it ends (before: it never did)
+    assert stream.content.at_eof()
