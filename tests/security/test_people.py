@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from services.runtime.app import RUNTIME
+from services.runtime.db import migration_files
 from tests.conftest import wait_until
 from tests.e2e.conftest import Tokens
 from tests.integration.conftest import Client
@@ -260,3 +261,30 @@ async def test_the_identity_read_never_follows_the_request_host(
         dossier = await response.json()
     assert seen == []
     assert dossier["person"]["identity"]["first_name"] == "Léa"
+
+
+async def test_contacts_recorded_before_the_rule_do_not_count_as_meeting(
+    client: Client, tokens: Tokens
+) -> None:
+    """Before the access rule any organisation could attach a contact to an id it learned;
+    the upgrade (intake migration 006) keeps only the first contact's organisation as one
+    that met the person."""
+    person = (await met_by_team(client, tokens))["person_id"]
+    pool = client.app[RUNTIME].pool
+    await pool.execute(  # what the old code let the Mission locale write
+        "INSERT INTO intake.intakes (id, org, person_id, site, channel, contacted_at, needs, flags,"
+        " visit_number, basis) SELECT gen_random_uuid(), $2, person_id, site, channel,"
+        " contacted_at, needs, flags, 2, 'met' FROM intake.intakes WHERE person_id = $1",
+        uuid.UUID(person), ML)
+    assert (await client.get(f"/v1/people/{person}",
+                             headers=tokens.headers(ML, SCOPES))).status == 200
+    [upgrade] = [sql for name, sql in migration_files("services.intake")
+                 if name == "006_standing_backfill.sql"]
+    async with pool.acquire() as conn:
+        await conn.execute("SET search_path TO intake")
+        await conn.execute(upgrade)
+        await conn.execute("RESET search_path")
+    assert (await client.get(f"/v1/people/{person}",
+                             headers=tokens.headers(ML, SCOPES))).status == 404
+    assert (await client.get(f"/v1/people/{person}",
+                             headers=tokens.headers(TEAM, SCOPES))).status == 200
