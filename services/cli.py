@@ -14,10 +14,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiosmtplib
 import asyncpg
 from aiohttp import web
 
-from services.runtime import db, sealing
+from services.runtime import db, mail, sealing
 from services.runtime.app import ServiceSpec, create_app
 from services.runtime.embedded import EmbeddedPostgres
 from services.runtime.logging import configure_logging, get_logger
@@ -267,8 +268,15 @@ async def user_command(settings: Settings, args: argparse.Namespace) -> int:
                     await store.insert_invitation(conn, digest, user_id, expires)
                 link = f"{settings.base_url}/invitation/{token}"
                 print(f"Account created for {args.name} <{args.email}> ({args.org}, "
-                      f"{args.role}).\nSend them this link to choose their password (valid "
-                      f"{accounts.INVITATION_DAYS} days, once):\n{link}")
+                      f"{args.role}).")
+                subject, body = accounts.invitation_email(args.name, link)
+                try:
+                    await mail.send_one(settings, args.email, subject, body)
+                    print(f"The invitation was emailed to {args.email}; its link (valid "
+                          f"{accounts.INVITATION_DAYS} days, once):\n{link}")
+                except (aiosmtplib.SMTPException, OSError) as exc:
+                    print(f"The invitation could not be emailed ({exc}): send them this link "
+                          f"yourself (valid {accounts.INVITATION_DAYS} days, once):\n{link}")
             elif args.action == "list":
                 rows = await store.list_users(pool)
                 print(json.dumps([dict(r) for r in rows], default=str, indent=2))

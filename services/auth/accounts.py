@@ -111,3 +111,15 @@ def judge_login(*, exists: bool, disabled: bool, password_ok: bool, failures: in
         lock = now + timedelta(minutes=LOCK_MINUTES) if failures >= MAX_FAILURES else None
         return Attempt(False, 0 if lock else failures, lock, GENERIC_REFUSAL)
     return Attempt(True, 0, None, None)
+
+
+def invitation_email(name: str, link: str) -> tuple[str, str]:
+    """The invitation's subject and text, in French."""
+    return ("[Relais] Votre compte : choisissez votre mot de passe",
+            f"Bonjour {name},\n\n"
+            "Un compte personnel a été créé pour vous dans Relais, l'outil qui transmet les "
+            "personnes rencontrées en « aller vers » aux partenaires qui les accompagnent.\n\n"
+            f"Choisissez votre mot de passe avec ce lien, valable {INVITATION_DAYS} jours et "
+            f"une seule fois :\n{link}\n\n"
+            "Si vous n'attendiez pas ce message, ignorez-le : sans mot de passe choisi, le "
+            "compte ne peut pas servir.\n\n--\nRelais\n")

@@ -25,7 +25,7 @@ from services.runtime.app import Runtime
 from services.runtime.consumer import Handler
 from services.runtime.events import Event, new_event
 from services.runtime.logging import get_logger
-from services.runtime.settings import Settings
+from services.runtime.mail import Mailer
 from services.runtime.waiting import wait_for_event
 
 log = get_logger("relais.notify")
@@ -143,32 +143,6 @@ async def _one_in_transaction(conn: asyncpg.Connection,
 
 
 # --- email -----------------------------------------------------------------------------------
-
-
-class Mailer:
-    """One SMTP session reused across sends, opened again when it dropped."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.smtp: aiosmtplib.SMTP | None = None
-
-    async def session(self) -> aiosmtplib.SMTP:
-        if self.smtp is None or not self.smtp.is_connected:
-            s = self.settings
-            smtp = aiosmtplib.SMTP(hostname=s.smtp_host, port=s.smtp_port,
-                                   start_tls=s.smtp_starttls, username=s.smtp_username,
-                                   password=s.smtp_password, timeout=10,
-                                   cert_bundle=str(s.smtp_ca_file) if s.smtp_ca_file else None)
-            await smtp.connect()
-            self.smtp = smtp
-        return self.smtp
-
-    async def close(self) -> None:
-        if self.smtp is not None and self.smtp.is_connected:
-            try:
-                await self.smtp.quit()
-            except aiosmtplib.SMTPException:
-                self.smtp.close()
 
 
 async def email_sender(runtime: Runtime) -> None:

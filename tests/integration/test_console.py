@@ -18,7 +18,7 @@ from services.auth import store as auth_store
 from services.cli import user_command
 from services.runtime.app import RUNTIME
 from services.runtime.settings import Settings
-from tests.conftest import wait_until
+from tests.conftest import Mailbox, wait_until
 from tests.e2e.conftest import Tokens
 from tests.integration.conftest import Client
 
@@ -419,3 +419,30 @@ async def test_territory_roles_go_to_the_coordination_only(
         "coordination", "coordinator", "claire@coordination.example.org")) == 0
     roles = await client.app[RUNTIME].pool.fetch("SELECT role FROM auth.users ORDER BY role")
     assert [r["role"] for r in roles] == ["coordinator", "counsellor"]
+
+
+async def test_an_invitation_goes_by_email(
+    client: Client, settings: Settings, smtp_server: Mailbox,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`relais user create` emails the link (real SMTP); without a server, it says so and
+    prints the link to send by hand."""
+    create = argparse.Namespace(action="create", org=ML, role="counsellor",
+                                email="camille@ml.example.org", name="Camille Martin")
+    assert await user_command(settings, create) == 0  # no SMTP server on the settings' port
+    said = capsys.readouterr().out
+    assert "could not be emailed" in said and "/invitation/" in said
+
+    to_smtp = settings.model_copy(update={"smtp_port": smtp_server.port})
+    create.email = "lou@ml.example.org"
+    assert await user_command(to_smtp, create) == 0
+    [message] = await smtp_server.wait_for(1)
+    assert message["To"] == "lou@ml.example.org"
+    assert message["Subject"] == "[Relais] Votre compte : choisissez votre mot de passe"
+    payload = message.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    text = payload.decode()
+    link = re.search(r"http://\S+/invitation/(\S+)", text)
+    assert link and "Bonjour Camille Martin" in text
+    page = await client.get(f"/invitation/{link.group(1)}")
+    assert page.status == 200  # the emailed link is the account's
