@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 WEB_STAMP := web/node_modules/.installed
+OIDC_STAMP := tests/oidc/node_modules/.installed
 KAFKA_LIB := deploy/kafka/target/lib
 
 .PHONY: install run test lint check kafka-jars tools bench constraints schemas clean
@@ -20,6 +21,13 @@ $(STAMP): pyproject.toml constraints.txt
 $(WEB_STAMP): web/package.json web/package-lock.json
 	@command -v npm >/dev/null || { echo "npm is missing: install Node.js 20.19+ and retry." >&2; exit 1; }
 	cd web && npm ci --loglevel=error --no-audit --no-fund >/dev/null
+	@touch $@
+
+# The OpenID provider the tests sign in with (panva's oidc-provider, pinned in
+# tests/oidc/package-lock.json), run by Node: for `make test` only.
+$(OIDC_STAMP): tests/oidc/package.json tests/oidc/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: install Node.js 20.19+ and retry." >&2; exit 1; }
+	cd tests/oidc && npm ci --loglevel=error --no-audit --no-fund >/dev/null
 	@touch $@
 
 install: $(STAMP) $(WEB_STAMP)
@@ -44,7 +52,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: install kafka-jars tools lint
+test: install $(OIDC_STAMP) kafka-jars tools lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: install kafka-jars
@@ -61,4 +69,4 @@ constraints: install
 	$(BIN)/pip freeze --exclude-editable | grep -v '^relais' > constraints.txt
 
 clean:
-	rm -rf $(VENV) web/node_modules .relais deploy/kafka/target .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) web/node_modules tests/oidc/node_modules .relais deploy/kafka/target .pytest_cache .mypy_cache .ruff_cache

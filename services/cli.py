@@ -240,7 +240,8 @@ async def client_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def user_command(settings: Settings, args: argparse.Namespace) -> int:
-    """Personal accounts: create one (and print its invitation link), list, disable."""
+    """Personal accounts: create one (and print its invitation link), list, disable, remove
+    the second factor (reset-2fa)."""
     from services.auth import accounts, store
 
     async with database(settings) as dsn:
@@ -285,6 +286,13 @@ async def user_command(settings: Settings, args: argparse.Namespace) -> int:
                     print(f"no enabled account for {args.email}", file=sys.stderr)
                     return 1
                 print(f"disabled {args.email}; its sessions are ended")
+            elif args.action == "reset-2fa":
+                if not await store.reset_totp(pool, args.email):
+                    print(f"no account for {args.email}", file=sys.stderr)
+                    return 1
+                print(f"the second factor of {args.email} is removed and its sessions are "
+                      "ended: the password alone signs in, and the person may enrol a new "
+                      "phone from 'Mon compte'")
         finally:
             await pool.close()
     return 0
@@ -382,6 +390,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                                    "administrator"])
     user_sub.add_parser("list")
     user_sub.add_parser("disable").add_argument("email")
+    user_sub.add_parser("reset-2fa", help="remove the person's second factor (a lost phone) "
+                        "and end their sessions").add_argument("email")
     keys = sub.add_parser("keys", help="token signing keys")
     keys.add_subparsers(dest="action", required=True).add_parser(
         "rotate", help="sign with a new key; the old one stays published until its tokens expire")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from services.auth import api, domain, pages, store
+from services.auth import api, domain, links, oidc, pages, second_factor, store
+from services.runtime import links as magic
 from services.runtime import sealing
 from services.runtime.app import RUNTIME, Runtime, ServiceSpec
 from services.runtime.auth import KeySource, RevokedLoader
@@ -12,11 +13,14 @@ from services.runtime.auth import KeySource, RevokedLoader
 
 async def start(runtime: Runtime) -> None:
     settings = runtime.settings
+    if problem := oidc.settings_problem(settings):
+        raise ValueError(problem)
     runtime.app[api.THROTTLE] = domain.FailureThrottle.per_minute(
         settings.token_failures_per_client, settings.token_failures_per_address)
     keys = runtime.app[api.KEYS]
     keys.token_ttl = settings.token_ttl
     keys.master = sealing.master_key(settings)
+    runtime.app[links.LINK_KEY] = magic.key(keys.master)
     await keys.ensure()
 
 
@@ -34,6 +38,9 @@ def revoked_clients(app: web.Application) -> RevokedLoader:
 def routes(app: web.Application) -> None:
     api.routes(app)
     pages.routes(app)
+    second_factor.routes(app)
+    oidc.routes(app)
+    links.routes(app)
 
 
 SPEC = ServiceSpec(name="auth", package="services.auth", routes=routes,

@@ -97,6 +97,13 @@ GENERIC_REFUSAL = ("Adresse électronique ou mot de passe incorrect. Après plus
                    "le compte est bloqué quelques minutes.")
 TOO_MANY = ("Trop d'essais depuis cet appareil : réessayez dans une minute, ou demandez à "
             "la coordination du territoire.")
+PENDING_MINUTES = 5
+"""How long the code of the second factor may be typed after a right password."""
+CODE_REFUSAL = ("Code incorrect ou expiré. Saisissez le code à 6 chiffres que votre "
+                "application affiche maintenant. Après plusieurs erreurs, le compte est "
+                "bloqué quelques minutes.")
+CODE_REPLAYED = ("Ce code a déjà servi. Attendez que votre application en affiche un nouveau "
+                 "(il change toutes les 30 secondes).")
 
 
 def judge_login(*, exists: bool, disabled: bool, password_ok: bool, failures: int,

@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from aiohttp import web
 
-from services.auth import accounts, store
+from services.auth import accounts, oidc, store
 from services.auth.api import KEYS, THROTTLE
 from services.runtime import web as pages
 from services.runtime.app import RUNTIME
 from services.runtime.auth import TokenIssuer
 from services.runtime.http import client_address
+
+PENDING_COOKIE = "relais_connexion"
+"""A right password awaiting its code (the second factor): a random id, of which the database
+keeps the hash (`auth.pending_logins`)."""
 
 
 @pages.page
@@ -34,7 +40,8 @@ async def sign_in_form(request: web.Request) -> web.StreamResponse:
     if await pages.signed_in(request) is not None:
         raise web.HTTPSeeOther(pages.local_path(request.query.get("suite")))
     return pages.render(request, "auth/connexion.html", suite=request.query.get("suite", ""),
-                        email="", error=None, notice=request.query.get("message"))
+                        email="", error=None, notice=request.query.get("message"),
+                        oidc=oidc.button(request.app[RUNTIME].settings))
 
 
 @pages.page
@@ -47,14 +54,15 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     address = client_address(request, runtime.settings.trusted_proxies)
     if throttle.wait(f"connexion:{email.lower()}", address):
         return pages.render(request, "auth/connexion.html", status=429, suite=suite,
-                            email=email, error=accounts.TOO_MANY, notice=None)
+                            email=email, error=accounts.TOO_MANY, notice=None,
+                            oidc=oidc.button(runtime.settings))
     # The hash is checked before a connection is taken: a flood of sign-ins must not hold
     # the pool that every service shares.
     known = await store.user_by_email(runtime.pool, email) if email else None
     checked = known["password_hash"] if known else None
     matches = await asyncio.to_thread(accounts.password_matches, password, checked)
     now = datetime.now(UTC)
-    session_id, hours = uuid.uuid4(), accounts.SESSION_HOURS
+    pending, digest = accounts.new_token()
     async with runtime.pool.acquire() as conn, conn.transaction():
         user = await store.user_by_email(conn, email, lock=True) if known else None
         attempt = accounts.judge_login(
@@ -62,23 +70,47 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
             password_ok=matches and user is not None and user["password_hash"] == checked,
             failures=user["failed_logins"] if user else 0,
             locked_until=user["locked_until"] if user else None, now=now)
-        if user is not None:
-            await store.record_attempt(conn, user["id"], attempt.failures, attempt.locked_until)
-        if attempt.ok and user is not None:
-            await store.insert_session(conn, session_id, user["id"], now + timedelta(hours=hours))
+        needs_code = attempt.ok and user is not None and user["totp_enabled_at"] is not None
+        if user is not None and not needs_code:  # a right password alone does not clear
+            await store.record_attempt(  # the failures of wrong codes
+                conn, user["id"], attempt.failures, attempt.locked_until)
+        if needs_code and user is not None:
+            await store.insert_pending_login(conn, digest, user["id"], suite, now + timedelta(
+                minutes=accounts.PENDING_MINUTES))
     if not attempt.ok or user is None:
         throttle.failed(f"connexion:{email.lower()}", address)
         return pages.render(request, "auth/connexion.html", status=401, suite=suite,
-                            email=email, error=attempt.message, notice=None)
+                            email=email, error=attempt.message, notice=None,
+                            oidc=oidc.button(runtime.settings))
+    if needs_code:  # no session yet: the second step first (services/auth/second_factor.py)
+        response = web.HTTPSeeOther("/connexion/code")
+        response.set_cookie(PENDING_COOKIE, pending, max_age=accounts.PENDING_MINUTES * 60,
+                            path="/connexion", httponly=True, samesite="Strict",
+                            secure=runtime.settings.base_url.startswith("https://"))
+        raise response
+    raise await open_session(request, user, suite)
+
+
+async def open_session(request: web.Request, user: Mapping[str, Any],
+                       suite: str = "/") -> web.HTTPSeeOther:
+    """The one way a session opens, for a person who has proved who they are (their password,
+    and their code when they have a second factor): the session's row, its token in the
+    cookie, and the answer that goes on to `suite` (a local path; "/" leads to the role's
+    first page). `user` is their `auth.users` row; the caller has checked that the account is
+    enabled."""
+    runtime = request.app[RUNTIME]
     settings = runtime.settings
+    session_id, hours = uuid.uuid4(), accounts.SESSION_HOURS
+    await store.insert_session(runtime.pool, session_id, user["id"],
+                               datetime.now(UTC) + timedelta(hours=hours))
     issuer = TokenIssuer(await request.app[KEYS].signing(), settings.issuer,
                          settings.jwt_audience)
     token = issuer.issue(user["org"], " ".join(accounts.SCOPES_OF[accounts.Role(user["role"])]),
                          f"{accounts.SESSION_PREFIX}{session_id}", hours * 3600, user["name"])
-    response = web.HTTPSeeOther(suite)
+    response = web.HTTPSeeOther(pages.local_path(suite))
     pages.start_session(response, token, hours * 3600,
                         secure=settings.base_url.startswith("https://"))
-    raise response
+    return response
 
 
 @pages.page

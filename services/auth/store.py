@@ -105,7 +105,8 @@ async def user_by_email(db: Db, email: str, lock: bool = False) -> asyncpg.Recor
 async def list_users(db: Db) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await db.fetch(
         "SELECT email, name, org, role, created_at, disabled_at, password_hash IS NOT NULL"
-        " AS activated FROM auth.users ORDER BY org, email")
+        " AS activated, totp_enabled_at IS NOT NULL AS second_factor"
+        " FROM auth.users ORDER BY org, email")
     return rows
 
 
@@ -179,11 +180,148 @@ async def ended_session_ids(db: Db) -> frozenset[str]:
 
 
 async def refused_client_ids(db: Db) -> frozenset[str]:
-    """Whose tokens every service refuses before they expire: revoked API clients and ended
-    sessions."""
-    return await revoked_client_ids(db) | await ended_session_ids(db)
+    """Whose tokens every service refuses before they expire: revoked API clients, ended
+    sessions and revoked magic links."""
+    return await revoked_client_ids(db) | await ended_session_ids(db) | await revoked_links(db)
+
+
+# --- magic links ----------------------------------------------------------------------------
+
+async def open_link(conn: asyncpg.Connection, link_id: UUID, referral_id: UUID, org: str,
+                    email: str, device_hash: bytes) -> asyncpg.Record:
+    """The link's row, made on its first opening (bound to that device), else counted as
+    opened again (or refused, from another device); locked until the transaction ends."""
+    await conn.execute(
+        "INSERT INTO auth.links (id, referral_id, org, email, device_hash, opened)"
+        " VALUES ($1, $2, $3, lower($4), $5, 0) ON CONFLICT (id) DO NOTHING",
+        link_id, referral_id, org, email, device_hash)
+    row: asyncpg.Record = await conn.fetchrow(
+        "UPDATE auth.links SET last_opened = now(),"
+        " opened = opened + (device_hash = $2)::int, refused = refused + (device_hash <> $2)::int"
+        " WHERE id = $1 RETURNING *", link_id, device_hash)
+    return row
+
+
+async def revoke_link(db: Db, link_id: UUID, why: str) -> None:
+    await db.execute("UPDATE auth.links SET revoked_at = now(), revoked_why = $2"
+                     " WHERE id = $1 AND revoked_at IS NULL", link_id, why)
+
+
+async def revoked_links(db: Db) -> frozenset[str]:
+    """Links revoked within their life: their sessions are refused at once."""
+    rows = await db.fetch("SELECT id FROM auth.links WHERE revoked_at IS NOT NULL"
+                          " AND first_opened > now() - interval '61 days'")
+    return frozenset(f"link:{r['id']}" for r in rows)
 
 
 async def end_session(db: Db, session_id: UUID) -> None:
     await db.execute("UPDATE auth.sessions SET ended_at = now() WHERE id = $1"
                      " AND ended_at IS NULL", session_id)
+
+
+# --- the second factor (TOTP) -----------------------------------------------------------------
+
+async def user_by_id(db: Db, user_id: UUID, lock: bool = False) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await db.fetchrow(
+        "SELECT * FROM auth.users WHERE id = $1" + (" FOR UPDATE" if lock else ""), user_id)
+    return row
+
+
+async def start_totp(db: Db, user_id: UUID, sealed_secret: bytes) -> None:
+    """Keep the secret of an enrolment that begins (unless one is under way or done)."""
+    await db.execute("UPDATE auth.users SET totp_secret = $2 WHERE id = $1"
+                     " AND totp_secret IS NULL AND totp_enabled_at IS NULL",
+                     user_id, sealed_secret)
+
+
+async def enable_totp(db: Db, user_id: UUID, step: int) -> None:
+    await db.execute("UPDATE auth.users SET totp_enabled_at = now(), totp_last_step = $2"
+                     " WHERE id = $1", user_id, step)
+
+
+async def used_totp_step(db: Db, user_id: UUID, step: int) -> None:
+    """The step of the code just accepted: no code of it or before serves again."""
+    await db.execute("UPDATE auth.users SET totp_last_step = $2 WHERE id = $1",
+                     user_id, step)
+
+
+async def disable_totp(db: Db, user_id: UUID) -> None:
+    """No second factor any more; the codes awaited at sign-in are dropped."""
+    await db.execute("UPDATE auth.users SET totp_secret = NULL, totp_enabled_at = NULL,"
+                     " totp_last_step = NULL WHERE id = $1", user_id)
+    await db.execute("DELETE FROM auth.pending_logins WHERE user_id = $1", user_id)
+
+
+async def end_other_sessions(db: Db, user_id: UUID, keep: UUID) -> None:
+    """Every open session of the person but `keep` (the one switching the second factor on)
+    ends: whoever signed in with the password alone is signed out."""
+    await db.execute("UPDATE auth.sessions SET ended_at = now() WHERE user_id = $1"
+                     " AND id <> $2 AND ended_at IS NULL AND expires_at > now()",
+                     user_id, keep)
+
+
+async def reset_totp(db: Db, email: str) -> bool:
+    """`relais user reset-2fa`: the second factor removed and the person's sessions ended
+    (whoever holds the lost phone has no session left); False if there is no such account."""
+    user_id: UUID | None = await db.fetchval(
+        "SELECT id FROM auth.users WHERE email = lower($1)", email)
+    if user_id is None:
+        return False
+    await disable_totp(db, user_id)
+    await end_sessions(db, user_id)
+    return True
+
+
+async def insert_pending_login(db: Db, digest: bytes, user_id: UUID, suite: str,
+                               expires_at: datetime) -> None:
+    """A right password of an account with a second factor: its code is awaited."""
+    await db.execute("DELETE FROM auth.pending_logins WHERE expires_at < now()")
+    await db.execute("INSERT INTO auth.pending_logins (id_hash, user_id, suite, expires_at)"
+                     " VALUES ($1, $2, $3, $4)", digest, user_id, suite, expires_at)
+
+
+async def pending_login(db: Db, digest: bytes) -> asyncpg.Record | None:
+    """The sign-in awaiting its code, with the account's address, while in date."""
+    row: asyncpg.Record | None = await db.fetchrow(
+        "SELECT p.user_id, p.suite, u.email FROM auth.pending_logins p JOIN auth.users u"
+        " ON u.id = p.user_id WHERE p.id_hash = $1 AND p.expires_at > now()", digest)
+    return row
+
+
+async def end_pending_login(db: Db, digest: bytes) -> None:
+    await db.execute("DELETE FROM auth.pending_logins WHERE id_hash = $1", digest)
+
+
+# --- OpenID Connect ---------------------------------------------------------------------------
+
+async def insert_oidc_flow(db: Db, state_hash: bytes, browser_hash: bytes, nonce: str,
+                           verifier: str, suite: str, expires_at: datetime) -> None:
+    """A sign-in that leaves for the OpenID provider (flows past their time are dropped)."""
+    await db.execute("DELETE FROM auth.oidc_flows WHERE expires_at < now()")
+    await db.execute(
+        "INSERT INTO auth.oidc_flows (state_hash, browser_hash, nonce, verifier, suite,"
+        " expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        state_hash, browser_hash, nonce, verifier, suite, expires_at)
+
+
+async def take_oidc_flow(db: Db, state_hash: bytes,
+                         browser_hash: bytes) -> asyncpg.Record | None:
+    """The sign-in this `state` came back for, in the browser that started it, while in date;
+    it serves once (another browser cannot use it up)."""
+    row: asyncpg.Record | None = await db.fetchrow(
+        "DELETE FROM auth.oidc_flows WHERE state_hash = $1 AND browser_hash = $2"
+        " AND expires_at > now() RETURNING nonce, verifier, suite", state_hash, browser_hash)
+    return row
+
+
+async def oidc_subject_owner(db: Db, issuer: str, subject: str) -> UUID | None:
+    """The account this provider's identity is bound to, if any."""
+    owner: UUID | None = await db.fetchval(
+        "SELECT id FROM auth.users WHERE oidc_issuer = $1 AND oidc_subject = $2",
+        issuer, subject)
+    return owner
+
+
+async def bind_oidc_subject(db: Db, user_id: UUID, issuer: str, subject: str) -> None:
+    await db.execute("UPDATE auth.users SET oidc_issuer = $2, oidc_subject = $3 WHERE id = $1",
+                     user_id, issuer, subject)

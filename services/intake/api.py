@@ -247,8 +247,10 @@ async def list_intakes(request: web.Request) -> web.Response:
 async def get_person(request: web.Request) -> web.Response:
     """Personal data, to an organisation that met the person or under a live consent; every
     read is logged (access log and `personal_data_read` event)."""
-    principal = await authenticate(request, "people:read")
+    principal = await authenticate(request, "people:read", link=True)
     person_id = path_uuid(request)
+    if principal.person is not None and principal.person != person_id:
+        raise _not_found("person")  # a magic link reads its referral's person only
     master = request.app[MASTER_KEY]
     async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
         standing = await _standing(conn, person_id, principal.org)

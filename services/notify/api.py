@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -23,7 +24,8 @@ from schemas.api import (
     RecipientIn,
     RecipientOut,
 )
-from services.notify import domain, egress, handlers, live, store
+from services.notify import configuration, domain, handlers, live, store
+from services.runtime import web as pages
 from services.runtime.app import RUNTIME
 from services.runtime.auth import VERIFIER, authenticate
 from services.runtime.http import json_response, parse, path_uuid, read_json
@@ -38,6 +40,9 @@ EXAMPLE_ID = "0e4d3c2b-1a2b-4c3d-8e9f-0a1b2c3d4e5f"
 INBOX_PAGE = 100
 HEARTBEAT = 15.0
 ALIVE_CHECK = 1.0
+PAGE_CLOCK_MARGIN = timedelta(seconds=2)
+"""The page's time is the server's, an item's the database's: a little earlier, so that an
+item is never missed (one seen twice only redraws the list)."""
 """Seconds between looks at whether a quiet stream's client is still there."""
 STREAM_RETRY_AFTER = 10
 
@@ -63,7 +68,7 @@ def recipient_out(row: Any) -> RecipientOut:
 async def get_recipient(request: web.Request) -> web.Response:
     principal = await authenticate(request, "notification:read")
     org = request.match_info["org"]
-    if org != principal.org and "directory:write" not in principal.scopes:
+    if not configuration.may_read(principal, org):
         raise Problem(403, "Forbidden", "Your organisation's settings only.")
     row = await store.recipient(request.app[RUNTIME].pool, org)
     if row is None:
@@ -72,16 +77,14 @@ async def get_recipient(request: web.Request) -> web.Response:
 
 
 async def put_recipient(request: web.Request) -> web.Response:
-    await authenticate(request, "directory:write")
+    await authenticate(request, configuration.SETS_RECIPIENTS)
     body = parse(RecipientIn, await read_json(request))
-    unknown = sorted(set(body.muted) - {str(k) for k in domain.Kind})
-    mandatory = sorted(set(body.muted) & set(domain.MANDATORY))
-    if unknown or mandatory:
+    try:
+        row = await configuration.set_recipient(request.app[RUNTIME].pool,
+                                                request.match_info["org"], body)
+    except configuration.MutedRefused as exc:
         raise Problem(422, "Invalid request", "muted: unknown kinds "
-                      f"{unknown} or kinds that cannot be muted {mandatory}.")
-    row = await store.set_recipient(
-        request.app[RUNTIME].pool, request.match_info["org"], str(body.email),
-        [str(c) for c in body.counsellors], sorted(set(body.channels)), sorted(set(body.muted)))
+                      f"{exc.unknown} or kinds that cannot be muted {exc.mandatory}.") from exc
     if row is None:
         raise Problem(404, "Not found", "No such organisation in the directory.")
     return json_response(recipient_out(row))
@@ -94,16 +97,13 @@ async def post_endpoint(request: web.Request) -> web.Response:
     principal = await authenticate(request, "notification:write")
     body = parse(EndpointIn, await read_json(request))
     runtime = request.app[RUNTIME]
-    refused = await egress.refused_url(body.url, runtime.settings.webhook_allowed_networks,
-                                       unresolved_ok=True)
-    if refused:
-        raise Problem(422, "Endpoint refused", refused)
-    unknown = sorted(set(body.kinds) - {str(k) for k in domain.Kind})
-    if unknown:
-        raise Problem(422, "Invalid request", f"Unknown kinds: {', '.join(unknown)}.")
-    secret = domain.new_secret()
-    row = await store.insert_endpoint(runtime.pool, uuid.uuid4(), principal.org, body.url,
-                                      secret, sorted(set(body.kinds)))
+    try:
+        row, secret = await configuration.add_endpoint(
+            runtime.pool, runtime.settings.webhook_allowed_networks, principal.org, body)
+    except configuration.EndpointRefused as exc:
+        raise Problem(422, "Endpoint refused", exc.reason) from exc
+    except configuration.UnknownKinds as exc:
+        raise Problem(422, "Invalid request", f"Unknown kinds: {', '.join(exc.kinds)}.") from exc
     out = EndpointOut.model_validate(dict(row) | {"secret": secret})
     return json_response(out, status=201, headers={
         "Location": f"/v1/webhooks/endpoints/{row['id']}"})
@@ -199,6 +199,33 @@ async def inbox_stream(request: web.Request) -> web.StreamResponse:
                       headers={"Retry-After": str(STREAM_RETRY_AFTER)}) from exc
     try:
         return await _stream(request, hub, stream, after)
+    finally:
+        hub.close(stream)
+
+
+@pages.page
+async def page_stream(request: web.Request) -> web.StreamResponse:
+    """The inbox page's live list (`static/inbox.js`): the same stream, for the signed-in
+    person's session, from the moment the page was drawn (`depuis`, a Unix time)."""
+    principal = await pages.require(request, "notification:read")
+    try:
+        since = datetime.fromtimestamp(float(request.query["depuis"]), UTC)
+    except (KeyError, ValueError, OverflowError, OSError) as exc:
+        raise pages.PageError(400, "Adresse incomplète", "Rechargez la page.") from exc
+    header = request.headers.get("Last-Event-ID")
+    pool = request.app[RUNTIME].pool
+    after = domain.sequence_number(header) if header else await store.inbox_seq_before(
+        pool, principal.org, since - PAGE_CLOCK_MARGIN)
+    settings = request.app[RUNTIME].settings
+    hub = request.app[live.HUB]
+    try:
+        stream = hub.open(principal.org, principal.client_id, settings.sse_max_per_client,
+                          settings.sse_max_per_org)
+    except live.TooManyStreams as exc:
+        raise pages.PageError(429, "Trop de pages ouvertes", "Fermez les onglets de Relais "
+                              "dont vous n'avez plus besoin.") from exc
+    try:
+        return await _stream(request, hub, stream, after or 0)
     finally:
         hub.close(stream)
 
@@ -301,8 +328,27 @@ OPERATIONS = [
 ]
 
 
+async def link_standing(request: web.Request) -> web.Response:
+    """For the auth service alone (scope `links:check`, which no client can be given): the
+    email a magic link came with, and whether its address still receives its organisation's
+    referrals. Not a partner's operation: not in the OpenAPI document."""
+    await authenticate(request, "links:check")
+    pool = request.app[RUNTIME].pool
+    row = await store.email_notification(pool, path_uuid(request))
+    if row is None or row["kind"] not in domain.LINKED:
+        raise Problem(404, "Not found", "No email with a magic link has this id.")
+    recipient = await store.recipient(pool, row["recipient_org"])
+    addresses = {a.lower() for a in [recipient["email"], *recipient["counsellors"]]} \
+        if recipient is not None else set()
+    return web.json_response({
+        "org": row["recipient_org"], "referral_id": str(row["referral_id"]),
+        "address": row["address"], "listed": row["address"].lower() in addresses})
+
+
 def routes(app: web.Application) -> None:
     register(app, OPERATIONS)
     live.install(app)
+    app.router.add_get("/internal/links/{id}", link_standing)
+    app.router.add_get("/flux/orientations", page_stream)
 
 

@@ -42,6 +42,13 @@ class Kind(StrEnum):
     expired = "expired"  # to the sending team
 
 
+LINKED = frozenset({Kind.new_referral, Kind.reminder})
+"""Kinds whose email to the recipient carries a magic link to the referral (one per address,
+made when it is sent: `services/runtime/links.py`)."""
+LINK_MARK = "{{lien personnel}}"
+"""Where the magic link goes in an email's stored text (the link is made when it is sent,
+so that it is never kept)."""
+
 MANDATORY = frozenset({Kind.new_referral, Kind.stop_processing})
 """Kinds a recipient cannot mute: a hand-off, and the order to stop processing."""
 
@@ -79,11 +86,15 @@ class Message:
     link: str
     facts: dict[str, Any]
     """What a webhook or the inbox carries besides the text: ids, statuses, no personal data."""
+    email_body: str
+    """The email's text: with `LINK_MARK` where the magic link goes, for the kinds that
+    carry one."""
 
 
 def notification_id(event_id: str, recipient_org: str, channel: str,
-                    endpoint: uuid.UUID | None = None) -> uuid.UUID:
-    """Stable per (event, recipient, channel[, endpoint]): an event never makes two."""
+                    endpoint: uuid.UUID | str | None = None) -> uuid.UUID:
+    """Stable per (event, recipient, channel[, endpoint or address]): an event never makes
+    two."""
     suffix = f"/{endpoint}" if endpoint else ""
     return uuid.uuid5(NOTIFICATION_IDS, f"{event_id}/{recipient_org}/{channel}{suffix}")
 
@@ -95,7 +106,7 @@ def render(kind: Kind, **values: Any) -> tuple[str, str]:
 
 
 def messages(event_type: str, data: Mapping[str, Any], names: Mapping[str, str],
-             base_url: str) -> list[Message]:
+             base_url: str, link_days: int = 14) -> list[Message]:
     """The messages an event calls for (none for most events)."""
     plan = _plan(event_type, data)
     if plan is None:
@@ -109,13 +120,15 @@ def messages(event_type: str, data: Mapping[str, Any], names: Mapping[str, str],
         "target_name": names.get(data["target"], data["target"]),
         "purpose_label": LABELS.get(data["purpose"], data["purpose"]),
     } | extra
-    subject, body = render(kind, **values)
+    subject, body = render(kind, **values, personal=False, link_days=link_days)
+    email_body = render(kind, **(values | {"link": LINK_MARK}), personal=True,
+                        link_days=link_days)[1] if kind in LINKED else body
     facts = {"kind": str(kind), "referral_id": str(referral_id), "link": link,
              "sender_org": data["sender_org"], "target": data["target"]} | {
         k: data[k] for k in ("status", "reason", "outcome", "cause", "timer", "proposal")
         if data.get(k) is not None}
     return [Message(kind, org, subject, body, referral_id, uuid.UUID(str(data["person_id"])),
-                    link, facts) for org in recipients]
+                    link, facts, email_body) for org in recipients]
 
 
 def _plan(event_type: str, d: Mapping[str, Any]) -> tuple[Kind, list[str],
@@ -155,6 +168,12 @@ def _day(value: Any) -> str:
 
 def message_id(notification: uuid.UUID) -> str:
     return f"<{notification}@relais.notify>"
+
+
+def with_link(body: str, link: str) -> str:
+    """The email's text with its magic link (or the console's address, for a message
+    without one)."""
+    return body.replace(LINK_MARK, link)
 
 
 def email(notification: uuid.UUID, sender: str, to: Sequence[str], subject: str,

@@ -10,7 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import aiohttp
@@ -20,12 +20,13 @@ import asyncpg
 from schemas import events as ev
 from services.directory import Directory
 from services.notify import domain, egress, store
-from services.runtime import db, outbox
+from services.runtime import db, links, outbox, sealing
 from services.runtime.app import Runtime
 from services.runtime.consumer import Handler
 from services.runtime.events import Event, new_event
 from services.runtime.logging import get_logger
 from services.runtime.mail import Mailer
+from services.runtime.settings import Settings
 from services.runtime.waiting import wait_for_event
 
 log = get_logger("relais.notify")
@@ -45,7 +46,8 @@ def handler(runtime: Runtime) -> Handler:
             return
         if event.type not in domain.TOLD:
             return
-        drafts = domain.messages(event.type, event.data, await store.names(conn), base_url)
+        drafts = domain.messages(event.type, event.data, await store.names(conn), base_url,
+                                 runtime.settings.link_days)
         for message in drafts:
             await fan_out(conn, event.id, event.data.get("sender_org"), message)
 
@@ -64,11 +66,12 @@ async def fan_out(conn: asyncpg.Connection, event_id: str, sender_org: str | Non
               "sender_org": sender_org, "kind": message.kind, "subject": message.subject,
               "body": message.body, "payload": message.facts}
     channels = set(recipient["channels"])
-    if wanted and "email" in channels:
-        address = ", ".join([recipient["email"], *recipient["counsellors"]])
-        await store.add_notification(conn, common | {
-            "id": domain.notification_id(event_id, message.recipient_org, "email"),
-            "channel": "email", "address": address})
+    if wanted and "email" in channels:  # one per address: each carries its own link
+        for address in dict.fromkeys([recipient["email"], *recipient["counsellors"]]):
+            await store.add_notification(conn, common | {
+                "id": domain.notification_id(event_id, message.recipient_org, "email",
+                                             address.lower()),
+                "channel": "email", "address": address, "body": message.email_body})
     if "inbox" in channels or message.kind in domain.MANDATORY:
         notification = domain.notification_id(event_id, message.recipient_org, "inbox")
         if await store.add_notification(conn, common | {
@@ -147,19 +150,22 @@ async def _one_in_transaction(conn: asyncpg.Connection,
 
 async def email_sender(runtime: Runtime) -> None:
     mailer = Mailer(runtime.settings)
+    link_key = links.key(sealing.master_key(runtime.settings))
     try:
-        await deliver_forever(runtime, "email", lambda conn: send_email(conn, mailer))
+        await deliver_forever(runtime, "email",
+                              lambda conn: send_email(conn, mailer, link_key))
     finally:
         await mailer.close()
 
 
-async def send_email(conn: asyncpg.Connection, mailer: Mailer) -> bool:
+async def send_email(conn: asyncpg.Connection, mailer: Mailer, link_key: bytes) -> bool:
     """Send one due email; False when none is due."""
     row = await store.lock_next_due(conn, "email")
     if row is None:
         return False
     to = [a.strip() for a in row["address"].split(",")]
-    msg = domain.email(row["id"], mailer.settings.smtp_from, to, row["subject"], row["body"])
+    body = domain.with_link(row["body"], magic_link(row, mailer.settings, link_key))
+    msg = domain.email(row["id"], mailer.settings.smtp_from, to, row["subject"], body)
     try:
         smtp = await mailer.session()
         refused, _ = await smtp.send_message(msg)
@@ -203,6 +209,17 @@ async def send_email(conn: asyncpg.Connection, mailer: Mailer) -> bool:
         await store.mark(conn, row["id"], "delivered", message_id=message_id)
         await emit_outcome(conn, row, True)
     return True
+
+
+def magic_link(row: Any, settings: Settings, link_key: bytes) -> str:
+    """The link an email carries: a magic link made now for its one address (never kept),
+    or the console's page of the referral."""
+    if row["kind"] not in domain.LINKED or "," in row["address"]:
+        return str(row["payload"]["link"])
+    token = links.make(link_key, links.Link(
+        row["id"], row["referral_id"], row["person_id"], row["recipient_org"],
+        row["address"].strip(), datetime.now(UTC) + timedelta(days=settings.link_days)))
+    return f"{settings.base_url}/lien/{token}"
 
 
 def email_retry(attempts: int) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, TypeAlias
 from uuid import UUID
 
@@ -45,6 +46,13 @@ async def recipient(db: Db, org: str) -> asyncpg.Record | None:
     return row
 
 
+async def email_notification(db: Db, notification_id: UUID) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await db.fetchrow(
+        "SELECT id, recipient_org, address, referral_id, kind FROM notify.notifications"
+        " WHERE id = $1 AND channel = 'email'", notification_id)
+    return row
+
+
 async def set_recipient(db: Db, org: str, email: str, counsellors: list[str],
                         channels: list[str], muted: list[str]) -> asyncpg.Record | None:
     row: asyncpg.Record | None = await db.fetchrow(
@@ -83,6 +91,15 @@ async def deactivate_endpoint(db: Db, endpoint_id: UUID, org: str) -> bool:
         "UPDATE notify.webhook_endpoints SET active = false WHERE id = $1 AND org = $2"
         " AND active RETURNING true", endpoint_id, org)
     return bool(done)
+
+
+async def endpoints_shown(db: Db, org: str, limit: int = 50) -> list[asyncpg.Record]:
+    """The organisation's endpoints for its settings page, stopped ones too (active first,
+    newest first), without their secrets."""
+    rows: list[asyncpg.Record] = await db.fetch(
+        "SELECT id, org, url, kinds, active, created_at FROM notify.webhook_endpoints"
+        " WHERE org = $1 ORDER BY active DESC, created_at DESC LIMIT $2", org, limit)
+    return rows
 
 
 # --- notifications ---------------------------------------------------------------------------
@@ -180,6 +197,14 @@ async def inbox(db: Db, org: str, after: int, limit: int) -> list[asyncpg.Record
         "SELECT * FROM notify.notifications WHERE channel = 'inbox' AND recipient_org = $1"
         " AND seq > $2 ORDER BY seq LIMIT $3", org, after, limit)
     return rows
+
+
+async def inbox_seq_before(db: Db, org: str, moment: datetime) -> int:
+    """The last inbox item of the organisation made before `moment` (0 if none)."""
+    seq: int | None = await db.fetchval(
+        "SELECT max(seq) FROM notify.notifications WHERE channel = 'inbox'"
+        " AND recipient_org = $1 AND created_at < $2", org, moment)
+    return seq or 0
 
 
 async def mark_inbox_delivered(conn: asyncpg.Connection,

@@ -4,6 +4,7 @@ units of work as the API (`handlers.act`, `handlers.open_dossier`)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -13,7 +14,7 @@ from pydantic import ValidationError
 from schemas import vocab_fr as fr
 from schemas.api import ActionIn
 from schemas.vocab import Milestone, Outcome, ReferralAction, ReferralStatus, RejectReason
-from services.referral import api, handlers, lifecycle, store
+from services.referral import api, domain, handlers, lifecycle, store
 from services.runtime import web as pages
 from services.runtime.app import RUNTIME
 from services.runtime.auth import Principal
@@ -81,6 +82,7 @@ async def inbox(request: web.Request) -> web.StreamResponse:
     names = await store.partner_names(runtime.pool)
     return pages.render(request, "referral/inbox.html", rows=rows, names=names,
                         filtre=status, reason=plain_reason, now=runtime.clock(),
+                        drawn=f"{time.time():.3f}",
                         statuses=[s for s in fr.STATUSES if s != "awaiting_consent"])
 
 
@@ -95,6 +97,22 @@ async def sent(request: web.Request) -> web.StreamResponse:
                         names=await store.partner_names(pool), statuses=list(fr.STATUSES))
 
 
+async def _link_stands(request: web.Request, principal: Principal, row: Any) -> None:
+    """A magic link's session opens its referral while it is open to the recipient and the
+    person's consent covers it: else a French page, no data."""
+    if principal.referral is None:
+        return
+    runtime = request.app[RUNTIME]
+    consents = await store.consents_of(runtime.pool, row["person_id"])
+    if (ReferralStatus(row["status"]) not in lifecycle.ACTIVE or row["stopped_at"] is not None
+            or domain.covering_consent(row["target"], row["purpose"], consents,
+                                       runtime.clock()) is None):
+        raise pages.PageError(410, "Lien plus valable", "Cette orientation est close, ou "
+                              "l'accord de la personne ne la couvre plus : le lien de l'e-mail "
+                              "ne l'ouvre plus. Avec un compte Relais, son historique reste "
+                              "dans vos orientations reçues.")
+
+
 async def _show(request: web.Request, principal: Principal, referral_id: uuid.UUID, *,
                 status: int = 200, error: str | None = None,
                 dossier: Any = None) -> web.Response:
@@ -102,6 +120,7 @@ async def _show(request: web.Request, principal: Principal, referral_id: uuid.UU
     row = await store.get_referral(pool, referral_id, principal.org)
     if row is None:
         raise _not_found()
+    await _link_stands(request, principal, row)
     detail = await api.detail(pool, row, principal.org)
     roles = lifecycle.roles_of(principal.org, row["sender_org"], row["target"])
     actions = [a.value for a in lifecycle.available(ReferralStatus(row["status"]), roles)]
@@ -122,19 +141,26 @@ async def _show(request: web.Request, principal: Principal, referral_id: uuid.UU
 
 @pages.page
 async def referral(request: web.Request) -> web.StreamResponse:
-    principal = await pages.require(request, "referral:read")
-    return await _show(request, principal, _referral_id(request))
+    referral_id = _referral_id(request)
+    principal = await pages.require(request, "referral:read", link=referral_id)
+    return await _show(request, principal, referral_id)
 
 
 @pages.page
 async def answer(request: web.Request) -> web.StreamResponse:
     """One answer, from a form; an illegal move is explained on the page, never a 500."""
-    principal = await pages.require(request, "referral:write")
     referral_id = _referral_id(request)
+    principal = await pages.require(request, "referral:write", link=referral_id)
     fields = await pages.form(request)
     action = FORM_ACTIONS.get(request.match_info["action"])
     if action is None:
         raise _not_found()
+    if principal.referral is not None:
+        row = await store.get_referral(request.app[RUNTIME].pool, referral_id,
+                                     principal.org)
+        if row is None:
+            raise _not_found()
+        await _link_stands(request, principal, row)
     try:  # the API's model: the same lists, lengths and refusal of a social security number
         body = ActionIn.model_validate({k: fields[k] for k in ("reason", "outcome", "milestone")
                                         if fields.get(k)} | (
@@ -174,8 +200,8 @@ def _refusal(refused: lifecycle.Refused, action: ReferralAction) -> str:
 @pages.page
 async def dossier(request: web.Request) -> web.StreamResponse:
     """A deliberate read: logged on the consent trail, like the API's."""
-    principal = await pages.require(request, "referral:read")
     referral_id = _referral_id(request)
+    principal = await pages.require(request, "referral:read", link=referral_id)
     await pages.form(request)
     runtime = request.app[RUNTIME]
     try:

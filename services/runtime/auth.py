@@ -44,6 +44,11 @@ class Principal:
     scopes: frozenset[str]
     name: str | None = None
     """The person, for a signed-in session (the `name` claim); None for an API client."""
+    referral: uuid.UUID | None = None
+    """For a magic link's session only (`ref` claim): the one referral it opens. Handlers
+    refuse such a session unless they ask for it (`authenticate(..., link=True)`)."""
+    person: uuid.UUID | None = None
+    """For a magic link's session only (`per` claim): the person of that referral."""
 
     @property
     def who(self) -> str:
@@ -154,7 +159,8 @@ class TokenIssuer:
         self.key, self.issuer, self.audience = key, issuer, audience
 
     def issue(self, org: str, scopes: str, client_id: str = "dev", ttl: int = 600,
-              name: str | None = None) -> str:
+              name: str | None = None, referral: uuid.UUID | None = None,
+              person: uuid.UUID | None = None) -> str:
         now = int(time.time())
         claims: dict[str, Any] = {
             "iss": self.issuer, "aud": self.audience, "sub": client_id, "client_id": client_id,
@@ -163,6 +169,8 @@ class TokenIssuer:
         }
         if name:
             claims["name"] = name
+        if referral is not None and person is not None:
+            claims["ref"], claims["per"] = str(referral), str(person)
         header = {"alg": ALGORITHM, "kid": self.key.kid, "typ": "at+jwt"}
         return jwt.encode(header, claims, self.key, algorithms=[ALGORITHM])
 
@@ -233,11 +241,21 @@ class TokenVerifier:
             client_id=str(claims.get("client_id", claims["sub"])),
             scopes=frozenset(str(claims.get("scope", "")).split()),
             name=str(claims["name"]) if claims.get("name") else None,
+            referral=_uuid_claim(claims, "ref"), person=_uuid_claim(claims, "per"),
         )
         if len(self._verified) >= CACHE_SIZE:
             self._verified.clear()
         self._verified[token] = (principal, int(claims.get("nbf", 0)), int(claims["exp"]))
         return principal
+
+
+def _uuid_claim(claims: dict[str, Any], name: str) -> uuid.UUID | None:
+    if name not in claims:
+        return None
+    try:
+        return uuid.UUID(str(claims[name]))
+    except ValueError as exc:
+        raise unauthorized("invalid_token", f"The claim '{name}' is not a UUID.") from exc
 
 
 def unauthorized(error: str, detail: str) -> Problem:
@@ -250,9 +268,11 @@ def unauthorized(error: str, detail: str) -> Problem:
 VERIFIER = web.AppKey("verifier", TokenVerifier)
 
 
-async def authenticate(request: web.Request, scope: str | None) -> Principal:
+async def authenticate(request: web.Request, scope: str | None, *,
+                       link: bool = False) -> Principal:
     """The caller, who must hold `scope` (if given): 401 without a valid token, 403 without
-    the scope."""
+    the scope, 403 for a magic link's session unless the handler takes one (`link`: it then
+    keeps to `principal.referral` / `principal.person`)."""
     header = request.headers.get("Authorization", "")
     kind, _, token = header.partition(" ")
     if kind.lower() != "bearer" or not token.strip():
@@ -260,6 +280,8 @@ async def authenticate(request: web.Request, scope: str | None) -> Principal:
                       headers={"WWW-Authenticate": 'Bearer realm="relais"'})
     principal = await request.app[VERIFIER].verify(token.strip())
     charge(request, principal.client_id)
+    if principal.referral is not None and not link:
+        raise Problem(403, "Forbidden", "A magic link opens its one referral's pages only.")
     if scope is not None and scope not in principal.scopes:
         challenge = f'Bearer realm="relais", error="insufficient_scope", scope="{scope}"'
         raise Problem(403, "Forbidden", f"The access token lacks the scope '{scope}'.",

@@ -16,6 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from schemas.api import PersonOut, StandingOut
+from services.directory import Directory
 from services.runtime.app import RUNTIME
 from services.runtime.problem import Problem
 from services.runtime.web import bearer
@@ -38,10 +39,16 @@ def setup(app: web.Application) -> None:
 
 
 def intake_base(request: web.Request) -> str:
+    return service_base(request, "intake", request.app[RUNTIME].settings.intake_url)
+
+
+def service_base(request: web.Request, service: str, configured: str | None) -> str:
+    """Where to call `service`: its configured address, else this server when it runs the
+    service, else the base URL."""
     runtime = request.app[RUNTIME]
-    if runtime.settings.intake_url:
-        return runtime.settings.intake_url.rstrip("/")
-    if "intake" in runtime.services and request.transport is not None:
+    if configured:
+        return configured.rstrip("/")
+    if service in runtime.services and request.transport is not None:
         host, port = request.transport.get_extra_info("sockname")[:2]
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     return runtime.settings.base_url
@@ -74,3 +81,9 @@ async def standing(request: web.Request, person_id: uuid.UUID) -> StandingOut | 
 async def person(request: web.Request, person_id: uuid.UUID) -> PersonOut | None:
     """The person's data as far as the caller may read it (the read is logged there)."""
     return await _get(request, f"/v1/people/{person_id}", PersonOut)
+
+
+async def directory(request: web.Request) -> Directory | None:
+    """The directory as the intake service serves it (`GET /v1/directory`); None when none
+    was loaded yet."""
+    return await _get(request, "/v1/directory", Directory)

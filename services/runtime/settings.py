@@ -89,6 +89,31 @@ class Settings(BaseSettings):
         description="Networks of the reverse proxies in front of Relais (e.g. 10.0.0.0/8): "
         "their X-Forwarded-For gives the client's address.")
 
+    oidc_issuer: str | None = Field(
+        default=None, description="An OpenID Connect provider people sign in to the console "
+        "with (its issuer, e.g. ProConnect's or a Keycloak realm's; https, or http on "
+        "loopback only): authorization code with PKCE. Unset: local passwords only. See "
+        "docs/oidc.md.")
+    oidc_client_id: str | None = Field(default=None, description="Relais's client id at the "
+                                       "OpenID provider.")
+    oidc_client_secret: str | None = Field(default=None, description="Relais's client secret "
+                                           "at the OpenID provider.")
+    oidc_scopes: str = Field(
+        default="openid email profile organisation",
+        description="Scopes asked of the OpenID provider: openid, the email, and whatever gives "
+        "the organisation claim (ProConnect: \"openid email siret\").")
+    oidc_org_claim: str = Field(
+        default="organisation", description="The claim (ID token or userinfo) that names the "
+        "person's organisation (ProConnect: siret); it must be the organisation of their "
+        "Relais account, directly or through RELAIS_OIDC_ORGANISATIONS.")
+    oidc_organisations: dict[str, str] = Field(
+        default_factory=dict, description="What a value of the organisation claim stands for "
+        "in the directory, e.g. {\"13002526500013\": \"mission-locale\"} for a SIRET; a value "
+        "not listed must be the directory's id itself.")
+    oidc_name: str = Field(
+        default="", description="The provider's name on the sign-in button (\"ProConnect\" "
+        "shows ProConnect's own button); \"le compte de votre structure\" if unset.")
+
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 2525
     smtp_from: str = "Relais <no-reply@relais.local>"
@@ -126,6 +151,12 @@ class Settings(BaseSettings):
         "service (as the caller) who met a person and read identities for dossiers; this same "
         "server's bound address when it runs the intake service, else the base URL. Never the "
         "request's Host.")
+    notify_url: str | None = Field(
+        default=None, description="Where the auth service asks the notify service whether a "
+        "magic link's address still receives its organisation's referrals; chosen as "
+        "`intake_url` is.")
+    link_days: int = Field(default=14, ge=1, le=60, description="How long the magic link in "
+                           "an email to a partner stays valid.")
     rate_limit_per_second: float = Field(default=100.0, gt=0)
     rate_limit_burst: int = Field(default=500, ge=1)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from importlib import resources
@@ -24,6 +25,7 @@ from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
 from schemas import vocab_fr
+from services.runtime import links
 from services.runtime.app import RUNTIME
 from services.runtime.auth import VERIFIER, Principal
 from services.runtime.problem import Problem
@@ -78,7 +80,10 @@ def environment() -> jinja2.Environment:
 # --- the signed-in person -----------------------------------------------------------------
 
 def session_token(request: web.Request) -> str | None:
-    return request.cookies.get(SESSION_COOKIE) or None
+    """The token this request acts with: the one `require` accepted (a session's, or a magic
+    link's), else the session cookie's."""
+    accepted: str | None = request.get("token")
+    return accepted or request.cookies.get(SESSION_COOKIE) or None
 
 
 async def signed_in(request: web.Request) -> Principal | None:
@@ -93,10 +98,31 @@ async def signed_in(request: web.Request) -> Principal | None:
     return principal if principal.client_id.startswith(SESSION_PREFIX) else None
 
 
-async def require(request: web.Request, scope: str | None = None) -> Principal:
+async def _link_session(request: web.Request, referral: uuid.UUID) -> Principal | None:
+    """A magic link's session for this referral (its cookie is sent to its pages only)."""
+    token = request.cookies.get(links.COOKIE)
+    if not token:
+        return None
+    try:
+        principal = await request.app[VERIFIER].verify(token)
+    except Problem as refused:
+        raise PageError(401, "Accès par lien terminé", "Votre accès à cette orientation par le "
+                        "lien de l'e-mail a pris fin. Ouvrez de nouveau le lien de l'e-mail "
+                        "reçu, depuis le même appareil.") from refused
+    if not principal.client_id.startswith(links.PREFIX) or principal.referral != referral:
+        return None
+    request["token"] = token
+    return principal
+
+
+async def require(request: web.Request, scope: str | None = None, *,
+                  link: uuid.UUID | None = None) -> Principal:
     """The signed-in person, who must hold `scope`; else the sign-in page, coming back here
-    after."""
+    after. A page of one referral names it (`link`): a magic link's session for that referral
+    is then accepted too (never on any other page)."""
     principal = await signed_in(request)
+    if principal is None and link is not None:
+        principal = await _link_session(request, link)
     if principal is None:  # back here after signing in; a form's target is no page to go to
         back = request.path_qs if request.method == "GET" else "/"
         raise web.HTTPSeeOther(f"/connexion?suite={quote(back, safe='')}")
@@ -180,7 +206,8 @@ def menu(principal: Principal | None, path: str) -> list[dict[str, Any]]:
     """The entries this person may open; the current one is the longest address the path
     starts with."""
     allowed = [(href, label) for href, label, scope in MENU
-               if principal is not None and scope in principal.scopes]
+               if principal is not None and principal.referral is None
+               and scope in principal.scopes]
     here = max((href for href, _ in allowed if path == href or path.startswith(href + "/")),
                key=len, default=None)
     return [{"href": href, "label": label, "current": href == here}

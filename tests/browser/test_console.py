@@ -4,6 +4,8 @@ outcome; with axe-core on every page and screenshots for the guide (docs/guide.m
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from playwright.async_api import Browser, Page, expect
@@ -44,13 +46,13 @@ async def test_a_counsellor_answers_a_referral_in_the_browser(
     async with TestClient(TestServer(relais_app, host="127.0.0.1")) as api:
         live_server = str(api.make_url("")).rstrip("/")
         tokens = Tokens(await relais_app[KEYS].signing(), settings)
-        referral_id = await handed_off(api, tokens)  # the outreach team, through the API
         invitation = await invite(api, "camille.martin@mission-locale.example.org")
-        await journey(browser, live_server, referral_id, invitation)
+        # the outreach team hands a person off through the API while the inbox is open
+        await journey(browser, live_server, lambda: handed_off(api, tokens), invitation)
 
 
-async def journey(browser: Browser, live_server: str, referral_id: str,
-                  invitation: str) -> None:
+async def journey(browser: Browser, live_server: str,
+                  hand_off: Callable[[], Awaitable[str]], invitation: str) -> None:
 
     async with open_page(browser) as page:
         errors = watch_errors(page)
@@ -69,8 +71,12 @@ async def journey(browser: Browser, live_server: str, referral_id: str,
         await page.get_by_role("button", name="Se connecter").click()
 
         await expect(page.get_by_role("heading", level=1)).to_have_text("Orientations reçues")
+        await expect(page.get_by_text("Aucune orientation pour le moment")).to_be_visible()
+        referral_id = await hand_off()
         card = page.get_by_role("link", name="besoin emploi, 18-25 ans, commune 80021")
-        await expect(card).to_be_visible()
+        await expect(card).to_be_visible(timeout=20_000)  # live: nobody reloaded the page
+        await expect(page.get_by_role("status")).to_have_text(
+            "Une nouvelle orientation vient d'arriver : la liste est à jour.")
         await check(page, "orientations-recues", errors)
         await card.click()
 

@@ -99,7 +99,7 @@ async def test_each_channel_once_whatever_the_redeliveries(
 ) -> None:
     secret = await setup_recipient(client, tokens, receiver)
     referrals = await hand_off(client, tokens, 3)
-    await smtp_server.wait_for(3)
+    await smtp_server.wait_for(6)  # one email per address: each carries its own link
     await wait_until(lambda: len(receiver.received) >= 3, 30, "three webhooks")
 
     # every event published again, and the consumer's own dedupe forgotten: the handler runs
@@ -128,23 +128,23 @@ async def test_each_channel_once_whatever_the_redeliveries(
         assert "person_id" not in json.dumps(payload)
 
     # receipts: email and webhook delivered; the inbox once the organisation reads it
-    await wait_until(lambda: _count(client, "delivered", 6), 30, "6 delivered")
+    await wait_until(lambda: _count(client, "delivered", 9), 30, "9 delivered")
     inbox = await client.get("/v1/inbox", headers=tokens.headers(ML, ALL))
     items = (await inbox.json())["items"]
     assert len(items) == 3 and {i["kind"] for i in items} == {"new_referral"}
-    await wait_until(lambda: _count(client, "delivered", 9), 30, "9 delivered")
+    await wait_until(lambda: _count(client, "delivered", 12), 30, "12 delivered")
     by_referral = await client.get(f"/v1/notifications?referral_id={referrals[0]['id']}",
                                    headers=tokens.headers("equipe-aller-vers", ALL))
     assert sorted(n["channel"] for n in (await by_referral.json())["items"]) == [
-        "email", "inbox", "webhook"], "the sender sees how the partner was told"
+        "email", "email", "inbox", "webhook"], "the sender sees how the partner was told"
 
     async def receipts_published() -> bool:
         rows = await pool.fetch("SELECT headers FROM notify.outbox WHERE published_at IS NOT"
                                 " NULL")
         types = Counter(dict(r["headers"])["ce_type"].split(".")[3] for r in rows)
-        return types == {"sent": 9, "delivered": 9}
+        return types == {"sent": 12, "delivered": 12}
 
-    await wait_until(receipts_published, 30, "9 sent and 9 delivered events")
+    await wait_until(receipts_published, 30, "12 sent and 12 delivered events")
 
 
 async def _count(client: Client, status: str, expected: int) -> bool:
@@ -164,10 +164,10 @@ async def test_a_restart_mid_sending_sends_nothing_twice(
         await hand_off(client, tokens, 12)
         await smtp_server.wait_for(2)
     sent_before = len(smtp_server.messages)
-    assert sent_before < 12, "stopped in the middle of sending"
+    assert sent_before < 24, "stopped in the middle of sending"
     app = create_app(settings, settings.database_url, specs)
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-        await smtp_server.wait_for(12, 60)
+        await smtp_server.wait_for(24, 60)
         await wait_until(lambda: len(receiver.received) >= 12, 60, "12 webhooks")
         await asyncio.sleep(1.5)
         counts = per_recipient(smtp_server)
@@ -192,7 +192,8 @@ async def test_webhook_retries_then_dead_and_replay(
     await pool.execute("UPDATE notify.notifications SET next_attempt_at = now() WHERE id = $1",
                        webhook["id"])  # time travel: the retry is due
     await wait_until(lambda: len(receiver.received) == 2, 30, "the retry")
-    await wait_until(lambda: _count(client, "delivered", 2), 30, "webhook and email delivered")
+    await wait_until(lambda: _count(client, "delivered", 3), 30,
+                     "webhook and both emails delivered")
     deliveries = await (await client.get("/v1/webhooks/deliveries",
                                          headers=tokens.headers(ML, ALL))).json()
     assert [(d["attempt"], d["outcome"], d["status_code"]) for d in deliveries["items"]] == [

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from services.auth import domain
 from services.runtime.app import RUNTIME
 from services.runtime.openapi import OPERATIONS
 from tests.conftest import wait_until
@@ -108,9 +109,11 @@ async def test_api8_answers_carry_no_secrets_and_the_safe_headers(
     assert broken.status == 400 and "Traceback" not in text and "File \"" not in text
 
 
-async def test_api9_every_route_is_in_the_published_inventory(client: Client) -> None:
-    """No undocumented API: every API route the server answers is in /openapi.json, and
-    everything else it serves is a page for people or a static file."""
+async def test_api9_every_route_is_in_the_published_inventory(client: Client,
+                                                               tokens: Tokens) -> None:
+    """No undocumented API: every API route the server answers is in /openapi.json, but for
+    the services' own calls to each other (/internal/: for a scope no client can be given),
+    and everything else it serves is a page for people or a static file."""
     documented = {(op.method, op.path) for op in client.app[OPERATIONS]}
     committed = json.loads(COMMITTED.read_text())
     published = {(method.upper(), path) for path, item in committed["paths"].items()
@@ -121,6 +124,14 @@ async def test_api9_every_route_is_in_the_published_inventory(client: Client) ->
     api = {route for route in served
            if route[1].startswith(("/v1/", "/oauth/", "/.well-known/"))}
     assert api - documented == set()
+    internal = {route for route in served if route[1].startswith("/internal/")}
+    assert internal == {("GET", "/internal/links/{id}")}
+    everything = " ".join(sorted(domain.SCOPES))
+    for _method, path in internal:  # no partner's token opens them, whatever its scopes
+        answer = await client.get(path.replace("{id}", str(uuid.uuid4())),
+                                  headers=tokens.headers("mission-locale", everything))
+        assert answer.status == 403, path
+    served -= internal
     # The rest: /openapi.json (the inventory itself), /static/ (the DSFR's and Relais's own
     # CSS, fonts and scripts: services/runtime/assets.py), and the pages, which answer HTML
     # to a signed-in person and send anyone else to the sign-in page, never JSON.

@@ -125,7 +125,7 @@ async def tell(client: Client, org: str = ML) -> None:
         domain.Kind.new_referral, org, "Nouvelle orientation", "Une orientation.", referral,
         uuid.uuid4(), f"http://relais.test/v1/referrals/{referral}",
         {"kind": "new_referral", "referral_id": str(referral),
-         "link": f"http://relais.test/v1/referrals/{referral}"})
+         "link": f"http://relais.test/v1/referrals/{referral}"}, "Une orientation.")
     async with client.app[RUNTIME].pool.acquire() as conn, conn.transaction():
         await handlers.fan_out(conn, uuid.uuid4().hex, "equipe-aller-vers", message)
 

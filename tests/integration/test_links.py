@@ -1,0 +1,208 @@
+"""Magic links over real HTTP, PostgreSQL and SMTP: the email's recipient opens and answers
+its referral without an account; a link forwarded, altered, expired, revoked or pointed at
+anything else shows no data (the browser journey is in tests/browser/test_links.py)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from aiohttp import ClientSession, CookieJar
+from aiohttp.test_utils import TestClient, TestServer
+
+from services.auth.api import KEYS
+from services.cli import SERVICE_NAMES, service_specs
+from services.runtime import links, sealing
+from services.runtime.app import RUNTIME, create_app
+from services.runtime.settings import Settings
+from tests.conftest import Mailbox, wait_until
+from tests.e2e.conftest import Tokens
+from tests.integration.conftest import Client
+from tests.integration.test_console import ML, TEAM, csrf, handed_off
+
+ADDRESS = "accueil@mission-locale.example.org"
+COLLEAGUE = "c.dupont@mission-locale.example.org"
+LINK = re.compile(r"https?://\S+(/lien/[A-Za-z0-9_-]+)")
+
+
+@pytest.fixture
+def settings(database: str, tmp_path: Path, smtp_server: Mailbox) -> Settings:
+    return Settings.model_validate({"data_dir": tmp_path, "database_url": database,
+                                    "smtp_port": smtp_server.port, "poll_interval": 0.5,
+                                    "checkpoint_interval": 0.3, "chase_interval": 0.2})
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[Client]:
+    assert settings.database_url
+    app = create_app(settings, settings.database_url, service_specs(SERVICE_NAMES))
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        yield client
+
+
+@pytest.fixture
+async def tokens(client: Client, settings: Settings) -> Tokens:
+    return Tokens(await client.app[KEYS].signing(), settings)
+
+
+async def link_for(smtp_server: Mailbox, referral: str, address: str = ADDRESS) -> str:
+    """The path of the magic link in the email this address received for the referral."""
+    found: list[str] = []
+
+    def arrived() -> bool:
+        for message, (_, rcpts) in zip(smtp_server.messages, smtp_server.envelopes,
+                                       strict=True):
+            payload = message.get_payload(decode=True)
+            assert isinstance(payload, bytes)
+            text = payload.decode()
+            if rcpts == [address] and referral[:8] in message["Subject"]:
+                match = LINK.search(text)
+                assert match, text
+                found.append(match.group(1))
+        return bool(found)
+
+    await wait_until(arrived, 30, f"the email to {address}")
+    return found[0]
+
+
+def device(client: Client) -> ClientSession:
+    """Another browser: its own cookies."""
+    return ClientSession(base_url=client.make_url(""), cookie_jar=CookieJar(unsafe=True))
+
+
+async def test_a_recipient_answers_from_the_link_without_an_account(
+        client: Client, tokens: Tokens, smtp_server: Mailbox) -> None:
+    referral = await handed_off(client, tokens)
+    path = await link_for(smtp_server, referral)
+    [message] = [m for m in smtp_server.messages if referral[:8] in m["Subject"]]
+    text = message.get_payload(decode=True).decode()  # type: ignore[union-attr]
+    assert "sans compte" in text and "valable 14 jours" in text and "Léa" not in text
+
+    opened = await client.get(path, allow_redirects=False)
+    assert opened.status == 303 and opened.headers["Location"] == f"/orientations/{referral}"
+    session = opened.cookies[links.COOKIE]
+    assert session["httponly"] and session["path"] == f"/orientations/{referral}"
+    page = await client.get(f"/orientations/{referral}")
+    html = await page.text()
+    assert page.status == 200 and "Consulter le dossier" in html and ADDRESS in html
+    assert 'href="/orientations"' not in html, "no menu: the link opens this referral only"
+
+    read = await client.post(f"/orientations/{referral}/dossier", data={"csrf": csrf(html)})
+    assert read.status == 200 and "Léa" in await read.text()
+    pool = client.app[RUNTIME].pool
+
+    async def read_logged() -> bool:  # the dossier, and the identity, in the address's name
+        return bool(await pool.fetchval(
+            "SELECT count(*) FROM consent.trail WHERE convert_from(entry, 'UTF8')::jsonb"
+            " ->> 'read_by' = $1", f"{ADDRESS} ({ML})") >= 2)
+
+    await wait_until(read_logged, 30, "the read on the trail, by the email's address")
+    for action, fields in (("receive", {}), ("accept", {}),
+                           ("start", {"milestone": "first_appointment"}),
+                           ("complete", {"outcome": "job"})):
+        html = await (await client.get(f"/orientations/{referral}")).text()
+        done = await client.post(f"/orientations/{referral}/{action}",
+                                 data={"csrf": csrf(html), **fields}, allow_redirects=False)
+        assert done.status == 303, (action, await done.text())
+    history = await (await client.get(f"/v1/referrals/{referral}",
+                                      headers=tokens.headers(TEAM, "referral:read"))).json()
+    assert history["status"] == "completed"
+    assert history["history"][-1]["detail"]["by"] == f"{ADDRESS} ({ML})"
+
+    closed = await client.get(f"/orientations/{referral}")
+    assert closed.status == 410 and "Lien plus valable" in await closed.text()
+    assert "Léa" not in await closed.text()
+
+
+async def test_a_forwarded_altered_or_expired_link_shows_nothing(
+        client: Client, tokens: Tokens, smtp_server: Mailbox, settings: Settings) -> None:
+    referral = await handed_off(client, tokens)
+    path = await link_for(smtp_server, referral)
+    assert (await client.get(path, allow_redirects=False)).status == 303
+    async with device(client) as elsewhere:
+        forwarded = await elsewhere.get(path, allow_redirects=False)
+        assert forwarded.status == 403
+        assert "déjà été ouvert sur un autre appareil" in await forwarded.text()
+        assert links.COOKIE not in forwarded.cookies
+        page = await elsewhere.get(f"/orientations/{referral}", allow_redirects=False)
+        assert page.status == 303 and page.headers["Location"].startswith("/connexion")
+
+        token = path.removeprefix("/lien/")
+        altered = token[:20] + ("A" if token[20] != "A" else "B") + token[21:]
+        for bad in (altered, token[:-3], "nimporte-quoi"):
+            answer = await elsewhere.get(f"/lien/{bad}")
+            assert answer.status == 404 and "Lien non valable" in await answer.text()
+
+        key = links.key(sealing.master_key(settings))
+        made = links.open_link(key, token)
+        old = links.make(key, links.Link(uuid.uuid4(), made.referral, made.person, made.org,
+                                         made.email, datetime.now(UTC) - timedelta(minutes=1)))
+        expired = await elsewhere.get(f"/lien/{old}")
+        assert expired.status == 410 and "Lien expiré" in await expired.text()
+
+    pool = client.app[RUNTIME].pool
+    row = await pool.fetchrow("SELECT opened, refused FROM auth.links WHERE referral_id = $1",
+                              uuid.UUID(referral))
+    assert (row["opened"], row["refused"]) == (1, 1), "the forwarded opening is on record"
+
+
+async def test_a_link_opens_its_one_referral_and_nothing_else(
+        client: Client, tokens: Tokens, smtp_server: Mailbox) -> None:
+    first = await handed_off(client, tokens)
+    second = await handed_off(client, tokens)
+    path = await link_for(smtp_server, first)
+    opened = await client.get(path, allow_redirects=False)
+    token = opened.cookies[links.COOKIE].value
+    other = await client.get(f"/orientations/{second}", allow_redirects=False)
+    assert other.status == 303 and other.headers["Location"].startswith("/connexion")
+    for page in ("/orientations", "/orientations/envoyees", "/statistiques", "/audit"):
+        client.session.cookie_jar.update_cookies({links.COOKIE: token})
+        answer = await client.get(page, allow_redirects=False)
+        assert answer.status in (303, 403), page
+    bearer = {"Authorization": f"Bearer {token}"}
+    listed = await client.get("/v1/referrals", headers=bearer)
+    assert listed.status == 403, "the link's session is no API token"
+    detail = await client.get(f"/v1/referrals/{first}", headers=bearer)
+    assert detail.status == 403
+    person = await (await client.get(f"/v1/referrals/{second}",
+                                     headers=tokens.headers(ML, "referral:read"))).json()
+    someone_else = await client.get(f"/v1/people/{person['person_id']}", headers=bearer)
+    assert someone_else.status == 404, "the intake service reads the link's person only"
+
+
+async def test_a_link_is_revoked_with_its_address_or_the_consent(
+        client: Client, tokens: Tokens, smtp_server: Mailbox) -> None:
+    coordination = tokens.headers("coordination", "directory:write notification:write")
+    changed = await client.put(f"/v1/recipients/{ML}", headers=coordination, json={
+        "email": ADDRESS, "counsellors": [COLLEAGUE], "channels": ["email", "inbox"]})
+    assert changed.status == 200, await changed.text()
+    referral = await handed_off(client, tokens)
+    mine = await link_for(smtp_server, referral, COLLEAGUE)
+    team = await link_for(smtp_server, referral, ADDRESS)
+    assert mine != team, "one link per address"
+
+    removed = await client.put(f"/v1/recipients/{ML}", headers=coordination, json={
+        "email": ADDRESS, "counsellors": [], "channels": ["email", "inbox"]})
+    assert removed.status == 200
+    gone = await client.get(mine)
+    assert gone.status == 410 and "ne reçoit plus" in await gone.text()
+
+    assert (await client.get(team, allow_redirects=False)).status == 303
+    detail = await (await client.get(f"/v1/referrals/{referral}",
+                                     headers=tokens.headers(TEAM, "referral:read"))).json()
+    withdrawn = await client.post(
+        f"/v1/consents/{detail['consent_id']}/withdraw",
+        headers=tokens.headers(TEAM, "consent:write", **{"Idempotency-Key": str(uuid.uuid4())}),
+        json={"requested_by": "person", "channel": "phone"})
+    assert withdrawn.status in (200, 201), await withdrawn.text()
+
+    async def closed() -> bool:
+        page = await client.get(f"/orientations/{referral}")
+        return page.status == 410
+
+    await wait_until(closed, 30, "the link closed with the consent")
+    assert "Léa" not in await (await client.get(f"/orientations/{referral}")).text()
