@@ -66,8 +66,10 @@ async def open_link(request: web.Request) -> web.StreamResponse:
     if row["device_hash"] != device_hash:
         raise _unusable(403, "Lien déjà ouvert sur un autre appareil", "Ce lien personnel a "
                         "déjà été ouvert sur un autre appareil : il ne s'ouvre que sur celui-là. "
-                        "Si vous l'avez reçu par transfert, demandez à la structure de vous "
-                        "ajouter à ses destinataires : vous recevrez votre propre lien.")
+                        "Si c'est vous qui l'avez ouvert, continuez sur cet appareil. Si vous "
+                        "l'avez reçu par transfert, demandez à la coordination de vous ajouter "
+                        "aux destinataires de votre structure : vous recevrez votre propre "
+                        "lien.")
     settings = runtime.settings
     issuer = TokenIssuer(await request.app[KEYS].signing(), settings.issuer,
                          settings.jwt_audience)
