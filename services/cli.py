@@ -293,6 +293,12 @@ async def user_command(settings: Settings, args: argparse.Namespace) -> int:
                 print(f"the second factor of {args.email} is removed and its sessions are "
                       "ended: the password alone signs in, and the person may enrol a new "
                       "phone from 'Mon compte'")
+            elif args.action == "unlink-oidc":
+                if not await store.unlink_oidc(pool, args.email):
+                    print(f"no account for {args.email}", file=sys.stderr)
+                    return 1
+                print(f"{args.email} is no longer bound to an identity of the OpenID "
+                      "provider: the next sign-in through it binds the identity it presents")
         finally:
             await pool.close()
     return 0
@@ -392,6 +398,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     user_sub.add_parser("disable").add_argument("email")
     user_sub.add_parser("reset-2fa", help="remove the person's second factor (a lost phone) "
                         "and end their sessions").add_argument("email")
+    user_sub.add_parser("unlink-oidc", help="unbind the person's OpenID Connect identity "
+                        "(their `sub` changed at the provider)").add_argument("email")
     keys = sub.add_parser("keys", help="token signing keys")
     keys.add_subparsers(dest="action", required=True).add_parser(
         "rotate", help="sign with a new key; the old one stays published until its tokens expire")

@@ -7,6 +7,7 @@ tests set it)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,7 @@ from services.runtime.http import client_address
 
 SECOND_STEP = "/connexion/code"
 ACCOUNT_PAGE = "/compte/double-authentification"
+PASSWORD_REFUSAL = "Mot de passe incorrect. Saisissez le mot de passe de votre compte Relais."
 ENROL_REFUSAL = ("Code incorrect. Saisissez le code à 6 chiffres que votre application "
                  "affiche pour Relais ; s'il est refusé encore, vérifiez que l'heure du "
                  "téléphone est réglée automatiquement.")
@@ -134,7 +136,8 @@ async def _account(request: web.Request) -> tuple[uuid.UUID, asyncpg.Record]:
 
 
 def _account_page(request: web.Request, user: asyncpg.Record, status: int = 200,
-                  error: str | None = None, notice: str | None = None) -> web.Response:
+                  error: str | None = None, notice: str | None = None,
+                  password_error: str | None = None) -> web.Response:
     enrolment: dict[str, Any] | None = None
     if user["totp_enabled_at"] is None and user["totp_secret"] is not None:
         secret = totp.open_secret(_master(request), user["id"], user["totp_secret"])
@@ -142,13 +145,14 @@ def _account_page(request: web.Request, user: asyncpg.Record, status: int = 200,
         enrolment = {"qr": totp.qr_code(uri), "secret": totp.secret_text(secret), "uri": uri}
     return pages.render(request, "auth/compte.html", status=status, account=user,
                         role=accounts.ROLE_LABELS.get(accounts.Role(user["role"]), user["role"]),
-                        enrolment=enrolment, error=error, notice=notice)
+                        enrolment=enrolment, error=error, notice=notice,
+                        password_error=password_error)
 
 
 @pages.page
 async def account_page(request: web.Request) -> web.StreamResponse:
     _session, user = await _account(request)
-    if user["totp_enabled_at"] is None and user["totp_secret"] is None:  # enrolment begins
+    if user["totp_enabled_at"] is None:  # an enrolment (re)begins, with a secret of its own
         pool = request.app[RUNTIME].pool
         sealed = totp.seal_secret(_master(request), user["id"], totp.new_secret())
         await store.start_totp(pool, user["id"], sealed)
@@ -169,6 +173,12 @@ async def change_second_factor(request: web.Request) -> web.StreamResponse:
         return _account_page(request, user, 429, accounts.TOO_MANY)
     master, now = _master(request), runtime.clock()
     done, error = "", accounts.CODE_REFUSAL
+    if action == "activer" and not await asyncio.to_thread(
+            accounts.password_matches, fields.get("password", ""), user["password_hash"]):
+        # a session alone does not switch it on: whoever holds a stolen one cannot lock the
+        # owner out with a phone of their own
+        throttle.failed(key, address)
+        return _account_page(request, user, 401, password_error=PASSWORD_REFUSAL)
     async with runtime.pool.acquire() as conn, conn.transaction():
         locked = await store.user_by_id(conn, user["id"], lock=True)
         assert locked is not None

@@ -228,10 +228,10 @@ async def user_by_id(db: Db, user_id: UUID, lock: bool = False) -> asyncpg.Recor
 
 
 async def start_totp(db: Db, user_id: UUID, sealed_secret: bytes) -> None:
-    """Keep the secret of an enrolment that begins (unless one is under way or done)."""
+    """Keep the secret of an enrolment that begins (a new one each time the page shows it,
+    until one is switched on: a secret seen by someone else before is worth nothing)."""
     await db.execute("UPDATE auth.users SET totp_secret = $2 WHERE id = $1"
-                     " AND totp_secret IS NULL AND totp_enabled_at IS NULL",
-                     user_id, sealed_secret)
+                     " AND totp_enabled_at IS NULL", user_id, sealed_secret)
 
 
 async def enable_totp(db: Db, user_id: UUID, step: int) -> None:
@@ -270,6 +270,15 @@ async def reset_totp(db: Db, email: str) -> bool:
     await disable_totp(db, user_id)
     await end_sessions(db, user_id)
     return True
+
+
+async def unlink_oidc(db: Db, email: str) -> bool:
+    """`relais user unlink-oidc`: the provider's identity unbound from the account (bound
+    again at the next sign-in through the provider); False if there is no such account."""
+    done = await db.fetchval(
+        "UPDATE auth.users SET oidc_issuer = NULL, oidc_subject = NULL"
+        " WHERE email = lower($1) RETURNING true", email)
+    return bool(done)
 
 
 async def insert_pending_login(db: Db, digest: bytes, user_id: UUID, suite: str,

@@ -46,6 +46,7 @@ async def test_a_counsellor_switches_on_the_second_factor_in_the_browser(
             await check(page, "double-authentification", errors)
 
             enrolled = totp.time_step(time.time())
+            await page.get_by_label("Votre mot de passe Relais").fill(PASSWORD)
             await page.get_by_label("Code à 6 chiffres affiché par l'application").fill(
                 code_at(secret, enrolled))
             await page.get_by_role("button", name="Activer la double authentification").click()

@@ -7,6 +7,7 @@ as a French page with no session."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from deploy.kafka.broker import free_port
 from services.auth import oidc
 from services.auth import store as auth_store
 from services.auth.oidc import CALLBACK, FLOW_COOKIE
-from services.cli import SERVICE_NAMES, service_specs
+from services.cli import SERVICE_NAMES, service_specs, user_command
 from services.runtime.app import RUNTIME, create_app
 from services.runtime.settings import Settings
 from tests.integration.conftest import Client
@@ -178,7 +179,8 @@ async def test_a_counsellor_signs_in_with_the_provider(
     assert await sessions(relais) == 2
 
 
-async def test_who_may_not_come_in_is_told_why(relais: Client, provider: Provider) -> None:
+async def test_who_may_not_come_in_is_told_why(relais: Client, provider: Provider,
+                                               oidc_settings: Settings) -> None:
     await invite(relais, CAMILLE, ML)
     await invite(relais, "lou@mission-locale.example.org", ML)
     await invite(relais, "sasha@mission-locale.example.org", ML)
@@ -200,6 +202,18 @@ async def test_who_may_not_come_in_is_told_why(relais: Client, provider: Provide
     assert await sessions(relais) == before
     user = await auth_store.user_by_email(relais.app[RUNTIME].pool, CAMILLE)
     assert user is not None and user["oidc_subject"] == "camille"  # not taken over
+
+    # the administrator unbinds it (the person's identity changed at the provider): the
+    # next identity presenting the address is bound instead
+    unlink = argparse.Namespace(action="unlink-oidc", email=CAMILLE.upper())
+    assert await user_command(oidc_settings, unlink) == 0
+    async with browser() as http:
+        status, _, _ = await sign_in_as(relais, "imposteur", http)
+        assert status == 303
+    user = await auth_store.user_by_email(relais.app[RUNTIME].pool, CAMILLE)
+    assert user is not None and user["oidc_subject"] == "imposteur"
+    unknown = argparse.Namespace(action="unlink-oidc", email="personne@example.org")
+    assert await user_command(oidc_settings, unknown) == 1
 
 
 async def test_a_state_tampered_with_or_from_another_browser_opens_nothing(

@@ -21,7 +21,7 @@ from services.runtime.app import RUNTIME
 from services.runtime.settings import Settings
 from tests.conftest import wait_until
 from tests.integration.conftest import Client
-from tests.integration.test_console import account, csrf, sign_in
+from tests.integration.test_console import PASSWORD, account, csrf, sign_in
 
 EMAIL = "camille@ml.example.org"
 ACCOUNT = "/compte/double-authentification"
@@ -60,7 +60,8 @@ async def enrol(client: Client, clock: Clock, email: str = EMAIL) -> bytes:
     html = await (await client.get(ACCOUNT)).text()
     secret = secret_of(html)
     done = await client.post(ACCOUNT, data={"csrf": csrf(html), "action": "activer",
-                                            "code": clock.code(secret)}, allow_redirects=False)
+                                            "password": PASSWORD, "code": clock.code(secret)},
+                             allow_redirects=False)
     assert done.headers["Location"] == f"{ACCOUNT}?message=active", await done.text()
     clock.tick()
     return secret
@@ -108,8 +109,10 @@ async def test_enrol_then_sign_in_with_the_password_and_a_code(client: Client) -
     assert page.status == 200 and "Désactivée" in html
     assert 'src="data:image/svg+xml' in html and "default-src 'self'" in page.headers[
         "Content-Security-Policy"]
+    seen_before = secret_of(html)  # by someone else holding the session, say
+    html = await (await client.get(ACCOUNT)).text()
     secret = secret_of(html)
-    assert secret_of(await (await client.get(ACCOUNT)).text()) == secret  # not made anew
+    assert secret != seen_before, "a new secret each time the enrolment is shown"
     stored = await user_row(client)
     assert stored["totp_secret"] is not None and secret not in stored["totp_secret"]  # sealed
     assert stored["totp_enabled_at"] is None  # not before a code is typed
@@ -117,13 +120,22 @@ async def test_enrol_then_sign_in_with_the_password_and_a_code(client: Client) -
     forged = await client.post(ACCOUNT, data={"csrf": "x" * 43, "action": "activer",
                                               "code": clock.code(secret)})
     assert forged.status == 403
+    no_password = await client.post(ACCOUNT, data={"csrf": csrf(html), "action": "activer",
+                                                   "password": "pas le bon mot de passe",
+                                                   "code": clock.code(secret)})
+    text = await no_password.text()
+    assert no_password.status == 401 and "Mot de passe incorrect" in text
+    assert 'aria-describedby="password-erreur"' in text and secret_of(text) == secret
+    assert (await user_row(client))["totp_enabled_at"] is None, "a session alone does not"
     refused = await client.post(ACCOUNT, data={"csrf": csrf(html), "action": "activer",
+                                               "password": PASSWORD,
                                                "code": wrong(clock.code(secret))})
     text = await refused.text()
     assert refused.status == 422 and "Code incorrect" in text
     assert 'aria-describedby="code-erreur"' in text and secret_of(text) == secret
     done = await client.post(ACCOUNT, data={"csrf": csrf(html), "action": "activer",
-                                            "code": clock.code(secret)}, allow_redirects=False)
+                                            "password": PASSWORD, "code": clock.code(secret)},
+                             allow_redirects=False)
     assert done.headers["Location"] == f"{ACCOUNT}?message=active"
     enabled = await (await client.get(done.headers["Location"])).text()
     assert "Activée" in enabled and "Vos autres sessions ont été fermées" in enabled
