@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from aiohttp import web
+
 from services import directory
-from services.notify import api, handlers, live, store
+from services.notify import api, handlers, live, settings_pages, store
 from services.runtime.app import ConsumerSpec, Runtime, ServiceSpec
 
 
@@ -14,11 +16,16 @@ async def load_recipients(runtime: Runtime) -> None:
                                       directory.load(runtime.settings.directory_file))
 
 
+def routes(app: web.Application) -> None:
+    api.routes(app)
+    settings_pages.routes(app)
+
+
 SPEC = ServiceSpec(
     name="notify",
     package="services.notify",
     produces=("relais.notification",),
-    routes=api.routes,
+    routes=routes,
     consumers=(ConsumerSpec("notify", ("relais.referral", "relais.intake"), handlers.handler),),
     workers=(handlers.email_sender, handlers.webhook_sender, live.listener),
     on_start=load_recipients,

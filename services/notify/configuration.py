@@ -5,7 +5,7 @@ alike."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import asyncpg
 
@@ -36,10 +36,15 @@ class MutedRefused(Exception):
         self.unknown, self.mandatory = unknown, mandatory
 
 
+def refused_muted(muted: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(unknown kinds, kinds that cannot be muted) among `muted`."""
+    wanted = set(muted)
+    return sorted(wanted - KINDS), sorted(wanted & {str(k) for k in domain.MANDATORY})
+
+
 async def set_recipient(db: store.Db, org: str, body: RecipientIn) -> asyncpg.Record | None:
     """Set how `org` is told; None when it is not in the directory."""
-    unknown = sorted(set(body.muted) - KINDS)
-    mandatory = sorted(str(k) for k in set(body.muted) & {str(k) for k in domain.MANDATORY})
+    unknown, mandatory = refused_muted(body.muted)
     if unknown or mandatory:
         raise MutedRefused(unknown, mandatory)
     return await store.set_recipient(

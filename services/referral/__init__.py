@@ -9,6 +9,7 @@ from services.referral import (
     api,
     commission_pages,
     coordination_pages,
+    directory_pages,
     handlers,
     pages,
     routing,
@@ -30,6 +31,7 @@ def routes(app: web.Application) -> None:
     pages.routes(app)
     commission_pages.routes(app)
     coordination_pages.routes(app)
+    directory_pages.routes(app)
     stats_pages.routes(app)
 
 
