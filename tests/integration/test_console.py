@@ -291,6 +291,8 @@ async def test_a_member_runs_a_commission_session(client: Client, tokens: Tokens
     assert decided.status == 303
     after = await (await client.get(first.headers["Location"])).text()
     assert "une nouvelle orientation a été créée" in after
+    listed = await client.get("/commission")  # the session, with its count of decisions
+    assert listed.status == 200 and "1 décision sur 1 orientation" in await listed.text()
     follow_ups = await (await client.get("/v1/referrals?role=sender", headers=tokens.headers(
         "commission-remobilisation", API))).json()
     assert [r["part_of"] for r in follow_ups["items"]] == [referral_id]
