@@ -17,7 +17,7 @@ from playwright.async_api import Browser, Page, Request, Response, Route
 
 from services.auth.api import KEYS
 from services.runtime.settings import Settings
-from tests.browser.conftest import open_page
+from tests.browser.conftest import PHONE, open_page
 from tests.browser.test_console import sign_in
 from tests.e2e.conftest import Tokens
 from tests.integration.test_console import (
@@ -143,3 +143,24 @@ async def test_no_page_downloads_more_than_300_kb_of_script(
         assert all(size > 0 for size in weights.values()), weights  # the DSFR's, at least
         over = {page: size for page, size in weights.items() if size > BUDGET}
         assert over == {}, f"over {BUDGET} bytes of script: {over}"
+
+
+async def test_every_page_fits_a_phone(
+    browser: Browser, relais_app: web.Application, settings: Settings
+) -> None:
+    """Each page on a phone (390 px): nothing wider than the screen but the tables, which
+    scroll inside their own box (DSFR's `fr-table__wrapper`), so the page never scrolls
+    sideways."""
+    async with TestClient(TestServer(relais_app, host="127.0.0.1")) as api:
+        live_server = str(api.make_url("")).rstrip("/")
+        ids = await story(api, Tokens(await relais_app[KEYS].signing(), settings))
+        too_wide: dict[str, int] = {}
+        for who, paths in pages_of(ids).items():
+            async with open_page(browser, PHONE, is_mobile=True, has_touch=True) as page:
+                await signed_in(page, live_server, who)
+                for path in paths:
+                    await page.goto(live_server + path, wait_until="load")
+                    width = await page.evaluate("document.documentElement.scrollWidth")
+                    if width > PHONE["width"]:
+                        too_wide[f"{who or 'anyone'} {path}"] = width
+        assert too_wide == {}, f"wider than a {PHONE['width']} px phone: {too_wide}"
