@@ -4,15 +4,19 @@ without an account.
 The link must be one Relais made (sealed, `services/runtime/links.py`), in date, and its
 address must still receive its organisation's referrals (the notify service says so). It is
 bound to the first device that opens it (a random cookie, of which only the hash is kept): a
-link forwarded to someone else, opened elsewhere, shows no data. It then opens a short
-session limited to its referral (cookie sent to that referral's pages only), in which the
-referral pages check that the referral is open and the person's consent still covers it."""
+link forwarded to someone else, opened elsewhere, shows no data. Its address must be no
+account's (a person with an account signs in, with their second factor). The link shows a
+button first: opening is a POST, so that robots following links in mailboxes use nothing. It
+then opens a short session limited to its referral (cookie sent to that referral's pages
+only), in which the referral pages check that the referral is open and the person's consent
+still covers it."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
@@ -35,8 +39,9 @@ def _unusable(status: int, title: str, detail: str) -> pages.PageError:
                            "votre compte Relais, si vous en avez un.")
 
 
-@pages.page
-async def open_link(request: web.Request) -> web.StreamResponse:
+async def _link(request: web.Request) -> links.Link:
+    """The link of the address, if Relais made it, it is in date, and its address is no
+    account's (a person with an account signs in: their second factor, their lock-out)."""
     try:
         link = links.open_link(request.app[LINK_KEY], request.match_info["token"])
     except links.LinkError as exc:
@@ -48,14 +53,32 @@ async def open_link(request: web.Request) -> web.StreamResponse:
                         "encore en attente, Relais envoie un rappel avec un nouveau lien ; "
                         "sinon, contactez la structure qui vous a orienté la personne.")
     principal = await pages.signed_in(request)
+    page = f"/orientations/{link.referral}"
     if principal is not None and principal.org == link.org \
             and "referral:read" in principal.scopes:  # signed in already: the page itself
-        raise web.HTTPSeeOther(f"/orientations/{link.referral}")
+        raise web.HTTPSeeOther(page)
+    account = await store.user_by_email(request.app[RUNTIME].pool, link.email)
+    if account is not None and account["disabled_at"] is not None:
+        raise pages.PageError(410, "Lien retiré", "Le compte Relais de cette adresse est "
+                              "désactivé : ses liens ne s'ouvrent plus.")
+    if account is not None:
+        raise web.HTTPSeeOther(f"/connexion?message=compte&suite={quote(page, safe='')}")
+    return link
+
+
+@pages.page
+async def confirm_link(request: web.Request) -> web.StreamResponse:
+    """What the email's link shows first: a button. Opening it is a POST, so that the
+    robots that follow links in mailboxes (link scanners, previews) use nothing up."""
+    await _link(request)
+    return pages.render(request, "auth/lien.html", token=request.match_info["token"])
+
+
+@pages.page
+async def open_link(request: web.Request) -> web.StreamResponse:
+    await pages.form(request, with_session=False)
+    link = await _link(request)
     runtime = request.app[RUNTIME]
-    if not await _still_listed(request, link):
-        await store.revoke_link(runtime.pool, link.id, "address no longer a recipient")
-        raise _unusable(410, "Lien retiré", "Cette adresse ne reçoit plus les orientations de "
-                        "cette structure : le lien a été retiré.")
     device = request.cookies.get(links.DEVICE_COOKIE) or secrets.token_urlsafe(32)
     device_hash = hashlib.sha256(device.encode()).digest()
     async with runtime.pool.acquire() as conn, conn.transaction():
@@ -70,6 +93,10 @@ async def open_link(request: web.Request) -> web.StreamResponse:
                         "l'avez reçu par transfert, demandez à la coordination de vous ajouter "
                         "aux destinataires de votre structure : vous recevrez votre propre "
                         "lien.")
+    if not await _still_listed(request, link):
+        await store.revoke_link(runtime.pool, link.id, "address no longer a recipient")
+        raise _unusable(410, "Lien retiré", "Cette adresse ne reçoit plus les orientations de "
+                        "cette structure : le lien a été retiré.")
     settings = runtime.settings
     issuer = TokenIssuer(await request.app[KEYS].signing(), settings.issuer,
                          settings.jwt_audience)
@@ -97,8 +124,8 @@ async def _still_listed(request: web.Request, link: links.Link) -> bool:
         async with request.app[peers.HTTP].get(
                 url, headers={"Authorization": f"Bearer {token}"},
                 allow_redirects=False) as response:
-            if response.status == 404:
-                return False
+            if response.status == 404 and response.content_type == "application/problem+json":
+                return False  # the notify service's own answer: no such email
             response.raise_for_status()
             said = await response.json()
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
@@ -111,4 +138,5 @@ async def _still_listed(request: web.Request, link: links.Link) -> bool:
 
 def routes(app: web.Application) -> None:
     peers.setup(app)
-    app.router.add_get("/lien/{token}", open_link)
+    app.router.add_get("/lien/{token}", confirm_link)
+    app.router.add_post("/lien/{token}", open_link)

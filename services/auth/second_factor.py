@@ -173,12 +173,23 @@ async def change_second_factor(request: web.Request) -> web.StreamResponse:
         return _account_page(request, user, 429, accounts.TOO_MANY)
     master, now = _master(request), runtime.clock()
     done, error = "", accounts.CODE_REFUSAL
-    if action == "activer" and not await asyncio.to_thread(
-            accounts.password_matches, fields.get("password", ""), user["password_hash"]):
-        # a session alone does not switch it on: whoever holds a stolen one cannot lock the
-        # owner out with a phone of their own
-        throttle.failed(key, address)
-        return _account_page(request, user, 401, password_error=PASSWORD_REFUSAL)
+    if action == "activer":  # a session alone does not switch it on: whoever holds a
+        # stolen one can neither lock the owner out with a phone of their own, nor try
+        # passwords here more than at the sign-in (the same lock-out)
+        matches = await asyncio.to_thread(accounts.password_matches,
+                                          fields.get("password", ""), user["password_hash"])
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            locked = await store.user_by_id(conn, user["id"], lock=True)
+            assert locked is not None
+            attempt = accounts.judge_login(
+                exists=True, disabled=False, password_ok=matches,
+                failures=locked["failed_logins"], locked_until=locked["locked_until"], now=now)
+            await store.record_attempt(conn, locked["id"], attempt.failures,
+                                       attempt.locked_until)
+        if not attempt.ok:
+            throttle.failed(key, address)
+            return _account_page(request, user, 401, password_error=PASSWORD_REFUSAL
+                                 if attempt.locked_until is None else accounts.GENERIC_REFUSAL)
     async with runtime.pool.acquire() as conn, conn.transaction():
         locked = await store.user_by_id(conn, user["id"], lock=True)
         assert locked is not None

@@ -117,13 +117,16 @@ async def record_attempt(db: Db, user_id: UUID, failures: int,
 
 
 async def disable_user(db: Db, email: str) -> bool:
-    """Disable the account and end its sessions."""
+    """Disable the account and end its sessions, and those of the magic links sent to its
+    address."""
     user_id = await db.fetchval(
         "UPDATE auth.users SET disabled_at = now() WHERE email = lower($1)"
         " AND disabled_at IS NULL RETURNING id", email)
     if user_id is None:
         return False
     await end_sessions(db, user_id)
+    await db.execute("UPDATE auth.links SET revoked_at = now(), revoked_why = 'account"
+                     " disabled' WHERE email = lower($1) AND revoked_at IS NULL", email)
     return True
 
 

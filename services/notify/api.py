@@ -198,7 +198,7 @@ async def inbox_stream(request: web.Request) -> web.StreamResponse:
         raise Problem(429, "Too many streams", str(exc),
                       headers={"Retry-After": str(STREAM_RETRY_AFTER)}) from exc
     try:
-        return await _stream(request, hub, stream, after)
+        return await _stream(request, hub, stream, after, bearer(request))
     finally:
         hub.close(stream)
 
@@ -209,13 +209,13 @@ async def page_stream(request: web.Request) -> web.StreamResponse:
     person's session, from the moment the page was drawn (`depuis`, a Unix time)."""
     principal = await pages.require(request, "notification:read")
     try:
-        since = datetime.fromtimestamp(float(request.query["depuis"]), UTC)
+        since = datetime.fromtimestamp(float(request.query["depuis"]), UTC) - PAGE_CLOCK_MARGIN
     except (KeyError, ValueError, OverflowError, OSError) as exc:
         raise pages.PageError(400, "Adresse incomplète", "Rechargez la page.") from exc
     header = request.headers.get("Last-Event-ID")
     pool = request.app[RUNTIME].pool
     after = domain.sequence_number(header) if header else await store.inbox_seq_before(
-        pool, principal.org, since - PAGE_CLOCK_MARGIN)
+        pool, principal.org, since)
     settings = request.app[RUNTIME].settings
     hub = request.app[live.HUB]
     try:
@@ -225,20 +225,21 @@ async def page_stream(request: web.Request) -> web.StreamResponse:
         raise pages.PageError(429, "Trop de pages ouvertes", "Fermez les onglets de Relais "
                               "dont vous n'avez plus besoin.") from exc
     try:
-        return await _stream(request, hub, stream, after or 0)
+        return await _stream(request, hub, stream, after or 0,
+                             pages.session_token(request) or "")
     finally:
         hub.close(stream)
 
 
 async def _stream(request: web.Request, hub: live.InboxHub, stream: live.Stream,
-                  after: int) -> web.StreamResponse:
+                  after: int, token: str) -> web.StreamResponse:
+    """The stream, checking again at every wake the token it was opened with."""
     pool = request.app[RUNTIME].pool
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
     try:
         await response.prepare(request)
         await response.write(b"retry: 3000\n\n")
-        token = bearer(request)
         while not hub.stopping:
             stream.wake.clear()
             # checked again at every wake and heartbeat: a revoked client, an ended session

@@ -120,9 +120,16 @@ async def require(request: web.Request, scope: str | None = None, *,
     """The signed-in person, who must hold `scope`; else the sign-in page, coming back here
     after. A page of one referral names it (`link`): a magic link's session for that referral
     is then accepted too (never on any other page)."""
-    principal = await signed_in(request)
-    if principal is None and link is not None:
-        principal = await _link_session(request, link)
+    principal, ended = None, None
+    if link is not None:  # the link's own session first: this browser may be signed in as
+        try:             # someone of another organisation
+            principal = await _link_session(request, link)
+        except PageError as error:
+            ended = error
+    if principal is None:
+        principal = await signed_in(request)
+    if principal is None and ended is not None:
+        raise ended
     if principal is None:  # back here after signing in; a form's target is no page to go to
         back = request.path_qs if request.method == "GET" else "/"
         raise web.HTTPSeeOther(f"/connexion?suite={quote(back, safe='')}")

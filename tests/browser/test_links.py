@@ -42,6 +42,10 @@ async def test_a_partner_answers_from_the_emailed_link(
         async with open_page(browser) as page:
             errors = watch_errors(page)
             await page.goto(link)
+            await expect(page.get_by_role("heading", level=1)).to_have_text(
+                "Ouvrir l'orientation")
+            await check(page, "lien-ouvrir", errors)
+            await page.get_by_role("button", name="Ouvrir l'orientation").click()
             await expect(page).to_have_url(f"{url}/orientations/{referral}")
             await expect(page.get_by_role("heading", level=1)).to_contain_text("Mission locale")
             await expect(page.get_by_text("Accès par le lien de l'e-mail").first).to_be_visible()
@@ -57,6 +61,7 @@ async def test_a_partner_answers_from_the_emailed_link(
         async with open_page(browser, PHONE, is_mobile=True, has_touch=True) as forwarded:
             errors = watch_errors(forwarded)
             await forwarded.goto(link)
+            await forwarded.get_by_role("button", name="Ouvrir l'orientation").click()
             await expect(forwarded.get_by_role("heading", level=1)).to_have_text(
                 "Lien déjà ouvert sur un autre appareil")
             await expect(forwarded.get_by_text("Léa")).to_have_count(0)

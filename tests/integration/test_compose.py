@@ -78,3 +78,6 @@ def test_the_proxy_sends_every_route_to_the_service_that_owns_it() -> None:
             assert owner == name or (path.startswith("/static/") and owner == "auth"), \
                 (name, route.method, path, owner)
     assert proxied_to(conf, "/openapi.json") == "default_type application/json"
+    # a location with a proxy_set_header of its own would drop the server's (Host,
+    # X-Forwarded-For: the throttles would see nginx's address for everyone)
+    assert not [body for _, _, body in LOCATION.findall(conf) if "proxy_set_header" in body]

@@ -9,11 +9,14 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from aiohttp import ClientSession, CookieJar
 from aiohttp.test_utils import TestClient, TestServer
 
+from services.auth import store as auth_store
 from services.auth.api import KEYS
 from services.cli import SERVICE_NAMES, service_specs
 from services.runtime import links, sealing
@@ -22,7 +25,7 @@ from services.runtime.settings import Settings
 from tests.conftest import Mailbox, wait_until
 from tests.e2e.conftest import Tokens
 from tests.integration.conftest import Client
-from tests.integration.test_console import ML, TEAM, csrf, handed_off
+from tests.integration.test_console import ML, TEAM, account, csrf, handed_off, sign_in
 
 ADDRESS = "accueil@mission-locale.example.org"
 COLLEAGUE = "c.dupont@mission-locale.example.org"
@@ -69,6 +72,14 @@ async def link_for(smtp_server: Mailbox, referral: str, address: str = ADDRESS) 
     return found[0]
 
 
+async def open_link(http: Client | ClientSession, path: str) -> Any:
+    """What a person does: the email's link shows a button, which opens the referral."""
+    shown = await http.get(path, allow_redirects=False)
+    assert shown.status == 200, await shown.text()
+    assert "Ouvrir l'orientation" in await shown.text()
+    return await http.post(path, allow_redirects=False)
+
+
 def device(client: Client) -> ClientSession:
     """Another browser: its own cookies."""
     return ClientSession(base_url=client.make_url(""), cookie_jar=CookieJar(unsafe=True))
@@ -82,7 +93,9 @@ async def test_a_recipient_answers_from_the_link_without_an_account(
     text = message.get_payload(decode=True).decode()  # type: ignore[union-attr]
     assert "sans compte" in text and "valable 14 jours" in text and "Léa" not in text
 
-    opened = await client.get(path, allow_redirects=False)
+    scanned = await client.head(path, allow_redirects=False)  # a mailbox's link scanner
+    assert scanned.status == 200 and links.COOKIE not in scanned.cookies
+    opened = await open_link(client, path)
     assert opened.status == 303 and opened.headers["Location"] == f"/orientations/{referral}"
     session = opened.cookies[links.COOKIE]
     assert session["httponly"] and session["path"] == f"/orientations/{referral}"
@@ -122,9 +135,11 @@ async def test_a_forwarded_altered_or_expired_link_shows_nothing(
         client: Client, tokens: Tokens, smtp_server: Mailbox, settings: Settings) -> None:
     referral = await handed_off(client, tokens)
     path = await link_for(smtp_server, referral)
-    assert (await client.get(path, allow_redirects=False)).status == 303
+    async with device(client) as scanner:  # follows the link first: uses nothing up
+        assert (await scanner.get(path, allow_redirects=False)).status == 200
+    assert (await open_link(client, path)).status == 303
     async with device(client) as elsewhere:
-        forwarded = await elsewhere.get(path, allow_redirects=False)
+        forwarded = await open_link(elsewhere, path)
         assert forwarded.status == 403
         assert "déjà été ouvert sur un autre appareil" in await forwarded.text()
         assert links.COOKIE not in forwarded.cookies
@@ -155,7 +170,7 @@ async def test_a_link_opens_its_one_referral_and_nothing_else(
     first = await handed_off(client, tokens)
     second = await handed_off(client, tokens)
     path = await link_for(smtp_server, first)
-    opened = await client.get(path, allow_redirects=False)
+    opened = await open_link(client, path)
     token = opened.cookies[links.COOKIE].value
     other = await client.get(f"/orientations/{second}", allow_redirects=False)
     assert other.status == 303 and other.headers["Location"].startswith("/connexion")
@@ -188,10 +203,10 @@ async def test_a_link_is_revoked_with_its_address_or_the_consent(
     removed = await client.put(f"/v1/recipients/{ML}", headers=coordination, json={
         "email": ADDRESS, "counsellors": [], "channels": ["email", "inbox"]})
     assert removed.status == 200
-    gone = await client.get(mine)
+    gone = await open_link(client, mine)
     assert gone.status == 410 and "ne reçoit plus" in await gone.text()
 
-    assert (await client.get(team, allow_redirects=False)).status == 303
+    assert (await open_link(client, team)).status == 303
     detail = await (await client.get(f"/v1/referrals/{referral}",
                                      headers=tokens.headers(TEAM, "referral:read"))).json()
     withdrawn = await client.post(
@@ -206,3 +221,59 @@ async def test_a_link_is_revoked_with_its_address_or_the_consent(
 
     await wait_until(closed, 30, "the link closed with the consent")
     assert "Léa" not in await (await client.get(f"/orientations/{referral}")).text()
+
+
+async def test_an_address_with_an_account_signs_in_and_a_disabled_one_is_cut_off(
+        client: Client, tokens: Tokens, smtp_server: Mailbox) -> None:
+    """A person with an account signs in (their second factor, their lock-out); disabling
+    the account cuts the links already opened with its address."""
+    referral = await handed_off(client, tokens)
+    path = await link_for(smtp_server, referral)
+    opened = await open_link(client, path)
+    assert opened.status == 303
+    assert (await client.get(f"/orientations/{referral}")).status == 200
+
+    await account(client, ADDRESS)  # the team's address gets an account of its own
+    async with device(client) as other:
+        asked = await other.get(path, allow_redirects=False)
+        assert asked.status == 303
+        assert unquote(asked.headers["Location"]) == (
+            f"/connexion?message=compte&suite=/orientations/{referral}")
+        page = await other.get(asked.headers["Location"])
+        assert "Votre adresse a un compte Relais" in await page.text()
+
+    assert await auth_store.disable_user(client.app[RUNTIME].pool, ADDRESS)
+
+    async def cut_off() -> bool:  # the open link's session too, within seconds
+        page = await client.get(f"/orientations/{referral}", allow_redirects=False)
+        return page.status == 401 and "Accès par lien terminé" in await page.text()
+
+    await wait_until(cut_off, 15, "the link's session refused")
+    again = await client.get(path)
+    assert again.status == 410 and "désactivé" in await again.text()
+
+
+async def test_a_link_opens_in_a_browser_signed_in_elsewhere(
+        client: Client, tokens: Tokens, smtp_server: Mailbox) -> None:
+    """Someone signed in for another organisation in the same browser: the link's own
+    session wins on its referral's pages."""
+    referral = await handed_off(client, tokens)
+    path = await link_for(smtp_server, referral)
+    await account(client, "nadia@camion.example.org", org=TEAM, name="Nadia Benali")
+    assert (await sign_in(client, "nadia@camion.example.org")).status == 303
+    assert (await open_link(client, path)).status == 303
+    page = await client.get(f"/orientations/{referral}")
+    html = await page.text()
+    assert page.status == 200 and "Consulter le dossier" in html and ADDRESS in html
+    read = await client.post(f"/orientations/{referral}/dossier", data={"csrf": csrf(html)})
+    assert read.status == 200 and "Léa" in await read.text()
+    mine = await client.get("/orientations/envoyees")  # her own pages, as herself
+    assert mine.status == 200 and "Nadia Benali" in await mine.text()
+
+
+async def test_the_live_list_refuses_a_time_out_of_range(client: Client) -> None:
+    await account(client, "camille@ml.example.org")
+    assert (await sign_in(client, "camille@ml.example.org")).status == 303
+    for depuis in ("-62135596800", "1e300", "nan", "x"):
+        answer = await client.get(f"/flux/orientations?depuis={depuis}")
+        assert answer.status == 400, depuis

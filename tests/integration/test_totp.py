@@ -208,6 +208,29 @@ async def test_wrong_codes_lock_the_account_like_wrong_passwords(client: Client)
     assert accounts.GENERIC_REFUSAL.replace("'", "&#39;") in await password.text()
 
 
+async def test_the_password_asked_to_switch_it_on_is_no_way_round_the_lock_out(
+        client: Client) -> None:
+    """Whoever holds a stolen session tries no more passwords at "Mon compte" than at the
+    sign-in: the same count, the same lock-out."""
+    clock = Clock(client)
+    await account(client, EMAIL)
+    assert (await sign_in(client, EMAIL)).status == 303
+    for _ in range(accounts.MAX_FAILURES):
+        html = await (await client.get(ACCOUNT)).text()
+        guess = await client.post(ACCOUNT, data={
+            "csrf": csrf(html), "action": "activer", "password": "devinette numéro un",
+            "code": clock.code(secret_of(html))})
+        assert guess.status == 401
+    row = await user_row(client)
+    assert row["locked_until"] is not None and row["totp_enabled_at"] is None
+    html = await (await client.get(ACCOUNT)).text()
+    right = await client.post(ACCOUNT, data={"csrf": csrf(html), "action": "activer",
+                                             "password": PASSWORD,
+                                             "code": clock.code(secret_of(html))})
+    assert right.status == 401, "locked: even the right password waits"
+    assert (await user_row(client))["totp_enabled_at"] is None
+
+
 async def test_switching_it_off_needs_a_current_code(client: Client) -> None:
     clock = Clock(client)
     secret = await enrol(client, clock)
