@@ -77,16 +77,18 @@ async def get_recipient(request: web.Request) -> web.Response:
 
 
 async def put_recipient(request: web.Request) -> web.Response:
-    await authenticate(request, configuration.SETS_RECIPIENTS)
+    principal = await authenticate(request, configuration.SETS_RECIPIENTS)
     body = parse(RecipientIn, await read_json(request))
+    runtime = request.app[RUNTIME]
     try:
-        row = await configuration.set_recipient(request.app[RUNTIME].pool,
-                                                request.match_info["org"], body)
+        row, notice = await configuration.set_recipient(runtime.pool, request.match_info["org"],
+                                                        body, principal.who)
     except configuration.MutedRefused as exc:
         raise Problem(422, "Invalid request", "muted: unknown kinds "
                       f"{exc.unknown} or kinds that cannot be muted {exc.mandatory}.") from exc
     if row is None:
         raise Problem(404, "Not found", "No such organisation in the directory.")
+    handlers.tell_later(runtime.settings, notice)
     return json_response(recipient_out(row))
 
 
@@ -341,9 +343,11 @@ async def link_standing(request: web.Request) -> web.Response:
     recipient = await store.recipient(pool, row["recipient_org"])
     addresses = {a.lower() for a in [recipient["email"], *recipient["counsellors"]]} \
         if recipient is not None else set()
+    listed = row["address"].lower() in addresses and recipient is not None \
+        and domain.gets_magic_link(row["address"], recipient["directory_email"])
     return web.json_response({
         "org": row["recipient_org"], "referral_id": str(row["referral_id"]),
-        "address": row["address"], "listed": row["address"].lower() in addresses})
+        "address": row["address"], "listed": listed})
 
 
 def routes(app: web.Application) -> None:

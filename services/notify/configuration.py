@@ -42,14 +42,30 @@ def refused_muted(muted: Iterable[str]) -> tuple[list[str], list[str]]:
     return sorted(wanted - KINDS), sorted(wanted & {str(k) for k in domain.MANDATORY})
 
 
-async def set_recipient(db: store.Db, org: str, body: RecipientIn) -> asyncpg.Record | None:
-    """Set how `org` is told; None when it is not in the directory."""
+Notice = tuple[list[str], str, str]
+"""An email to send once the change is written: (addresses, subject, text)."""
+
+
+async def set_recipient(pool: asyncpg.Pool, org: str, body: RecipientIn,
+                        who: str) -> tuple[asyncpg.Record | None, Notice | None]:
+    """Set how `org` is told; None when it is not in the directory. When the addresses that
+    receive its referrals change, the notice to its team mailbox, old and new (`who` did
+    it): each address of its domain gets magic links."""
     unknown, mandatory = refused_muted(body.muted)
     if unknown or mandatory:
         raise MutedRefused(unknown, mandatory)
-    return await store.set_recipient(
-        db, org, str(body.email), [str(c) for c in body.counsellors],
-        sorted({str(c) for c in body.channels}), sorted(set(body.muted)))
+    async with pool.acquire() as conn, conn.transaction():
+        before = await store.recipient(conn, org, lock=True)
+        row = await store.set_recipient(
+            conn, org, str(body.email), [str(c) for c in body.counsellors],
+            sorted({str(c) for c in body.channels}), sorted(set(body.muted)))
+    if before is None or row is None:
+        return row, None
+    said = domain.addresses_changed(row["name"], [before["email"], *before["counsellors"]],
+                                    [row["email"], *row["counsellors"]], who)
+    if said is None:
+        return row, None
+    return row, (list(dict.fromkeys([before["email"], row["email"]])), *said)
 
 
 class EndpointRefused(Exception):

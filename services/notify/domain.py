@@ -170,6 +170,36 @@ def message_id(notification: uuid.UUID) -> str:
     return f"<{notification}@relais.notify>"
 
 
+def mail_domain(address: str) -> str:
+    return address.rpartition("@")[2].strip().lower()
+
+
+def gets_magic_link(address: str, directory_email: str | None) -> bool:
+    """A magic link opens the organisation's referrals to whoever reads the address: only to
+    the mail domain of the team mailbox the directory gives the organisation. An address
+    added elsewhere (a personal one, another organisation's) gets the console's page, which
+    asks to sign in."""
+    return bool(directory_email) and mail_domain(address) == mail_domain(str(directory_email))
+
+
+def addresses_changed(name: str, before: Sequence[str], after: Sequence[str],
+                      who: str) -> tuple[str, str] | None:
+    """The notice to an organisation's team mailbox (old and new) when the addresses that
+    receive its referrals change: (subject, text), or None when they did not change."""
+    if list(before) == list(after):
+        return None
+    lines = "\n".join(f"  - {a}" for a in after) or "  (aucune)"
+    was = "\n".join(f"  - {a}" for a in before) or "  (aucune)"
+    return (f"[Relais] Les adresses qui reçoivent les orientations de {name} ont changé",
+            "Bonjour,\n\n"
+            f"{who} a modifié dans Relais les adresses qui reçoivent les orientations de "
+            f"{name}.\n\nAvant :\n{was}\n\nMaintenant :\n{lines}\n\n"
+            "Chaque adresse de votre domaine reçoit dans les courriels un lien personnel qui "
+            "ouvre l'orientation et son dossier. Si ce changement vous surprend, prévenez "
+            "sans attendre la coordination du territoire et le délégué à la protection des "
+            "données.\n\n--\nRelais\n")
+
+
 def with_link(body: str, link: str) -> str:
     """The email's text with its magic link (or the console's address, for a message
     without one)."""

@@ -25,7 +25,7 @@ from services.runtime.app import Runtime
 from services.runtime.consumer import Handler
 from services.runtime.events import Event, new_event
 from services.runtime.logging import get_logger
-from services.runtime.mail import Mailer
+from services.runtime.mail import Mailer, send_one
 from services.runtime.settings import Settings
 from services.runtime.waiting import wait_for_event
 
@@ -68,10 +68,12 @@ async def fan_out(conn: asyncpg.Connection, event_id: str, sender_org: str | Non
     channels = set(recipient["channels"])
     if wanted and "email" in channels:  # one per address: each carries its own link
         for address in dict.fromkeys([recipient["email"], *recipient["counsellors"]]):
+            linked = domain.gets_magic_link(address, recipient["directory_email"])
             await store.add_notification(conn, common | {
                 "id": domain.notification_id(event_id, message.recipient_org, "email",
                                              address.lower()),
-                "channel": "email", "address": address, "body": message.email_body})
+                "channel": "email", "address": address,
+                "body": message.email_body if linked else message.body})
     if "inbox" in channels or message.kind in domain.MANDATORY:
         notification = domain.notification_id(event_id, message.recipient_org, "inbox")
         if await store.add_notification(conn, common | {
@@ -214,12 +216,35 @@ async def send_email(conn: asyncpg.Connection, mailer: Mailer, link_key: bytes) 
 def magic_link(row: Any, settings: Settings, link_key: bytes) -> str:
     """The link an email carries: a magic link made now for its one address (never kept),
     or the console's page of the referral."""
-    if row["kind"] not in domain.LINKED or "," in row["address"]:
+    if row["kind"] not in domain.LINKED or domain.LINK_MARK not in row["body"] \
+            or "," in row["address"]:
         return str(row["payload"]["link"])
     token = links.make(link_key, links.Link(
         row["id"], row["referral_id"], row["person_id"], row["recipient_org"],
         row["address"].strip(), datetime.now(UTC) + timedelta(days=settings.link_days)))
     return f"{settings.base_url}/lien/{token}"
+
+
+_NOTICES: set[asyncio.Task[None]] = set()
+
+
+def tell_later(settings: Settings, notice: tuple[list[str], str, str] | None) -> None:
+    """Send a notice (`configuration.Notice`) once the change is written, without holding
+    the answer: best effort, a failure logged (the change itself is kept)."""
+    if notice is None:
+        return
+    addresses, subject, text = notice
+
+    async def send() -> None:
+        for address in addresses:
+            try:
+                await send_one(settings, address, subject, text)
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                log.warning("notice_not_sent", subject=subject, error=repr(exc))
+
+    task = asyncio.create_task(send())
+    _NOTICES.add(task)
+    task.add_done_callback(_NOTICES.discard)
 
 
 def email_retry(attempts: int) -> float:

@@ -18,7 +18,7 @@ from multidict import MultiDictProxy
 from pydantic import ValidationError
 
 from schemas.api import EndpointIn, NotifyChannel, RecipientIn
-from services.notify import configuration, domain, store
+from services.notify import configuration, domain, handlers, store
 from services.runtime import web as screens
 from services.runtime.app import RUNTIME
 from services.runtime.auth import Principal
@@ -156,9 +156,12 @@ async def save(request: web.Request) -> web.StreamResponse:
     if body is None or errors:
         shown = values | {"counsellors": "\n".join(values["counsellors"])}
         return await _show(request, principal, org, status=422, values=shown, errors=errors)
-    if await configuration.set_recipient(request.app[RUNTIME].pool, org, body) is None:
+    runtime = request.app[RUNTIME]
+    row, notice = await configuration.set_recipient(runtime.pool, org, body, principal.who)
+    if row is None:
         raise screens.PageError(404, "Structure introuvable", "Cette structure n'est pas dans "
                                 "l'annuaire.")
+    handlers.tell_later(runtime.settings, notice)
     raise web.HTTPSeeOther(f"{_path(org)}?fait=enregistre")
 
 

@@ -19,10 +19,13 @@ Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
 async def upsert_recipients(db: Db, directory: Directory) -> None:
-    """Names and team mailboxes from the directory; what was set through the API is kept."""
+    """Names and team mailboxes from the directory; what was set through the API is kept
+    (but the directory's team mailbox is kept too: the mail domain of magic links)."""
     await db.executemany(
-        "INSERT INTO notify.recipients (org, name, email, counsellors) VALUES ($1, $2, $3, $4)"
+        "INSERT INTO notify.recipients (org, name, email, counsellors, directory_email)"
+        " VALUES ($1, $2, $3, $4, $3)"
         " ON CONFLICT (org) DO UPDATE SET name = EXCLUDED.name,"
+        " directory_email = EXCLUDED.directory_email,"
         " email = CASE WHEN notify.recipients.custom THEN notify.recipients.email"
         " ELSE EXCLUDED.email END,"
         " counsellors = CASE WHEN notify.recipients.custom THEN notify.recipients.counsellors"
@@ -40,9 +43,9 @@ async def names(db: Db) -> dict[str, str]:
     return {r["org"]: r["name"] for r in await db.fetch("SELECT org, name FROM notify.recipients")}
 
 
-async def recipient(db: Db, org: str) -> asyncpg.Record | None:
+async def recipient(db: Db, org: str, lock: bool = False) -> asyncpg.Record | None:
     row: asyncpg.Record | None = await db.fetchrow(
-        "SELECT * FROM notify.recipients WHERE org = $1", org)
+        "SELECT * FROM notify.recipients WHERE org = $1" + (" FOR UPDATE" if lock else ""), org)
     return row
 
 

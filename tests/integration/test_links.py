@@ -8,6 +8,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from email.header import decode_header, make_header
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -277,3 +278,34 @@ async def test_the_live_list_refuses_a_time_out_of_range(client: Client) -> None
     for depuis in ("-62135596800", "1e300", "nan", "x"):
         answer = await client.get(f"/flux/orientations?depuis={depuis}")
         assert answer.status == 400, depuis
+
+
+async def test_an_address_outside_the_organisation_s_domain_gets_no_link(
+        client: Client, tokens: Tokens, smtp_server: Mailbox) -> None:
+    """Whoever sets an organisation's addresses cannot give themself its dossiers: an
+    address outside the domain of the directory's team mailbox gets the console's page (sign
+    in) and never a magic link; the team mailbox is told of every change, and by whom."""
+    outsider = "quelquun@exterieur.example.net"
+    coordination = tokens.headers("coordination", "directory:write notification:write")
+    changed = await client.put(f"/v1/recipients/{ML}", headers=coordination, json={
+        "email": ADDRESS, "counsellors": [outsider, COLLEAGUE], "channels": ["email"]})
+    assert changed.status == 200, await changed.text()
+
+    def notice() -> list[Any]:
+        return [m for m in smtp_server.messages
+                if "ont changé" in str(make_header(decode_header(m["Subject"])))]
+
+    await wait_until(lambda: bool(notice()), 30, "the notice to the team mailbox")
+    [told] = notice()
+    assert told["To"] == ADDRESS
+    text = told.get_payload(decode=True).decode()  # type: ignore[union-attr]
+    assert outsider in text and COLLEAGUE in text and "coordination" in text
+
+    referral = await handed_off(client, tokens)
+    assert (await link_for(smtp_server, referral, COLLEAGUE)).startswith("/lien/")
+    [sent] = [m for m, (_, to) in zip(smtp_server.messages, smtp_server.envelopes,
+                                      strict=True)
+              if to == [outsider] and referral[:8] in m["Subject"]] or [None]
+    assert sent is not None
+    body = sent.get_payload(decode=True).decode()  # type: ignore[union-attr]
+    assert "/lien/" not in body and f"/orientations/{referral}" in body
