@@ -42,9 +42,11 @@ class Kind(StrEnum):
     expired = "expired"  # to the sending team
 
 
-LINKED = frozenset({Kind.new_referral, Kind.reminder})
-"""Kinds whose email to the recipient carries a magic link to the referral (one per address,
-made when it is sent: `services/runtime/links.py`)."""
+LINKED = frozenset({Kind.new_referral, Kind.reminder, Kind.answered})
+"""Kinds whose email carries a magic link to the referral (one per address, made when it is
+sent: `services/runtime/links.py`): to the recipient it waits on, and to the sending team
+while the referral is open (`linked`)."""
+OPEN_ANSWERS = frozenset({"received", "accepted", "in_progress"})
 LINK_MARK = "{{lien personnel}}"
 """Where the magic link goes in an email's stored text (the link is made when it is sent,
 so that it is never kept)."""
@@ -122,13 +124,19 @@ def messages(event_type: str, data: Mapping[str, Any], names: Mapping[str, str],
     } | extra
     subject, body = render(kind, **values, personal=False, link_days=link_days)
     email_body = render(kind, **(values | {"link": LINK_MARK}), personal=True,
-                        link_days=link_days)[1] if kind in LINKED else body
+                        link_days=link_days)[1] if linked(kind, data) else body
     facts = {"kind": str(kind), "referral_id": str(referral_id), "link": link,
              "sender_org": data["sender_org"], "target": data["target"]} | {
         k: data[k] for k in ("status", "reason", "outcome", "cause", "timer", "proposal")
         if data.get(k) is not None}
     return [Message(kind, org, subject, body, referral_id, uuid.UUID(str(data["person_id"])),
                     link, facts, email_body) for org in recipients]
+
+
+def linked(kind: Kind, data: Mapping[str, Any]) -> bool:
+    """Whether the emails of this message carry a magic link: never about a referral that
+    is closed (the link would open nothing)."""
+    return kind in LINKED and (kind != Kind.answered or data.get("status") in OPEN_ANSWERS)
 
 
 def _plan(event_type: str, d: Mapping[str, Any]) -> tuple[Kind, list[str],

@@ -318,3 +318,34 @@ async def test_an_address_outside_the_organisation_s_domain_gets_no_link(
     await wait_until(lambda: bool(to_outsider()), 30, "the email to the outside address")
     body = payload_text(to_outsider()[0])
     assert "/lien/" not in body and f"/orientations/{referral}" in body
+
+
+async def test_the_outreach_team_follows_an_open_referral_from_its_email(
+        client: Client, tokens: Tokens, smtp_server: Mailbox) -> None:
+    """The sending team's email about an answer links to the referral while it is open (the
+    team sees where the person stands, not the recipient's dossier); once closed, the email
+    links to the console."""
+    referral = await handed_off(client, tokens)
+    ml = tokens.headers(ML, "referral:write referral:read")
+    assert (await client.post(f"/v1/referrals/{referral}/accept", headers=ml,
+                              json={})).status == 200
+    path = await link_for(smtp_server, referral, "equipe@camion.example.org")
+    assert (await open_link(client, path)).status == 303
+    page = await client.get(f"/orientations/{referral}")
+    html = await page.text()
+    assert page.status == 200 and "Acceptée" in html and "Consulter le dossier" not in html
+
+    for action, body in (("start", {"milestone": "first_appointment"}),
+                         ("complete", {"outcome": "job"})):
+        done = await client.post(f"/v1/referrals/{referral}/{action}", headers=ml, json=body)
+        assert done.status == 200, await done.text()
+
+    def closed_email() -> list[Any]:
+        return [m for m, (_, to) in zip(smtp_server.messages, smtp_server.envelopes,
+                                        strict=True)
+                if to == ["equipe@camion.example.org"] and referral[:8] in m["Subject"]
+                and "termin" in str(make_header(decode_header(m["Subject"])))]
+
+    await wait_until(lambda: bool(closed_email()), 30, "the email saying it is completed")
+    text = payload_text(closed_email()[0])
+    assert "/lien/" not in text and f"/orientations/{referral}" in text
