@@ -12,6 +12,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 _configured = False
+EXCLUDED_URLS = "OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS"
+SECRET_PATHS = ("^/lien/", "^/invitation/")
 
 
 def configure_tracing(service_name: str = "relais") -> None:
@@ -33,6 +35,10 @@ def configure_tracing(service_name: str = "relais") -> None:
     from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 
+    # No span for the pages whose address is a secret (a magic link, an invitation): their
+    # URL would carry it to the collector. Read when instrumenting, added to the operator's.
+    own = os.environ.get(EXCLUDED_URLS, "")
+    os.environ[EXCLUDED_URLS] = ",".join(filter(None, [own, *SECRET_PATHS]))
     # The server instrumentor adds its middleware to every web.Application created after this.
     AioHttpServerInstrumentor().instrument()
     AioHttpClientInstrumentor().instrument()
