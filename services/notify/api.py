@@ -332,12 +332,16 @@ OPERATIONS = [
 
 
 async def link_standing(request: web.Request) -> web.Response:
-    """For the auth service alone (scope `links:check`, which no client can be given): the
-    email a magic link came with, and whether its address still receives its organisation's
-    referrals. Not a partner's operation: not in the OpenAPI document."""
-    await authenticate(request, "links:check")
+    """For the auth service (scope `links:check`, which no client can be given) and for the
+    link's own session: the email a magic link came with, and whether its address still
+    receives its organisation's referrals. Not a partner's operation: not in the OpenAPI
+    document."""
+    principal = await authenticate(request, None, link=True)
+    link_id = path_uuid(request)
+    if "links:check" not in principal.scopes and principal.client_id != f"link:{link_id}":
+        raise Problem(403, "Forbidden", "For the auth service and the link's own session.")
     pool = request.app[RUNTIME].pool
-    row = await store.email_notification(pool, path_uuid(request))
+    row = await store.email_notification(pool, link_id)
     if row is None or row["kind"] not in domain.LINKED:
         raise Problem(404, "Not found", "No email with a magic link has this id.")
     recipient = await store.recipient(pool, row["recipient_org"])

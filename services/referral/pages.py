@@ -15,6 +15,7 @@ from schemas import vocab_fr as fr
 from schemas.api import ActionIn
 from schemas.vocab import Milestone, Outcome, ReferralAction, ReferralStatus, RejectReason
 from services.referral import api, domain, handlers, lifecycle, store
+from services.runtime import peers
 from services.runtime import web as pages
 from services.runtime.app import RUNTIME
 from services.runtime.auth import Principal
@@ -46,13 +47,6 @@ def plain_reason(row: Any, names: dict[str, str]) -> str:
         facts.append(f"choisie par {names.get(row['sender_org'], row['sender_org'])}")
     target = names.get(row["target"], row["target"])
     return f"Orientée vers {target}" + (f" car : {', '.join(facts)}" if facts else "")
-
-
-def rule_in_words(explanation: dict[str, Any], names: dict[str, str]) -> str:
-    """The routing rule's reason, naming organisations by their names, not their ids."""
-    reason = str(explanation.get("reason") or "")
-    slug, sep, rest = reason.partition(" : ")
-    return f"{names[slug]} : {rest}" if sep and slug in names else reason
 
 
 def _referral_id(request: web.Request) -> uuid.UUID:
@@ -111,6 +105,15 @@ async def _link_stands(request: web.Request, principal: Principal, row: Any) -> 
                               "l'accord de la personne ne la couvre plus : le lien de l'e-mail "
                               "ne l'ouvre plus. Avec un compte Relais, son historique reste "
                               "dans vos orientations reçues.")
+    try:
+        listed = await peers.link_listed(request, principal.client_id.removeprefix("link:"))
+    except Problem as unavailable:
+        raise pages.PageError(503, "Service momentanément indisponible", "L'accès par le lien "
+                              "n'a pas pu être vérifié. Réessayez dans quelques "
+                              "minutes.") from unavailable
+    if not listed:
+        raise pages.PageError(410, "Lien retiré", "Cette adresse ne reçoit plus les "
+                              "orientations de cette structure : le lien a été retiré.")
 
 
 async def _show(request: web.Request, principal: Principal, referral_id: uuid.UUID, *,
@@ -131,7 +134,7 @@ async def _show(request: web.Request, principal: Principal, referral_id: uuid.UU
     names = await store.partner_names(pool)
     return pages.render(
         request, "referral/referral.html", status=status, referral=detail, names=names,
-        why=rule_in_words(row["explanation"] or {}, names), actions=actions, error=error,
+        why=pages.rule_in_words(row["explanation"] or {}, names), actions=actions, error=error,
         dossier=dossier,
         can_read=can_read, reasons=list(RejectReason), outcomes=[
             o for o in Outcome if o not in (Outcome.oriented_to_partner,

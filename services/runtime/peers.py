@@ -15,7 +15,7 @@ import aiohttp
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from schemas.api import PersonOut, StandingOut
+from schemas.api import PersonOut, ReferralPage, StandingOut
 from services.directory import Directory
 from services.runtime.app import RUNTIME
 from services.runtime.problem import Problem
@@ -54,23 +54,26 @@ def service_base(request: web.Request, service: str, configured: str | None) -> 
     return runtime.settings.base_url
 
 
-async def _get(request: web.Request, path: str, model: type[M]) -> M | None:
-    """GET from the intake service as the caller; None when it answers 404 (or 403)."""
+async def _get(request: web.Request, path: str, model: type[M],
+               base: str | None = None, service: str = "Intake") -> M | None:
+    """GET from the intake service (or the service at `base`) as the caller; None when it
+    answers 404 (or 403)."""
     try:
         async with request.app[HTTP].get(
-            f"{intake_base(request)}{path}",
+            f"{base or intake_base(request)}{path}",
             headers={"Authorization": f"Bearer {bearer(request)}"},
             allow_redirects=False,
         ) as response:
             if response.status in (403, 404, 410):
                 return None
             if response.status != 200:
-                raise Problem(503, "Intake service unavailable", "The intake service answered "
-                              f"{response.status}; try again.", headers={"Retry-After": "5"})
+                raise Problem(503, f"{service} service unavailable", f"The {service.lower()} "
+                              f"service answered {response.status}; try again.",
+                              headers={"Retry-After": "5"})
             return model.model_validate(await response.json())
     except (aiohttp.ClientError, TimeoutError, ValidationError) as exc:
-        raise Problem(503, "Intake service unavailable", "The intake service did not answer; "
-                      "try again.", headers={"Retry-After": "5"}) from exc
+        raise Problem(503, f"{service} service unavailable", f"The {service.lower()} service "
+                      "did not answer; try again.", headers={"Retry-After": "5"}) from exc
 
 
 async def standing(request: web.Request, person_id: uuid.UUID) -> StandingOut | None:
@@ -83,7 +86,31 @@ async def person(request: web.Request, person_id: uuid.UUID) -> PersonOut | None
     return await _get(request, f"/v1/people/{person_id}", PersonOut)
 
 
+async def referrals_of_intake(request: web.Request, intake_id: uuid.UUID) -> ReferralPage:
+    """The referrals the caller's organisation sent for this intake, as the referral service
+    serves them (`GET /v1/referrals?role=sender&intake_id=`): none until routing ran."""
+    base = service_base(request, "referral", request.app[RUNTIME].settings.referral_url)
+    found = await _get(request, f"/v1/referrals?role=sender&intake_id={intake_id}",
+                       ReferralPage, base, "Referral")
+    return found or ReferralPage(items=[], next_cursor=None)
+
+
 async def directory(request: web.Request) -> Directory | None:
     """The directory as the intake service serves it (`GET /v1/directory`); None when none
     was loaded yet."""
     return await _get(request, "/v1/directory", Directory)
+
+
+class LinkStanding(BaseModel):
+    org: str
+    referral_id: uuid.UUID
+    address: str
+    listed: bool
+
+
+async def link_listed(request: web.Request, link_id: str) -> bool:
+    """Whether the notify service still sends the magic link's organisation's referrals to
+    its address (asked with the link's own session): False once the address is removed."""
+    base = service_base(request, "notify", request.app[RUNTIME].settings.notify_url)
+    said = await _get(request, f"/internal/links/{link_id}", LinkStanding, base, "Notify")
+    return said is not None and said.listed

@@ -207,11 +207,17 @@ async def test_a_link_is_revoked_with_its_address_or_the_consent(
     team = await link_for(smtp_server, referral, ADDRESS)
     assert mine != team, "one link per address"
 
-    removed = await client.put(f"/v1/recipients/{ML}", headers=coordination, json={
-        "email": ADDRESS, "counsellors": [], "channels": ["email", "inbox"]})
-    assert removed.status == 200
-    gone = await open_link(client, mine)
-    assert gone.status == 410 and "ne reçoit plus" in await gone.text()
+    async with device(client) as colleague:  # opened before the address is removed
+        assert (await open_link(colleague, mine)).status == 303
+        assert (await colleague.get(f"/orientations/{referral}")).status == 200
+        removed = await client.put(f"/v1/recipients/{ML}", headers=coordination, json={
+            "email": ADDRESS, "counsellors": [], "channels": ["email", "inbox"]})
+        assert removed.status == 200
+        cut = await colleague.get(f"/orientations/{referral}")  # at once, not in 30 minutes
+        assert cut.status == 410 and "ne reçoit plus" in await cut.text()
+        assert "Léa" not in await cut.text()
+        gone = await colleague.post(mine, allow_redirects=False)
+        assert gone.status == 410 and "ne reçoit plus" in await gone.text()
 
     assert (await open_link(client, team)).status == 303
     detail = await (await client.get(f"/v1/referrals/{referral}",
