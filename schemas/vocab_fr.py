@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from schemas.vocab import (
     AgeBracket,
+    Channel,
     Gender,
     Milestone,
     Need,
@@ -12,6 +13,7 @@ from schemas.vocab import (
     ReferralAction,
     ReferralStatus,
     RejectReason,
+    SituationFlag,
 )
 
 NEEDS: dict[str, str] = {
@@ -20,6 +22,18 @@ NEEDS: dict[str, str] = {
     Need.health: "santé", Need.housing: "logement", Need.mobility: "mobilité",
     Need.digital_skills: "numérique", Need.sport_leisure: "sport et loisirs",
     Need.other: "autre besoin",
+}
+CHANNELS: dict[str, str] = {
+    Channel.mobile_permanence: "Camion, permanence mobile",
+    Channel.fixed_permanence: "Permanence fixe", Channel.online: "En ligne",
+    Channel.phone: "Téléphone", Channel.network_relay: "Par un relais du réseau",
+}
+FLAGS: dict[str, str] = {
+    SituationFlag.known_mission_locale: "Déjà connue de la Mission locale",
+    SituationFlag.known_france_travail: "Déjà connue de France Travail",
+    SituationFlag.rsa: "Au RSA", SituationFlag.dropped_out: "A décroché (école, formation)",
+    SituationFlag.no_income: "Sans ressources", SituationFlag.no_housing: "Sans logement stable",
+    SituationFlag.disability: "En situation de handicap",
 }
 AGES: dict[str, str] = {
     AgeBracket.under_16: "moins de 16 ans", AgeBracket.from_16_to_17: "16-17 ans",

@@ -13,10 +13,12 @@ from aiohttp import web
 
 from services.auth import accounts, oidc, store
 from services.auth.api import KEYS, THROTTLE
+from services.runtime import peers
 from services.runtime import web as pages
 from services.runtime.app import RUNTIME
-from services.runtime.auth import TokenIssuer
+from services.runtime.auth import Principal, TokenIssuer
 from services.runtime.http import client_address
+from services.runtime.problem import Problem
 
 PENDING_COOKIE = "relais_connexion"
 """A right password awaiting its code (the second factor): a random id, of which the database
@@ -27,12 +29,27 @@ keeps the hash (`auth.pending_logins`)."""
 async def home(request: web.Request) -> web.StreamResponse:
     """The first page the person's role opens."""
     principal = await pages.require(request)
-    target = pages.home_of(principal)
+    target = pages.home_of(principal, await _kind_of(request, principal))
     if target is None:
         raise pages.PageError(403, "Aucune page pour votre rôle", "Votre compte n'ouvre "
                               "encore aucune page. Demandez à la coordination de votre "
                               "structure.")
     raise web.HTTPSeeOther(target)
+
+
+async def _kind_of(request: web.Request, principal: Principal) -> str | None:
+    """The kind of the person's organisation, as the directory says (`GET /v1/directory`, as
+    the person), when a page of their role is for one kind only; else, or when the directory
+    cannot be read, None (the role's first page then)."""
+    if not any(href in pages.HOME_OF_KIND.values() and scope in principal.scopes
+               for href, _label, scope in pages.MENU):
+        return None
+    try:
+        directory = await peers.directory(request)
+    except Problem:
+        return None
+    organisation = directory.get(principal.org) if directory else None
+    return organisation.kind if organisation else None
 
 
 @pages.page

@@ -3,8 +3,10 @@ identity vault."""
 
 from __future__ import annotations
 
+from aiohttp import web
+
 from services import directory as reference
-from services.intake import api, handlers, store
+from services.intake import api, handlers, pages, store
 from services.intake.directory import publish
 from services.runtime import sealing
 from services.runtime.app import ConsumerSpec, Runtime, ServiceSpec
@@ -27,8 +29,13 @@ async def start(runtime: Runtime) -> None:
     await first_directory(runtime)
 
 
+def routes(app: web.Application) -> None:
+    api.routes(app)
+    pages.routes(app)
+
+
 SPEC = ServiceSpec(
-    name="intake", package="services.intake", produces=("relais.intake",), routes=api.routes,
+    name="intake", package="services.intake", produces=("relais.intake",), routes=routes,
     consumers=(ConsumerSpec("intake", ("relais.consent",), handlers.handler),),
     on_start=start,
 )

@@ -157,16 +157,42 @@ async def _merge_identity(conn: asyncpg.Connection, person_id: uuid.UUID,
     await store.set_identity(conn, person_id, sealed)
 
 
+OPERATION = "intake"
+"""The idempotency keys' operation: one namespace per organisation for the API, the batch and
+the outreach pages (a key serves once, whichever recorded it)."""
+
+
+async def answer_intake(conn: asyncpg.Connection, org: str, body: IntakeIn, master: bytes,
+                        directory: reference.Directory) -> idempotency.Answer:
+    """POST /v1/intakes's unit of work and its answer (201, the intake, where it is)."""
+    intake = await record_intake(conn, org, body, master, directory)
+    return idempotency.Answer(201, intake.model_dump(mode="json"),
+                              {"Location": f"/v1/intakes/{intake.id}"})
+
+
+async def record_once(pool: asyncpg.Pool, org: str, key: str, payload: object,
+                      body: IntakeIn, master: bytes,
+                      directory: reference.Directory) -> tuple[IntakeOut, bool]:
+    """An intake recorded once per (organisation, key), as POST /v1/intakes does: the intake
+    (the first one for a key used again with the same payload) and whether it is a replay.
+    A key used again with another payload is a 422 problem; nothing is written then."""
+
+    async def work(conn: asyncpg.Connection) -> idempotency.Answer:
+        return await answer_intake(conn, org, body, master, directory)
+
+    answer, replayed = await idempotency.once(pool, store.SCHEMA, org, OPERATION, key,
+                                              payload, work)
+    return IntakeOut.model_validate(answer.body), replayed
+
+
 async def post_intake(request: web.Request) -> web.Response:
     master, cached = request.app[MASTER_KEY], request.app[DIRECTORY]
 
     async def work(conn: asyncpg.Connection, principal: Principal,
                    body: IntakeIn) -> idempotency.Answer:
-        intake = await record_intake(conn, principal.org, body, master, await cached.get(conn))
-        return idempotency.Answer(201, intake.model_dump(mode="json"),
-                                  {"Location": f"/v1/intakes/{intake.id}"})
+        return await answer_intake(conn, principal.org, body, master, await cached.get(conn))
 
-    return await idempotency.create(request, "intake:write", IntakeIn, store.SCHEMA, "intake",
+    return await idempotency.create(request, "intake:write", IntakeIn, store.SCHEMA, OPERATION,
                                     work)
 
 
@@ -192,13 +218,8 @@ async def _batch_item(pool: asyncpg.Pool, principal: Principal, master: bytes,
                       payload: dict[str, object]) -> BatchResult:
     try:
         body = IntakeIn.model_validate(payload)
-
-        async def work(conn: asyncpg.Connection) -> idempotency.Answer:
-            intake = await record_intake(conn, principal.org, body, master, directory)
-            return idempotency.Answer(201, intake.model_dump(mode="json"))
-
-        answer, replayed = await idempotency.once(pool, store.SCHEMA, principal.org, "intake",
-                                                  key, payload, work)
+        intake, replayed = await record_once(pool, principal.org, key, payload, body, master,
+                                             directory)
     except ValidationError as exc:
         return BatchResult(idempotency_key=key, status="invalid",
                            errors=validation_problem(exc).extra["errors"])
@@ -207,7 +228,7 @@ async def _batch_item(pool: asyncpg.Pool, principal: Principal, master: bytes,
             {"field": "(intake)", "message": problem.detail or "", "code": problem.title}]
         return BatchResult(idempotency_key=key, status="invalid", errors=errors)
     return BatchResult(idempotency_key=key, status="duplicate" if replayed else "created",
-                       intake=IntakeOut.model_validate(answer.body))
+                       intake=intake)
 
 
 async def get_intake(request: web.Request) -> web.Response:

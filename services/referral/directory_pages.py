@@ -8,17 +8,17 @@ notification settings from it."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import time
 from typing import Any
 
 from aiohttp import web
 
-from services.directory import Directory, Organisation, Slot, Weekday
+from services.directory import Directory, Organisation
 from services.referral import store
 from services.runtime import peers
 from services.runtime import web as screens
 from services.runtime.app import RUNTIME
 from services.runtime.problem import Problem
+from services.runtime.web import schedule
 
 KINDS: dict[str, str] = {
     "coordination": "Coordination du territoire", "outreach_team": "Équipes « aller vers »",
@@ -32,27 +32,6 @@ SITE_KINDS: dict[str, str] = {
     "qpv_square": "Espace public en quartier prioritaire", "social_centre": "Centre social",
     "public_space": "Espace public", "online": "En ligne", "other": "Autre lieu",
 }
-WEEKDAYS: dict[str, str] = {
-    Weekday.monday: "lundi", Weekday.tuesday: "mardi", Weekday.wednesday: "mercredi",
-    Weekday.thursday: "jeudi", Weekday.friday: "vendredi", Weekday.saturday: "samedi",
-    Weekday.sunday: "dimanche",
-}
-NBSP = "\u00a0"
-
-
-def hour(moment: time) -> str:
-    """9 h, 9 h 30 (as French people write it, without breaking the line inside)."""
-    text = f"{moment.hour}{NBSP}h"
-    return text if moment.minute == 0 else f"{text}{NBSP}{moment.minute:02d}"
-
-
-def schedule(slots: Iterable[Slot]) -> list[str]:
-    """Each slot of a week, Monday first: "mardi 9 h 30 – 12 h 30" (on one line)."""
-    order = list(Weekday)
-    return [NBSP.join((WEEKDAYS[s.weekday], hour(s.start), "–", hour(s.end)))
-            for s in sorted(slots, key=lambda s: (order.index(s.weekday), s.start))]
-
-
 def by_kind(organisations: Iterable[Organisation]) -> list[tuple[str, list[Organisation]]]:
     """(label, organisations) per kind, in the order of KINDS, each sorted by name."""
     groups: dict[str, list[Organisation]] = {}

@@ -151,6 +151,10 @@ class Settings(BaseSettings):
         "service (as the caller) who met a person and read identities for dossiers; this same "
         "server's bound address when it runs the intake service, else the base URL. Never the "
         "request's Host.")
+    referral_url: str | None = Field(
+        default=None, description="Where the intake service's outreach pages ask the referral "
+        "service (as the caller) what routing proposed for a contact; chosen as `intake_url` "
+        "is.")
     notify_url: str | None = Field(
         default=None, description="Where the auth service asks the notify service whether a "
         "magic link's address still receives its organisation's referrals; chosen as "

@@ -13,8 +13,8 @@ import base64
 import hashlib
 import hmac
 import uuid
-from collections.abc import Awaitable, Callable
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime, time
 from importlib import resources
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -25,6 +25,7 @@ from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
 from schemas import vocab_fr
+from services.directory import Slot, Weekday
 from services.runtime import links
 from services.runtime.app import RUNTIME
 from services.runtime.auth import VERIFIER, Principal
@@ -38,12 +39,16 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 MENU: tuple[tuple[str, str, str], ...] = (
     ("/orientations", "Orientations reçues", "referral:read"),
     ("/orientations/envoyees", "Orientations envoyées", "referral:read"),
+    ("/terrain", "Sur le terrain", "intake:write"),
     ("/commission", "Commission", "referral:write"),
     ("/coordination", "Coordination", "directory:write"),
     ("/statistiques", "Statistiques", "stats:read"),
     ("/audit", "Audit", "audit:read"),
 )
 """The console's menu (one base URL for every service): address, label, the scope it needs."""
+HOME_OF_KIND: dict[str, str] = {"outreach_team": "/terrain"}
+"""Where the people of an organisation of this kind land, when their role opens it (an
+outreach team starts its day on the field; a partner, with the referrals it received)."""
 _packages: dict[str, str] = {"layout": "services.runtime"}
 _environment: jinja2.Environment | None = None
 
@@ -61,6 +66,39 @@ PARIS = ZoneInfo("Europe/Paris")
 def paris(moment: datetime, pattern: str) -> str:
     """A moment as people in France read it (the database keeps UTC)."""
     return moment.astimezone(PARIS).strftime(pattern)
+
+
+WEEKDAYS: dict[str, str] = {
+    Weekday.monday: "lundi", Weekday.tuesday: "mardi", Weekday.wednesday: "mercredi",
+    Weekday.thursday: "jeudi", Weekday.friday: "vendredi", Weekday.saturday: "samedi",
+    Weekday.sunday: "dimanche",
+}
+NBSP = "\u00a0"
+
+
+def hour(moment: time) -> str:
+    """9 h, 9 h 30 (as French people write it, without breaking the line inside)."""
+    text = f"{moment.hour}{NBSP}h"
+    return text if moment.minute == 0 else f"{text}{NBSP}{moment.minute:02d}"
+
+
+def slot(s: Slot, weekday: bool = True) -> str:
+    """"mardi 9 h 30 – 12 h 30" (on one line), or "9 h 30 – 12 h 30" without the day."""
+    hours = (hour(s.start), "–", hour(s.end))
+    return NBSP.join((WEEKDAYS[s.weekday], *hours) if weekday else hours)
+
+
+def schedule(slots: Iterable[Slot]) -> list[str]:
+    """Each slot of a week, Monday first: "mardi 9 h 30 – 12 h 30" (on one line)."""
+    order = list(Weekday)
+    return [slot(s) for s in sorted(slots, key=lambda s: (order.index(s.weekday), s.start))]
+
+
+def rule_in_words(explanation: dict[str, Any], names: dict[str, str]) -> str:
+    """A routing rule's reason, naming organisations by their names, not their ids."""
+    reason = str(explanation.get("reason") or "")
+    slug, sep, rest = reason.partition(" : ")
+    return f"{names[slug]} : {rest}" if sep and slug in names else reason
 
 
 def environment() -> jinja2.Environment:
@@ -221,9 +259,12 @@ def menu(principal: Principal | None, path: str) -> list[dict[str, Any]]:
             for href, label in allowed]
 
 
-def home_of(principal: Principal) -> str | None:
-    """Where a person lands after signing in: the first page their role opens."""
-    return next((href for href, _label, scope in MENU if scope in principal.scopes), None)
+def home_of(principal: Principal, kind: str | None = None) -> str | None:
+    """Where a person lands after signing in: their organisation's kind's page (`kind`, from
+    the directory) if their role opens it, else the first page their role opens."""
+    opened = [href for href, _label, scope in MENU if scope in principal.scopes]
+    special = HOME_OF_KIND.get(kind or "")
+    return special if special in opened else next(iter(opened), None)
 
 
 def render(request: web.Request, name: str, status: int = 200, **context: Any) -> web.Response:

@@ -1,0 +1,391 @@
+"""The outreach team's pages (`/terrain`): the day's permanence, a contact recorded in under a
+minute, and what routing proposes for it. A contact is recorded through the same unit of work
+as `POST /v1/intakes` (`api.record_once`: the same model, the same checks, the same
+idempotency keys, the same event); what routing proposed is read from the referral service's
+API as the signed-in person (`peers.referrals_of_intake`), as a partner's system would.
+
+The place of the day is remembered in a cookie (`relais_terrain`, this path only): the date
+in Paris and a permanence or a site of the directory, nothing personal. It lasts until
+midnight, Paris time, and says nothing once the date has passed or the directory no longer
+has that place."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from multidict import MultiDict, MultiDictProxy
+from pydantic import ValidationError
+
+from schemas import vocab_fr as fr
+from schemas.api import NOTE_MAX, IntakeIn, IntakeOut, ReferralOut
+from schemas.vocab import AgeBracket, Channel, Need, SituationFlag
+from services import directory as reference
+from services.intake import api, domain, store
+from services.runtime import idempotency, peers
+from services.runtime import web as pages
+from services.runtime.app import RUNTIME
+from services.runtime.auth import Principal
+from services.runtime.problem import Problem
+
+SCOPE = "intake:write"
+COOKIE = "relais_terrain"
+DURATIONS = (5, 10, 15, 20, 30, 45, 60)
+DURATION_LABELS = {"": "Non précisée"} | {
+    str(m): f"{m}\u00a0min" if m < 60 else "1\u00a0h" for m in DURATIONS}
+ROUTING_WAIT = 3.0
+"""How long the proposal page waits for routing (which runs on the intake's event) before it
+says that the proposal is being computed."""
+SITE_CHANNELS = {"online": Channel.online}
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where the team is today: a permanence of the directory, or a site without one."""
+
+    site: reference.Site
+    permanence: reference.Permanence | None = None
+
+    @property
+    def value(self) -> str:
+        return (f"permanence:{self.permanence.id}" if self.permanence
+                else f"site:{self.site.id}")
+
+    @property
+    def channel(self) -> Channel:
+        if self.permanence is not None:
+            return (Channel.mobile_permanence if self.permanence.mobile
+                    else Channel.fixed_permanence)
+        return SITE_CHANNELS.get(self.site.kind, Channel.fixed_permanence)
+
+
+def today(request: web.Request) -> date:
+    return request.app[RUNTIME].clock().astimezone(pages.PARIS).date()
+
+
+def find(directory: reference.Directory, value: str) -> Place | None:
+    """The place a form or the cookie names (`permanence:<id>` or `site:<id>`), if the
+    directory has it."""
+    kind, _, ident = value.partition(":")
+    if kind == "permanence":
+        permanence = next((p for p in directory.permanences if p.id == ident), None)
+        site = directory.site(permanence.site) if permanence else None
+        return Place(site, permanence) if site else None
+    site = directory.site(ident) if kind == "site" else None
+    return Place(site) if site else None
+
+
+def remembered(request: web.Request, directory: reference.Directory) -> Place | None:
+    """Today's place, as picked on this device today."""
+    day, _, value = request.cookies.get(COOKIE, "").partition("|")
+    return find(directory, value) if day == today(request).isoformat() else None
+
+
+def _slots_on(permanence: reference.Permanence, day: date) -> list[reference.Slot]:
+    weekday = list(reference.Weekday)[day.weekday()]
+    return sorted((s for s in permanence.schedule if s.weekday == weekday),
+                  key=lambda s: s.start)
+
+
+def describe(place: Place, directory: reference.Directory, org: str, day: date) -> str:
+    """"Étouvie, place du marché · camion · 9 h 30 – 12 h 30 · avec Mission locale"."""
+    parts = [place.site.name]
+    if place.permanence is not None:
+        parts.append("camion" if place.permanence.mobile else "permanence")
+        parts += [pages.slot(s, weekday=False) for s in _slots_on(place.permanence, day)]
+        others = _partners(place.permanence, directory, org)
+        if others:
+            parts.append("avec " + ", ".join(others))
+    return " · ".join(parts)
+
+
+def _partners(permanence: reference.Permanence, directory: reference.Directory,
+              org: str) -> list[str]:
+    """The organisations present besides the counsellor's own, by name."""
+    names = {o.id: o.name for o in directory.organisations}
+    return [names.get(o, o) for o in permanence.organisations if o != org]
+
+
+def _day_view(request: web.Request, directory: reference.Directory,
+              org: str) -> dict[str, Any]:
+    """Today's permanences, in the order of their hours, then every site."""
+    day = today(request)
+    now = request.app[RUNTIME].clock().astimezone(pages.PARIS).time()
+    todays: list[dict[str, Any]] = []
+    for p in directory.permanences:
+        slots = _slots_on(p, day)
+        site = directory.site(p.site)
+        if not slots or site is None:
+            continue
+        state = ("en cours" if any(s.start <= now < s.end for s in slots)
+                 else "terminée" if all(s.end <= now for s in slots) else "à venir")
+        todays.append({"place": Place(site, p), "site": site, "permanence": p,
+                       "hours": [pages.slot(s, weekday=False) for s in slots],
+                       "start": slots[0].start, "state": state,
+                       "partners": _partners(p, directory, org)})
+    todays.sort(key=lambda t: (t["start"], t["place"].site.name))
+    sites = [{"place": Place(s), "site": s, "schedule": [
+        line for p in directory.permanences if p.site == s.id
+        for line in pages.schedule(p.schedule)]} for s in directory.sites]
+    return {"day": day, "weekday": pages.WEEKDAYS[list(reference.Weekday)[day.weekday()]],
+            "todays": todays, "sites": sites}
+
+
+async def _directory(request: web.Request) -> reference.Directory:
+    return await request.app[api.DIRECTORY].get(request.app[RUNTIME].pool)
+
+
+# --- the day --------------------------------------------------------------------------------
+
+@pages.page
+async def day(request: web.Request) -> web.StreamResponse:
+    principal = await pages.require(request, SCOPE)
+    directory = await _directory(request)
+    chosen = remembered(request, directory)
+    return pages.render(request, "intake/terrain.html", chosen=chosen,
+                        chosen_text=describe(chosen, directory, principal.org, today(request))
+                        if chosen else "", **_day_view(request, directory, principal.org))
+
+
+@pages.page
+async def pick(request: web.Request) -> web.StreamResponse:
+    """The place of the day, remembered on this device until midnight (Paris time)."""
+    await pages.require(request, SCOPE)
+    fields = await pages.form(request)
+    directory = await _directory(request)
+    place = find(directory, fields.get("lieu", ""))
+    if place is None:
+        raise pages.PageError(422, "Lieu inconnu", "Ce lieu n'est pas dans l'annuaire. "
+                              "Revenez à la page « Sur le terrain » et choisissez-en un.")
+    now = request.app[RUNTIME].clock().astimezone(pages.PARIS)
+    midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(),
+                                tzinfo=pages.PARIS)
+    response = web.HTTPSeeOther("/terrain/contact")
+    response.set_cookie(COOKIE, f"{now.date().isoformat()}|{place.value}", path="/terrain",
+                        max_age=max(60, int((midnight - now).total_seconds())),
+                        httponly=True, samesite="Lax",
+                        secure=request.app[RUNTIME].settings.base_url.startswith("https:"))
+    raise response
+
+
+# --- a contact ------------------------------------------------------------------------------
+
+ERRORS = {
+    "channel": "Choisissez comment la personne a été rencontrée.",
+    "needs": "Choisissez au moins un besoin.",
+    "flags": "Choisissez des situations de la liste.",
+    "age_bracket": "Choisissez une tranche d'âge de la liste.",
+    "birth_year": "Une année à 4 chiffres, par exemple 2006.",
+    "commune": "Le code INSEE de la commune : 5 caractères, par exemple 80021 pour Amiens.",
+    "duration_minutes": "Choisissez une durée de la liste.",
+    "first_name": "Un prénom de 80 caractères au plus.",
+    "phone": "Un numéro de téléphone : des chiffres, avec des espaces, points ou tirets si "
+             "vous voulez, par exemple 06 12 34 56 78.",
+    "email": "Une adresse électronique valable, par exemple prenom.nom@exemple.fr.",
+    "note": f"La note compte au plus {NOTE_MAX} caractères.",
+}
+EXPIRED = "Ce formulaire n'est plus valable : rechargez la page et recommencez."
+NIR_REFUSED = ("La note ne doit pas contenir de numéro de sécurité sociale : retirez-le, il "
+               "ne doit jamais être enregistré dans Relais.")
+
+
+def _payload(fields: MultiDictProxy[str], place: Place) -> dict[str, Any]:
+    """The form as the API's body (`IntakeIn`): only what was filled in."""
+    def text(name: str) -> str:
+        return fields.get(name, "").strip()
+
+    payload: dict[str, Any] = {
+        "site": place.site.id, "channel": text("canal"), "contacted_at": text("moment"),
+        "needs": fields.getall("besoins", []), "flags": fields.getall("situation", []),
+    }
+    if place.permanence is not None:
+        payload["permanence"] = place.permanence.id
+    for name, key in (("age", "age_bracket"), ("commune", "commune"), ("note", "note")):
+        if text(name):
+            payload[key] = text(name)
+    for name, key in (("annee", "birth_year"), ("duree", "duration_minutes")):
+        if text(name):
+            payload[key] = int(text(name)) if text(name).isdigit() else text(name)
+    identity = {key: text(name) for name, key in (("prenom", "first_name"),
+                                                  ("telephone", "phone"),
+                                                  ("courriel", "email")) if text(name)}
+    if identity:
+        payload["identity"] = identity
+    return payload
+
+
+def _errors(invalid: ValidationError) -> dict[str, str]:
+    """Each invalid field's French message, by the API's field name."""
+    errors: dict[str, str] = {}
+    for error in invalid.errors():
+        loc = [str(part) for part in error["loc"]]
+        field = loc[1] if loc[:1] == ["identity"] and len(loc) > 1 else (loc or [""])[0]
+        if field == "note" and "social security" in str(error.get("msg", "")):
+            errors["note"] = NIR_REFUSED
+        elif field in ERRORS:
+            errors.setdefault(field, ERRORS[field])
+        else:  # the time the form was opened, or the place: the form is to be opened again
+            errors.setdefault("form", EXPIRED)
+    return errors
+
+
+def _contact_form(request: web.Request, principal: Principal, directory: reference.Directory,
+                  place: Place, *, status: int = 200, fields: MultiDictProxy[str] | None = None,
+                  errors: dict[str, str] | None = None,
+                  notice: str | None = None) -> web.Response:
+    now = request.app[RUNTIME].clock()
+    given = fields if fields is not None else MultiDictProxy(MultiDict[str]())
+    values = {
+        "key": given.get("cle") or str(uuid.uuid4()),
+        "moment": given.get("moment") or now.astimezone(UTC).isoformat(timespec="seconds"),
+        "canal": given.get("canal", place.channel.value),
+        "besoins": given.getall("besoins", []), "situation": given.getall("situation", []),
+        "age": given.get("age", ""), "annee": given.get("annee", ""),
+        "commune": given.get("commune", place.site.commune or ""),
+        "duree": given.get("duree", ""), "prenom": given.get("prenom", ""),
+        "telephone": given.get("telephone", ""), "courriel": given.get("courriel", ""),
+        "note": given.get("note", ""),
+    }
+    errors = errors or {}
+    return pages.render(
+        request, "intake/contact.html", status=status, values=values, errors=errors,
+        notice=notice, place_text=describe(place, directory, principal.org, today(request)),
+        identity_open=bool(values["prenom"] or values["telephone"] or values["courriel"]
+                           or {"first_name", "phone", "email"} & errors.keys()),
+        channels=list(Channel), needs=list(Need), flags=list(SituationFlag),
+        ages=["", *AgeBracket], age_labels={"": "Non précisé"} | fr.AGES,
+        durations=["", *map(str, DURATIONS)], duration_labels=DURATION_LABELS,
+        note_max=NOTE_MAX)
+
+
+async def _place_of_today(request: web.Request,
+                          directory: reference.Directory) -> Place:
+    place = remembered(request, directory)
+    if place is None:  # the day starts with its place
+        raise web.HTTPSeeOther("/terrain")
+    return place
+
+
+@pages.page
+async def contact_form(request: web.Request) -> web.StreamResponse:
+    principal = await pages.require(request, SCOPE)
+    directory = await _directory(request)
+    return _contact_form(request, principal, directory,
+                         await _place_of_today(request, directory))
+
+
+@pages.page
+async def record(request: web.Request) -> web.StreamResponse:
+    """The contact, through POST /v1/intakes's unit of work under the form's idempotency key
+    (a second submit of the same form records nothing more and shows the same contact)."""
+    principal = await pages.require(request, SCOPE)
+    fields = await pages.form(request)
+    directory = await _directory(request)
+    place = await _place_of_today(request, directory)
+    key = fields.get("cle", "").strip()
+    payload = _payload(fields, place)
+    try:
+        body = IntakeIn.model_validate(payload)
+        if not key or len(key) > idempotency.MAX_KEY or not (key.isascii()
+                                                             and key.isprintable()):
+            return _contact_form(request, principal, directory, place, status=422,
+                                 fields=fields, errors={"form": EXPIRED})
+        runtime = request.app[RUNTIME]
+        intake, _replayed = await api.record_once(runtime.pool, principal.org, key, payload,
+                                                  body, request.app[api.MASTER_KEY], directory)
+    except ValidationError as invalid:
+        return _contact_form(request, principal, directory, place, status=422, fields=fields,
+                             errors=_errors(invalid))
+    except Problem as refused:
+        if refused.status == 422 and "reused" in refused.title:  # the form served already
+            notice = ("Ce formulaire a déjà servi à enregistrer un contact. Celui-ci est un "
+                      "nouveau formulaire : vérifiez-le, puis enregistrez.")
+            fresh = MultiDictProxy(MultiDict(
+                (k, v) for k, v in fields.items() if k not in ("cle", "moment")))
+            return _contact_form(request, principal, directory, place, status=422,
+                                 fields=fresh, notice=notice)
+        return _contact_form(request, principal, directory, place, status=422, fields=fields,
+                             errors={"form": "Ce lieu n'est plus dans l'annuaire : choisissez "
+                                     "de nouveau votre lieu du jour."})
+    raise web.HTTPSeeOther(f"/terrain/contacts/{intake.id}")
+
+
+# --- what routing proposes ------------------------------------------------------------------
+
+async def _proposals(request: web.Request, intake_id: uuid.UUID) -> list[ReferralOut]:
+    """The referrals routing made for the intake, waiting a little for it (it runs on the
+    intake's event)."""
+    deadline = time.monotonic() + ROUTING_WAIT
+    while True:
+        found = (await peers.referrals_of_intake(request, intake_id)).items
+        if found or time.monotonic() >= deadline:
+            return found
+        await asyncio.sleep(0.3)
+
+
+def shared_data(intake: IntakeOut, target: str | None = None) -> list[str]:
+    """What the recipient could receive, with the person's agreement, in plain French."""
+    said = ["ses besoins (" + ", ".join(fr.NEEDS[n] for n in intake.needs) + ")"]
+    situation = [fr.AGES[intake.age_bracket]] if intake.age_bracket else []
+    situation += [f"commune {intake.commune}"] if intake.commune else []
+    situation += [fr.FLAGS[f][:1].lower() + fr.FLAGS[f][1:] for f in intake.flags]
+    if situation:
+        said.append("sa situation (" + ", ".join(situation) + ")")
+    if intake.has_identity:
+        said.append("son identité et ses coordonnées, telles qu'elle les a données")
+    if intake.has_note:
+        said.append("la note de ce contact")
+    return said
+
+
+def _answer_days(directory: reference.Directory, org: str) -> int | None:
+    organisation = directory.get(org)
+    return organisation.answer_days if organisation else None
+
+
+@pages.page
+async def proposal(request: web.Request) -> web.StreamResponse:
+    principal = await pages.require(request, SCOPE)
+    try:
+        intake_id = uuid.UUID(request.match_info["id"])
+    except ValueError:
+        intake_id = None
+    pool = request.app[RUNTIME].pool
+    row = await store.get_intake(pool, intake_id, {principal.org}) if intake_id else None
+    if row is None:
+        raise pages.PageError(404, "Contact introuvable", "Ce contact n'existe pas, ou il n'a "
+                              "pas été enregistré par votre structure.")
+    intake = domain.intake_out(row)
+    try:
+        referrals = await _proposals(request, intake.id)
+        unavailable = False
+    except Problem:
+        referrals, unavailable = [], True
+    directory = await _directory(request)
+    names = {o.id: o.name for o in directory.organisations}
+    place = find(directory, f"permanence:{intake.permanence}") if intake.permanence else None
+    place = place or Place(directory.site(intake.site) or reference.Site(
+        id=intake.site, name=intake.site, kind=reference.SiteKind.other))
+    shown = [{
+        "referral": r, "target": names.get(r.target, r.target),
+        "purpose": fr.PURPOSES.get(r.purpose, r.purpose),
+        "why": pages.rule_in_words(r.explanation, names),
+        "days": _answer_days(directory, r.target),
+    } for r in referrals]
+    return pages.render(request, "intake/proposition.html", intake=intake, place=place.site,
+                        proposals=shown, data=shared_data(intake), unavailable=unavailable)
+
+
+def routes(app: web.Application) -> None:
+    pages.templates("intake", "services.intake")
+    peers.setup(app)
+    app.router.add_get("/terrain", day)
+    app.router.add_post("/terrain", pick)
+    app.router.add_get("/terrain/contact", contact_form)
+    app.router.add_post("/terrain/contact", record)
+    app.router.add_get("/terrain/contacts/{id}", proposal)
