@@ -133,6 +133,13 @@ class IntakeOut(BaseModel):
     created_at: datetime
 
 
+GRANT_SKEW = timedelta(minutes=2)
+"""How far ahead of the server a device's clock may be when it says when a person agreed."""
+GRANT_PAST = timedelta(days=7)
+"""How long before it is recorded a consent may have been given (a device offline for days);
+older is refused, so that a consent cannot be dated back at will."""
+
+
 def _default_valid_until() -> datetime:
     return datetime.now(UTC) + timedelta(days=365)
 
@@ -148,11 +155,21 @@ class ConsentIn(StrictModel):
     captured_by: str = Field(min_length=1, max_length=120)
     captured_at_site: str | None = Field(default=None, pattern=SLUG, max_length=80)
     valid_until: AwareDatetime = Field(default_factory=_default_valid_until)
+    granted_at: AwareDatetime | None = Field(
+        default=None, description="When the person agreed (a device that recorded it "
+        "offline sends that time, not the time it syncs); now when omitted. Never in the "
+        f"future (a device's clock may be {GRANT_SKEW.seconds // 60} minutes ahead), nor more "
+        f"than {GRANT_PAST.days} days before it is recorded.")
 
     @model_validator(mode="after")
     def _check(self) -> ConsentIn:
         if self.method is ConsentMethod.oral_witnessed and not self.witness:
             raise ValueError("an oral agreement needs the witness named (field 'witness')")
+        if self.granted_at is not None and self.granted_at > datetime.now(UTC) + GRANT_SKEW:
+            raise ValueError("granted_at: the time the person agreed cannot be in the future")
+        if self.granted_at is not None and self.granted_at < datetime.now(UTC) - GRANT_PAST:
+            raise ValueError("granted_at: a consent is recorded within "
+                             f"{GRANT_PAST.days} days of being given")
         if self.valid_until > datetime.now(UTC) + timedelta(days=731):
             raise ValueError("valid_until: a consent lasts at most 24 months")
         if self.valid_until <= datetime.now(UTC):

@@ -7,7 +7,7 @@ from importlib import resources
 
 from aiohttp import web
 
-from services.consent import api, handlers, pages, store, trail_store
+from services.consent import api, handlers, outreach, pages, store, trail_store
 from services.runtime import sealing
 from services.runtime.app import ConsumerSpec, Runtime, ServiceSpec
 
@@ -30,6 +30,7 @@ async def start(runtime: Runtime) -> None:
 def routes(app: web.Application) -> None:
     api.routes(app)
     pages.routes(app)
+    outreach.routes(app)
 
 
 SPEC = ServiceSpec(

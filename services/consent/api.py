@@ -39,45 +39,73 @@ from services.runtime.problem import Problem
 SOURCE = "/relais/consent"
 
 
+OPERATION = "consent"
+
+
+async def answer_consent(conn: asyncpg.Connection, org: str,
+                         body: ConsentIn) -> idempotency.Answer:
+    """The consent, its event, its trail entry and its history line, in one transaction."""
+    notice = await store.notice(conn, body.notice_version)
+    if notice is None:
+        raise Problem(422, "Invalid request", "1 invalid field(s)",
+                      type_="https://relais.example/problems/validation", errors=[
+                          {"field": "notice_version", "code": "unknown_notice",
+                           "message": f"no notice '{body.notice_version}': register it "
+                                      "with POST /v1/notices"}])
+    consent = domain.consent_out(
+        await store.insert_consent(conn, uuid.uuid4(), org, body, notice["hash"]))
+    granted = domain.granted_event(consent)
+    await outbox.add(conn, store.SCHEMA, [
+        new_event(CONSENT_GRANTED, SOURCE, str(consent.person_id), granted)])
+    await trail_store.append(conn, [("consent.granted", consent.person_id,
+                                     granted.model_dump(mode="json"))])
+    await store.add_change(conn, consent.id, "granted", list(consent.purposes),
+                           consent.recipients, org)
+    return idempotency.Answer(201, consent.model_dump(mode="json"),
+                              {"Location": f"/v1/consents/{consent.id}"})
+
+
+async def may_record(request: web.Request, body: ConsentIn) -> None:
+    """Only an organisation that met the person records their consent (the rule of
+    services/runtime/access.py, asked of the intake service, which knows who met whom, as
+    the caller)."""
+    standing = await peers.standing(request, body.person_id)
+    if standing is None:
+        raise Problem(422, "Unknown person", "1 invalid field(s)",
+                      type_="https://relais.example/problems/validation", errors=[{
+                          "field": "person_id", "code": "unknown_person",
+                          "message": "no person with this id met by your organisation: "
+                          "record the contact first (POST /v1/intakes)"}])
+    if not standing.met:
+        raise Problem(403, "Forbidden", "Only an organisation that met the person records "
+                      "their consent; a recipient cannot grant itself anything.")
+
+
+async def record_once(request: web.Request, org: str, key: str, payload: object,
+                      body: ConsentIn) -> tuple[ConsentOut, bool]:
+    """A consent recorded once per (organisation, key), as POST /v1/consents does: the
+    consent (the first one for a key used again with the same payload) and whether it is a
+    replay. A key used again with another payload is a 422 problem; nothing is written."""
+    await may_record(request, body)
+
+    async def work(conn: asyncpg.Connection) -> idempotency.Answer:
+        return await answer_consent(conn, org, body)
+
+    answer, replayed = await idempotency.once(request.app[RUNTIME].pool, store.SCHEMA, org,
+                                              OPERATION, key, payload, work)
+    return ConsentOut.model_validate(answer.body), replayed
+
+
 async def post_consent(request: web.Request) -> web.Response:
     async def record(conn: asyncpg.Connection, principal: Principal,
                      body: ConsentIn) -> idempotency.Answer:
-        notice = await store.notice(conn, body.notice_version)
-        if notice is None:
-            raise Problem(422, "Invalid request", "1 invalid field(s)",
-                          type_="https://relais.example/problems/validation", errors=[
-                              {"field": "notice_version", "code": "unknown_notice",
-                               "message": f"no notice '{body.notice_version}': register it "
-                                          "with POST /v1/notices"}])
-        consent = domain.consent_out(
-            await store.insert_consent(conn, uuid.uuid4(), principal.org, body, notice["hash"])
-        )
-        granted = domain.granted_event(consent)
-        await outbox.add(conn, store.SCHEMA, [
-            new_event(CONSENT_GRANTED, SOURCE, str(consent.person_id), granted)])
-        await trail_store.append(conn, [("consent.granted", consent.person_id,
-                                         granted.model_dump(mode="json"))])
-        await store.add_change(conn, consent.id, "granted", list(consent.purposes),
-                               consent.recipients, principal.org)
-        return idempotency.Answer(201, consent.model_dump(mode="json"),
-                                  {"Location": f"/v1/consents/{consent.id}"})
+        return await answer_consent(conn, principal.org, body)
 
-    async def may_record(principal: Principal, body: ConsentIn) -> None:
-        """Only an organisation that met the person records their consent (the rule of
-        services/runtime/access.py, asked of the intake service, which knows who met whom)."""
-        standing = await peers.standing(request, body.person_id)
-        if standing is None:
-            raise Problem(422, "Unknown person", "1 invalid field(s)",
-                          type_="https://relais.example/problems/validation", errors=[{
-                              "field": "person_id", "code": "unknown_person",
-                              "message": "no person with this id met by your organisation: "
-                              "record the contact first (POST /v1/intakes)"}])
-        if not standing.met:
-            raise Problem(403, "Forbidden", "Only an organisation that met the person records "
-                          "their consent; a recipient cannot grant itself anything.")
+    async def check(_principal: Principal, body: ConsentIn) -> None:
+        await may_record(request, body)
 
     return await idempotency.create(request, "consent:write", ConsentIn, store.SCHEMA,
-                                    "consent", record, may_record)
+                                    OPERATION, record, check)
 
 
 async def get_consent(request: web.Request) -> web.Response:

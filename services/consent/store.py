@@ -17,11 +17,12 @@ async def insert_consent(
     row: asyncpg.Record = await conn.fetchrow(
         "INSERT INTO consent.consents (id, org, person_id, purposes, recipients, categories,"
         " notice_version, method, witness, captured_by, captured_at_site, valid_until,"
-        " notice_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-        " RETURNING *",
+        " notice_hash, granted_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
+        " $13, COALESCE($14, now())) RETURNING *",
         consent_id, org, body.person_id, list(body.purposes), body.recipients,
         list(body.categories), body.notice_version, body.method, body.witness,
         body.captured_by, body.captured_at_site, body.valid_until, notice_hash,
+        body.granted_at,
     )
     return row
 
@@ -29,6 +30,15 @@ async def insert_consent(
 async def notice(db: asyncpg.Pool | asyncpg.Connection, version: str) -> asyncpg.Record | None:
     row: asyncpg.Record | None = await db.fetchrow(
         "SELECT * FROM consent.notices WHERE version = $1", version)
+    return row
+
+
+async def current_notice(db: asyncpg.Pool | asyncpg.Connection,
+                         language: str = "fr") -> asyncpg.Record | None:
+    """The notice people are shown now: the last one registered in their language."""
+    row: asyncpg.Record | None = await db.fetchrow(
+        "SELECT * FROM consent.notices WHERE language = $1"
+        " ORDER BY created_at DESC, version DESC LIMIT 1", language)
     return row
 
 

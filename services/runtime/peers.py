@@ -15,7 +15,7 @@ import aiohttp
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from schemas.api import PersonOut, ReferralPage, StandingOut
+from schemas.api import IntakeOut, PersonOut, ReferralPage, StandingOut
 from services.directory import Directory
 from services.runtime.app import RUNTIME
 from services.runtime.problem import Problem
@@ -84,6 +84,12 @@ async def standing(request: web.Request, person_id: uuid.UUID) -> StandingOut | 
 async def person(request: web.Request, person_id: uuid.UUID) -> PersonOut | None:
     """The person's data as far as the caller may read it (the read is logged there)."""
     return await _get(request, f"/v1/people/{person_id}", PersonOut)
+
+
+async def intake(request: web.Request, intake_id: uuid.UUID) -> IntakeOut | None:
+    """An intake the caller's organisation recorded (`GET /v1/intakes/{id}`); None when it
+    did not record it."""
+    return await _get(request, f"/v1/intakes/{intake_id}", IntakeOut)
 
 
 async def referrals_of_intake(request: web.Request, intake_id: uuid.UUID) -> ReferralPage:

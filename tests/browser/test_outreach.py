@@ -1,6 +1,7 @@
 """The outreach team's app in Chromium, on a phone: a counsellor signs in, picks the day's
 permanence, records an anonymous contact in under a minute (issue #11's requirement, timed
-from the form's opening to the confirmation), and sees what routing proposes; axe-core on
+from the form's opening to the confirmation), sees what routing proposes, and records the
+person's consent, oral before a named witness, which hands the referral off; axe-core on
 every page, no console error, nothing wider than the phone, screenshots for the guide."""
 
 from __future__ import annotations
@@ -74,5 +75,25 @@ async def test_an_outreach_counsellor_records_a_contact_on_a_phone(
                 .to_be_visible()
             await fits()
             await check(phone, "terrain-proposition", errors)
+
+            await phone.get_by_role("link", name="Recueillir l'accord de la personne").click()
+            await expect(heading).to_have_text("Recueillir l'accord de la personne")
+            await expect(phone.get_by_text("Vous pouvez retirer votre accord à tout moment",
+                                           exact=False)).to_be_visible()  # the notice
+            await expect(phone.get_by_label("Mission locale du Grand Amiénois")) \
+                .to_be_checked()  # as routing proposed
+            await phone.get_by_text("être recontactée", exact=True).click()  # changeable
+            await phone.get_by_label("Nom du témoin").fill("Karim Diallo")
+            await fits()
+            await check(phone, "terrain-accord", errors)
+            await phone.get_by_role("button", name="Enregistrer l'accord").click()
+            await expect(heading).to_have_text("Accord enregistré")
+            await expect(phone.get_by_text("orientation vers un partenaire, être recontactée.",
+                                           exact=False)).to_be_visible()
+            await expect(phone.get_by_text(
+                "L'orientation est transmise à Mission locale du Grand Amiénois",
+                exact=False)).to_be_visible()
+            await fits()
+            await check(phone, "terrain-accord-enregistre", errors)
             await phone.get_by_role("link", name="Enregistrer un autre contact").click()
             await expect(heading).to_have_text("Nouveau contact")  # the place is remembered

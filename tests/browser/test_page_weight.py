@@ -58,7 +58,8 @@ async def story(api: TestClient[Any, Any], tokens: Tokens) -> dict[str, str]:
             "password": PASSWORD, "confirmation": PASSWORD}, allow_redirects=False)
         assert chosen.status == 303
     return {"received": received, "session": (await opened.json())["id"],
-            "person": referral["person_id"]}
+            "person": referral["person_id"], "intake": referral["intake_id"],
+            "consent": referral["consent_id"]}
 
 
 def pages_of(ids: dict[str, str]) -> dict[str, list[str]]:
@@ -69,7 +70,8 @@ def pages_of(ids: dict[str, str]) -> dict[str, list[str]]:
                "/commission", f"/commission/seances/{ids['session']}",
                "/coordination/annuaire", "/compte/double-authentification"],
         "team": ["/terrain", "/terrain/contact", "/orientations/envoyees",
-                 f"/orientations/{ids['received']}"],
+                 f"/orientations/{ids['received']}", f"/terrain/accord/{ids['intake']}",
+                 f"/terrain/accord/{ids['intake']}/{ids['consent']}"],
         "coord": ["/coordination", "/coordination/annuaire",
                   "/coordination/organisations/mission-locale/notifications"],
         "funder": ["/statistiques"],

@@ -173,3 +173,23 @@ async def test_a_consent_refers_to_a_registered_notice_by_its_hash(client: Clien
                                     "Idempotency-Key": str(uuid.uuid4())}))
     assert unknown.status == 422
     assert (await unknown.json())["errors"][0]["field"] == "notice_version"
+
+
+async def test_the_time_the_person_agreed_is_kept_within_bounds(client: Client,
+                                                               tokens: Tokens) -> None:
+    """A device that recorded a consent offline says when the person agreed: kept as given,
+    but never in the future, nor more than seven days back (no dating back at will)."""
+    person = await met(client, tokens)
+    agreed = (datetime.now(UTC) - timedelta(days=2)).replace(microsecond=0)
+    given = await grant(client, tokens, consent(person, granted_at=agreed.isoformat()))
+    assert datetime.fromisoformat(given["granted_at"]) == agreed
+    for refused in (datetime.now(UTC) + timedelta(minutes=10),
+                    datetime.now(UTC) - timedelta(days=8)):
+        response = await client.post(
+            "/v1/consents", json=consent(person, granted_at=refused.isoformat()),
+            headers=tokens.headers(TEAM, SCOPES, **{"Idempotency-Key": str(uuid.uuid4())}))
+        assert response.status == 422, refused
+        assert "granted_at" in await response.text()
+    count = await client.app[RUNTIME].pool.fetchval(
+        "SELECT count(*) FROM consent.consents WHERE person_id = $1", uuid.UUID(person))
+    assert count == 1
