@@ -46,7 +46,9 @@ from services.auth import accounts, store
 from services.runtime import web as pages
 from services.runtime.app import RUNTIME
 from services.runtime.auth import LEEWAY, RemoteJWKS
+from services.runtime.http import client_address
 from services.runtime.logging import get_logger
+from services.runtime.ratelimit import RateLimiter
 from services.runtime.settings import Settings
 
 log = get_logger("relais.oidc")
@@ -433,6 +435,9 @@ async def verified_claims(provider: OpenIdProvider, metadata: Metadata, settings
 # --- the pages --------------------------------------------------------------------------------
 
 PROVIDER = web.AppKey("oidc_provider", OpenIdProvider)
+STARTS = web.AppKey("oidc_starts", RateLimiter)
+STARTS_PER_SECOND, STARTS_BURST = 0.5, 20
+"""Sign-ins started per address (each writes a row, kept 10 minutes): a person needs a few."""
 EXPIRED = pages.PageError(400, "Connexion expirée", "Cette connexion a expiré, a déjà servi ou "
                           "n'a pas été commencée dans ce navigateur. Recommencez depuis la page "
                           "de connexion.")
@@ -453,6 +458,11 @@ async def start(request: web.Request) -> web.StreamResponse:
     suite = pages.local_path(request.query.get("suite"))
     if await pages.signed_in(request) is not None:
         raise web.HTTPSeeOther(suite)
+    address = client_address(request, settings.trusted_proxies)
+    if request.app[STARTS].wait_for(f"oidc:{address}") > 0:
+        raise pages.PageError(429, "Trop de connexions commencées", "Trop de connexions ont "
+                              "été commencées depuis cette adresse. Réessayez dans une "
+                              "minute.")
     try:
         metadata = await request.app[PROVIDER].metadata(settings.oidc_issuer)
     except ProviderError as exc:
@@ -535,5 +545,6 @@ async def callback(request: web.Request) -> web.StreamResponse:
 
 def routes(app: web.Application) -> None:
     app[PROVIDER] = OpenIdProvider()
+    app[STARTS] = RateLimiter(STARTS_PER_SECOND, STARTS_BURST)
     app.router.add_get(START, start)
     app.router.add_get(CALLBACK, callback)

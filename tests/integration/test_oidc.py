@@ -288,3 +288,22 @@ async def test_without_a_provider_the_routes_lead_to_the_password_form(
         answer = await client.get(path, allow_redirects=False)
         assert answer.status == 303 and answer.headers["Location"] == "/connexion"
 
+
+
+async def test_sign_ins_started_from_one_address_are_limited(
+    relais: Client, provider: Provider
+) -> None:
+    """Each start writes a row (kept 10 minutes): one address starts a few, not thousands."""
+    statuses = []
+    async with browser() as http:
+        for _ in range(oidc.STARTS_BURST + 20):
+            async with http.get(f"{base(relais)}/connexion/oidc", allow_redirects=False) as r:
+                statuses.append(r.status)
+                if r.status == 429:
+                    assert "Trop de connexions commencées" in await r.text()
+    # the burst goes through; then refused (a start every 2 s may come back meanwhile: the
+    # 20 more would have to take 40 s for none to be refused)
+    assert statuses[:oidc.STARTS_BURST] == [303] * oidc.STARTS_BURST
+    assert 429 in statuses
+    rows = await relais.app[RUNTIME].pool.fetchval("SELECT count(*) FROM auth.oidc_flows")
+    assert rows == statuses.count(303), "a refused start writes nothing"

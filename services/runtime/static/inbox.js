@@ -35,8 +35,13 @@
         said.textContent = "La liste n'a pas pu être mise à jour : rechargez la page.";
       });
   }
+  // Events that come together (a batch of hand-offs) redraw the list once.
+  var pending = null;
   Object.keys(WORDS).forEach(function (kind) {
-    source.addEventListener(kind, function () { refresh(kind); });
+    source.addEventListener(kind, function () {
+      window.clearTimeout(pending);
+      pending = window.setTimeout(function () { refresh(kind); }, 300);
+    });
   });
   window.addEventListener("pagehide", function () { source.close(); });
 }());
