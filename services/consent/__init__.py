@@ -7,7 +7,16 @@ from importlib import resources
 
 from aiohttp import web
 
-from services.consent import api, handlers, outreach, pages, store, trail_store
+from services.consent import (
+    api,
+    handlers,
+    outreach,
+    pages,
+    person_pages,
+    receipt,
+    store,
+    trail_store,
+)
 from services.runtime import sealing
 from services.runtime.app import ConsumerSpec, Runtime, ServiceSpec
 
@@ -24,13 +33,16 @@ async def first_notice(runtime: Runtime) -> None:
 
 async def start(runtime: Runtime) -> None:
     await first_notice(runtime)
-    await trail_store.seal_keys_in_clear(runtime.pool, sealing.master_key(runtime.settings))
+    master = sealing.master_key(runtime.settings)
+    await trail_store.seal_keys_in_clear(runtime.pool, master)
+    runtime.app[person_pages.KEYS] = receipt.keys(master)
 
 
 def routes(app: web.Application) -> None:
     api.routes(app)
     pages.routes(app)
     outreach.routes(app)
+    person_pages.routes(app)
 
 
 SPEC = ServiceSpec(

@@ -133,16 +133,25 @@ async def withdraw(request: web.Request) -> web.Response:
                                             [str(p) for p in body.purposes])
         if refused:
             raise Problem(403, "Forbidden", refused)
-        if row["status"] != "active":
-            raise Problem(409, "Not active", f"This consent is already {row['status']}.")
-        change = domain.withdraw(row["purposes"], row["recipients"], list(body.purposes),
-                                 recipients)
-        if not change.removed_purposes and not change.removed_recipients:
-            raise Problem(422, "Nothing to withdraw",
-                          "The consent does not cover these purposes or recipients.")
-        consent = await lifecycle.apply_change(conn, row, "withdrawn", CONSENT_WITHDRAWN, change,
-                                     principal.org, body.requested_by, body.channel)
+        consent = await withdraw_locked(conn, row, [str(p) for p in body.purposes],
+                                        recipients, principal.org, body)
     return json_response(consent)
+
+
+async def withdraw_locked(conn: asyncpg.Connection, row: Any, purposes: list[str],
+                          recipients: list[str], org: str, body: WithdrawIn) -> ConsentOut:
+    """The withdrawal's unit of work, in the caller's transaction, the consent locked and the
+    caller allowed: these purposes and/or recipients (all of it when none is named) taken
+    back, on the history, the trail and the event that stops processing everywhere. `org`
+    is who records it; the person's own page records it as `person_pages.BY_THE_PERSON`."""
+    if row["status"] != "active":
+        raise Problem(409, "Not active", f"This consent is already {row['status']}.")
+    change = domain.withdraw(row["purposes"], row["recipients"], purposes, recipients)
+    if not change.removed_purposes and not change.removed_recipients:
+        raise Problem(422, "Nothing to withdraw",
+                      "The consent does not cover these purposes or recipients.")
+    return await lifecycle.apply_change(conn, row, "withdrawn", CONSENT_WITHDRAWN, change, org,
+                                        body.requested_by, body.channel)
 
 
 def notice_out(row: Any) -> NoticeOut:

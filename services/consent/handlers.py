@@ -1,5 +1,6 @@
 """Consent handlers: every read of personal data, wherever it happened, goes into the
-trail; and the worker that signs checkpoints."""
+trail; the directory's names of organisations are kept for the person's page; and the worker
+that signs checkpoints."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import uuid
 
 import asyncpg
 
-from schemas.events import PERSONAL_DATA_READ, REFERRAL_DOSSIER_READ
-from services.consent import lifecycle, trail_store
+from schemas.events import DIRECTORY_UPDATED, PERSONAL_DATA_READ, REFERRAL_DOSSIER_READ
+from services.consent import lifecycle, store, trail_store
 from services.runtime import sealing
 from services.runtime.app import Runtime
 from services.runtime.consumer import Handler
@@ -21,6 +22,9 @@ def handler(_runtime: Runtime) -> Handler:
         if event.type in (PERSONAL_DATA_READ, REFERRAL_DOSSIER_READ):
             await trail_store.append(conn, [("personal_data.read",
                                              uuid.UUID(event.data["person_id"]), event.data)])
+        elif event.type == DIRECTORY_UPDATED:  # the names the person's page shows
+            await store.keep_names(conn, {o["id"]: o["name"] for o in
+                                          event.data["directory"].get("organisations", [])})
 
     return handle
 

@@ -113,3 +113,49 @@ async def every_consent_of(pool: asyncpg.Pool, person_id: UUID) -> list[asyncpg.
     rows: list[asyncpg.Record] = await pool.fetch(
         "SELECT * FROM consent.consents WHERE person_id = $1 ORDER BY granted_at", person_id)
     return rows
+
+
+async def insert_receipt(pool: asyncpg.Pool, receipt_id: UUID, person_id: UUID,
+                         consent_id: UUID, org: str, code_hash: bytes, created_by: str) -> None:
+    await pool.execute(
+        "INSERT INTO consent.receipts (id, person_id, consent_id, org, code_hash, created_by)"
+        " VALUES ($1, $2, $3, $4, $5, $6)",
+        receipt_id, person_id, consent_id, org, code_hash, created_by)
+
+
+async def receipt(pool: asyncpg.Pool, receipt_id: UUID) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await pool.fetchrow(
+        "SELECT * FROM consent.receipts WHERE id = $1 AND revoked_at IS NULL", receipt_id)
+    return row
+
+
+async def receipt_by_code(pool: asyncpg.Pool, code_hash: bytes) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await pool.fetchrow(
+        "SELECT * FROM consent.receipts WHERE code_hash = $1 AND revoked_at IS NULL",
+        code_hash)
+    return row
+
+
+async def lock_consent_of_person(conn: asyncpg.Connection, consent_id: UUID,
+                                 person_id: UUID) -> asyncpg.Record | None:
+    """One of the person's own consents, whichever organisation recorded it."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT * FROM consent.consents WHERE id = $1 AND person_id = $2 FOR UPDATE",
+        consent_id, person_id)
+    return row
+
+
+async def keep_names(db: asyncpg.Pool | asyncpg.Connection,
+                     names: dict[str, str]) -> None:
+    """The directory's names of organisations (an organisation that left keeps its name:
+    old consents still name it)."""
+    if names:
+        await db.executemany(
+            "INSERT INTO consent.organisations (id, name) VALUES ($1, $2)"
+            " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name"
+            " WHERE organisations.name <> EXCLUDED.name", list(names.items()))
+
+
+async def names(pool: asyncpg.Pool) -> dict[str, str]:
+    return {r["id"]: r["name"] for r in await pool.fetch(
+        "SELECT id, name FROM consent.organisations")}

@@ -1,25 +1,34 @@
 """The outreach team's app in Chromium, on a phone: a counsellor signs in, picks the day's
 permanence, records an anonymous contact in under a minute (issue #11's requirement, timed
 from the form's opening to the confirmation), sees what routing proposes, and records the
-person's consent, oral before a named witness, which hands the referral off; axe-core on
-every page, no console error, nothing wider than the phone, screenshots for the guide."""
+person's consent, oral before a named witness, which hands the referral off, and shows the
+person their receipt; then, on the person's own phone, the receipt's link opens their
+consents and they withdraw part of one, which stops the referral; axe-core on every page, no
+console error, nothing wider than the phone, screenshots for the guide."""
 
 from __future__ import annotations
 
+import re
 import time
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from playwright.async_api import Browser, expect
 
 from services.auth.api import KEYS
+from services.consent.receipt import ALPHABET
+from services.runtime.app import RUNTIME
 from services.runtime.settings import Settings
 from tests.browser.conftest import PHONE, open_page, watch_errors
 from tests.browser.test_console import check, sign_in
+from tests.conftest import wait_until
 from tests.e2e.conftest import Tokens
 from tests.integration.test_console import TEAM, account
 from tests.integration.test_outreach_pages import NADIA, permanence_today
 
+CODE = re.compile(rf"^[{ALPHABET}]{{5}} [{ALPHABET}]{{5}}$")
+"""The receipt's withdrawal code, as shown."""
 UNDER = 60.0
 """Seconds: a contact is recorded in under a minute."""
 
@@ -97,3 +106,37 @@ async def test_an_outreach_counsellor_records_a_contact_on_a_phone(
             await check(phone, "terrain-accord-enregistre", errors)
             await phone.get_by_role("link", name="Enregistrer un autre contact").click()
             await expect(heading).to_have_text("Nouveau contact")  # the place is remembered
+            await phone.go_back()
+
+            await phone.get_by_role("button", name="Montrer le reçu à la personne").click()
+            await expect(heading).to_have_text("Reçu de votre accord")
+            await expect(phone.get_by_role("img", name="QR code : le lien pour voir et retirer "
+                                           "votre accord")).to_be_visible()
+            await expect(phone.locator("#code-retrait")).to_have_text(CODE)
+            link = await phone.locator("#lien-retrait").inner_text()  # the QR code's target
+            await fits()
+            await check(phone, "terrain-recu", errors)
+
+        async with open_page(browser, PHONE, is_mobile=True, has_touch=True) as person:
+            errors = watch_errors(person)  # the person's own phone: no account, no session
+            await person.goto(live_server + urlsplit(link).path)
+            heading = person.get_by_role("heading", level=1)
+            await expect(heading).to_have_text("Mes accords")
+            await expect(person.get_by_text("En cours", exact=True)).to_be_visible()
+            await person.get_by_role("button", name="Retirer : vous orienter vers un "
+                                     "partenaire").click()
+            await expect(person.get_by_role("heading", name="C'est fait : votre retrait est "
+                                            "enregistré")).to_be_visible()
+            await expect(person.get_by_text("En partie retiré", exact=True)).to_be_visible()
+            width = await person.evaluate("document.documentElement.scrollWidth")
+            assert width <= PHONE["width"], (person.url, width)
+            await check(person, "mon-accord", errors)
+
+        pool = relais_app[RUNTIME].pool
+
+        async def stopped() -> bool:  # the Mission locale is told to stop, as for any withdrawal
+            return bool(await pool.fetchval(
+                "SELECT count(*) = 1 FROM referral.referrals WHERE status = 'cancelled'"
+                " AND stopped_at IS NOT NULL"))
+
+        await wait_until(stopped, 30, "the referral cancelled and the recipient told to stop")

@@ -142,7 +142,7 @@ async def test_an_oral_consent_is_recorded_once_and_hands_the_referral_off(
     assert f"jusqu'au {valid_until:%d/%m/%Y}" in text
     assert f"L'orientation est transmise à {ML_NAME}, qui répond sous 3 jours ouvrés" in text
     assert 'href="/terrain/contact"' in text and 'href="/orientations/envoyees"' in text
-    assert "QR" not in text  # the receipt is the next slice
+    assert f'action="{where}/recu"' in text  # test_outreach_receipt.py
 
 
 async def test_bad_input_comes_back_with_nothing_written(client: Client,
