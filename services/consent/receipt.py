@@ -11,7 +11,9 @@ A receipt gives two ways in, both made when the counsellor shows it:
 - a **code** of CODE_LENGTH characters, without the letters and digits that read alike, to
   type at `/mon-accord` without a phone camera. Only its keyed hash is kept (HMAC-SHA-256
   under another derived key): a copy of the database alone gives no code away, not even by
-  trying them all. Failures are throttled per address and overall (`Throttle`).
+  trying them all. Failures are throttled per address and overall (`Throttle`). The codes
+  and their throttle are the runtime's (services/runtime/codes.py), shared with the
+  person's card.
 
 Both are shown once, on the receipt; another receipt for the same consent makes another link
 and code (the earlier ones still work: a printed receipt stays valid)."""
@@ -21,28 +23,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import secrets
 import uuid
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-from services.runtime import sealing
-from services.runtime.ratelimit import RateLimiter
+from services.runtime import codes, sealing
+from services.runtime.codes import ALPHABET as ALPHABET
+from services.runtime.codes import CODE_LENGTH as CODE_LENGTH
+from services.runtime.codes import FAILURES_OVERALL as FAILURES_OVERALL
+from services.runtime.codes import FAILURES_PER_ADDRESS as FAILURES_PER_ADDRESS
+from services.runtime.codes import GROUP as GROUP
+from services.runtime.codes import Throttle as Throttle
+from services.runtime.codes import clean as clean
+from services.runtime.codes import grouped as grouped
+from services.runtime.codes import new_code as new_code
 
 LINK_CONTEXT = "relais-consent-receipt-link-v1"
 CODE_CONTEXT = "relais-consent-receipt-code-v1"
-ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
-"""30 signs, none that reads like another (no 0/O, 1/I/L, U/V)."""
-CODE_LENGTH = 10
-"""30^10: about 49 bits, against at most FAILURES_OVERALL guesses a minute."""
-GROUP = 5
-FAILURES_PER_ADDRESS = 5
-"""Wrong codes (or altered links) a minute from one address before it must wait."""
-FAILURES_OVERALL = 60
-"""Wrong codes a minute from everywhere before everyone must wait (a guess from many
-addresses)."""
 
 
 class ReceiptError(Exception):
@@ -55,35 +51,14 @@ class Keys:
     code: bytes
 
 
-def _derive(master: bytes, info: str) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                info=info.encode()).derive(master)
-
-
 def keys(master: bytes) -> Keys:
     """The receipts' own keys, derived from the master key (so they change with it)."""
-    return Keys(_derive(master, LINK_CONTEXT), _derive(master, CODE_CONTEXT))
-
-
-def new_code() -> str:
-    return "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
-
-
-def grouped(code: str) -> str:
-    """"K7M2P 9XQ4R": in groups, to read out and copy."""
-    return " ".join(code[i:i + GROUP] for i in range(0, len(code), GROUP))
-
-
-def clean(typed: str) -> str | None:
-    """The code as typed (spaces, dashes and small letters allowed), or None if it cannot be
-    one."""
-    code = "".join(ch for ch in typed.upper() if ch.isalnum())
-    return code if len(code) == CODE_LENGTH and all(c in ALPHABET for c in code) else None
+    return Keys(codes.derive(master, LINK_CONTEXT), codes.derive(master, CODE_CONTEXT))
 
 
 def code_hash(found: Keys, code: str) -> bytes:
     """What is kept of a code: its HMAC under the code key."""
-    return hmac.new(found.code, b"code|" + code.encode(), hashlib.sha256).digest()
+    return codes.keyed_hash(found.code, "code", code)
 
 
 def token(found: Keys, receipt_id: uuid.UUID) -> str:
@@ -112,26 +87,3 @@ def form_token(found: Keys, link: str) -> str:
 
 def form_token_matches(found: Keys, link: str, sent: str) -> bool:
     return hmac.compare_digest(form_token(found, link), sent)
-
-
-@dataclass(frozen=True, slots=True)
-class Throttle:
-    """Wrong codes and altered links: past FAILURES_PER_ADDRESS a minute from one address, or
-    FAILURES_OVERALL a minute from all, the next codes are refused (429) without being
-    checked, until the buckets refill. Per process, as the API's rate limit."""
-
-    by_address: RateLimiter
-    overall: RateLimiter
-
-    @classmethod
-    def per_minute(cls, per_address: int = FAILURES_PER_ADDRESS,
-                   overall: int = FAILURES_OVERALL) -> Throttle:
-        return cls(RateLimiter(per_address / 60, per_address), RateLimiter(overall / 60, overall))
-
-    def wait(self, address: str) -> float:
-        """The seconds before a code may be tried from this address (0: now)."""
-        return max(self.by_address.wait_time(address), self.overall.wait_time("*"))
-
-    def failed(self, address: str) -> None:
-        self.by_address.wait_for(address)
-        self.overall.wait_for("*")

@@ -4,6 +4,13 @@ as `POST /v1/intakes` (`api.record_once`: the same model, the same checks, the s
 idempotency keys, the same event); what routing proposed is read from the referral service's
 API as the signed-in person (`peers.referrals_of_intake`), as a partner's system would.
 
+A person met before is recognised by the code of the card given to them at a contact
+(`POST /terrain/contacts/{id}/carte`, services/intake/card.py): typed on the contact form, a
+right code attaches the new contact to the same person (the intake's `person_id`, as the API
+does, with the access rule); a wrong one, or one of a person the organisation never met, gets
+the same French words, nothing is written, and failures are throttled per address and
+overall and logged without the code.
+
 The place of the day is remembered in a cookie (`relais_terrain`, this path only): the date
 in Paris and a permanence or a site of the directory, nothing personal. It lasts until
 midnight, Paris time, and says nothing once the date has passed or the directory no longer
@@ -16,8 +23,10 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 from pydantic import ValidationError
@@ -26,11 +35,13 @@ from schemas import vocab_fr as fr
 from schemas.api import NOTE_MAX, IntakeIn, IntakeOut, ReferralOut
 from schemas.vocab import AgeBracket, Channel, Need, SituationFlag
 from services import directory as reference
-from services.intake import api, domain, store
-from services.runtime import idempotency, peers
+from services.intake import api, card, domain, store
+from services.runtime import codes, idempotency, peers
 from services.runtime import web as pages
 from services.runtime.app import RUNTIME
 from services.runtime.auth import Principal
+from services.runtime.http import client_address
+from services.runtime.logging import get_logger
 from services.runtime.problem import Problem
 
 SCOPE = "intake:write"
@@ -42,6 +53,9 @@ ROUTING_WAIT = 3.0
 """How long the proposal page waits for routing (which runs on the intake's event) before it
 says that the proposal is being computed."""
 SITE_CHANNELS = {"online": Channel.online}
+STATIC = Path(__file__).resolve().parent / "static"
+THROTTLE = web.AppKey("card_throttle", codes.Throttle)
+log = get_logger("relais.intake.card")
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +203,11 @@ ERRORS = {
     "email": "Une adresse électronique valable, par exemple prenom.nom@exemple.fr.",
     "note": f"La note compte au plus {NOTE_MAX} caractères.",
 }
+CARD_REFUSED = ("Ce code ne correspond à aucune personne rencontrée par votre structure. "
+                f"Recopiez-le depuis sa carte : {codes.CODE_LENGTH} caractères, lettres et "
+                "chiffres. Sinon, videz ce champ : ce sera un premier contact.")
+CARD_TOO_MANY = ("Trop de codes erronés : attendez une minute avant de réessayer, ou videz ce "
+                 "champ pour enregistrer le contact comme un premier contact.")
 EXPIRED = "Ce formulaire n'est plus valable : rechargez la page et recommencez."
 NIR_REFUSED = ("La note ne doit pas contenir de numéro de sécurité sociale : retirez-le, il "
                "ne doit jamais être enregistré dans Relais.")
@@ -249,7 +268,7 @@ def _contact_form(request: web.Request, principal: Principal, directory: referen
         "commune": given.get("commune", place.site.commune or ""),
         "duree": given.get("duree", ""), "prenom": given.get("prenom", ""),
         "telephone": given.get("telephone", ""), "courriel": given.get("courriel", ""),
-        "note": given.get("note", ""),
+        "note": given.get("note", ""), "carte": given.get("carte", ""),
     }
     errors = errors or {}
     return pages.render(
@@ -289,8 +308,29 @@ async def record(request: web.Request) -> web.StreamResponse:
     place = await _place_of_today(request, directory)
     key = fields.get("cle", "").strip()
     payload = _payload(fields, place)
+    refused_card: dict[str, str] = {}
+    if fields.get("carte", "").strip():  # a person met before, by the code of their card
+        address = client_address(request, request.app[RUNTIME].settings.trusted_proxies)
+        throttle = request.app[THROTTLE]
+        wait = throttle.wait(address)
+        if wait:
+            log.warning("card_code_throttled", address=address, org=principal.org)
+            response = _contact_form(request, principal, directory, place, status=429,
+                                     fields=fields, errors={"card": CARD_TOO_MANY})
+            response.headers["Retry-After"] = str(max(1, round(wait)))
+            return response
+        person_id = await _person_of_card(request, principal.org, fields["carte"])
+        if person_id is None:
+            throttle.failed(address)
+            log.warning("card_code_refused", address=address, org=principal.org)
+            refused_card = {"card": CARD_REFUSED}
+        else:
+            payload["person_id"] = str(person_id)
     try:
         body = IntakeIn.model_validate(payload)
+        if refused_card:
+            return _contact_form(request, principal, directory, place, status=422,
+                                 fields=fields, errors=refused_card)
         if not key or len(key) > idempotency.MAX_KEY or not (key.isascii()
                                                              and key.isprintable()):
             return _contact_form(request, principal, directory, place, status=422,
@@ -300,8 +340,11 @@ async def record(request: web.Request) -> web.StreamResponse:
                                                   body, request.app[api.MASTER_KEY], directory)
     except ValidationError as invalid:
         return _contact_form(request, principal, directory, place, status=422, fields=fields,
-                             errors=_errors(invalid))
+                             errors=_errors(invalid) | refused_card)
     except Problem as refused:
+        if refused.title in ("Unknown person", "Person erased"):  # since the code was checked
+            return _contact_form(request, principal, directory, place, status=422,
+                                 fields=fields, errors={"card": CARD_REFUSED})
         if refused.status == 422 and "reused" in refused.title:  # the form served already
             notice = ("Ce formulaire a déjà servi à enregistrer un contact. Celui-ci est un "
                       "nouveau formulaire : vérifiez-le, puis enregistrez.")
@@ -313,6 +356,20 @@ async def record(request: web.Request) -> web.StreamResponse:
                              errors={"form": "Ce lieu n'est plus dans l'annuaire : choisissez "
                                      "de nouveau votre lieu du jour."})
     raise web.HTTPSeeOther(f"/terrain/contacts/{intake.id}")
+
+
+async def _person_of_card(request: web.Request, org: str, typed: str) -> uuid.UUID | None:
+    """The person whose card has this code, if the organisation met them (whoever else, and
+    whatever else was typed: None)."""
+    code = codes.clean(typed)
+    if code is None:
+        return None
+    pool = request.app[RUNTIME].pool
+    person_id = await store.person_of_card(
+        pool, card.code_hash(card.key(request.app[api.MASTER_KEY]), code))
+    if person_id is None or org not in await store.orgs_that_met(pool, person_id):
+        return None
+    return person_id
 
 
 # --- what routing proposes ------------------------------------------------------------------
@@ -378,7 +435,59 @@ async def proposal(request: web.Request) -> web.StreamResponse:
         "days": _answer_days(directory, r.target),
     } for r in referrals]
     return pages.render(request, "intake/proposition.html", intake=intake, place=place.site,
-                        proposals=shown, data=shared_data(intake), unavailable=unavailable)
+                        proposals=shown, data=shared_data(intake), unavailable=unavailable,
+                        may_give_card=row["basis"] == "met")
+
+
+# --- the person's card ----------------------------------------------------------------------
+
+@pages.page
+async def give_card(request: web.Request) -> web.StreamResponse:
+    """A card for the person of this contact: its code made now, shown once, kept hashed; the
+    person's earlier cards stop working."""
+    principal = await pages.require(request, SCOPE)
+    await pages.form(request)
+    try:
+        intake_id: uuid.UUID | None = uuid.UUID(request.match_info["id"])
+    except ValueError:
+        intake_id = None
+    pool = request.app[RUNTIME].pool
+    row = await store.get_intake(pool, intake_id, {principal.org}) if intake_id else None
+    if row is None:
+        raise pages.PageError(404, "Contact introuvable", "Ce contact n'existe pas, ou il n'a "
+                              "pas été enregistré par votre structure.")
+    person_id = row["person_id"]
+    card_key, card_id = card.key(request.app[api.MASTER_KEY]), uuid.uuid4()
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                           f"intake.cards/{person_id}")  # one card at a time per person
+        person = await store.person(conn, person_id)
+        if (principal.org not in await store.orgs_that_met(conn, person_id)
+                or (person is not None and person["erased_at"] is not None)):
+            raise pages.PageError(403, "Carte impossible", "Seule une structure qui a "
+                                  "rencontré la personne peut lui donner une carte.")
+        for _attempt in range(3):  # two cards with the same code: most unlikely, never kept
+            code = codes.new_code()
+            try:
+                async with conn.transaction():
+                    replaced = await store.replace_cards(
+                        conn, card_id, person_id, card.code_hash(card_key, code),
+                        principal.org, principal.who[:120])
+                break
+            except asyncpg.UniqueViolationError:
+                continue
+        else:
+            raise pages.PageError(503, "Carte impossible", "Réessayez dans un instant.")
+    log.info("card_given", card_id=str(card_id), intake_id=str(row["id"]), org=principal.org,
+             replaced=replaced)
+    directory = await _directory(request)
+    team = directory.get(principal.org)
+    response = pages.render(request, "intake/carte.html", intake_id=row["id"],
+                            code=codes.grouped(code), replaced=replaced,
+                            team=(team.name if team else principal.org).replace(
+                                "« ", "«\u00a0").replace(" »", "\u00a0»"))
+    response.headers["X-Robots-Tag"] = "noindex"
+    return response
 
 
 def routes(app: web.Application) -> None:
@@ -389,3 +498,6 @@ def routes(app: web.Application) -> None:
     app.router.add_get("/terrain/contact", contact_form)
     app.router.add_post("/terrain/contact", record)
     app.router.add_get("/terrain/contacts/{id}", proposal)
+    app.router.add_post("/terrain/contacts/{id}/carte", give_card)
+    app.router.add_static("/static/intake/", STATIC, name="intake")
+    app[THROTTLE] = codes.Throttle.per_minute()

@@ -109,6 +109,7 @@ async def erase(conn: asyncpg.Connection, person_id: UUID) -> None:
         person_id,
     )
     await conn.execute("UPDATE intake.intakes SET note = NULL WHERE person_id = $1", person_id)
+    await conn.execute("DELETE FROM intake.cards WHERE person_id = $1", person_id)
     await conn.execute("UPDATE intake.signals SET hint = NULL WHERE id IN"
                        " (SELECT signal_id FROM intake.intakes WHERE person_id = $1)", person_id)
 
@@ -120,6 +121,29 @@ async def log_access(conn: asyncpg.Connection, person_id: UUID, org: str, client
         " VALUES ($1, $2, $3, $4, $5)",
         person_id, org, client_id, consent_id, categories,
     )
+
+
+# --- the person's card -----------------------------------------------------------------------
+
+async def replace_cards(conn: asyncpg.Connection, card_id: UUID, person_id: UUID,
+                        code_hash: bytes, org: str, created_by: str) -> int:
+    """A new card for the person; their earlier cards stop working. How many it replaced."""
+    replaced: str = await conn.execute(
+        "UPDATE intake.cards SET revoked_at = now() WHERE person_id = $1"
+        " AND revoked_at IS NULL", person_id)
+    await conn.execute(
+        "INSERT INTO intake.cards (id, person_id, code_hash, org, created_by)"
+        " VALUES ($1, $2, $3, $4, $5)",
+        card_id, person_id, code_hash, org, created_by)
+    return int(replaced.split()[-1])
+
+
+async def person_of_card(db: Db, code_hash: bytes) -> UUID | None:
+    """The person whose valid card has this code's hash."""
+    found: UUID | None = await db.fetchval(
+        "SELECT person_id FROM intake.cards WHERE code_hash = $1 AND revoked_at IS NULL",
+        code_hash)
+    return found
 
 
 # --- consents seen (projection of consent.* events) ------------------------------------------

@@ -3,7 +3,8 @@ permanence, records an anonymous contact in under a minute (issue #11's requirem
 from the form's opening to the confirmation), sees what routing proposes, and records the
 person's consent, oral before a named witness, which hands the referral off, and shows the
 person their receipt; then, on the person's own phone, the receipt's link opens their
-consents and they withdraw part of one, which stops the referral; axe-core on every page, no
+consents and they withdraw part of one, which stops the referral; a second journey gives a
+person a card and recognises them by its code at the next contact; axe-core on every page, no
 console error, nothing wider than the phone, screenshots for the guide."""
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from services.auth.api import KEYS
 from services.consent.receipt import ALPHABET
 from services.runtime.app import RUNTIME
 from services.runtime.settings import Settings
-from tests.browser.conftest import PHONE, open_page, watch_errors
+from tests.browser.conftest import PHONE, axe, open_page, watch_errors
 from tests.browser.test_console import check, sign_in
 from tests.conftest import wait_until
 from tests.e2e.conftest import Tokens
@@ -140,3 +141,61 @@ async def test_an_outreach_counsellor_records_a_contact_on_a_phone(
                 " AND stopped_at IS NOT NULL"))
 
         await wait_until(stopped, 30, "the referral cancelled and the recipient told to stop")
+
+
+async def test_a_card_recognises_the_person_at_the_next_contact(
+    browser: Browser, relais_app: web.Application, settings: Settings
+) -> None:
+    async with TestClient(TestServer(relais_app, host="127.0.0.1")) as api:
+        live_server = str(api.make_url("")).rstrip("/")
+        await permanence_today(api, Tokens(await relais_app[KEYS].signing(), settings))
+        await account(api, NADIA, org=TEAM, name="Nadia Benali")
+        async with open_page(browser, PHONE, is_mobile=True, has_touch=True) as phone:
+            errors = watch_errors(phone)
+            heading = phone.get_by_role("heading", level=1)
+
+            async def fits() -> None:
+                width = await phone.evaluate("document.documentElement.scrollWidth")
+                assert width <= PHONE["width"], (phone.url, width)
+
+            await sign_in(phone, f"{live_server}/", NADIA)
+            await phone.get_by_role("button", name="Je suis ici : Étouvie, place du marché",
+                                    exact=True).click()
+            await expect(heading).to_have_text("Nouveau contact")
+            await phone.get_by_text("emploi", exact=True).click()
+            await phone.get_by_role("button", name="Enregistrer le contact").click()
+            await expect(heading).to_have_text("Contact enregistré")
+
+            await phone.get_by_role("button", name="Donner une carte à la personne").click()
+            await expect(heading).to_have_text("Carte à donner à la personne")
+            await expect(phone.locator("#code-carte")).to_have_text(CODE)
+            code = await phone.locator("#code-carte").inner_text()
+            await fits()
+            await check(phone, "terrain-carte", errors)
+
+            await phone.get_by_role("link", name="Enregistrer un autre contact").click()
+            await expect(heading).to_have_text("Nouveau contact")
+            await phone.get_by_label("Personne déjà rencontrée ? Code de sa carte").fill(
+                "ZZZZZ ZZZZZ" if code != "ZZZZZ ZZZZZ" else "22222 22222")
+            await phone.get_by_text("logement", exact=True).click()
+            await phone.get_by_role("button", name="Enregistrer le contact").click()
+            await expect(phone.get_by_text("Ce code ne correspond à aucune personne",
+                                           exact=False)).to_be_visible()  # next to the field
+            await fits()
+            assert await axe(phone) == []
+            assert [e for e in errors if "status of 422" not in e] == [] and len(errors) == 1
+            errors.clear()  # the refusal's own status
+            await phone.get_by_label("Personne déjà rencontrée ? Code de sa carte").fill(
+                code.lower())
+            await phone.get_by_role("button", name="Enregistrer le contact").click()
+            await expect(heading).to_have_text("Contact enregistré")
+            await expect(phone.get_by_text("C'est sa 2e rencontre.", exact=False)) \
+                .to_be_visible()
+            await fits()
+            await check(phone, "terrain-carte-reconnue", errors)
+
+        pool = relais_app[RUNTIME].pool
+        people = await pool.fetch("SELECT person_id, visit_number FROM intake.intakes"
+                                  " ORDER BY visit_number")
+        assert [r["visit_number"] for r in people] == [1, 2]
+        assert people[0]["person_id"] == people[1]["person_id"]

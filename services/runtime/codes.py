@@ -1,0 +1,81 @@
+"""Short codes that people carry and counsellors type (no I/O): the receipt's withdrawal code
+(services/consent/receipt.py) and the person's card (services/intake/card.py).
+
+A code is CODE_LENGTH signs of an alphabet without the letters and digits that read alike,
+shown in groups. Relais keeps only its keyed hash (HMAC-SHA-256 under a key derived from the
+master key, each kind of code with its own HKDF info): a copy of the database alone gives no
+code away, not even by trying them all. Wrong codes are throttled per address and overall
+(`Throttle`)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from services.runtime.ratelimit import RateLimiter
+
+ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
+"""30 signs, none that reads like another (no 0/O, 1/I/L, U/V)."""
+CODE_LENGTH = 10
+"""30^10: about 49 bits, against at most FAILURES_OVERALL guesses a minute."""
+GROUP = 5
+FAILURES_PER_ADDRESS = 5
+"""Wrong codes a minute from one address before it must wait."""
+FAILURES_OVERALL = 60
+"""Wrong codes a minute from everywhere before everyone must wait (a guess from many
+addresses)."""
+
+
+def derive(master: bytes, info: str) -> bytes:
+    """A key of its own for one use, derived from the master key (so it changes with it)."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                info=info.encode()).derive(master)
+
+
+def new_code(length: int = CODE_LENGTH) -> str:
+    return "".join(secrets.choice(ALPHABET) for _ in range(length))
+
+
+def grouped(code: str) -> str:
+    """"K7M2P 9XQ4R": in groups, to read out and copy."""
+    return " ".join(code[i:i + GROUP] for i in range(0, len(code), GROUP))
+
+
+def clean(typed: str, length: int = CODE_LENGTH) -> str | None:
+    """The code as typed (spaces, dashes and small letters allowed), or None if it cannot be
+    one."""
+    code = "".join(ch for ch in typed.upper() if ch.isalnum())
+    return code if len(code) == length and all(c in ALPHABET for c in code) else None
+
+
+def keyed_hash(key: bytes, kind: str, code: str) -> bytes:
+    """What is kept of a code: its HMAC under its own key."""
+    return hmac.new(key, f"{kind}|{code}".encode(), hashlib.sha256).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Throttle:
+    """Wrong codes: past FAILURES_PER_ADDRESS a minute from one address, or FAILURES_OVERALL
+    a minute from all, the next codes are refused (429) without being checked, until the
+    buckets refill. Per process, as the API's rate limit."""
+
+    by_address: RateLimiter
+    overall: RateLimiter
+
+    @classmethod
+    def per_minute(cls, per_address: int = FAILURES_PER_ADDRESS,
+                   overall: int = FAILURES_OVERALL) -> Throttle:
+        return cls(RateLimiter(per_address / 60, per_address), RateLimiter(overall / 60, overall))
+
+    def wait(self, address: str) -> float:
+        """The seconds before a code may be tried from this address (0: now)."""
+        return max(self.by_address.wait_time(address), self.overall.wait_time("*"))
+
+    def failed(self, address: str) -> None:
+        self.by_address.wait_for(address)
+        self.overall.wait_for("*")
