@@ -222,7 +222,7 @@ async def page_stream(request: web.Request) -> web.StreamResponse:
     hub = request.app[live.HUB]
     try:
         stream = hub.open(principal.org, principal.client_id, settings.sse_max_per_client,
-                          settings.sse_max_per_org)
+                          settings.sse_max_per_org, page=True)
     except live.TooManyStreams as exc:
         raise pages.PageError(429, "Trop de pages ouvertes", "Fermez les onglets de Relais "
                               "dont vous n'avez plus besoin.") from exc

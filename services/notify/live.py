@@ -29,6 +29,9 @@ class TooManyStreams(Exception):
 class Stream:
     org: str
     client_id: str
+    page: bool = False
+    """A console page's live list (counted apart from the API's streams: a person's open tabs
+    never take the places of the organisation's integration)."""
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when the stream has something to read, or should end (the hub stops)."""
 
@@ -42,14 +45,15 @@ class InboxHub:
         self.stopping = False
 
     def open(self, org: str, client_id: str, max_per_client: int,
-             max_per_org: int) -> Stream:
-        """A stream held open until `close`; TooManyStreams beyond the caps."""
-        refused = domain.stream_refused(self.per_client[(org, client_id)],
-                                        len(self.streams.get(org, ())), max_per_client,
-                                        max_per_org)
+             max_per_org: int, page: bool = False) -> Stream:
+        """A stream held open until `close`; TooManyStreams beyond the caps (the
+        organisation's counted apart for pages and for the API)."""
+        alike = sum(1 for s in self.streams.get(org, ()) if s.page == page)
+        refused = domain.stream_refused(self.per_client[(org, client_id)], alike,
+                                        max_per_client, max_per_org)
         if refused:
             raise TooManyStreams(refused)
-        stream = Stream(org, client_id)
+        stream = Stream(org, client_id, page)
         self.streams.setdefault(org, set()).add(stream)
         self.per_client[(org, client_id)] += 1
         return stream
