@@ -18,7 +18,6 @@ import secrets
 from datetime import UTC, datetime
 from urllib.parse import quote
 
-import aiohttp
 from aiohttp import web
 
 from services.auth import store
@@ -27,6 +26,7 @@ from services.runtime import links, peers
 from services.runtime import web as pages
 from services.runtime.app import RUNTIME
 from services.runtime.auth import TokenIssuer
+from services.runtime.problem import Problem
 
 LINK_KEY = web.AppKey("link_key", bytes)
 SCOPES = "referral:read referral:write people:read"
@@ -115,25 +115,17 @@ async def open_link(request: web.Request) -> web.StreamResponse:
 async def _still_listed(request: web.Request, link: links.Link) -> bool:
     """Whether the notify service still sends this organisation's referrals to the link's
     address (asked as the auth service itself, with a scope no client can hold)."""
-    runtime = request.app[RUNTIME]
-    settings = runtime.settings
+    settings = request.app[RUNTIME].settings
     token = TokenIssuer(await request.app[KEYS].signing(), settings.issuer,
                         settings.jwt_audience).issue("relais", "links:check", SERVICE_CLIENT, 60)
-    url = f"{peers.service_base(request, 'notify', settings.notify_url)}/internal/links/{link.id}"
     try:
-        async with request.app[peers.HTTP].get(
-                url, headers={"Authorization": f"Bearer {token}"},
-                allow_redirects=False) as response:
-            if response.status == 404 and response.content_type == "application/problem+json":
-                return False  # the notify service's own answer: no such email
-            response.raise_for_status()
-            said = await response.json()
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        said = await peers.link_standing(request, str(link.id), token)
+    except Problem as exc:
         raise pages.PageError(503, "Service momentanément indisponible", "Le lien n'a pas pu "
                               "être vérifié pour le moment. Réessayez dans quelques "
                               "minutes.") from exc
-    return bool(said.get("listed")) and str(said.get("address", "")).lower() == link.email \
-        and said.get("org") == link.org
+    return said is not None and said.listed and said.address.lower() == link.email \
+        and said.org == link.org
 
 
 def routes(app: web.Application) -> None:

@@ -405,9 +405,8 @@ def _answer_days(directory: reference.Directory, org: str) -> int | None:
     return organisation.answer_days if organisation else None
 
 
-@pages.page
-async def proposal(request: web.Request) -> web.StreamResponse:
-    principal = await pages.require(request, SCOPE)
+async def _own_contact(request: web.Request, principal: Principal) -> asyncpg.Record:
+    """The contact of the address, recorded by the person's organisation; else a 404 page."""
     try:
         intake_id = uuid.UUID(request.match_info["id"])
     except ValueError:
@@ -417,6 +416,13 @@ async def proposal(request: web.Request) -> web.StreamResponse:
     if row is None:
         raise pages.PageError(404, "Contact introuvable", "Ce contact n'existe pas, ou il n'a "
                               "pas été enregistré par votre structure.")
+    return row
+
+
+@pages.page
+async def proposal(request: web.Request) -> web.StreamResponse:
+    principal = await pages.require(request, SCOPE)
+    row = await _own_contact(request, principal)
     intake = domain.intake_out(row)
     try:
         referrals = await _proposals(request, intake.id)
@@ -447,15 +453,8 @@ async def give_card(request: web.Request) -> web.StreamResponse:
     person's earlier cards stop working."""
     principal = await pages.require(request, SCOPE)
     await pages.form(request)
-    try:
-        intake_id: uuid.UUID | None = uuid.UUID(request.match_info["id"])
-    except ValueError:
-        intake_id = None
+    row = await _own_contact(request, principal)
     pool = request.app[RUNTIME].pool
-    row = await store.get_intake(pool, intake_id, {principal.org}) if intake_id else None
-    if row is None:
-        raise pages.PageError(404, "Contact introuvable", "Ce contact n'existe pas, ou il n'a "
-                              "pas été enregistré par votre structure.")
     person_id = row["person_id"]
     card_key, card_id = card.key(request.app[api.MASTER_KEY]), uuid.uuid4()
     async with pool.acquire() as conn, conn.transaction():

@@ -55,16 +55,19 @@ def service_base(request: web.Request, service: str, configured: str | None) -> 
 
 
 async def _get(request: web.Request, path: str, model: type[M],
-               base: str | None = None, service: str = "Intake") -> M | None:
-    """GET from the intake service (or the service at `base`) as the caller; None when it
-    answers 404 (or 403)."""
+               base: str | None = None, service: str = "Intake",
+               token: str | None = None) -> M | None:
+    """GET from the intake service (or the service at `base`) as the caller (or with
+    `token`); None when it answers 404 (or 403, 410) itself, with a problem document: a bare
+    404 comes from something else in the way (a proxy, a wrong address), and is a 503."""
     try:
         async with request.app[HTTP].get(
             f"{base or intake_base(request)}{path}",
-            headers={"Authorization": f"Bearer {bearer(request)}"},
+            headers={"Authorization": f"Bearer {token or bearer(request)}"},
             allow_redirects=False,
         ) as response:
-            if response.status in (403, 404, 410):
+            if response.status in (403, 404, 410) \
+                    and response.content_type == "application/problem+json":
                 return None
             if response.status != 200:
                 raise Problem(503, f"{service} service unavailable", f"The {service.lower()} "
@@ -114,9 +117,17 @@ class LinkStanding(BaseModel):
     listed: bool
 
 
+async def link_standing(request: web.Request, link_id: str,
+                        token: str | None = None) -> LinkStanding | None:
+    """The email a magic link came with, as the notify service knows it (asked with the
+    link's own session, or with the auth service's `token`); None when there is none."""
+    base = service_base(request, "notify", request.app[RUNTIME].settings.notify_url)
+    return await _get(request, f"/internal/links/{link_id}", LinkStanding, base, "Notify",
+                      token)
+
+
 async def link_listed(request: web.Request, link_id: str) -> bool:
     """Whether the notify service still sends the magic link's organisation's referrals to
-    its address (asked with the link's own session): False once the address is removed."""
-    base = service_base(request, "notify", request.app[RUNTIME].settings.notify_url)
-    said = await _get(request, f"/internal/links/{link_id}", LinkStanding, base, "Notify")
+    its address: False once the address is removed."""
+    said = await link_standing(request, link_id)
     return said is not None and said.listed

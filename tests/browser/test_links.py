@@ -4,9 +4,6 @@ another browser, or altered, shows a French page and no data."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from playwright.async_api import Browser, expect
 
@@ -19,18 +16,12 @@ from tests.browser.test_console import check
 from tests.conftest import Mailbox
 from tests.e2e.conftest import Tokens
 from tests.integration.test_console import handed_off
-from tests.integration.test_links import link_for
-
-
-@pytest.fixture
-def settings(database: str, tmp_path: Path, smtp_server: Mailbox) -> Settings:
-    return Settings.model_validate({"data_dir": tmp_path, "database_url": database,
-                                    "smtp_port": smtp_server.port, "poll_interval": 0.5,
-                                    "checkpoint_interval": 0.3, "chase_interval": 0.2})
+from tests.integration.test_links import link_for, settings  # noqa: F401 (the fixture)
 
 
 async def test_a_partner_answers_from_the_emailed_link(
-        browser: Browser, settings: Settings, smtp_server: Mailbox) -> None:
+        browser: Browser, settings: Settings,  # noqa: F811 (the fixture)
+        smtp_server: Mailbox) -> None:
     assert settings.database_url
     app = create_app(settings, settings.database_url, service_specs(SERVICE_NAMES))
     async with TestClient(TestServer(app, host="127.0.0.1")) as api:

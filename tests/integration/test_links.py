@@ -6,22 +6,17 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.header import decode_header, make_header
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 import pytest
 from aiohttp import ClientSession, CookieJar
-from aiohttp.test_utils import TestClient, TestServer
 
 from services.auth import store as auth_store
-from services.auth.api import KEYS
-from services.cli import SERVICE_NAMES, service_specs
 from services.runtime import links, sealing
-from services.runtime.app import RUNTIME, create_app
+from services.runtime.app import RUNTIME
 from services.runtime.settings import Settings
 from tests.conftest import Mailbox, wait_until
 from tests.e2e.conftest import Tokens
@@ -34,23 +29,9 @@ LINK = re.compile(r"https?://\S+(/lien/[A-Za-z0-9_-]+)")
 
 
 @pytest.fixture
-def settings(database: str, tmp_path: Path, smtp_server: Mailbox) -> Settings:
-    return Settings.model_validate({"data_dir": tmp_path, "database_url": database,
-                                    "smtp_port": smtp_server.port, "poll_interval": 0.5,
-                                    "checkpoint_interval": 0.3, "chase_interval": 0.2})
-
-
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[Client]:
-    assert settings.database_url
-    app = create_app(settings, settings.database_url, service_specs(SERVICE_NAMES))
-    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-        yield client
-
-
-@pytest.fixture
-async def tokens(client: Client, settings: Settings) -> Tokens:
-    return Tokens(await client.app[KEYS].signing(), settings)
+def settings(settings: Settings, smtp_server: Mailbox) -> Settings:
+    """The integration tests' settings, with the test's SMTP server (the emails' links)."""
+    return settings.model_copy(update={"smtp_port": smtp_server.port})
 
 
 async def link_for(smtp_server: Mailbox, referral: str, address: str = ADDRESS) -> str:
