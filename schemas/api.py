@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
+from typing import Literal
 from uuid import UUID
 
 from pydantic import (
     AwareDatetime,
+    Base64Bytes,
     BaseModel,
     ConfigDict,
     EmailStr,
@@ -36,6 +38,10 @@ from schemas.vocab import (
 
 SLUG = r"^[a-z0-9][a-z0-9-]*$"
 INSEE = r"^(\d{5}|2[AB]\d{3})$"
+SHA256 = r"^[0-9a-f]{64}$"
+EVIDENCE_MAX = 512 * 1024
+"""The largest image of a signature or a signed form, in bytes (a drawn signature is a few
+kilobytes; the outreach app reduces a photo to well under this)."""
 
 
 class StrictModel(BaseModel):
@@ -155,6 +161,11 @@ class ConsentIn(StrictModel):
     captured_by: str = Field(min_length=1, max_length=120)
     captured_at_site: str | None = Field(default=None, pattern=SLUG, max_length=80)
     valid_until: AwareDatetime = Field(default_factory=_default_valid_until)
+    evidence_sha256: str | None = Field(
+        default=None, pattern=SHA256,
+        description="For a signed consent: the SHA-256 (hex) of the signature drawn on the "
+        "screen or of the photo of the signed form, as `POST /v1/people/{id}/evidence` "
+        "sealed it in the identity vault.")
     granted_at: AwareDatetime | None = Field(
         default=None, description="When the person agreed (a device that recorded it "
         "offline sends that time, not the time it syncs); now when omitted. Never in the "
@@ -165,6 +176,8 @@ class ConsentIn(StrictModel):
     def _check(self) -> ConsentIn:
         if self.method is ConsentMethod.oral_witnessed and not self.witness:
             raise ValueError("an oral agreement needs the witness named (field 'witness')")
+        if self.method is ConsentMethod.oral_witnessed and self.evidence_sha256:
+            raise ValueError("evidence_sha256: an oral agreement has no signature to seal")
         if self.granted_at is not None and self.granted_at > datetime.now(UTC) + GRANT_SKEW:
             raise ValueError("granted_at: the time the person agreed cannot be in the future")
         if self.granted_at is not None and self.granted_at < datetime.now(UTC) - GRANT_PAST:
@@ -187,6 +200,7 @@ class ConsentOut(BaseModel):
     notice_version: str
     notice_hash: str | None
     method: ConsentMethod
+    evidence_sha256: str | None = None
     granted_at: datetime
     valid_until: datetime
     status: str
@@ -370,6 +384,12 @@ class StatsOut(BaseModel):
     target: dict[str, Figure] = Field(description="Referrals by recipient")
     answers: dict[str, Figure] = Field(description="Handed-off referrals: answered, hours to "
                                        "the first answer (median, p90), shares in %")
+    signal: dict[str, Figure] = Field(
+        default_factory=dict, description="Signals from the relays of the network received "
+        "in the period, by relay kind (mayor, shop, ...); never a relay's name")
+    signal_answered: dict[str, Figure] = Field(
+        default_factory=dict, description="Of those, the signals a contact answered, by relay "
+        "kind")
 
 
 class NotificationOut(BaseModel):
@@ -427,6 +447,49 @@ class PersonOut(BaseModel):
     consent_id: UUID | None = Field(description="The consent that allowed this read, if any.")
 
 
+class EvidenceKind(StrEnum):
+    signature = "signature"
+    signed_form = "signed_form"
+
+
+class EvidenceIn(StrictModel):
+    """The proof of a signed consent: the signature drawn on the screen, or a photo of the
+    signed paper form. Sealed in the identity vault with the person's key (erased with them)."""
+
+    kind: EvidenceKind = Field(description="`signature` (drawn on the screen, for "
+                               "`signed_screen`) or `signed_form` (photo, for `signed_paper`)")
+    media_type: Literal["image/png", "image/jpeg"]
+    content: Base64Bytes = Field(description=f"The image, base64; at most {EVIDENCE_MAX} "
+                                 "bytes once decoded.")
+
+    @field_validator("content")
+    @classmethod
+    def _small_image(cls, content: bytes) -> bytes:
+        if len(content) > EVIDENCE_MAX:
+            raise ValueError(f"the image is larger than {EVIDENCE_MAX} bytes")
+        return content
+
+    @model_validator(mode="after")
+    def _is_that_image(self) -> EvidenceIn:
+        magic = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8\xff"}
+        if not self.content.startswith(magic[self.media_type]):
+            raise ValueError(f"content: not a {self.media_type} image")
+        return self
+
+
+class EvidenceOut(BaseModel):
+    person_id: UUID
+    sha256: str = Field(description="What the consent names (`evidence_sha256`).")
+    kind: EvidenceKind
+    media_type: str
+    size: int
+    created_at: datetime
+
+
+class EvidenceContent(EvidenceOut):
+    content: str = Field(description="The image, base64.")
+
+
 class StandingOut(BaseModel):
     """What your organisation is to a person (services/runtime/access.py): it met them, or a
     live consent names it. No personal data."""
@@ -480,6 +543,8 @@ class SignalOut(BaseModel):
     intake_id: UUID | None
     created_at: datetime
     closed_at: datetime | None
+    relay_id: UUID | None = Field(default=None, description="The relay whose personal link "
+                                  "sent it (none: posted through the API)")
 
 
 class SignalOutcome(StrEnum):

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from schemas.vocab import (
     AgeBracket,
     Channel,
+    ConsentMethod,
     DataCategory,
     Gender,
     Milestone,
@@ -28,6 +29,7 @@ CONSENT_GRANTED = "fr.relais.consent.granted.v1"
 CONSENT_WITHDRAWN = "fr.relais.consent.withdrawn.v1"
 CONSENT_EXPIRED = "fr.relais.consent.expired.v1"
 SIGNAL_RECEIVED = "fr.relais.intake.signal_received.v1"
+SIGNAL_CLOSED = "fr.relais.intake.signal_closed.v1"
 PERSON_ERASED = "fr.relais.intake.person_erased.v1"
 PERSONAL_DATA_READ = "fr.relais.intake.personal_data_read.v1"
 DIRECTORY_UPDATED = "fr.relais.intake.directory_updated.v1"
@@ -79,6 +81,18 @@ class SignalReceivedV1(EventData):
     needs: list[Need] = Field(default_factory=list)
 
 
+class SignalClosedV1(EventData):
+    """A signal was closed: answered by a contact (`intake_id`) or closed without one. For the
+    statistics per relay kind: no name, no hint."""
+
+    signal_id: UUID
+    org: str
+    relay_kind: str
+    outcome: str = Field(description="reached, not_found, declined, duplicate or other")
+    intake_id: UUID | None = Field(default=None, description="The contact that answered it")
+    closed_at: datetime
+
+
 class PersonErasedV1(EventData):
     """The person was erased: every service drops what it holds on this pseudonymous id."""
 
@@ -125,6 +139,10 @@ class ConsentGrantedV1(EventData):
     categories: list[DataCategory]
     notice_version: str
     notice_hash: str | None = None
+    method: ConsentMethod | None = Field(default=None, description="How the person agreed "
+                                         "(absent from consents recorded before it was said).")
+    evidence_sha256: str | None = Field(default=None, description="The SHA-256 of the sealed "
+                                        "signature or photo of the signed form, if any.")
     granted_at: datetime
     valid_until: datetime
 
@@ -235,6 +253,7 @@ class NotificationOutcomeV1(EventData):
 EVENT_MODELS: dict[str, type[EventData]] = {
     INTAKE_RECORDED: IntakeRecordedV1,
     SIGNAL_RECEIVED: SignalReceivedV1,
+    SIGNAL_CLOSED: SignalClosedV1,
     PERSON_ERASED: PersonErasedV1,
     PERSONAL_DATA_READ: PersonalDataReadV1,
     DIRECTORY_UPDATED: DirectoryUpdatedV1,

@@ -103,3 +103,8 @@ GENDERS: dict[str, str] = {  # as the person states it, if they wish
     Gender.female: "Femme", Gender.male: "Homme", Gender.other: "Autre",
     "not_given": "Non précisé",
 }
+RELAY_KINDS: dict[str, str] = {  # the relays of the network (schemas.api.RelayKind)
+    "mayor": "Mairie", "shop": "Commerce", "sports_club": "Club de sport",
+    "association": "Association", "social_landlord": "Bailleur social",
+    "school": "Établissement scolaire", "other": "Autre relais",
+}

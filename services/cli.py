@@ -172,6 +172,29 @@ async def directory_command(settings: Settings, args: argparse.Namespace) -> int
     return 0
 
 
+async def intake_command(settings: Settings, args: argparse.Namespace) -> int:
+    """`relais intake reindex-names`: the search by name's blind index computed again from
+    the vault (people sealed before it existed, or after a new master key)."""
+    from services.intake import search, vault
+
+    async with database(settings) as dsn:
+        conn = await db.connect(dsn)
+        try:
+            await db.migrate(conn, "intake", "services.runtime")
+            await db.migrate(conn, "intake", "services.intake")
+            try:
+                read, named = await search.reindex(conn, sealing.master_key(settings))
+            except vault.VaultError:
+                print("the vault cannot be opened with this master key (RELAIS_MASTER_KEY or "
+                      f"{settings.data_dir}/keys/master.key); the people indexed before it "
+                      "stopped keep their terms", file=sys.stderr)
+                return 1
+        finally:
+            await conn.close()
+    print(f"{read} people with a sealed identity read; {named} findable by name")
+    return 0
+
+
 async def _organisations(pool: asyncpg.Pool, settings: Settings) -> dict[str, str] | None:
     """The organisations of the directory in use (the intake service's), else of
     RELAIS_DIRECTORY_FILE, with their kinds; None when there is neither."""
@@ -417,6 +440,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                     "INSEE commune (repeat for several)")
     di.add_argument("--base", help="the directory to add to (YAML); the demo one if unset")
     di.add_argument("--out", help="write the YAML there instead of printing it")
+    intake = sub.add_parser("intake", help="the intake service's identity vault")
+    intake.add_subparsers(dest="action", required=True).add_parser(
+        "reindex-names", help="compute the search by name's blind index again from the vault "
+        "(people recorded before it, or after a new master key)")
     audit = sub.add_parser("audit", help="the consent trail")
     verify = audit.add_subparsers(dest="action", required=True).add_parser(
         "verify", help="verify an export offline: entries, chain, tree heads, signatures")
@@ -448,6 +475,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(asyncio.run(directory_command(settings, args)))
     elif args.command == "audit":
         sys.exit(audit_verify(args.export, args.key))
+    elif args.command == "intake":
+        sys.exit(asyncio.run(intake_command(settings, args)))
     elif args.command == "asyncapi":
         from schemas.asyncapi import document
 

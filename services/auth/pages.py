@@ -146,6 +146,9 @@ async def sign_out(request: web.Request) -> web.StreamResponse:
         await store.end_session(pool, session_id)
     response = web.HTTPSeeOther("/connexion?message=deconnecte")
     pages.end_session(response)
+    # The device forgets this site: the outreach app's queue (sealed, but wiped all the same),
+    # its service worker and what it kept (services/intake/offline_pages.py).
+    response.headers["Clear-Site-Data"] = '"cache", "storage"'
     raise response
 
 

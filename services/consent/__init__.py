@@ -36,6 +36,7 @@ async def start(runtime: Runtime) -> None:
     master = sealing.master_key(runtime.settings)
     await trail_store.seal_keys_in_clear(runtime.pool, master)
     runtime.app[person_pages.KEYS] = receipt.keys(master)
+    runtime.app[outreach.MASTER] = master
 
 
 def routes(app: web.Application) -> None:

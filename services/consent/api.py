@@ -180,7 +180,9 @@ async def post_notice(request: web.Request) -> web.Response:
 
 async def get_notice(request: web.Request) -> web.Response:
     await authenticate(request, None)
-    row = await store.notice(request.app[RUNTIME].pool, request.match_info["version"])
+    version, pool = request.match_info["version"], request.app[RUNTIME].pool
+    row = await (store.current_notice(pool) if version == "current"
+                 else store.notice(pool, version))
     if row is None:
         raise Problem(404, "Not found", "No such notice.")
     return json_response(notice_out(row))
@@ -275,7 +277,8 @@ OPERATIONS = [
                   "version": "2026-02", "language": "fr",
                   "text": "Relais : comment vos informations sont utilisées. (...) Vous pouvez "
                           "retirer votre accord à tout moment."}, errors=(409,), also=(200,)),
-    Operation("GET", "/v1/notices/{version}", get_notice, "A registered notice", "Consents",
+    Operation("GET", "/v1/notices/{version}", get_notice,
+              "A registered notice (`current`: the one people are shown now)", "Consents",
               response=NoticeOut, path_example={"version": "2026-01"}, errors=(404,)),
     Operation("POST", "/v1/consents/{id}/withdraw", withdraw,
               "Withdraw a consent, whole or in part", "Consents", "consent:write", WithdrawIn,

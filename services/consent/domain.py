@@ -16,7 +16,7 @@ def consent_out(row: Any) -> ConsentOut:
         recipients=row["recipients"], categories=row["categories"],
         notice_version=row["notice_version"],
         notice_hash=row["notice_hash"].hex() if row["notice_hash"] else None,
-        method=row["method"],
+        method=row["method"], evidence_sha256=row["evidence_sha256"],
         granted_at=row["granted_at"], valid_until=row["valid_until"], status=row["status"],
     )
 
@@ -26,7 +26,8 @@ def granted_event(consent: ConsentOut) -> ConsentGrantedV1:
         consent_id=consent.id, person_id=consent.person_id, org=consent.org,
         purposes=consent.purposes, recipients=consent.recipients,
         categories=consent.categories, notice_version=consent.notice_version,
-        notice_hash=consent.notice_hash,
+        notice_hash=consent.notice_hash, method=consent.method,
+        evidence_sha256=consent.evidence_sha256,
         granted_at=consent.granted_at, valid_until=consent.valid_until,
     )
 

@@ -9,38 +9,58 @@ that unit of work; the contact and the proposal are read from the intake and ref
 services' APIs as the signed-in person (`peers`), as a partner's system would. Its address
 is under `/terrain/accord/` so that the proxy sends it here by prefix (deploy/nginx).
 
-A refusal: the consent API has no notion of it (a consent is granted, then withdrawn or
-expired), so nothing is recorded and nothing is handed off, and the page says so."""
+A signed consent comes with its proof: the signature drawn on the screen, or a photo of the
+signed paper form (both made into an image by `static/signature.js`), sealed in the identity
+vault first (`POST /v1/people/{id}/evidence`, as the signed-in person), then named by its
+SHA-256 in the consent (`evidence_sha256`), and so on the trail.
+
+A refusal, once confirmed, cancels the referrals that waited for the consent, through the
+referral service's API as the sender (`POST /v1/referrals/{id}/cancel`, with the reason):
+nothing is handed off, and the referral's history says why. Cancelling again changes
+nothing, so a refusal sent twice (or replayed from a device) is recorded once."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, timedelta
 from typing import Any
 
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 from pydantic import ValidationError
 
-from schemas.api import ConsentIn, ConsentOut, IntakeOut, ReferralOut
+from schemas.api import ConsentIn, ConsentOut, EvidenceIn, EvidenceKind, IntakeOut, ReferralOut
 from schemas.vocab import ConsentMethod, DataCategory, Purpose, ReferralStatus
 from services.consent import api, domain, store
 from services.directory import Directory
-from services.runtime import idempotency, peers
+from services.runtime import idempotency, offline, peers
 from services.runtime import web as pages
 from services.runtime.app import RUNTIME
 from services.runtime.auth import Principal
+from services.runtime.http import json_response, read_json
 from services.runtime.problem import Problem
 
-LABELS = {ConsentMethod.oral_witnessed: "Oral, devant un témoin",
-          ConsentMethod.signed_screen: "Signé sur l'écran",
+LABELS = {ConsentMethod.signed_screen: "Signé sur l'écran",
+          ConsentMethod.oral_witnessed: "Oral, devant un témoin",
           ConsentMethod.signed_paper: "Signé sur papier"}
-METHODS = {m: LABELS[m] for m in (ConsentMethod.oral_witnessed,)}
-"""The methods the page offers (the signature drawn on the screen and the photo of a signed
-paper come with the next slices of issue #11)."""
+METHODS = {ConsentMethod.signed_screen: "Signature sur l'écran",
+           ConsentMethod.oral_witnessed: "Oral, devant un témoin",
+           ConsentMethod.signed_paper: "Formulaire papier signé, pris en photo"}
+"""The methods the page offers, the first chosen by default."""
+PROOF = {ConsentMethod.signed_screen: ("signature", EvidenceKind.signature),
+         ConsentMethod.signed_paper: ("photo", EvidenceKind.signed_form)}
+"""For a signed consent: the form's field that carries the image, and what it is."""
+DATA_URL = re.compile(r"^data:(image/png|image/jpeg);base64,([A-Za-z0-9+/=]+)$")
+REFUSAL = "La personne a refusé que ses informations soient transmises."
+"""The reason a refusal gives to the referrals it cancels (their history shows it)."""
+MASTER = web.AppKey("consent_master_key", bytes)
+ROUTING_GRACE = timedelta(minutes=2)
+"""How long after a contact is recorded a refusal sent from a device waits for routing's
+proposal (to cancel it) before it is taken as having nothing to cancel."""
 HAND_OFF_WAIT = 3.0
 """How long the confirmation waits for the referral service to hand the referral off (it
 does on the consent's event) before it says that it is under way."""
@@ -51,6 +71,8 @@ ERRORS = {
     "method": "Choisissez comment la personne donne son accord.",
     "witness": "Donnez le nom du témoin : un accord oral se recueille devant un témoin nommé, "
                "120 caractères au plus.",
+    "signature": "Faites signer la personne dans le cadre, avec le doigt ou un stylet.",
+    "photo": "Prenez en photo le formulaire signé (une image de 500 Ko au plus).",
 }
 EXPIRED = "Ce formulaire n'est plus valable : rechargez la page et recommencez."
 REUSED = ("Ce formulaire a déjà servi à enregistrer un autre accord. Celui-ci est un nouveau "
@@ -102,11 +124,7 @@ def _unavailable() -> pages.PageError:
                            "ce contact ou sa proposition. Réessayez dans quelques secondes.")
 
 
-def paragraphs(text: str) -> tuple[str, list[str]]:
-    """A notice's title and its paragraphs, each on one line (the text is wrapped)."""
-    blocks = [" ".join(line.strip() for line in block.splitlines())
-              for block in text.strip().split("\n\n") if block.strip()]
-    return (blocks[0], blocks[1:]) if blocks else ("", [])
+paragraphs = pages.paragraphs
 
 
 def proposed_categories(intake: IntakeOut) -> list[str]:
@@ -147,6 +165,8 @@ async def _form(request: web.Request, contact: Contact, *, status: int = 200,
         else given.getall("donnees", []),
         "methode": given.get("methode", next(iter(METHODS))),
         "temoin": given.get("temoin", ""),
+        "signature": given.get("signature", ""),
+        "photo": given.get("photo", ""),
     }
     title, text = paragraphs(shown["text"])
     return pages.render(
@@ -196,42 +216,134 @@ def errors_of(invalid: ValidationError) -> dict[str, str]:
     return errors
 
 
-@pages.page
-async def record(request: web.Request) -> web.StreamResponse:
-    """The consent, through POST /v1/consents's unit of work under the form's idempotency
-    key; or the person's refusal, which records nothing."""
-    principal = await pages.require(request, "consent:write")
-    fields = await pages.form(request)
-    contact = await _contact(request, principal)
-    if fields.get("decision") == "refus":
-        return pages.render(request, "consent/accord-refus.html", intake=contact.intake,
-                            targets=[contact.names.get(r.target, r.target)
-                                     for r in contact.awaiting])
+def image_of(data_url: str) -> tuple[str, str] | None:
+    """The media type and base64 text of an image the page sent as a data URL (a PNG
+    signature, a JPEG photo); None when there is none."""
+    found = DATA_URL.match(data_url.strip())
+    return (found.group(1), found.group(2)) if found else None
+
+
+def proof_of(fields: MultiDictProxy[str]) -> tuple[str, EvidenceIn | None] | None:
+    """For a signed consent: the form's field for its proof and the proof, if it is a right
+    one (an image of the kind the method says, small enough); None for another method."""
+    try:
+        method = ConsentMethod(fields.get("methode", ""))
+    except ValueError:
+        return None
+    if method not in PROOF:
+        return None
+    field, kind = PROOF[method]
+    image = image_of(fields.get(field, ""))
+    if image is None:
+        return field, None
+    try:
+        return field, EvidenceIn.model_validate(
+            {"kind": kind, "media_type": image[0], "content": image[1]})
+    except ValidationError:
+        return field, None
+
+
+class Invalid(Exception):
+    """The form cannot be recorded as it is: each field's French message (`form` for the
+    whole form), and the fields to show again."""
+
+    def __init__(self, errors: dict[str, str], fields: MultiDictProxy[str],
+                 notice: str | None = None) -> None:
+        super().__init__(" ".join(errors.values()) or notice or "")
+        self.errors, self.fields, self.notice = errors, fields, notice
+
+
+REFUSALS = {
+    403: ("Accord impossible", "Seule une structure qui a rencontré la personne recueille "
+          "son accord."),
+    404: ("Accord impossible", "Seule une structure qui a rencontré la personne recueille "
+          "son accord."),
+    410: ("Personne effacée", "Les données de cette personne ont été effacées : enregistrez "
+          "un nouveau contact."),
+}
+
+
+async def agree(request: web.Request, principal: Principal, contact: Contact,
+                fields: MultiDictProxy[str]) -> ConsentOut:
+    """The consent the form says, through POST /v1/consents's unit of work under the form's
+    idempotency key (`cle`), its proof sealed first when it is signed. Raises `Invalid` for
+    what the person at the screen can correct, a `Problem` otherwise."""
     key = fields.get("cle", "").strip()
     body = payload(fields, contact.intake, principal)
+    proof = proof_of(fields)
     try:
         model = ConsentIn.model_validate(body)
         if not key or len(key) > idempotency.MAX_KEY or not (key.isascii()
                                                              and key.isprintable()):
-            return await _form(request, contact, status=422, fields=fields,
-                               errors={"form": EXPIRED})
+            raise Invalid({"form": EXPIRED}, fields)
+        if proof is not None and proof[1] is None:
+            raise Invalid({proof[0]: ERRORS[proof[0]]}, fields)
+        if proof is not None and proof[1] is not None:
+            sealed = await peers.seal_evidence(request, contact.intake.person_id,
+                                               proof[1].kind, proof[1].media_type,
+                                               proof[1].content)
+            body["evidence_sha256"] = sealed.sha256
+            model = ConsentIn.model_validate(body)
         consent, _replayed = await api.record_once(request, principal.org, key, body, model)
+        return consent
     except ValidationError as invalid:
-        return await _form(request, contact, status=422, fields=fields,
-                           errors=errors_of(invalid))
+        found = errors_of(invalid)
+        if proof is not None and proof[1] is None:
+            found[proof[0]] = ERRORS[proof[0]]
+        raise Invalid(found, fields) from invalid
     except Problem as refused:
         if refused.status == 422 and "reused" in refused.title:
             fresh = MultiDictProxy(MultiDict(
                 (k, v) for k, v in fields.items() if k not in ("cle", "moment")))
-            return await _form(request, contact, status=422, fields=fresh, notice=REUSED)
+            raise Invalid({}, fresh, REUSED) from refused
         if refused.status == 422:  # the notice shown, or the person, is no longer known
-            return await _form(request, contact, status=422, fields=fields,
-                               errors={"form": EXPIRED})
-        if refused.status == 403:
-            raise pages.PageError(403, "Accord impossible", "Seule une structure qui a "
-                                  "rencontré la personne recueille son accord.") from refused
+            raise Invalid({"form": EXPIRED}, fields) from refused
+        raise
+
+
+@pages.page
+async def record(request: web.Request) -> web.StreamResponse:
+    """The consent (`agree`), or the person's refusal."""
+    principal = await pages.require(request, "consent:write")
+    fields = await pages.form(request)
+    contact = await _contact(request, principal)
+    if fields.get("decision") in ("refus", "refus-confirme"):
+        return await _refuse(request, contact, confirmed=fields["decision"] == "refus-confirme")
+    try:
+        consent = await agree(request, principal, contact, fields)
+    except Invalid as invalid:
+        return await _form(request, contact, status=422, fields=invalid.fields,
+                           errors=invalid.errors, notice=invalid.notice)
+    except Problem as refused:
+        if refused.status in REFUSALS:
+            raise pages.PageError(refused.status if refused.status != 404 else 403,
+                                  *REFUSALS[refused.status]) from refused
         raise _unavailable() from refused
     raise web.HTTPSeeOther(f"/terrain/accord/{contact.intake.id}/{consent.id}")
+
+
+async def cancel_waiting(request: web.Request, contact: Contact) -> list[ReferralOut]:
+    """The person refuses: the referrals that waited for their consent are cancelled, with the
+    reason (cancelling again changes nothing)."""
+    return [await peers.cancel_referral(request, r.id, REFUSAL) for r in contact.awaiting]
+
+
+async def _refuse(request: web.Request, contact: Contact, *,
+                  confirmed: bool) -> web.StreamResponse:
+    """The refusal: asked to be confirmed, then the waiting referrals cancelled."""
+    waiting = contact.awaiting
+    if confirmed:
+        try:
+            await cancel_waiting(request, contact)
+        except Problem as failed:
+            if failed.status == 503:
+                raise _unavailable() from failed
+            raise pages.PageError(409, "Refus non enregistré", "Une orientation de ce contact "
+                                  "a changé entre-temps : revenez au contact et "
+                                  "recommencez.") from failed
+    return pages.render(request, "consent/accord-refus.html", intake=contact.intake,
+                        confirmed=confirmed, targets=[contact.names.get(r.target, r.target)
+                                                      for r in waiting])
 
 
 async def _handed_off(request: web.Request, intake: IntakeOut,
@@ -271,9 +383,60 @@ async def recorded(request: web.Request) -> web.StreamResponse:
                         methods=LABELS, referrals=referrals, days=days)
 
 
+async def send_answer(request: web.Request) -> web.Response:
+    """The person's answer recorded without a network (services/runtime/offline.py), sent
+    once the contact is recorded: the consent (`agree`, under the entry's id as idempotency
+    key, at the time the person agreed, naming the notice shown), or the refusal (the
+    referrals routing then proposed cancelled; a 409 while routing has not run yet, for the
+    device to try again)."""
+    principal = await pages.require_script(request, "consent:write")
+    try:
+        sealed = offline.parse(await read_json(request))
+        answer = offline.open_entry(request.app[MASTER], principal.org, sealed).get("accord")
+        fields = offline.form_of(answer)
+    except offline.OpenError as failed:
+        raise Problem(422, "Fiche illisible", "Relais ne peut pas ouvrir cette fiche : elle a "
+                      "été chiffrée pour un autre serveur ou une autre structure, ou abîmée."
+                      ) from failed
+    try:
+        contact = await _contact(request, principal)
+    except pages.PageError as missing:
+        raise Problem(missing.status, missing.title, missing.detail) from missing
+    if fields.get("decision") == "refus":
+        return await _refusal_sent(request, contact)
+    if fields.get("decision") != "accord":
+        raise Problem(422, "Réponse illisible", "Cette fiche ne dit pas si la personne accepte.")
+    form = MultiDictProxy(MultiDict([*fields.items(), ("cle", sealed.id)]))
+    try:
+        consent = await agree(request, principal, contact, form)
+    except Invalid as invalid:
+        raise Problem(422, "Accord non valable", str(invalid),
+                      fields=sorted(invalid.errors)) from invalid
+    except Problem as refused:
+        if refused.status in REFUSALS:
+            raise Problem(refused.status, *REFUSALS[refused.status]) from refused
+        raise
+    return json_response({"consent_id": str(consent.id)}, status=201)
+
+
+async def _refusal_sent(request: web.Request, contact: Contact) -> web.Response:
+    deadline = time.monotonic() + HAND_OFF_WAIT
+    while not contact.referrals and time.monotonic() < deadline:
+        await asyncio.sleep(0.3)
+        contact = await _contact(request, request["principal"])
+    age = request.app[RUNTIME].clock() - contact.intake.created_at
+    if not contact.referrals and age < ROUTING_GRACE:
+        raise Problem(409, "Proposition en cours", "Relais calcule encore la proposition pour "
+                      "ce contact : le refus partira au prochain essai.",
+                      headers={"Retry-After": "5"})
+    cancelled = await cancel_waiting(request, contact)
+    return json_response({"cancelled": len(cancelled)})
+
+
 def routes(app: web.Application) -> None:
     pages.templates("consent", "services.consent")
     peers.setup(app)
     app.router.add_get("/terrain/accord/{id}", consent_form)
     app.router.add_post("/terrain/accord/{id}", record)
     app.router.add_get("/terrain/accord/{id}/{consent}", recorded)
+    app.router.add_post("/terrain/accord/{id}/envoi", send_answer)

@@ -17,12 +17,12 @@ async def insert_consent(
     row: asyncpg.Record = await conn.fetchrow(
         "INSERT INTO consent.consents (id, org, person_id, purposes, recipients, categories,"
         " notice_version, method, witness, captured_by, captured_at_site, valid_until,"
-        " notice_hash, granted_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
-        " $13, COALESCE($14, now())) RETURNING *",
+        " notice_hash, granted_at, evidence_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
+        " $10, $11, $12, $13, COALESCE($14, now()), $15) RETURNING *",
         consent_id, org, body.person_id, list(body.purposes), body.recipients,
         list(body.categories), body.notice_version, body.method, body.witness,
         body.captured_by, body.captured_at_site, body.valid_until, notice_hash,
-        body.granted_at,
+        body.granted_at, body.evidence_sha256,
     )
     return row
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from services import directory as reference
-from services.intake import api, handlers, pages, store
+from services.intake import api, handlers, offline_pages, pages, relay_pages, store
 from services.intake.directory import publish
 from services.runtime import sealing
 from services.runtime.app import ConsumerSpec, Runtime, ServiceSpec
@@ -32,6 +32,8 @@ async def start(runtime: Runtime) -> None:
 def routes(app: web.Application) -> None:
     api.routes(app)
     pages.routes(app)
+    relay_pages.routes(app)
+    offline_pages.routes(app)
 
 
 SPEC = ServiceSpec(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import uuid
 from datetime import UTC, date, datetime
@@ -14,6 +16,9 @@ from schemas.api import (
     BatchIn,
     BatchOut,
     BatchResult,
+    EvidenceContent,
+    EvidenceIn,
+    EvidenceOut,
     Identity,
     IntakeIn,
     IntakeOut,
@@ -29,13 +34,15 @@ from schemas.events import (
     INTAKE_RECORDED,
     PERSON_ERASED,
     PERSONAL_DATA_READ,
+    SIGNAL_CLOSED,
     SIGNAL_RECEIVED,
     PersonalDataReadV1,
     PersonErasedV1,
+    SignalClosedV1,
     SignalReceivedV1,
 )
 from services import directory as reference
-from services.intake import domain, store, vault
+from services.intake import domain, names, store, vault
 from services.intake.directory import CachedDirectory, publish
 from services.runtime import access, idempotency, outbox, paging
 from services.runtime.access import Act
@@ -83,18 +90,21 @@ async def record_intake(conn: asyncpg.Connection, org: str, body: IntakeIn,
     if body.identity or body.note:
         key = await _person_key(conn, person_id, person, master)
         if body.identity:
-            await _merge_identity(conn, person_id, person, key, body.identity)
+            await _merge_identity(conn, person_id, person, key, body.identity,
+                                  names.key(master))
         if body.note:
             note = vault.seal(key, body.note.encode(), f"note/{person_id}")
     bracket = body.age_bracket or (
         domain.age_bracket_for(body.birth_year, date.today()) if body.birth_year else None)
     intake_id = uuid.uuid4()
-    if body.signal_id and await store.get_signal(conn, body.signal_id, org, lock=True) is None:
+    signal = (await store.get_signal(conn, body.signal_id, org, lock=True)
+              if body.signal_id else None)
+    if body.signal_id and signal is None:
         raise Problem(422, "Unknown signal", "No such signal for your organisation.")
     row = await store.insert_intake(conn, intake_id, org, person_id, site, body, bracket,
                                     visits + 1, note, basis)
-    if body.signal_id:
-        await store.close_signal(conn, body.signal_id, "reached", intake_id)
+    if signal is not None and signal["status"] == "open":  # answered once: the first contact
+        await close_signal_now(conn, signal, "reached", intake_id)
     intake = domain.intake_out(row)
     await outbox.add(conn, store.SCHEMA, [new_event(
         INTAKE_RECORDED, SOURCE, str(person_id), domain.recorded_event(intake))])
@@ -147,14 +157,17 @@ async def _person_key(conn: asyncpg.Connection, person_id: uuid.UUID,
 
 
 async def _merge_identity(conn: asyncpg.Connection, person_id: uuid.UUID,
-                          person: asyncpg.Record | None, key: bytes, new: Identity) -> None:
-    """What is given now completes or corrects what was known."""
+                          person: asyncpg.Record | None, key: bytes, new: Identity,
+                          index_key: bytes) -> None:
+    """What is given now completes or corrects what was known; the search by name follows
+    (services/intake/names.py), in the same transaction."""
     known: dict[str, object] = {}
     if person is not None and person["identity"] is not None:
         known = json.loads(vault.open_sealed(key, person["identity"], f"identity/{person_id}"))
     merged = known | new.model_dump(mode="json", exclude_none=True)
     sealed = vault.seal(key, json.dumps(merged).encode(), f"identity/{person_id}")
     await store.set_identity(conn, person_id, sealed)
+    await store.replace_name_terms(conn, person_id, names.terms(index_key, merged))
 
 
 OPERATION = "intake"
@@ -339,6 +352,60 @@ async def delete_person(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+# --- the proof of signed consents -----------------------------------------------------------
+
+async def post_evidence(request: web.Request) -> web.Response:
+    """A signature drawn on the screen, or the photo of a signed form, sealed with the person's
+    key; named by its SHA-256, which the consent then records. Only an organisation that met
+    the person adds it; the same image again is the same evidence (200)."""
+    principal = await authenticate(request, "intake:write")
+    body = parse(EvidenceIn, await read_json(request))
+    person_id = path_uuid(request)
+    digest = hashlib.sha256(body.content).hexdigest()
+    async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
+        if not (await _standing(conn, person_id, principal.org)).met:
+            raise _not_found("person")
+        person = await store.person(conn, person_id, lock=True)
+        if person is not None and person["erased_at"] is not None:
+            raise Problem(410, "Erased", "This person's data was erased.")
+        key = await _person_key(conn, person_id, person, request.app[MASTER_KEY])
+        sealed = vault.seal(key, body.content, f"evidence/{person_id}/{digest}")
+        row, created = await store.add_evidence(conn, person_id, digest, body.kind,
+                                                body.media_type, len(body.content), sealed,
+                                                principal.org)
+    return json_response(EvidenceOut.model_validate(dict(row)), status=201 if created else 200,
+                         headers={"Location": f"/v1/people/{person_id}/evidence/{digest}"})
+
+
+async def get_evidence(request: web.Request) -> web.Response:
+    """The image, unsealed, to an organisation that met the person (logged as a read of
+    their identity: a signature is)."""
+    principal = await authenticate(request, "people:read")
+    person_id = path_uuid(request)
+    digest = request.match_info["sha256"]
+    async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
+        if not (await _standing(conn, person_id, principal.org)).met:
+            raise _not_found("person")
+        person = await store.person(conn, person_id)
+        if person is not None and person["erased_at"] is not None:
+            raise Problem(410, "Erased", "This person's data was erased.")
+        row = await store.evidence(conn, person_id, digest)
+        if row is None or person is None or person["wrapped_key"] is None:
+            raise _not_found("evidence")
+        key = vault.unwrap(request.app[MASTER_KEY], person_id, person["wrapped_key"])
+        content = vault.open_sealed(key, row["sealed"], f"evidence/{person_id}/{digest}")
+        await store.log_access(conn, person_id, principal.org, principal.client_id, None,
+                               ["identity"])
+        await outbox.add(conn, store.SCHEMA, [new_event(
+            PERSONAL_DATA_READ, SOURCE, str(person_id), PersonalDataReadV1(
+                person_id=person_id, org=principal.org, client_id=principal.client_id,
+                consent_id=None, categories=["identity"], read_at=datetime.now(UTC),
+                read_by=principal.who if principal.name else None))])
+    return json_response(EvidenceContent(
+        **EvidenceOut.model_validate(dict(row)).model_dump(),
+        content=base64.b64encode(content).decode()))
+
+
 async def get_standing(request: web.Request) -> web.Response:
     """What the caller's organisation is to a person: the services ask it before acting for
     the caller (the consent service before recording a consent). 404 when it is nothing."""
@@ -356,27 +423,67 @@ async def get_standing(request: web.Request) -> web.Response:
 
 # --- signals from the network --------------------------------------------------------------
 
+SIGNAL_OPERATION = "signal"
+"""The idempotency keys' operation for signals: the API's and the relays' links' (whose keys
+are prefixed with the relay's id, services/intake/relay_pages.py)."""
+
+
+async def answer_signal(conn: asyncpg.Connection, org: str, body: SignalIn, master: bytes,
+                        relay_id: uuid.UUID | None = None) -> idempotency.Answer:
+    """POST /v1/signals's unit of work and its answer: the signal, its hint sealed, and its
+    event, in the caller's transaction; `relay_id` when a relay's link sent it (a 410 problem
+    once its link is revoked)."""
+    if relay_id is not None and not await store.relay_still_active(conn, relay_id):
+        raise Problem(410, "Link revoked", "This relay's link was revoked.")
+    signal_id = uuid.uuid4()
+    hint = vault.seal(master, body.hint.encode(), f"signal/{signal_id}") if body.hint else None
+    row = await store.insert_signal(conn, signal_id, org, body.model_dump(mode="json"), hint,
+                                    relay_id)
+    signal = SignalOut.model_validate(dict(row))
+    await outbox.add(conn, store.SCHEMA, [new_event(
+        SIGNAL_RECEIVED, SOURCE, str(signal_id), SignalReceivedV1(
+            signal_id=signal_id, org=org, relay_kind=body.relay_kind, commune=body.commune,
+            site=body.site, age_bracket=body.age_bracket, needs=body.needs))])
+    return idempotency.Answer(201, signal.model_dump(mode="json"),
+                              {"Location": f"/v1/signals/{signal_id}"})
+
+
+async def signal_once(pool: asyncpg.Pool, org: str, key: str, payload: object, body: SignalIn,
+                      master: bytes, relay_id: uuid.UUID | None = None) -> tuple[SignalOut,
+                                                                                  bool]:
+    """A signal recorded once per (organisation, key), as POST /v1/signals does: the signal
+    (the first one for a key used again with the same payload) and whether it is a replay.
+    A key used again with another payload is a 422 problem; nothing is written then."""
+
+    async def work(conn: asyncpg.Connection) -> idempotency.Answer:
+        return await answer_signal(conn, org, body, master, relay_id)
+
+    answer, replayed = await idempotency.once(pool, store.SCHEMA, org, SIGNAL_OPERATION, key,
+                                              payload, work)
+    return SignalOut.model_validate(answer.body), replayed
+
+
+async def close_signal_now(conn: asyncpg.Connection, signal: asyncpg.Record, outcome: str,
+                           intake_id: uuid.UUID | None) -> asyncpg.Record:
+    """Close an open signal (locked by the caller) and say so to the other services (the
+    statistics per relay kind)."""
+    row = await store.close_signal(conn, signal["id"], outcome, intake_id)
+    await outbox.add(conn, store.SCHEMA, [new_event(
+        SIGNAL_CLOSED, SOURCE, str(signal["id"]), SignalClosedV1(
+            signal_id=signal["id"], org=signal["org"], relay_kind=signal["relay_kind"],
+            outcome=outcome, intake_id=intake_id, closed_at=row["closed_at"]))])
+    return row
+
+
 async def post_signal(request: web.Request) -> web.Response:
     master = request.app[MASTER_KEY]
 
     async def work(conn: asyncpg.Connection, principal: Principal,
                    body: SignalIn) -> idempotency.Answer:
-        signal_id = uuid.uuid4()
-        hint = (vault.seal(master, body.hint.encode(), f"signal/{signal_id}")
-                if body.hint else None)
-        row = await store.insert_signal(conn, signal_id, principal.org,
-                                        body.model_dump(mode="json"), hint)
-        signal = SignalOut.model_validate(dict(row))
-        await outbox.add(conn, store.SCHEMA, [new_event(
-            SIGNAL_RECEIVED, SOURCE, str(signal_id), SignalReceivedV1(
-                signal_id=signal_id, org=principal.org, relay_kind=body.relay_kind,
-                commune=body.commune, site=body.site, age_bracket=body.age_bracket,
-                needs=body.needs))])
-        return idempotency.Answer(201, signal.model_dump(mode="json"),
-                                  {"Location": f"/v1/signals/{signal_id}"})
+        return await answer_signal(conn, principal.org, body, master)
 
-    return await idempotency.create(request, "intake:write", SignalIn, store.SCHEMA, "signal",
-                                    work)
+    return await idempotency.create(request, "intake:write", SignalIn, store.SCHEMA,
+                                    SIGNAL_OPERATION, work)
 
 
 async def list_signals(request: web.Request) -> web.Response:
@@ -398,7 +505,7 @@ async def close_signal(request: web.Request) -> web.Response:
             raise _not_found("signal")
         if signal["status"] == "closed":
             raise Problem(409, "Already closed", "This signal is already closed.")
-        row = await store.close_signal(conn, signal_id, body.outcome, body.intake_id)
+        row = await close_signal_now(conn, signal, body.outcome, body.intake_id)
     return json_response(SignalOut.model_validate(dict(row)))
 
 
@@ -432,6 +539,10 @@ INTAKE_EXAMPLE = {
     "note": "Cherche un apprentissage en cuisine ; pas de permis.",
 }
 EXAMPLE_ID = "5d0c1f8e-2b7a-4c3d-9e61-3a8f0b2c4d5e"
+EXAMPLE_PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6k"
+               "gAAAABJRU5ErkJggg==")
+"""A 1×1 PNG: the smallest signature an example can send."""
+EXAMPLE_SHA256 = hashlib.sha256(base64.b64decode(EXAMPLE_PNG)).hexdigest()
 TAG = "Intakes"
 OPERATIONS = [
     Operation("POST", "/v1/intakes", post_intake, "Record a contact", TAG, "intake:write",
@@ -470,6 +581,17 @@ OPERATIONS = [
     Operation("DELETE", "/v1/people/{id}", delete_person,
               "Erase a person (crypto-shredding)", "People", "people:erase", status=204,
               path_example={"id": EXAMPLE_ID}, errors=(404,)),
+    Operation("POST", "/v1/people/{id}/evidence", post_evidence,
+              "Seal the proof of a signed consent (signature drawn, or photo of the form)",
+              "People", "intake:write", EvidenceIn, EvidenceOut, 201, {
+                  "kind": "signature", "media_type": "image/png",
+                  "content": EXAMPLE_PNG}, path_example={"id": EXAMPLE_ID},
+              also=(200,), errors=(404, 410, 422)),
+    Operation("GET", "/v1/people/{id}/evidence/{sha256}", get_evidence,
+              "The proof of a signed consent, unsealed (logged)", "People", "people:read",
+              response=EvidenceContent, path_example={"id": EXAMPLE_ID,
+                                                      "sha256": EXAMPLE_SHA256},
+              errors=(404, 410)),
     Operation("POST", "/v1/signals", post_signal, "Signal someone to reach", "Signals",
               "intake:write", SignalIn, SignalOut, 201, {
                   "relay_kind": "sports_club", "relay_name": "US Étouvie football",

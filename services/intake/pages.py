@@ -9,7 +9,13 @@ A person met before is recognised by the code of the card given to them at a con
 right code attaches the new contact to the same person (the intake's `person_id`, as the API
 does, with the access rule); a wrong one, or one of a person the organisation never met, gets
 the same French words, nothing is written, and failures are throttled per address and
-overall and logged without the code.
+overall and logged without the code. Or by their name (`/terrain/recherche`,
+services/intake/search.py): one lookup of a keyed blind index (services/intake/names.py)
+among the people the organisation met, only the matches unsealed and each logged as a read;
+picking one opens the contact form with the person's id (`?personne=`), which attaches the
+contact as a card does (the same check that the organisation met them, the same unit of
+work). Searches are throttled per person signed in; the name is posted, never in an address
+or a log.
 
 The place of the day is remembered in a cookie (`relais_terrain`, this path only): the date
 in Paris and a permanence or a site of the directory, nothing personal. It lasts until
@@ -35,7 +41,7 @@ from schemas import vocab_fr as fr
 from schemas.api import NOTE_MAX, IntakeIn, IntakeOut, ReferralOut
 from schemas.vocab import AgeBracket, Channel, Need, SituationFlag
 from services import directory as reference
-from services.intake import api, card, domain, store
+from services.intake import api, card, domain, names, relay_pages, search, store
 from services.runtime import codes, idempotency, peers
 from services.runtime import web as pages
 from services.runtime.app import RUNTIME
@@ -55,7 +61,14 @@ says that the proposal is being computed."""
 SITE_CHANNELS = {"online": Channel.online}
 STATIC = Path(__file__).resolve().parent / "static"
 THROTTLE = web.AppKey("card_throttle", codes.Throttle)
+SEARCH_THROTTLE = web.AppKey("name_search_throttle", codes.Throttle)
+SEARCHES_PER_ACCOUNT = 10
+"""Searches by name a minute for one person signed in (each shows personal data)."""
+SEARCHES_OVERALL = 120
+PATH_CONTACTS = 10
+"""A person's last contacts whose referrals the search shows (their remobilisation path)."""
 log = get_logger("relais.intake.card")
+search_log = get_logger("relais.intake.search")
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +176,8 @@ async def day(request: web.Request) -> web.StreamResponse:
     chosen = remembered(request, directory)
     return pages.render(request, "intake/terrain.html", chosen=chosen,
                         chosen_text=describe(chosen, directory, principal.org, today(request))
-                        if chosen else "", **_day_view(request, directory, principal.org))
+                        if chosen else "", **_day_view(request, directory, principal.org),
+                        signals=await relay_pages.open_signals(request, principal.org))
 
 
 @pages.page
@@ -198,10 +212,12 @@ ERRORS = {
     "commune": "Le code INSEE de la commune : 5 caractères, par exemple 80021 pour Amiens.",
     "duration_minutes": "Choisissez une durée de la liste.",
     "first_name": "Un prénom de 80 caractères au plus.",
+    "last_name": "Un nom de 80 caractères au plus.",
     "phone": "Un numéro de téléphone : des chiffres, avec des espaces, points ou tirets si "
              "vous voulez, par exemple 06 12 34 56 78.",
     "email": "Une adresse électronique valable, par exemple prenom.nom@exemple.fr.",
     "note": f"La note compte au plus {NOTE_MAX} caractères.",
+    "signal_id": "Choisissez un signalement de la liste.",
 }
 CARD_REFUSED = ("Ce code ne correspond à aucune personne rencontrée par votre structure. "
                 f"Recopiez-le depuis sa carte : {codes.CODE_LENGTH} caractères, lettres et "
@@ -209,6 +225,10 @@ CARD_REFUSED = ("Ce code ne correspond à aucune personne rencontrée par votre 
 CARD_TOO_MANY = ("Trop de codes erronés : attendez une minute avant de réessayer, ou videz ce "
                  "champ pour enregistrer le contact comme un premier contact.")
 EXPIRED = "Ce formulaire n'est plus valable : rechargez la page et recommencez."
+PERSON_REFUSED = ("Cette personne n'est pas, ou plus, parmi celles que votre structure a "
+                  "rencontrées. Cherchez-la de nouveau, ou enregistrez un premier contact.")
+SIGNAL_REFUSED = ("Ce signalement n'est pas, ou plus, parmi ceux de votre structure : "
+                  "choisissez-en un de la liste, ou « Aucun ».")
 NIR_REFUSED = ("La note ne doit pas contenir de numéro de sécurité sociale : retirez-le, il "
                "ne doit jamais être enregistré dans Relais.")
 
@@ -231,10 +251,13 @@ def _payload(fields: MultiDictProxy[str], place: Place) -> dict[str, Any]:
         if text(name):
             payload[key] = int(text(name)) if text(name).isdigit() else text(name)
     identity = {key: text(name) for name, key in (("prenom", "first_name"),
+                                                  ("nom", "last_name"),
                                                   ("telephone", "phone"),
                                                   ("courriel", "email")) if text(name)}
     if identity:
         payload["identity"] = identity
+    if text("signalement"):  # the signal of the network this contact answers
+        payload["signal_id"] = text("signalement")
     return payload
 
 
@@ -255,8 +278,8 @@ def _errors(invalid: ValidationError) -> dict[str, str]:
 
 def _contact_form(request: web.Request, principal: Principal, directory: reference.Directory,
                   place: Place, *, status: int = 200, fields: MultiDictProxy[str] | None = None,
-                  errors: dict[str, str] | None = None,
-                  notice: str | None = None) -> web.Response:
+                  errors: dict[str, str] | None = None, notice: str | None = None,
+                  returning: asyncpg.Record | None = None) -> web.Response:
     now = request.app[RUNTIME].clock()
     given = fields if fields is not None else MultiDictProxy(MultiDict[str]())
     values = {
@@ -267,15 +290,20 @@ def _contact_form(request: web.Request, principal: Principal, directory: referen
         "age": given.get("age", ""), "annee": given.get("annee", ""),
         "commune": given.get("commune", place.site.commune or ""),
         "duree": given.get("duree", ""), "prenom": given.get("prenom", ""),
+        "nom": given.get("nom", ""),
         "telephone": given.get("telephone", ""), "courriel": given.get("courriel", ""),
         "note": given.get("note", ""), "carte": given.get("carte", ""),
+        "signalement": given.get("signalement", request.query.get("signalement", "")),
+        "personne": given.get("personne", ""),
     }
     errors = errors or {}
     return pages.render(
         request, "intake/contact.html", status=status, values=values, errors=errors,
         notice=notice, place_text=describe(place, directory, principal.org, today(request)),
-        identity_open=bool(values["prenom"] or values["telephone"] or values["courriel"]
-                           or {"first_name", "phone", "email"} & errors.keys()),
+        identity_open=bool(values["prenom"] or values["nom"] or values["telephone"]
+                           or values["courriel"]
+                           or {"first_name", "last_name", "phone", "email"} & errors.keys()),
+        returning=returning, signals=request.get(relay_pages.OPEN_SIGNALS, []),
         channels=list(Channel), needs=list(Need), flags=list(SituationFlag),
         ages=["", *AgeBracket], age_labels={"": "Non précisé"} | fr.AGES,
         durations=["", *map(str, DURATIONS)], duration_labels=DURATION_LABELS,
@@ -292,10 +320,21 @@ async def _place_of_today(request: web.Request,
 
 @pages.page
 async def contact_form(request: web.Request) -> web.StreamResponse:
+    """The form; `?personne=` (from the search by name) attaches it to a person the
+    organisation met, and says how many times it met them."""
     principal = await pages.require(request, SCOPE)
     directory = await _directory(request)
-    return _contact_form(request, principal, directory,
-                         await _place_of_today(request, directory))
+    place = await _place_of_today(request, directory)
+    request[relay_pages.OPEN_SIGNALS] = await relay_pages.open_signals(request, principal.org)
+    if "personne" not in request.query:
+        return _contact_form(request, principal, directory, place)
+    person_id = await _person_met(request, principal.org, request.query["personne"])
+    if person_id is None:
+        raise pages.PageError(404, "Personne introuvable", PERSON_REFUSED)
+    return _contact_form(request, principal, directory, place,
+                         fields=MultiDictProxy(MultiDict(personne=str(person_id))),
+                         returning=await store.visits_by(request.app[RUNTIME].pool, person_id,
+                                                         principal.org))
 
 
 @pages.page
@@ -306,10 +345,18 @@ async def record(request: web.Request) -> web.StreamResponse:
     fields = await pages.form(request)
     directory = await _directory(request)
     place = await _place_of_today(request, directory)
+    request[relay_pages.OPEN_SIGNALS] = await relay_pages.open_signals(request, principal.org)
     key = fields.get("cle", "").strip()
     payload = _payload(fields, place)
     refused_card: dict[str, str] = {}
-    if fields.get("carte", "").strip():  # a person met before, by the code of their card
+    found = fields.get("personne", "").strip()
+    if found:  # a person met before, picked from the search by name
+        person_id = await _person_met(request, principal.org, found)
+        if person_id is None:
+            return _contact_form(request, principal, directory, place, status=422,
+                                 fields=fields, errors={"form": PERSON_REFUSED})
+        payload["person_id"] = str(person_id)
+    elif fields.get("carte", "").strip():  # a person met before, by the code of their card
         address = client_address(request, request.app[RUNTIME].settings.trusted_proxies)
         throttle = request.app[THROTTLE]
         wait = throttle.wait(address)
@@ -342,9 +389,13 @@ async def record(request: web.Request) -> web.StreamResponse:
         return _contact_form(request, principal, directory, place, status=422, fields=fields,
                              errors=_errors(invalid) | refused_card)
     except Problem as refused:
-        if refused.title in ("Unknown person", "Person erased"):  # since the code was checked
+        if refused.title in ("Unknown person", "Person erased"):  # since it was checked
             return _contact_form(request, principal, directory, place, status=422,
-                                 fields=fields, errors={"card": CARD_REFUSED})
+                                 fields=fields, errors={"form": PERSON_REFUSED} if found
+                                 else {"card": CARD_REFUSED})
+        if refused.title == "Unknown signal":
+            return _contact_form(request, principal, directory, place, status=422,
+                                 fields=fields, errors={"signal_id": SIGNAL_REFUSED})
         if refused.status == 422 and "reused" in refused.title:  # the form served already
             notice = ("Ce formulaire a déjà servi à enregistrer un contact. Celui-ci est un "
                       "nouveau formulaire : vérifiez-le, puis enregistrez.")
@@ -370,6 +421,105 @@ async def _person_of_card(request: web.Request, org: str, typed: str) -> uuid.UU
     if person_id is None or org not in await store.orgs_that_met(pool, person_id):
         return None
     return person_id
+
+
+async def _person_met(request: web.Request, org: str, given: str) -> uuid.UUID | None:
+    """The person a form names (by id, from the search by name), if the organisation met
+    them, as for a card: whoever else, and whatever else was given, None."""
+    try:
+        person_id = uuid.UUID(given)
+    except ValueError:
+        return None
+    met = await store.orgs_that_met(request.app[RUNTIME].pool, person_id)
+    return person_id if org in met else None
+
+
+# --- the search by name ---------------------------------------------------------------------
+
+SEARCH_TOO_SHORT = (f"Tapez au moins {names.MIN_LETTERS} lettres : son prénom, son nom, ou "
+                    f"les deux (au plus {names.MAX_TYPED} caractères).")
+SEARCH_TOO_MANY = ("Trop de recherches en une minute : attendez un peu avant de chercher de "
+                   "nouveau.")
+
+
+async def _search_page(request: web.Request, principal: Principal,
+                       place: Place | None = None, *, status: int = 200, typed: str = "",
+                       errors: dict[str, str] | None = None,
+                       found: list[dict[str, Any]] | None = None,
+                       more: bool = False) -> web.Response:
+    directory = await _directory(request)
+    place = place or await _place_of_today(request, directory)
+    response = pages.render(
+        request, "intake/recherche.html", status=status, typed=typed, errors=errors or {},
+        found=found, more=more, shown=search.SHOWN, min_letters=names.MIN_LETTERS,
+        max_typed=names.MAX_TYPED,
+        place_text=describe(place, directory, principal.org, today(request)))
+    response.headers["X-Robots-Tag"] = "noindex"
+    return response
+
+
+@pages.page
+async def search_form(request: web.Request) -> web.StreamResponse:
+    principal = await pages.require(request, SCOPE)
+    return await _search_page(request, principal)
+
+
+@pages.page
+async def find_person(request: web.Request) -> web.StreamResponse:
+    """People the organisation met, by their name: one lookup of the blind index, only the
+    matches unsealed, each logged as a read of their identity; throttled per person signed
+    in. The name goes in the form's body, never in an address or a log."""
+    principal = await pages.require(request, SCOPE)
+    fields = await pages.form(request)
+    place = await _place_of_today(request, await _directory(request))
+    typed = fields.get("nom", "")
+    master = request.app[api.MASTER_KEY]
+    term = names.query_term(names.key(master), typed)
+    if term is None:
+        return await _search_page(request, principal, place, status=422, typed=typed,
+                                  errors={"name": SEARCH_TOO_SHORT})
+    throttle, account = request.app[SEARCH_THROTTLE], principal.who
+    wait = throttle.wait(account)
+    if wait:
+        search_log.warning("name_search_throttled", org=principal.org)
+        response = await _search_page(request, principal, place, status=429, typed=typed,
+                                      errors={"name": SEARCH_TOO_MANY})
+        response.headers["Retry-After"] = str(max(1, round(wait)))
+        return response
+    throttle.failed(account)  # every search counts: each may show personal data
+    people, more = await search.find(request.app[RUNTIME].pool, principal, master, term)
+    search_log.info("name_search", org=principal.org, shown=len(people), more=more)
+    paths = await _paths(request, people)
+    return await _search_page(request, principal, place, typed=typed, more=more, found=[
+        {"person": p, "path": paths.get(p.person_id)} for p in people])
+
+
+async def _paths(request: web.Request,
+                 people: list[search.Found]) -> dict[uuid.UUID, list[dict[str, Any]]]:
+    """Each person's remobilisation path: the referrals the organisation sent for its last
+    contacts with them, as the referral service serves them (read as the person signed in);
+    nobody's when it cannot be read now."""
+    asked = [(p.person_id, i) for p in people for i in p.intake_ids[-PATH_CONTACTS:]]
+    try:
+        pages_read = await asyncio.gather(*(peers.referrals_of_intake(request, intake_id)
+                                            for _person, intake_id in asked))
+    except Problem:
+        return {}
+    directory = await _directory(request)
+    org_names = {o.id: o.name for o in directory.organisations}
+    paths: dict[uuid.UUID, list[dict[str, Any]]] = {p.person_id: [] for p in people}
+    for (person_id, _intake), read in zip(asked, pages_read, strict=True):
+        paths[person_id] += [{
+            "at": r.requested_at or r.created_at, "target": org_names.get(r.target, r.target),
+            "purpose": fr.PURPOSES.get(r.purpose, r.purpose),
+            "status": fr.STATUSES.get(r.status, r.status),
+            "badge": fr.STATUS_BADGES.get(r.status, "info"),
+            "outcome": fr.OUTCOMES.get(r.outcome) if r.outcome else None,
+            "reason": fr.REASONS.get(r.reject_reason) if r.reject_reason else None,
+        } for r in read.items]
+    for steps in paths.values():
+        steps.sort(key=lambda step: step["at"])
+    return paths
 
 
 # --- what routing proposes ------------------------------------------------------------------
@@ -496,7 +646,10 @@ def routes(app: web.Application) -> None:
     app.router.add_post("/terrain", pick)
     app.router.add_get("/terrain/contact", contact_form)
     app.router.add_post("/terrain/contact", record)
+    app.router.add_get("/terrain/recherche", search_form)
+    app.router.add_post("/terrain/recherche", find_person)
     app.router.add_get("/terrain/contacts/{id}", proposal)
     app.router.add_post("/terrain/contacts/{id}/carte", give_card)
     app.router.add_static("/static/intake/", STATIC, name="intake")
     app[THROTTLE] = codes.Throttle.per_minute()
+    app[SEARCH_THROTTLE] = codes.Throttle.per_minute(SEARCHES_PER_ACCOUNT, SEARCHES_OVERALL)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any, TypeAlias
 from uuid import UUID
@@ -110,8 +111,31 @@ async def erase(conn: asyncpg.Connection, person_id: UUID) -> None:
     )
     await conn.execute("UPDATE intake.intakes SET note = NULL WHERE person_id = $1", person_id)
     await conn.execute("DELETE FROM intake.cards WHERE person_id = $1", person_id)
+    await conn.execute("DELETE FROM intake.name_index WHERE person_id = $1", person_id)
+    await conn.execute("DELETE FROM intake.evidence WHERE person_id = $1", person_id)
     await conn.execute("UPDATE intake.signals SET hint = NULL WHERE id IN"
                        " (SELECT signal_id FROM intake.intakes WHERE person_id = $1)", person_id)
+
+
+async def add_evidence(conn: asyncpg.Connection, person_id: UUID, sha256: str, kind: str,
+                       media_type: str, size: int, sealed: bytes,
+                       org: str) -> tuple[asyncpg.Record, bool]:
+    """The evidence row, and whether it is new (the same image again is the same row)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "INSERT INTO intake.evidence (person_id, sha256, kind, media_type, size, sealed, org)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING"
+        " RETURNING person_id, sha256, kind, media_type, size, created_at",
+        person_id, sha256, kind, media_type, size, sealed, org)
+    if row is not None:
+        return row, True
+    return await evidence(conn, person_id, sha256), False
+
+
+async def evidence(db: Db, person_id: UUID, sha256: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await db.fetchrow(
+        "SELECT * FROM intake.evidence WHERE person_id = $1 AND sha256 = $2",
+        person_id, sha256)
+    return row
 
 
 async def log_access(conn: asyncpg.Connection, person_id: UUID, org: str, client_id: str,
@@ -144,6 +168,62 @@ async def person_of_card(db: Db, code_hash: bytes) -> UUID | None:
         "SELECT person_id FROM intake.cards WHERE code_hash = $1 AND revoked_at IS NULL",
         code_hash)
     return found
+
+
+# --- the search by name (a keyed blind index, services/intake/names.py) --------------------
+
+async def replace_name_terms(conn: asyncpg.Connection, person_id: UUID,
+                             terms: Collection[bytes]) -> None:
+    """The person's index terms, as their identity now says (none: not findable by name),
+    in one round trip: the others go, the new ones come, those kept stay."""
+    await conn.execute(
+        "WITH gone AS (DELETE FROM intake.name_index WHERE person_id = $2"
+        "  AND term <> ALL($1::bytea[]))"
+        " INSERT INTO intake.name_index (term, person_id)"
+        " SELECT t, $2 FROM unnest($1::bytea[]) AS t ON CONFLICT DO NOTHING",
+        sorted(terms), person_id)
+
+
+PEOPLE_NAMED = (
+    "SELECT p.person_id, p.wrapped_key, p.identity, v.visits, v.last_at, v.intake_ids"
+    " FROM intake.name_index n"
+    " JOIN intake.people p ON p.person_id = n.person_id AND p.erased_at IS NULL"
+    "  AND p.identity IS NOT NULL AND p.wrapped_key IS NOT NULL"
+    " CROSS JOIN LATERAL (SELECT count(*) AS visits, max(i.contacted_at) AS last_at,"
+    "  array_agg(i.id ORDER BY i.contacted_at, i.id) AS intake_ids FROM intake.intakes i"
+    "  WHERE i.person_id = n.person_id AND i.org = $2) v"
+    " WHERE n.term = $1 AND EXISTS (SELECT 1 FROM intake.intakes m"
+    "  WHERE m.person_id = n.person_id AND m.org = $2 AND m.basis = 'met')"
+    " ORDER BY v.last_at DESC, p.person_id LIMIT $3"
+)
+"""The people with this index term whom the organisation met (services/runtime/access.py:
+"met", as for a card), with the organisation's contacts with them: one equality on the
+indexed `term`, then each match's intakes by their person index. No other person is read."""
+
+
+async def people_named(db: Db, term: bytes, org: str, limit: int) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await db.fetch(PEOPLE_NAMED, term, org, limit)
+    return rows
+
+
+async def visits_by(db: Db, person_id: UUID, org: str) -> asyncpg.Record:
+    """How many contacts the organisation recorded with the person, and the last one's time."""
+    row: asyncpg.Record = await db.fetchrow(
+        "SELECT count(*) AS visits, max(contacted_at) AS last_at FROM intake.intakes"
+        " WHERE person_id = $1 AND org = $2", person_id, org)
+    return row
+
+
+async def people_to_index(conn: asyncpg.Connection, after: UUID | None,
+                          limit: int) -> list[asyncpg.Record]:
+    """The next people with a sealed identity, locked until the caller's transaction ends (a
+    contact that changes the identity meanwhile waits, then writes its own terms)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT person_id, wrapped_key, identity FROM intake.people"
+        " WHERE identity IS NOT NULL AND wrapped_key IS NOT NULL AND erased_at IS NULL"
+        " AND ($1::uuid IS NULL OR person_id > $1) ORDER BY person_id LIMIT $2"
+        " FOR UPDATE", after, limit)
+    return rows
 
 
 # --- consents seen (projection of consent.* events) ------------------------------------------
@@ -184,12 +264,14 @@ async def consents_of(db: Db, person_id: UUID) -> list[asyncpg.Record]:
 # --- signals -------------------------------------------------------------------------------
 
 async def insert_signal(conn: asyncpg.Connection, signal_id: UUID, org: str,
-                        values: dict[str, Any], hint: bytes | None) -> asyncpg.Record:
+                        values: dict[str, Any], hint: bytes | None,
+                        relay_id: UUID | None = None) -> asyncpg.Record:
     row: asyncpg.Record = await conn.fetchrow(
         "INSERT INTO intake.signals (id, org, relay_kind, relay_name, commune, site,"
-        " age_bracket, needs, hint) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *",
+        " age_bracket, needs, hint, relay_id)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *",
         signal_id, org, values["relay_kind"], values["relay_name"], values.get("commune"),
-        values.get("site"), values.get("age_bracket"), values.get("needs", []), hint,
+        values.get("site"), values.get("age_bracket"), values.get("needs", []), hint, relay_id,
     )
     return row
 
@@ -221,6 +303,54 @@ async def list_signals(db: Db, org: str, status: str | None, limit: int) -> list
         org, status, limit,
     )
     return rows
+
+
+# --- the relays of the network (their personal links, services/intake/relays.py) -------------
+
+async def insert_relay(conn: Db, relay_id: UUID, org: str, kind: str, name: str,
+                       link_hash: bytes, created_by: str) -> asyncpg.Record:
+    row: asyncpg.Record = await conn.fetchrow(
+        "INSERT INTO intake.relays (id, org, kind, name, link_hash, created_by)"
+        " VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+        relay_id, org, kind, name, link_hash, created_by)
+    return row
+
+
+async def relay_by_link(db: Db, link_hash: bytes) -> asyncpg.Record | None:
+    """The relay whose link has this hash, revoked or not."""
+    row: asyncpg.Record | None = await db.fetchrow(
+        "SELECT * FROM intake.relays WHERE link_hash = $1", link_hash)
+    return row
+
+
+async def relay_still_active(conn: asyncpg.Connection, relay_id: UUID) -> bool:
+    """Whether the relay's link still works, its row share-locked until the caller's
+    transaction ends (a revocation waits for a signal being recorded, or stops it)."""
+    found: bool | None = await conn.fetchval(
+        "SELECT true FROM intake.relays WHERE id = $1 AND revoked_at IS NULL FOR SHARE",
+        relay_id)
+    return bool(found)
+
+
+async def relays(db: Db) -> list[asyncpg.Record]:
+    """Every relay, the active ones first, with how many signals it sent and how many are
+    still open (no hint: the coordination reads no personal data)."""
+    rows: list[asyncpg.Record] = await db.fetch(
+        "SELECT r.id, r.org, r.kind, r.name, r.created_by, r.created_at, r.revoked_by,"
+        " r.revoked_at, count(s.id) AS signals,"
+        " count(s.id) FILTER (WHERE s.status = 'open') AS open_signals"
+        " FROM intake.relays r LEFT JOIN intake.signals s ON s.relay_id = r.id"
+        " GROUP BY r.id ORDER BY r.revoked_at IS NOT NULL, r.created_at DESC, r.id")
+    return rows
+
+
+async def revoke_relay(conn: Db, relay_id: UUID, revoked_by: str) -> asyncpg.Record | None:
+    """The relay, its link revoked now (or before: revoked once, by whoever did it first)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "UPDATE intake.relays SET revoked_at = coalesce(revoked_at, now()),"
+        " revoked_by = coalesce(revoked_by, $2) WHERE id = $1 RETURNING *",
+        relay_id, revoked_by)
+    return row
 
 
 # --- the directory -------------------------------------------------------------------------

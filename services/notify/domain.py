@@ -159,8 +159,9 @@ def _plan(event_type: str, d: Mapping[str, Any]) -> tuple[Kind, list[str],
             "reason_label": LABELS.get(d.get("reason") or "", ""),
             "outcome_label": LABELS.get(d.get("outcome") or "", ""),
             "milestone_label": LABELS.get(d.get("milestone") or "", "")}
-    if status == "cancelled" and d.get("cause") is None:
-        return Kind.cancelled, [d["target"]], {}
+    if status == "cancelled" and d.get("cause") is None \
+            and d.get("from_status") != "awaiting_consent":  # the target never had it: a
+        return Kind.cancelled, [d["target"]], {}              # person refused, say nothing
     if status == "expired":
         return Kind.expired, [d["sender_org"]], {"proposal_name": d.get("proposal") or ""}
     return None

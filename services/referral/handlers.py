@@ -48,6 +48,12 @@ def handler(runtime: Runtime) -> Handler:
         elif event.type == ev.DIRECTORY_UPDATED:
             update = ev.DirectoryUpdatedV1.model_validate(event.data)
             await store.upsert_partners(conn, Directory.model_validate(update.directory))
+        elif event.type == ev.SIGNAL_RECEIVED:  # the statistics per relay kind
+            signal = ev.SignalReceivedV1.model_validate(event.data)
+            await store.signal_received(conn, signal.signal_id, signal.relay_kind, signal.site,
+                                        event.time)
+        elif event.type == ev.SIGNAL_CLOSED:
+            await store.signal_closed(conn, ev.SignalClosedV1.model_validate(event.data))
 
     return handle
 

@@ -28,6 +28,8 @@ LABELS = {
     "age_bracket": "Tranches d'âge", "gender": "Genre (part, %)", "need": "Besoins exprimés",
     "status": "Orientations par statut", "target": "Orientations par destinataire",
     "answers": "Réponses des partenaires",
+    "signal": "Signalements des relais du réseau, par type de relais",
+    "signal_answered": "Signalements suivis d'un contact, par type de relais",
 }
 
 
@@ -67,8 +69,8 @@ def answer_figures(rows: Iterable[Any]) -> dict[str, float | int | None]:
     }
 
 
-def figures(intakes: Iterable[Any], referrals: Iterable[Any],
-            answers: Iterable[Any]) -> dict[str, Any]:
+def figures(intakes: Iterable[Any], referrals: Iterable[Any], answers: Iterable[Any],
+            signals: Iterable[Any] = ()) -> dict[str, Any]:
     out: dict[str, Any] = {key: {} for key in LABELS if key not in ("total", "answers")}
     total_people = 0
     for r in intakes:
@@ -87,6 +89,9 @@ def figures(intakes: Iterable[Any], referrals: Iterable[Any],
     for r in referrals:
         out[r["dimension"]][r["key"]] = shown(r["people"], r["referrals"])
     out["answers"] = answer_figures(answers)
+    for r in signals:  # each signal is about one person
+        out["signal"][r["relay_kind"]] = shown(r["received"])
+        out["signal_answered"][r["relay_kind"]] = shown(r["answered"])
     out.setdefault("people", None)
     out.setdefault("intakes", None)
     return out
@@ -144,7 +149,8 @@ async def compute(pool: store.Db, period: dict[str, Any]) -> dict[str, Any]:
     """The figures of `period` (from `period()`), for the API and the page alike."""
     args = (period["start"], period["end"], period["site"])
     return figures(await store.intake_counts(pool, *args),
-                   await store.referral_counts(pool, *args), await store.answers(pool, *args))
+                   await store.referral_counts(pool, *args), await store.answers(pool, *args),
+                   await store.signal_counts(pool, *args))
 
 
 async def _figures(request: web.Request) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -176,7 +182,7 @@ QUERY = (
           {"type": "string", "format": "date"}, example="2026-01-01"),
     Query("to", "Last day (excluded), YYYY-MM-DD; tomorrow by default",
           {"type": "string", "format": "date"}, example="2027-01-01"),
-    Query("site", "Only the contacts at this site", {"type": "string"}),
+    Query("site", "Only the contacts (and the signals) at this site", {"type": "string"}),
 )
 OPERATIONS = [
     Operation("GET", "/v1/stats", get_stats, "Anonymised figures for the funders", TAG,

@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from schemas import vocab_fr as fr
+from schemas.api import RelayKind
 from schemas.vocab import AgeBracket, Gender, ReferralStatus
 from services.referral import stats, store
 from services.runtime import web as pages
@@ -74,10 +75,17 @@ DIMENSIONS: dict[str, Dimension] = {
                         order=tuple(ReferralStatus)),
     "target": Dimension("Structure", "Orientations", "Orientations des personnes rencontrées "
                         "sur la période, par structure qui les reçoit."),
+    "signal": Dimension("Type de relais", "Signalements", "Personnes signalées à l'équipe "
+                        "mobile par les relais du réseau sur la période, par type de relais "
+                        "(jamais le nom d'un relais).", order=tuple(RelayKind)),
+    "signal_answered": Dimension("Type de relais", "Signalements", "Parmi ces personnes, "
+                                 "celles que l'équipe mobile a rencontrées : un contact a "
+                                 "répondu au signalement.", order=tuple(RelayKind)),
 }
 SECTIONS = (("Les personnes rencontrées", ("site", "permanence", "visit", "age_bracket",
                                              "gender", "need")),
-            ("Les orientations", ("status", "target")))
+            ("Les orientations", ("status", "target")),
+            ("Les signalements du réseau", ("signal", "signal_answered")))
 ANSWERS = (  # (figure, what it says, unit: people, hours or %)
     ("handed_off", "Personnes orientées vers une structure, avec leur accord", ""),
     ("answered", "Personnes dont l'orientation a reçu une réponse", ""),
@@ -185,6 +193,7 @@ def category_names(sites: Sequence[Any], permanences: Sequence[Any],
         "age_bracket": {**fr.AGES, "unknown": "Âge non précisé"}, "gender": fr.GENDERS,
         "need": {k: v[:1].upper() + v[1:] for k, v in fr.NEEDS.items()},
         "status": STATUSES, "target": dict(partners),
+        "signal": fr.RELAY_KINDS, "signal_answered": fr.RELAY_KINDS,
     }
 
 

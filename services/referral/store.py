@@ -9,7 +9,7 @@ from uuid import UUID
 
 import asyncpg
 
-from schemas.events import IntakeRecordedV1
+from schemas.events import IntakeRecordedV1, SignalClosedV1
 from services.directory import Directory
 from services.referral.deadlines import Timer
 from services.referral.domain import ConsentScope
@@ -493,6 +493,40 @@ async def answers(db: Db, start: datetime, end: datetime,
         " AND h.status = 'accepted') AS accepted"
         " FROM referral.referrals r JOIN referral.intakes i ON i.intake_id = r.intake_id"
         f" WHERE r.requested_at IS NOT NULL AND {_PERIOD_I}",
+        start, end, site)
+    return rows
+
+
+async def signal_received(conn: asyncpg.Connection, signal_id: UUID, relay_kind: str,
+                          site: str | None, at: datetime) -> None:
+    """A relay's signal, for the statistics (its closing may have come first)."""
+    await conn.execute(
+        "INSERT INTO referral.signals (signal_id, relay_kind, site, received_at)"
+        " VALUES ($1, $2, $3, $4) ON CONFLICT (signal_id) DO UPDATE SET"
+        " relay_kind = EXCLUDED.relay_kind, site = EXCLUDED.site,"
+        " received_at = EXCLUDED.received_at",
+        signal_id, relay_kind, site, at)
+
+
+async def signal_closed(conn: asyncpg.Connection, closed: SignalClosedV1) -> None:
+    """A signal closed, answered by a contact or not (before or after it is known)."""
+    await conn.execute(
+        "INSERT INTO referral.signals (signal_id, relay_kind, closed_at, outcome, intake_id)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (signal_id) DO UPDATE SET"
+        " closed_at = EXCLUDED.closed_at, outcome = EXCLUDED.outcome,"
+        " intake_id = EXCLUDED.intake_id",
+        closed.signal_id, closed.relay_kind, closed.closed_at, closed.outcome, closed.intake_id)
+
+
+async def signal_counts(db: Db, start: datetime, end: datetime,
+                        site: str | None) -> list[asyncpg.Record]:
+    """(relay_kind, received, answered) for the signals received in the period: answered,
+    those a contact answered. Counts only: no name, no hint."""
+    rows: list[asyncpg.Record] = await db.fetch(
+        "SELECT relay_kind, count(*) AS received,"
+        " count(*) FILTER (WHERE intake_id IS NOT NULL) AS answered FROM referral.signals"
+        " WHERE received_at >= $1 AND received_at < $2 AND ($3::text IS NULL OR site = $3)"
+        " GROUP BY relay_kind",
         start, end, site)
     return rows
 

@@ -7,6 +7,7 @@ token is never sent anywhere else; the `Host` it sent is never used."""
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import AsyncIterator
 from typing import TypeVar
@@ -15,7 +16,15 @@ import aiohttp
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from schemas.api import IntakeOut, PersonOut, ReferralPage, StandingOut
+from schemas.api import (
+    EvidenceOut,
+    IntakeOut,
+    NoticeOut,
+    PersonOut,
+    ReferralOut,
+    ReferralPage,
+    StandingOut,
+)
 from services.directory import Directory
 from services.runtime.app import RUNTIME
 from services.runtime.problem import Problem
@@ -79,6 +88,48 @@ async def _get(request: web.Request, path: str, model: type[M],
                       "did not answer; try again.", headers={"Retry-After": "5"}) from exc
 
 
+async def _post(request: web.Request, path: str, body: dict[str, object], model: type[M],
+                base: str | None = None, service: str = "Intake") -> M:
+    """POST to the intake service (or the service at `base`) as the caller: the answer, or
+    the other service's own problem raised again here (its status, title and detail) when it
+    refuses; a 503 when it does not answer as itself."""
+    try:
+        async with request.app[HTTP].post(
+            f"{base or intake_base(request)}{path}", json=body,
+            headers={"Authorization": f"Bearer {bearer(request)}"}, allow_redirects=False,
+        ) as response:
+            if 400 <= response.status < 500 \
+                    and response.content_type == "application/problem+json":
+                said = await response.json()
+                raise Problem(response.status, str(said.get("title", "Refused")),
+                              str(said.get("detail", "")))
+            if response.status not in (200, 201):
+                raise Problem(503, f"{service} service unavailable", f"The {service.lower()} "
+                              f"service answered {response.status}; try again.",
+                              headers={"Retry-After": "5"})
+            return model.model_validate(await response.json())
+    except (aiohttp.ClientError, TimeoutError, ValidationError) as exc:
+        raise Problem(503, f"{service} service unavailable", f"The {service.lower()} service "
+                      "did not answer; try again.", headers={"Retry-After": "5"}) from exc
+
+
+async def seal_evidence(request: web.Request, person_id: uuid.UUID, kind: str,
+                        media_type: str, content: bytes) -> EvidenceOut:
+    """The proof of a signed consent sealed in the identity vault
+    (`POST /v1/people/{id}/evidence`)."""
+    return await _post(request, f"/v1/people/{person_id}/evidence", {
+        "kind": kind, "media_type": media_type,
+        "content": base64.b64encode(content).decode()}, EvidenceOut)
+
+
+async def cancel_referral(request: web.Request, referral_id: uuid.UUID,
+                          text: str) -> ReferralOut:
+    """The sender cancels a referral (`POST /v1/referrals/{id}/cancel`)."""
+    base = service_base(request, "referral", request.app[RUNTIME].settings.referral_url)
+    return await _post(request, f"/v1/referrals/{referral_id}/cancel", {"text": text},
+                       ReferralOut, base, "Referral")
+
+
 async def standing(request: web.Request, person_id: uuid.UUID) -> StandingOut | None:
     """What the caller's organisation is to this person; None when it is nothing to them."""
     return await _get(request, f"/v1/people/{person_id}/standing", StandingOut)
@@ -102,6 +153,12 @@ async def referrals_of_intake(request: web.Request, intake_id: uuid.UUID) -> Ref
     found = await _get(request, f"/v1/referrals?role=sender&intake_id={intake_id}",
                        ReferralPage, base, "Referral")
     return found or ReferralPage(items=[], next_cursor=None)
+
+
+async def current_notice(request: web.Request) -> NoticeOut | None:
+    """The information notice people are shown now (`GET /v1/notices/current`)."""
+    base = service_base(request, "consent", request.app[RUNTIME].settings.consent_url)
+    return await _get(request, "/v1/notices/current", NoticeOut, base, "Consent")
 
 
 async def directory(request: web.Request) -> Directory | None:

@@ -155,6 +155,10 @@ class Settings(BaseSettings):
         default=None, description="Where the intake service's outreach pages ask the referral "
         "service (as the caller) what routing proposed for a contact; chosen as `intake_url` "
         "is.")
+    consent_url: str | None = Field(
+        default=None, description="Where the intake service's offline page asks the consent "
+        "service (as the caller) for the current information notice; chosen as `intake_url` "
+        "is.")
     notify_url: str | None = Field(
         default=None, description="Where the auth service asks the notify service whether a "
         "magic link's address still receives its organisation's referrals; chosen as "

@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 _configured = False
 EXCLUDED_URLS = "OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS"
-SECRET_PATHS = ("^/lien/", "^/invitation/", "^/mon-accord/")
+SECRET_PATHS = ("^/lien/", "^/invitation/", "^/mon-accord/", "^/signalement/")
 
 
 def configure_tracing(service_name: str = "relais") -> None:

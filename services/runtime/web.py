@@ -178,6 +178,32 @@ async def require(request: web.Request, scope: str | None = None, *,
     return principal
 
 
+async def require_script(request: web.Request, scope: str) -> Principal:
+    """For the calls a page's script makes (JSON, not a page): the signed-in person, who must
+    hold `scope`, from this site with the page's CSRF token in `X-CSRF-Token`; else a French
+    problem (401 to sign in again, 403), never a redirection to the sign-in page."""
+    principal = await signed_in(request)
+    if principal is None:
+        raise Problem(401, "Session terminée", "Votre session est terminée : reconnectez-vous "
+                      "pour envoyer ce qui attend sur l'appareil.")
+    request["principal"] = principal
+    if not _same_origin(request) or not hmac.compare_digest(
+            request.headers.get("X-CSRF-Token", ""), csrf_token(request)):
+        raise Problem(403, "Page expirée", "Cette page a expiré : rechargez-la.")
+    if scope not in principal.scopes:
+        raise Problem(403, "Accès refusé", "Votre rôle ne permet pas d'enregistrer des "
+                      "contacts.")
+    return principal
+
+
+def paragraphs(text: str) -> tuple[str, list[str]]:
+    """A text's title and its paragraphs, each on one line (an information notice is
+    wrapped)."""
+    blocks = [" ".join(line.strip() for line in block.splitlines())
+              for block in text.strip().split("\n\n") if block.strip()]
+    return (blocks[0], blocks[1:]) if blocks else ("", [])
+
+
 def bearer(request: web.Request) -> str:
     """The caller's token, from the Authorization header or the session cookie: what a call
     to another service carries on the caller's behalf."""

@@ -46,6 +46,9 @@ async def browser() -> AsyncIterator[Browser]:
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.fail("chromium is missing: `make tools` installs it (apt-get install chromium)")
+    # Service workers' own requests obey the context's routes only with this (the offline
+    # journey of test_outreach_offline.py cuts them too, as a real loss of network would).
+    os.environ.setdefault("PW_EXPERIMENTAL_SERVICE_WORKER_NETWORK_EVENTS", "1")
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
             executable_path=chromium, chromium_sandbox=os.geteuid() != 0)

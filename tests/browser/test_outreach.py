@@ -1,8 +1,8 @@
 """The outreach team's app in Chromium, on a phone: a counsellor signs in, picks the day's
 permanence, records an anonymous contact in under a minute (issue #11's requirement, timed
 from the form's opening to the confirmation), sees what routing proposes, and records the
-person's consent, oral before a named witness, which hands the referral off, and shows the
-person their receipt; then, on the person's own phone, the receipt's link opens their
+person's consent, signed on the screen with a finger, which hands the referral off, and shows
+the person their receipt; then, on the person's own phone, the receipt's link opens their
 consents and they withdraw part of one, which stops the referral; a second journey gives a
 person a card and recognises them by its code at the next contact; axe-core on every page, no
 console error, nothing wider than the phone, screenshots for the guide."""
@@ -93,11 +93,25 @@ async def test_an_outreach_counsellor_records_a_contact_on_a_phone(
             await expect(phone.get_by_label("Mission locale du Grand Amiénois")) \
                 .to_be_checked()  # as routing proposed
             await phone.get_by_text("être recontactée", exact=True).click()  # changeable
-            await phone.get_by_label("Nom du témoin").fill("Karim Diallo")
+            await expect(phone.get_by_label("Nom du témoin")).to_be_hidden()  # signed: no witness
+            pad = phone.get_by_role("img", name="Signature de la personne")
+            await pad.scroll_into_view_if_needed()
+            box = await pad.bounding_box()
+            assert box is not None
+            await phone.mouse.move(box["x"] + 20, box["y"] + box["height"] * 0.7)
+            await phone.mouse.down()
+            for step in range(1, 13):  # a signature, drawn with a finger
+                await phone.mouse.move(box["x"] + 20 + step * box["width"] / 16,
+                                       box["y"] + box["height"] * (0.7 - 0.4 * (step % 2)))
+            await phone.mouse.up()
+            assert (await phone.locator("#signature").input_value()).startswith(
+                "data:image/png;base64,")
             await fits()
             await check(phone, "terrain-accord", errors)
             await phone.get_by_role("button", name="Enregistrer l'accord").click()
             await expect(heading).to_have_text("Accord enregistré")
+            await expect(phone.get_by_text("La signature est gardée scellée", exact=False)) \
+                .to_be_visible()
             await expect(phone.get_by_text("orientation vers un partenaire, être recontactée.",
                                            exact=False)).to_be_visible()
             await expect(phone.get_by_text(

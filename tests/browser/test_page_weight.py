@@ -69,7 +69,7 @@ def pages_of(ids: dict[str, str]) -> dict[str, list[str]]:
         "ml": ["/orientations", f"/orientations/{ids['received']}", "/orientations/envoyees",
                "/commission", f"/commission/seances/{ids['session']}",
                "/coordination/annuaire", "/compte/double-authentification"],
-        "team": ["/terrain", "/terrain/contact", "/orientations/envoyees",
+        "team": ["/terrain", "/terrain/contact", "/terrain/recherche", "/orientations/envoyees",
                  f"/orientations/{ids['received']}", f"/terrain/accord/{ids['intake']}",
                  f"/terrain/accord/{ids['intake']}/{ids['consent']}"],
         "coord": ["/coordination", "/coordination/annuaire",

@@ -2,9 +2,9 @@
 PostgreSQL, without a browser: the current notice on screen, what routing proposed pre-filled,
 an oral consent before a named witness recorded through the same unit of work as
 POST /v1/consents (once per form, at the time the person agreed, naming the notice shown) and
-the referral handed off; bad input refused with nothing written; a refusal hands nothing off;
-another organisation's counsellor sees nothing (the browser journey is
-tests/browser/test_outreach.py)."""
+the referral handed off; bad input refused with nothing written; another organisation's
+counsellor sees nothing (signatures and refusals: test_consent_evidence.py; the browser
+journey is tests/browser/test_outreach.py)."""
 
 from __future__ import annotations
 
@@ -96,9 +96,10 @@ async def test_an_oral_consent_is_recorded_once_and_hands_the_referral_off(
     checked = set(re.findall(r'name="(\w+)" value="([^"]+)" checked', html))
     assert checked == {("destinataires", ML), ("finalites", "referral_partner"),
                        ("donnees", "needs"), ("donnees", "situation"),
-                       ("methode", "oral_witnessed")}  # as routing proposed
+                       ("methode", "signed_screen")}  # as routing proposed
     assert ML_NAME in html and "Nom du témoin" in html
-    assert "signature" not in html.lower()  # the next slice's methods are not shown yet
+    for label in outreach.METHODS.values():  # test_consent_evidence.py signs
+        assert label.replace("'", "&#39;") in html
 
     sent = await client.post(f"/terrain/accord/{intake['id']}",
                              data=form_data(fields, ORAL), allow_redirects=False)
@@ -177,22 +178,6 @@ async def test_bad_input_comes_back_with_nothing_written(client: Client,
     fixed = await client.post(url, data=form_data(fields, ORAL), allow_redirects=False)
     assert fixed.status == 303  # corrected: recorded under its key
     assert len(await consents(client, tokens, intake["person_id"])) == 1
-
-
-async def test_a_refusal_hands_nothing_off(client: Client, tokens: Tokens) -> None:
-    intake = await proposed_contact(client, tokens)
-    _html, fields = await open_consent(client, intake)
-    refused = await client.post(f"/terrain/accord/{intake['id']}",
-                                data=form_data(fields, ORAL | {"decision": "refus"}))
-    text = (await refused.text()).replace("&#39;", "'")
-    assert refused.status == 200 and "<h1>La personne refuse</h1>" in text
-    assert f"Rien n'est transmis à {ML_NAME}" in text
-    assert "rien n'a été enregistré" in text
-    assert await consents(client, tokens, intake["person_id"]) == []
-    assert await client.app[RUNTIME].pool.fetchval(
-        "SELECT count(*) FROM consent.consents") == 0
-    assert [r["status"] for r in await referrals(client, tokens, intake["id"])] == [
-        "awaiting_consent"]
 
 
 async def test_other_organisations_and_roles_are_refused(client: Client,

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from services.intake.api import EXAMPLE_PNG
 from services.runtime.app import RUNTIME
 from tests.conftest import wait_until
 from tests.e2e.conftest import Tokens
@@ -27,6 +28,7 @@ SCOPES = ("intake:write intake:read consent:write consent:read people:read peopl
 # Which object a path's parameter names, and who owns it in the world below.
 OBJECTS: dict[str, str] = {
     r"/v1/intakes/\{id\}": "intake",
+    r"/v1/people/\{id\}/evidence/\{sha256\}": "evidence",
     r"/v1/people/\{id\}(/.*)?": "person",
     r"/v1/consents/\{id\}(/.*)?": "consent",
     r"/v1/referrals/\{id\}(/.*)?": "referral",
@@ -85,6 +87,8 @@ async def world(client: Client, tokens: Tokens) -> dict[str, tuple[str, str]]:
         "person_id": person, "purposes": ["referral_partner", "share_dossier"],
         "recipients": [ML], "categories": ["identity", "needs"], "notice_version": "2026-01",
         "method": "signed_screen", "captured_by": "x"})
+    evidence = await ok(client, tokens, TEAM, "POST", f"/v1/people/{person}/evidence", {
+        "kind": "signature", "media_type": "image/png", "content": EXAMPLE_PNG})
     signal = await ok(client, tokens, TEAM, "POST", "/v1/signals", {
         "relay_kind": "shop", "relay_name": "Boulangerie", "needs": ["employment"]})
     found: dict[str, Any] = {}
@@ -102,6 +106,7 @@ async def world(client: Client, tokens: Tokens) -> dict[str, tuple[str, str]]:
     session = await ok(client, tokens, ML, "POST", "/v1/commission/sessions",
                        {"held_on": "2026-12-03", "members": [ML], "referral_ids": []})
     return {"intake": (intake["id"], TEAM), "person": (person, TEAM),
+            "evidence": (f"{person} {evidence['sha256']}", TEAM),
             "consent": (consent["id"], TEAM), "referral": (found["referral"], TEAM),
             "signal": (signal["id"], TEAM), "session": (session["id"], ML),
             "endpoint": (endpoint["id"], ML), "delivery": (found["delivery"], ML),
@@ -116,7 +121,10 @@ async def test_no_organisation_reaches_another_ones_objects(client: Client,
         if template in PUBLIC:
             continue
         object_id, owner = objects[str(object_of(template))]
-        path = re.sub(r"\{\w+\}", object_id, template)
+        path = template
+        for part in object_id.split():  # a person and their evidence: two ids, in order
+            path = re.sub(r"\{\w+\}", part, path, count=1)
+        path = re.sub(r"\{\w+\}", object_id, path)
         if method == "GET":  # the id is real: its owner reaches it
             mine = await request(client, tokens, READ_BY.get(template, owner), method, path)
             assert mine.status == 200, (path, mine.status, await mine.text())

@@ -133,11 +133,17 @@ async def test_api9_every_route_is_in_the_published_inventory(client: Client,
         assert answer.status == 403, path
     served -= internal
     # The rest: /openapi.json (the inventory itself), /static/ (the DSFR's and Relais's own
-    # CSS, fonts and scripts: services/runtime/assets.py), and the pages, which answer HTML
-    # to a signed-in person and send anyone else to the sign-in page, never JSON.
+    # CSS, fonts and scripts: services/runtime/assets.py), the outreach app's service worker
+    # and manifest (files: services/intake/offline_pages.py), and the pages, which answer
+    # HTML to a signed-in person and send anyone else to the sign-in page, never JSON.
+    files = {"/terrain/sw.js": "text/javascript",
+             "/terrain/manifest.webmanifest": "application/manifest+json"}
+    for path, kind in files.items():
+        answer = await client.get(path)
+        assert answer.status == 200 and answer.content_type == kind, path
     for method, path in served - api - documented:
         if method == "GET" and "{" not in path and not path.startswith("/static/") \
-                and path != "/openapi.json":
+                and path not in files and path != "/openapi.json":
             response = await client.get(path, allow_redirects=False)
             assert response.status in (200, 303), path
             if response.status == 200:

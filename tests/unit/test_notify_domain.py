@@ -59,6 +59,15 @@ def test_each_event_tells_the_right_organisation_in_french() -> None:
     assert domain.messages(ev.REFERRAL_STATUS_CHANGED, referral(
         from_status="requested", status="cancelled", actor_org="relais", action="cancel",
         cause="consent_withdrawn", at=DEADLINE.isoformat()), NAMES, BASE) == []
+    # a referral cancelled before any consent (the person refused) was never the target's:
+    # it is told nothing (it would learn of a person it may not know of)
+    assert domain.messages(ev.REFERRAL_STATUS_CHANGED, referral(
+        from_status="awaiting_consent", status="cancelled", actor_org="equipe-aller-vers",
+        action="cancel", at=DEADLINE.isoformat()), NAMES, BASE) == []
+    told = domain.messages(ev.REFERRAL_STATUS_CHANGED, referral(
+        from_status="requested", status="cancelled", actor_org="equipe-aller-vers",
+        action="cancel", at=DEADLINE.isoformat()), NAMES, BASE)
+    assert [m.kind for m in told] == [domain.Kind.cancelled]
     assert domain.messages(ev.REFERRAL_CREATED, referral(status="awaiting_consent",
                                                          explanation={}), NAMES, BASE) == []
     # the handler skips the other types before any query: none of them makes a message
