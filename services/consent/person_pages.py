@@ -28,9 +28,10 @@ import segno
 from aiohttp import web
 from pydantic import ValidationError
 
-from schemas.api import ConsentHistory, WithdrawIn
+from schemas.api import ConsentHistory, ConsentOut, WithdrawIn
 from schemas.vocab import Purpose, WithdrawalChannel, WithdrawalRequester
 from services.consent import api, audit, domain, outreach, receipt, store
+from services.runtime import person_mail
 from services.runtime import web as pages
 from services.runtime.app import RUNTIME
 from services.runtime.http import client_address
@@ -88,7 +89,7 @@ def _private(response: web.Response) -> web.Response:
 async def give(request: web.Request) -> web.StreamResponse:
     """A new receipt for this consent: its link and code, shown once."""
     principal = await pages.require(request, "consent:write")
-    await pages.form(request)
+    fields = await pages.form(request)
     contact = await outreach._contact(request, principal)
     consent_id = outreach._id(request.match_info["consent"])
     pool = request.app[RUNTIME].pool
@@ -112,11 +113,40 @@ async def give(request: web.Request) -> web.StreamResponse:
     base = request.app[RUNTIME].settings.base_url.rstrip("/")
     link = f"{base}/mon-accord/{receipt.token(keys, receipt_id)}"
     parts = urlsplit(base)
+    consent, names = domain.consent_out(row), _names(contact.names)
+    short, grouped = f"{parts.netloc}{parts.path}/mon-accord", receipt.grouped(code)
+    emailed: tuple[bool, str | None] | None = None
+    if fields.get("envoi") == "courriel":  # the same receipt, to the address they gave
+        emailed = await person_mail.send(
+            request, row["person_id"], "Votre accord : ce que vous avez accepté, et comment le "
+            "retirer", receipt_text(consent, names, link, short, grouped), "receipt")
     return _private(pages.render(
-        request, "consent/recu.html", intake=contact.intake, consent=domain.consent_out(row),
-        names=_names(contact.names), link=link, qr=qr_code(link), code=receipt.grouped(code),
-        short=f"{parts.netloc}{parts.path}/mon-accord", purposes=PURPOSES,
-        categories=CATEGORIES))
+        request, "consent/recu.html", intake=contact.intake, consent=consent, names=names,
+        link=link, qr=qr_code(link), code=grouped, short=short, purposes=PURPOSES,
+        categories=CATEGORIES, emailed=emailed))
+
+
+def receipt_text(consent: ConsentOut, names: dict[str, str], link: str, short: str,
+                 code: str) -> str:
+    """The receipt as an email says it (French, plain text)."""
+    paris = consent.granted_at.astimezone(pages.PARIS)
+    until = consent.valid_until.astimezone(pages.PARIS)
+    return "\n".join([
+        "Bonjour,", "",
+        f"Le {paris:%d/%m/%Y}, vous avez accepté que {names.get(consent.org, consent.org)} "
+        "transmette certaines de vos informations.", "",
+        "Pour quoi faire : " + ", ".join(PURPOSES.get(p, p) for p in consent.purposes) + ".",
+        "À qui : " + ", ".join(names.get(r, r) for r in consent.recipients) + ".",
+        "Quelles informations : "
+        + ", ".join(CATEGORIES.get(c, c) for c in consent.categories) + ".",
+        f"Jusqu'à quand : jusqu'au {until:%d/%m/%Y}.", "",
+        "Vous pouvez retirer votre accord quand vous voulez, en entier ou en partie, sans "
+        "compte et sans vous justifier. Pour voir vos accords ou les retirer, ouvrez ce lien :",
+        link, "",
+        f"ou allez sur {short} et tapez ce code : {code}", "",
+        "Gardez ce courriel et ce code pour vous : avec eux, on peut voir vos accords et les "
+        "retirer.", "", "Relais",
+    ])
 
 
 # --- the person's own pages -----------------------------------------------------------------

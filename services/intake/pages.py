@@ -42,7 +42,7 @@ from schemas.api import NOTE_MAX, IntakeIn, IntakeOut, ReferralOut
 from schemas.vocab import AgeBracket, Channel, Need, SituationFlag
 from services import directory as reference
 from services.intake import api, card, domain, names, relay_pages, search, store
-from services.runtime import codes, idempotency, peers
+from services.runtime import codes, idempotency, peers, person_mail
 from services.runtime import web as pages
 from services.runtime.app import RUNTIME
 from services.runtime.auth import Principal
@@ -602,7 +602,7 @@ async def give_card(request: web.Request) -> web.StreamResponse:
     """A card for the person of this contact: its code made now, shown once, kept hashed; the
     person's earlier cards stop working."""
     principal = await pages.require(request, SCOPE)
-    await pages.form(request)
+    fields = await pages.form(request)
     row = await _own_contact(request, principal)
     pool = request.app[RUNTIME].pool
     person_id = row["person_id"]
@@ -631,12 +631,26 @@ async def give_card(request: web.Request) -> web.StreamResponse:
              replaced=replaced)
     directory = await _directory(request)
     team = directory.get(principal.org)
+    team_name = (team.name if team else principal.org).replace(
+        "« ", "«\u00a0").replace(" »", "\u00a0»")
+    emailed: tuple[bool, str | None] | None = None
+    if fields.get("envoi") == "courriel":  # the same card, to the address they gave
+        emailed = await person_mail.send(request, person_id, "Votre carte Relais",
+                                         card_text(team_name, codes.grouped(code)), "card")
     response = pages.render(request, "intake/carte.html", intake_id=row["id"],
-                            code=codes.grouped(code), replaced=replaced,
-                            team=(team.name if team else principal.org).replace(
-                                "« ", "«\u00a0").replace(" »", "\u00a0»"))
+                            code=codes.grouped(code), replaced=replaced, team=team_name,
+                            emailed=emailed)
     response.headers["X-Robots-Tag"] = "noindex"
     return response
+
+
+def card_text(team: str, code: str) -> str:
+    """The card as an email says it (French, plain text)."""
+    return "\n".join([
+        "Bonjour,", "",
+        f"Voici votre code personnel, donné par {team} :", "", code, "",
+        "Montrez-le à l'équipe lors de votre prochaine venue : elle vous reconnaîtra sans vous "
+        "demander vos papiers. Gardez-le pour vous.", "", "Relais"])
 
 
 def routes(app: web.Application) -> None:
