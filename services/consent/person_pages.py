@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from schemas.api import ConsentHistory, ConsentOut, WithdrawIn
 from schemas.vocab import Purpose, WithdrawalChannel, WithdrawalRequester
 from services.consent import api, audit, domain, outreach, receipt, store
-from services.runtime import person_mail
+from services.runtime import to_person
 from services.runtime import web as pages
 from services.runtime.app import RUNTIME
 from services.runtime.http import client_address
@@ -116,14 +116,19 @@ async def give(request: web.Request) -> web.StreamResponse:
     consent, names = domain.consent_out(row), _names(contact.names)
     short, grouped = f"{parts.netloc}{parts.path}/mon-accord", receipt.grouped(code)
     emailed: tuple[bool, str | None] | None = None
-    if fields.get("envoi") == "courriel":  # the same receipt, to the address they gave
-        emailed = await person_mail.send(
-            request, row["person_id"], "Votre accord : ce que vous avez accepté, et comment le "
-            "retirer", receipt_text(consent, names, link, short, grouped), "receipt")
+    channel = fields.get("envoi")
+    if channel in ("courriel", "sms"):  # the same receipt, where the person asked
+        emailed = await to_person.send(
+            request, row["person_id"], "courriel" if channel == "courriel" else "sms",
+            "Votre accord : ce que vous avez accepté, et comment le retirer",
+            receipt_text(consent, names, link, short, grouped),
+            f"Relais : votre accord du {consent.granted_at.astimezone(pages.PARIS):%d/%m/%Y}. "
+            f"Pour le voir ou le retirer : {link} (ou le code {grouped} sur {short}). Gardez "
+            "ce code pour vous.", "receipt")
     return _private(pages.render(
         request, "consent/recu.html", intake=contact.intake, consent=consent, names=names,
         link=link, qr=qr_code(link), code=grouped, short=short, purposes=PURPOSES,
-        categories=CATEGORIES, emailed=emailed))
+        categories=CATEGORIES, emailed=emailed, channel=channel))
 
 
 def receipt_text(consent: ConsentOut, names: dict[str, str], link: str, short: str,

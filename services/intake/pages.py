@@ -42,7 +42,7 @@ from schemas.api import NOTE_MAX, IntakeIn, IntakeOut, ReferralOut
 from schemas.vocab import AgeBracket, Channel, Need, SituationFlag
 from services import directory as reference
 from services.intake import api, card, domain, names, relay_pages, search, store
-from services.runtime import codes, idempotency, peers, person_mail
+from services.runtime import codes, idempotency, peers, to_person
 from services.runtime import web as pages
 from services.runtime.app import RUNTIME
 from services.runtime.auth import Principal
@@ -634,12 +634,16 @@ async def give_card(request: web.Request) -> web.StreamResponse:
     team_name = (team.name if team else principal.org).replace(
         "« ", "«\u00a0").replace(" »", "\u00a0»")
     emailed: tuple[bool, str | None] | None = None
-    if fields.get("envoi") == "courriel":  # the same card, to the address they gave
-        emailed = await person_mail.send(request, person_id, "Votre carte Relais",
-                                         card_text(team_name, codes.grouped(code)), "card")
+    channel = fields.get("envoi")
+    if channel in ("courriel", "sms"):  # the same card, where the person asked
+        emailed = await to_person.send(
+            request, person_id, "courriel" if channel == "courriel" else "sms",
+            "Votre carte Relais", card_text(team_name, codes.grouped(code)),
+            f"Relais : votre code personnel, donné par {team_name} : {codes.grouped(code)}. "
+            "Montrez-le à l'équipe lors de votre prochaine venue. Gardez-le pour vous.", "card")
     response = pages.render(request, "intake/carte.html", intake_id=row["id"],
                             code=codes.grouped(code), replaced=replaced, team=team_name,
-                            emailed=emailed)
+                            emailed=emailed, channel=channel)
     response.headers["X-Robots-Tag"] = "noindex"
     return response
 

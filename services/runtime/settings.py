@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, IPvAnyNetwork
+from pydantic import AliasChoices, Field, IPvAnyNetwork, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -120,6 +120,12 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_username: str | None = None
     smtp_password: str | None = None
+    sms_url: str | None = Field(
+        default=None, description="An SMS gateway (HTTPS): Relais posts `{\"to\": "
+        "\"+33612345678\", \"text\": \"...\"}` to it, with `RELAIS_SMS_TOKEN` as a bearer "
+        "token, to send a person their receipt or card. Unset: no SMS.")
+    sms_token: SecretStr | None = Field(default=None, description="The SMS gateway's token "
+                                        "(never printed).")
     smtp_ca_file: Path | None = Field(
         default=None, description="CA certificates that sign the SMTP server's (STARTTLS); "
         "the system's by default.")

@@ -1,17 +1,24 @@
-"""The receipt and the card sent by email to the person (issue #11, points 3 and 6), over real
-HTTP, PostgreSQL and SMTP (aiosmtpd): the same receipt as on the screen, its link and code in
-the email, and they work; the card's code by email recognises the person at the next contact;
-no address, or a refused one, is said on the page, and the receipt stays on the screen."""
+"""The receipt and the card sent to the person (issue #11, points 3 and 6), over real HTTP,
+PostgreSQL and SMTP (aiosmtpd), and an SMS gateway served over real HTTP: the same receipt as
+on the screen, its link and code in the email or the SMS, and they work; the card's code by
+email recognises the person at the next contact; no address, or a refused one, is said on the
+page, and the receipt stays on the screen."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from email.message import Message
+from html import unescape
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import BaseTestServer, TestServer
+from pydantic import SecretStr
 
+from services.runtime import to_person
 from services.runtime.app import RUNTIME
 from services.runtime.settings import Settings
 from tests.conftest import Mailbox, wait_until
@@ -101,8 +108,8 @@ async def test_no_address_or_a_refused_one_is_said_and_the_receipt_stays_on_scre
         client: Client, tokens: Tokens, smtp_server: Mailbox) -> None:
     intake = await named_contact(client, tokens, {})  # a first name, no email
     where, done = await confirmation(client, intake)
-    shown = await (await client.post(f"{where}/recu", data={
-        "csrf": csrf(done), "envoi": "courriel"})).text()
+    shown = unescape(await (await client.post(f"{where}/recu", data={
+        "csrf": csrf(done), "envoi": "courriel"})).text())
     assert "pas donné d'adresse électronique" in shown and 'id="code-retrait"' in shown
     assert [m["To"] for m in smtp_server.messages if "mission-locale" not in m["To"]] == []
 
@@ -137,3 +144,60 @@ async def test_the_card_goes_by_email_and_its_code_recognises_the_person(
     assert again.status == 303, await again.text()
     people = {i["person_id"] for i in await intakes(client, tokens)}
     assert people == {intake["person_id"]}  # the same person, met twice
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[tuple[BaseTestServer, list[tuple[str, dict[str, str]]]]]:
+    """An SMS gateway over real HTTP: what it was asked to send, and with which token."""
+    sent: list[tuple[str, dict[str, str]]] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        sent.append((request.headers.get("Authorization", ""), await request.json()))
+        return web.json_response({"id": len(sent)}, status=202)
+
+    app = web.Application()
+    app.router.add_post("/sms", receive)
+    async with TestServer(app, host="127.0.0.1") as server:
+        yield server, sent
+
+
+async def test_the_receipt_and_the_card_go_by_sms_through_the_gateway(
+        client: Client, tokens: Tokens, gateway: Any) -> None:
+    server, sent = gateway
+    client.app[RUNTIME].settings = client.app[RUNTIME].settings.model_copy(update={
+        "sms_url": str(server.make_url("/sms")), "sms_token": SecretStr("jeton-sms")})
+    intake = await named_contact(client, tokens, {"telephone": "06 12 34 56 78"})
+    where, done = await confirmation(client, intake)
+    assert "Montrer le reçu et l'envoyer par SMS" in done
+    shown = unescape(await (await client.post(f"{where}/recu", data={
+        "csrf": csrf(done), "envoi": "sms"})).text())
+    assert "Ce reçu est aussi parti par SMS au +336 ** ** ** 78." in shown
+    code = re.search(r'id="code-retrait">([^<]+)<', shown)
+    assert code
+    [(token, message)] = sent
+    assert token == "Bearer jeton-sms" and message["to"] == "+33612345678"
+    assert code.group(1) in message["text"] and "/mon-accord/" in message["text"]
+
+    proposal = await (await client.get(f"/terrain/contacts/{intake['id']}")).text()
+    card = unescape(await (await client.post(f"/terrain/contacts/{intake['id']}/carte", data={
+        "csrf": csrf(proposal), "envoi": "sms"})).text())
+    card_code = re.search(r'id="code-carte">([^<]+)<', card)
+    assert card_code and "Le code est aussi parti par SMS" in card
+    assert card_code.group(1) in sent[-1][1]["text"]
+
+
+async def test_without_a_gateway_or_a_mobile_number_it_is_said(
+        client: Client, tokens: Tokens) -> None:
+    intake = await named_contact(client, tokens, {"telephone": "06 12 34 56 78"})
+    where, done = await confirmation(client, intake)
+    shown = unescape(await (await client.post(f"{where}/recu", data={
+        "csrf": csrf(done), "envoi": "sms"})).text())
+    assert "Le SMS au +336 ** ** ** 78 n'a pas pu partir" in shown  # no gateway configured
+    assert 'id="code-retrait"' in shown
+
+
+def test_only_french_mobile_numbers_are_texted() -> None:
+    assert to_person.international("06 12 34 56 78") == "+33612345678"
+    assert to_person.international("+33 7 12 34 56 78") == "+33712345678"
+    assert to_person.international("01 23 45 67 89") is None  # a landline
+    assert to_person.masked_email("lea.martin@example.org") == "l***@example.org"
