@@ -26,7 +26,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -58,9 +58,9 @@ DATA_URL = re.compile(r"^data:(image/png|image/jpeg);base64,([A-Za-z0-9+/=]+)$")
 REFUSAL = "La personne a refusé que ses informations soient transmises."
 """The reason a refusal gives to the referrals it cancels (their history shows it)."""
 MASTER = web.AppKey("consent_master_key", bytes)
-ROUTING_GRACE = timedelta(minutes=2)
-"""How long after a contact is recorded a refusal sent from a device waits for routing's
-proposal (to cancel it) before it is taken as having nothing to cancel."""
+SAME_CONTACT = timedelta(seconds=30)
+"""An answer sent from a device names the time of its own contact: within this of the
+contact's (the device's clock is corrected at each request, a few seconds apart)."""
 HAND_OFF_WAIT = 3.0
 """How long the confirmation waits for the referral service to hand the referral off (it
 does on the consent's event) before it says that it is under way."""
@@ -392,8 +392,8 @@ async def send_answer(request: web.Request) -> web.Response:
     principal = await pages.require_script(request, "consent:write")
     try:
         sealed = offline.parse(await read_json(request))
-        answer = offline.open_entry(request.app[MASTER], principal.org, sealed).get("accord")
-        fields = offline.form_of(answer)
+        content = offline.open_entry(request.app[MASTER], principal.org, sealed)
+        fields = offline.form_of(content.get("accord"))
     except offline.OpenError as failed:
         raise Problem(422, "Fiche illisible", "Relais ne peut pas ouvrir cette fiche : elle a "
                       "été chiffrée pour un autre serveur ou une autre structure, ou abîmée."
@@ -402,11 +402,19 @@ async def send_answer(request: web.Request) -> web.Response:
         contact = await _contact(request, principal)
     except pages.PageError as missing:
         raise Problem(missing.status, missing.title, missing.detail) from missing
+    device_now, now = request.headers.get(offline.DEVICE_TIME), request.app[RUNTIME].clock()
+    made = offline.form_of(content.get("contact")).get("moment", "")
+    at = _at(offline.corrected(made, device_now, now))
+    if at is None or abs(at - contact.intake.contacted_at) > SAME_CONTACT:
+        raise Problem(409, "Autre contact", "Cette réponse n'est pas celle de ce contact : "
+                      "elle part avec le sien.")  # the entry names its own contact only
     if fields.get("decision") == "refus":
         return await _refusal_sent(request, contact)
     if fields.get("decision") != "accord":
         raise Problem(422, "Réponse illisible", "Cette fiche ne dit pas si la personne accepte.")
-    form = MultiDictProxy(MultiDict([*fields.items(), ("cle", sealed.id)]))
+    form = MultiDictProxy(MultiDict([
+        *((k, v) for k, v in fields.items() if k != "moment"), ("cle", sealed.id),
+        ("moment", offline.corrected(fields.get("moment", ""), device_now, now))]))
     try:
         consent = await agree(request, principal, contact, form)
     except Invalid as invalid:
@@ -416,16 +424,39 @@ async def send_answer(request: web.Request) -> web.Response:
         if refused.status in REFUSALS:
             raise Problem(refused.status, *REFUSALS[refused.status]) from refused
         raise
-    return json_response({"consent_id": str(consent.id)}, status=201)
+    try:
+        referrals = await _handed_off(request, contact.intake, consent)
+        proposed = await _routed(request, contact)
+    except Problem:
+        referrals, proposed = [], contact
+    uncovered = [proposed.names.get(r.target, r.target) for r in proposed.awaiting
+                 if r.target not in consent.recipients or r.purpose not in consent.purposes]
+    return json_response({"consent_id": str(consent.id), "uncovered": uncovered,
+                          "handed_off": len(referrals)}, status=201)
 
 
-async def _refusal_sent(request: web.Request, contact: Contact) -> web.Response:
+def _at(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+async def _routed(request: web.Request, contact: Contact) -> Contact:
+    """The contact once routing has proposed something for it (waiting a little)."""
     deadline = time.monotonic() + HAND_OFF_WAIT
     while not contact.referrals and time.monotonic() < deadline:
         await asyncio.sleep(0.3)
         contact = await _contact(request, request["principal"])
-    age = request.app[RUNTIME].clock() - contact.intake.created_at
-    if not contact.referrals and age < ROUTING_GRACE:
+    return contact
+
+
+async def _refusal_sent(request: web.Request, contact: Contact) -> web.Response:
+    """A refusal cancels what routing proposed; until routing has, a 409 for the device to
+    try again (the entry stays on it: a refusal is never taken as having nothing to cancel
+    while routing may still propose)."""
+    contact = await _routed(request, contact)
+    if not contact.referrals:
         raise Problem(409, "Proposition en cours", "Relais calcule encore la proposition pour "
                       "ce contact : le refus partira au prochain essai.",
                       headers={"Retry-After": "5"})

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from multidict import MultiDict, MultiDictProxy
 from pydantic import ValidationError
 
 from schemas import vocab_fr as fr
@@ -113,6 +114,11 @@ async def send_contact(request: web.Request) -> web.Response:
     place = contact_pages.find(directory, fields.get("lieu", ""))
     if place is None:
         raise Problem(422, "Lieu inconnu", "Le lieu de ce contact n'est plus dans l'annuaire.")
+    fields = MultiDictProxy(MultiDict([*((k, v) for k, v in fields.items() if k != "moment"),
+                                       ("moment", offline.corrected(
+                                           fields.get("moment", ""),
+                                           request.headers.get(offline.DEVICE_TIME),
+                                           request.app[RUNTIME].clock()))]))
     payload = contact_pages._payload(fields, place)
     payload["channel"] = payload["channel"] or place.channel.value
     try:
@@ -137,7 +143,7 @@ async def service_worker(request: web.Request) -> web.StreamResponse:
 async def manifest(request: web.Request) -> web.Response:
     return web.json_response({
         "name": "Relais – sur le terrain", "short_name": "Relais terrain", "lang": "fr",
-        "start_url": "/terrain", "scope": "/terrain/", "display": "standalone",
+        "start_url": "/terrain", "scope": "/terrain", "display": "standalone",
         "background_color": "#ffffff", "theme_color": "#000091",
         "icons": [{"src": f"/static/dsfr/favicon/android-chrome-{n}x{n}.png",
                    "sizes": f"{n}x{n}", "type": "image/png"} for n in (192, 512)],

@@ -21,6 +21,7 @@ import base64
 import hashlib
 import json
 import os
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -128,6 +129,27 @@ def form_of(part: object) -> MultiDictProxy[str]:
         values = value if isinstance(value, list) else [value]
         pairs += [(str(name), str(v)) for v in values if v is not None]
     return MultiDictProxy(MultiDict(pairs))
+
+
+DEVICE_TIME = "X-Relais-Device-Time"
+"""The header a device sends its own clock in, with each entry: what it recorded is moved by
+the difference with the server's (a tablet whose clock is off records the right times)."""
+DRIFT = timedelta(minutes=1)
+
+
+def corrected(moment: str, device_now: str | None, server_now: datetime) -> str:
+    """A time the device recorded (ISO 8601), moved by how far the device's clock is from
+    the server's when it sends it (when more than a minute); as it is when the device did
+    not say its time or the text is not a time (the model then says what is wrong)."""
+    try:
+        at = datetime.fromisoformat(moment)
+        device = datetime.fromisoformat(device_now) if device_now else None
+    except ValueError:
+        return moment
+    if device is None or at.tzinfo is None or device.tzinfo is None:
+        return moment
+    offset = server_now - device
+    return (at + offset).isoformat() if abs(offset) > DRIFT else moment
 
 
 def parse(payload: object) -> Sealed:

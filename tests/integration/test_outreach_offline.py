@@ -51,8 +51,12 @@ async def offline_page(client: Client) -> tuple[str, dict[str, str], str]:
     return html, json.loads(found.group(1)), csrf(html)
 
 
-async def send(client: Client, path: str, sealed: offline.Sealed, token: str) -> Any:
-    return await client.post(path, json=sealed.model_dump(), headers={"X-CSRF-Token": token})
+async def send(client: Client, path: str, sealed: offline.Sealed, token: str,
+               device: datetime | None = None) -> Any:
+    headers = {"X-CSRF-Token": token}
+    if device is not None:  # the device's own clock, as the page sends it
+        headers[offline.DEVICE_TIME] = device.isoformat()
+    return await client.post(path, json=sealed.model_dump(), headers=headers)
 
 
 async def test_the_offline_page_holds_what_the_device_needs_and_nothing_personal(
@@ -182,3 +186,45 @@ def test_an_entry_opens_only_with_the_server_s_key_for_its_organisation() -> Non
             continue
         raise AssertionError(f"opened with {org}")
     assert offline.form_of({"a": ["b", "c"], "d": "e"}).getall("a") == ["b", "c"]
+
+
+async def test_a_device_clock_that_is_off_records_the_right_times(
+        client: Client, tokens: Tokens) -> None:
+    await signed_in_counsellor(client, tokens)
+    _html, public, token = await offline_page(client)
+    ahead = timedelta(minutes=10)  # the tablet's clock is 10 minutes fast
+    now = datetime.now(UTC).replace(microsecond=0)
+    made = entry()
+    made["contact"]["moment"] = (now + ahead - timedelta(minutes=5)).isoformat()
+    made["accord"]["moment"] = (now + ahead - timedelta(minutes=4)).isoformat()
+    item = offline.seal_entry(public, TEAM, str(uuid.uuid4()), made)
+    said = await (await send(client, "/terrain/envoi", item, token, now + ahead)).json()
+    answer = await send(client, f"/terrain/accord/{said['intake_id']}/envoi", item, token,
+                        now + ahead)
+    assert answer.status == 201, await answer.text()  # not refused as given in the future
+    [intake] = await intakes(client, tokens)
+    [consent] = await consents(client, tokens, intake["person_id"])
+    for at, expected in ((intake["contacted_at"], now - timedelta(minutes=5)),
+                         (consent["granted_at"], now - timedelta(minutes=4))):
+        assert abs(datetime.fromisoformat(at) - expected) < timedelta(seconds=5)
+
+
+async def test_an_answer_goes_with_its_own_contact_and_says_what_it_does_not_cover(
+        client: Client, tokens: Tokens) -> None:
+    await signed_in_counsellor(client, tokens)
+    _html, public, token = await offline_page(client)
+    first = offline.seal_entry(public, TEAM, str(uuid.uuid4()), entry())
+    other = entry()
+    other["contact"]["moment"] = (WHEN - timedelta(hours=1)).isoformat()
+    other["accord"] |= {"destinataires": ["ccas"], "moment": other["contact"]["moment"]}
+    second = offline.seal_entry(public, TEAM, str(uuid.uuid4()), other)
+    one = await (await send(client, "/terrain/envoi", first, token)).json()
+    two = await (await send(client, "/terrain/envoi", second, token)).json()
+    crossed = await send(client, f"/terrain/accord/{one['intake_id']}/envoi", second, token)
+    assert crossed.status == 409  # another contact's answer is not attached to this one
+    assert await consents(client, tokens, one["person_id"]) == []
+    answer = await send(client, f"/terrain/accord/{two['intake_id']}/envoi", second, token)
+    said = await answer.json()
+    assert answer.status == 201 and said["uncovered"] == ["Mission locale du Grand Amiénois"]
+    assert [r["status"] for r in await referrals(client, tokens, two["intake_id"])] == [
+        "awaiting_consent"]  # the person accepted the CCAS, routing proposes the ML

@@ -50,8 +50,14 @@
   const remove = async (id) => done((await store("readwrite")).delete(id));
 
   // --- sealing -----------------------------------------------------------------------------
-  const b64url = (buffer) => btoa(String.fromCharCode(...new Uint8Array(buffer)))
-    .replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  const b64url = (buffer) => {
+    const bytes = new Uint8Array(buffer);
+    let text = "";
+    for (let i = 0; i < bytes.length; i += 8192) {  // in pieces: large entries fit any engine
+      text += String.fromCharCode(...bytes.subarray(i, i + 8192));
+    }
+    return btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  };
   async function seal(id, content) {
     const server = await crypto.subtle.importKey(
       "jwk", { kty: "EC", crv: "P-256", x: publicKey.x, y: publicKey.y, ext: true },
@@ -75,21 +81,39 @@
   // --- what is shown -----------------------------------------------------------------------
   const time = (ms) => new Date(ms).toLocaleTimeString("fr-FR", { hour: "2-digit", minute: "2-digit" });
   async function show() {
-    const all = await entries();
+    const everything = await entries();
+    const all = everything.filter((e) => e.sealed);
+    const notices = everything.filter((e) => !e.sealed);
     const waiting = all.filter((e) => !e.failed);
     const failed = all.filter((e) => e.failed);
     const parts = [];
     parts.push(waiting.length === 0 ? "Aucun contact en attente d'envoi."
       : `${waiting.length} contact${waiting.length > 1 ? "s" : ""} en attente d'envoi.`);
-    if (failed.length) parts.push(`${failed.length} en échec, à reprendre en ligne.`);
+    if (failed.length) parts.push(`${failed.length} en échec : voyez pourquoi ci-dessous.`);
+    if (notices.length) parts.push(`${notices.length} à vérifier ci-dessous.`);
     if (sent) parts.push(`${sent} envoyé${sent > 1 ? "s" : ""} depuis l'ouverture de la page.`);
     if (dropped) parts.push(`${dropped} effacé${dropped > 1 ? "s" : ""} sans être envoyé${dropped > 1 ? "s" : ""} : plus de ${keepHours} heures d'attente.`);
     if (lastProblem) parts.push(lastProblem);
     status.textContent = parts.join(" ");
-    list.replaceChildren(...all.map((e) => {
+    list.replaceChildren(...everything.map((e) => {
       const item = document.createElement("li");
       item.textContent = `Contact de ${time(e.made)}${e.answer ? ", avec la réponse de la personne" : ""} : `
-        + (e.failed ? `échec. ${e.failed}` : "en attente.");
+        + (e.notice ? `envoyé. ${e.notice} ` : e.failed ? `échec. ${e.failed} ` : "en attente.");
+      if (e.contact) {
+        const open = document.createElement("a");
+        open.href = e.contact;
+        open.className = "fr-link fr-ml-1w";
+        open.textContent = "Ouvrir le contact";
+        item.append(open);
+      }
+      if (e.failed || e.notice) {
+        const forget = document.createElement("button");
+        forget.type = "button";
+        forget.className = "fr-btn fr-btn--tertiary-no-outline fr-btn--sm fr-ml-1w";
+        forget.textContent = e.notice ? "Vu" : "Effacer de l'appareil";
+        forget.addEventListener("click", async () => { await remove(e.id); await show(); });
+        item.append(forget);
+      }
       return item;
     }));
     sendNow.hidden = waiting.length === 0 || !navigator.onLine;
@@ -142,8 +166,12 @@
     }
     Object.assign(answer, { decision, notice: form.dataset.notice, moment: now });
     const id = crypto.randomUUID();
-    const sealed = await seal(id, { contact, accord: answer });
-    await put({ id, made: Date.now(), answer: decision === "accord", sealed, failed: "" });
+    try {
+      const sealed = await seal(id, { contact, accord: answer });
+      await put({ id, made: Date.now(), answer: decision === "accord", sealed, failed: "", org });
+    } catch {
+      return refuse("L'appareil n'a pas pu garder ce contact (mémoire pleine ?). Rien n'est gardé : réessayez, ou notez-le sur papier.");
+    }
     form.reset();
     document.getElementById("signature-effacer")?.click();
     form.querySelectorAll("input[name='methode']")[0]?.dispatchEvent(new Event("change"));
@@ -158,16 +186,18 @@
   });
 
   // --- sending -----------------------------------------------------------------------------
-  async function freshToken() {
+  async function freshPage() {
     const page = await fetch("/terrain/hors-ligne", { cache: "no-store", credentials: "same-origin" });
     if (!page.ok || page.redirected) return null;
     const html = new DOMParser().parseFromString(await page.text(), "text/html");
-    return html.querySelector("input[name='csrf']")?.value || null;
+    const token = html.querySelector("input[name='csrf']")?.value;
+    return token ? { token, org: html.getElementById("fiche")?.dataset.org } : null;
   }
   async function post(path, body, token) {
     const response = await fetch(path, {
       method: "POST", credentials: "same-origin", body: JSON.stringify(body),
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": token },
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": token,
+                 "X-Relais-Device-Time": new Date().toISOString() },
     });
     let said = {};
     try { said = await response.json(); } catch { said = {}; }
@@ -180,22 +210,32 @@
     if (sending || !navigator.onLine) return;
     sending = true;
     try {
-      const waiting = (await entries()).filter((e) => !e.failed);
+      const waiting = (await entries()).filter((e) => e.sealed && !e.failed);
       if (!waiting.length) return;
-      const token = await freshToken();
-      if (!token) {
+      const fresh = await freshPage();
+      if (!fresh) {
         lastProblem = "Reconnectez-vous pour envoyer ce qui attend.";
         return;
       }
+      const { token } = fresh;
       lastProblem = "";
       for (const entry of waiting) {
+        if (entry.org && entry.org !== fresh.org) {
+          lastProblem = "Ce qui attend a été enregistré pour une autre structure : reconnectez-vous avec un compte de cette structure pour l'envoyer.";
+          return;
+        }
         const contact = await post("/terrain/envoi", entry.sealed, token);
         if (retryLater(contact.status)) { lastProblem = contact.said.detail || "Envoi interrompu : nouvel essai plus tard."; return; }
-        if (contact.status >= 400) { entry.failed = contact.said.detail || "refusé par Relais."; await put(entry); continue; }
+        if (contact.status >= 400) { entry.failed = contact.said.detail || "Refusé par Relais."; await put(entry); continue; }
+        entry.contact = contact.said.contact;
         const answer = await post(`/terrain/accord/${contact.said.intake_id}/envoi`, entry.sealed, token);
         if (retryLater(answer.status)) { lastProblem = answer.said.detail || "Envoi interrompu : nouvel essai plus tard."; return; }
-        if (answer.status >= 400) { entry.failed = `Le contact est enregistré, pas la réponse de la personne : ${answer.said.detail || "refusée par Relais."}`; await put(entry); continue; }
+        if (answer.status >= 400) { entry.failed = `Le contact est enregistré, pas la réponse de la personne : ${answer.said.detail || "refusée par Relais."} Ouvrez le contact pour recueillir son accord.`; await put(entry); continue; }
         await remove(entry.id);
+        if (answer.said.uncovered?.length) {  // what routing proposed is not what was ticked
+          await put({ id: `${entry.id}:verifier`, made: entry.made, answer: true, contact: entry.contact,
+            notice: `Relais propose ${answer.said.uncovered.join(", ")}, que la personne n'a pas acceptée : rien n'y est transmis. Ouvrez le contact pour en parler avec elle.` });
+        }
         sent += 1;
         await show();
       }
@@ -211,7 +251,7 @@
   async function forgetOld() {
     const limit = Date.now() - keepHours * 3600 * 1000;
     for (const entry of await entries()) {
-      if (entry.made < limit) { await remove(entry.id); dropped += 1; }
+      if (entry.made < limit) { await remove(entry.id); if (entry.sealed) dropped += 1; }
     }
   }
   sendNow.addEventListener("click", sendAll);
