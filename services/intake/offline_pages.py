@@ -35,8 +35,6 @@ from services.runtime.http import json_response, read_json
 from services.runtime.problem import Problem
 
 STATIC = Path(__file__).resolve().parent / "static"
-KEEP_HOURS = 72
-"""How long an entry may wait on a device before the page drops it unsent."""
 METHODS = {"signed_screen": "Signature sur l'écran", "oral_witnessed": "Oral, devant un témoin"}
 """How a person agrees offline (a paper form is photographed once online)."""
 NOT_PARTNERS = frozenset({"outreach_team", "coordination"})
@@ -85,7 +83,8 @@ async def offline_page(request: web.Request) -> web.StreamResponse:
         partners_names={o.id: o.name for o in directory.organisations}, notice=notice,
         notice_title=title, notice_text=text,
         public_key=offline.public_jwk(request.app[api.MASTER_KEY]),
-        keep_hours=KEEP_HOURS, needs=list(Need), flags=list(SituationFlag),
+        keep_hours=request.app[RUNTIME].settings.offline_keep_hours, needs=list(Need),
+        flags=list(SituationFlag),
         ages=["", *AgeBracket], age_labels={"": "Non précisé"} | fr.AGES,
         durations=["", *map(str, contact_pages.DURATIONS)],
         duration_labels=contact_pages.DURATION_LABELS, purposes=list(Purpose),

@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_username: str | None = None
     smtp_password: str | None = None
+    offline_keep_hours: int = Field(
+        default=72, ge=1, le=168, description="How long the outreach app keeps on a device a "
+        "contact recorded without a network and not sent yet, before it drops it unsent.")
     sms_url: str | None = Field(
         default=None, description="An SMS gateway (HTTPS): Relais posts `{\"to\": "
         "\"+33612345678\", \"text\": \"...\"}` to it, with `RELAIS_SMS_TOKEN` as a bearer "
