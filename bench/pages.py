@@ -497,6 +497,9 @@ def targets(territory: Territory) -> list[Target]:
         Target("audit", "auditor", "/audit"),
         Target("audit of a person", "auditor", f"/audit?personne={territory.person}"),
         Target("account, second factor", "ml", "/compte/double-authentification"),
+        Target("on the field (outreach team)", "team", "/terrain"),
+        Target("offline page (outreach team)", "team", "/terrain/hors-ligne"),
+        Target("relays of the network", "coord", "/coordination/relais"),
     ]
 
 

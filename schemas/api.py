@@ -359,7 +359,9 @@ class DossierOut(BaseModel):
     situation: dict[str, object] | None = Field(
         description="Flags, age bracket, commune, visits: with the `situation` category.")
     person: PersonOut | None = Field(description="Identity, contact and notes, read from the "
-                                     "intake service under the consent.")
+                                     "intake service under this consent: exactly the ones it "
+                                     "covers. null when it covers none of them, or when your "
+                                     "token has no `people:read`.")
 
 
 Figure = float | None
@@ -369,7 +371,9 @@ class StatsOut(BaseModel):
     """Counts of distinct people (contacts per site and permanence: counts of intakes).
     null: fewer than `threshold` people, not shown."""
 
-    period: dict[str, str | None]
+    period: dict[str, str | None] = Field(
+        description="`from` (included), `to` (excluded: the day after the last day counted), "
+        "`site` (null: every site).")
     threshold: int
     people: int | None
     intakes: int | None
@@ -720,9 +724,24 @@ class ConsentList(BaseModel):
     items: list[ConsentHistory]
 
 
+class CheckReason(StrEnum):
+    """Why a recipient may not receive the person."""
+
+    unknown_recipient = "unknown_recipient"
+    """Not an organisation of the directory: no consent can name it."""
+    not_covered = "not_covered"
+    """No live consent of the person covers this purpose for this recipient."""
+
+
 class ConsentCheck(BaseModel):
     allowed: bool
     consent_id: UUID | None = Field(description="The consent that allows it, if any.")
+    reason: CheckReason | None = Field(
+        default=None, description="Why not, when not allowed: `unknown_recipient` (not an "
+        "organisation of the directory: no consent can name it, nothing is handed off to it) "
+        "or `not_covered` (no live consent of the person covers this purpose for this "
+        "recipient).")
+    detail: str | None = Field(default=None, description="The same, in words.")
 
 
 class NoticeIn(StrictModel):

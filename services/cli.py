@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 import uuid
@@ -23,15 +24,19 @@ from services.runtime.app import ServiceSpec, create_app
 from services.runtime.embedded import EmbeddedPostgres
 from services.runtime.logging import configure_logging, get_logger
 from services.runtime.server import AppRunner
-from services.runtime.settings import Settings
+from services.runtime.settings import InvalidSettings, Settings
+from services.runtime.settings import load as load_settings
 from services.runtime.telemetry import configure_tracing
 
 log = get_logger("relais.cli")
 SERVICE_NAMES = ("auth", "intake", "consent", "referral", "notify")
 DEMO_SCOPES = (
     "intake:write intake:read consent:write consent:read referral:read referral:write "
-    "notification:read notification:write"
+    "people:read notification:read notification:write"
 )
+"""A partner's ordinary client (`relais client create` without `--scopes`): what a
+counsellor's account has, so a recipient's system reads the identity and contact a consent
+gives it in a referral's dossier (`people:read`), as the counsellor does in the console."""
 
 
 def service_specs(names: Sequence[str]) -> list[ServiceSpec]:
@@ -381,7 +386,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["database_url"] = args.database
     if getattr(args, "port", None):
         overrides["http_port"] = args.port
-    settings = Settings()
+    settings = load_settings()
     return settings.model_copy(update=overrides) if overrides else settings
 
 
@@ -391,6 +396,30 @@ def run_alone(name: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """`relais ...`. A reader that stops reading (`relais client list | head -1`) ends the
+    command quietly, as it would any Unix tool."""
+    try:
+        try:
+            _main(argv)
+        finally:  # what is still buffered goes now, while a closed pipe can be handled
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # Python's advice (the signal module's documentation): nothing more goes to the
+        # closed pipe, not even at exit; the status a shell gives a command SIGPIPE ended.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(128 + signal.SIGPIPE)
+
+
+def _scopes_help() -> str:
+    from services.auth import domain
+
+    width = max(len(scope) for scope in domain.SCOPES)
+    lines = [f"  {scope.ljust(width)}  {allows}" for scope, allows in domain.SCOPES.items()]
+    return ("scopes (--scopes, space-separated in one argument; a token asks for some\n"
+            "or all of its client's):\n" + "\n".join(lines))
+
+
+def _main(argv: Sequence[str] | None) -> None:
     parser = argparse.ArgumentParser(prog="relais", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="run the services (all four by default)")
@@ -401,10 +430,17 @@ def main(argv: Sequence[str] | None = None) -> None:
                     help="comma-separated services to run in this process")
     client = sub.add_parser("client", help="API clients (OAuth2 client credentials)")
     client_sub = client.add_subparsers(dest="action", required=True)
-    create = client_sub.add_parser("create", help="print a new client's id and secret as JSON")
-    create.add_argument("--org", required=True)
-    create.add_argument("--name", required=True)
-    create.add_argument("--scopes", default=DEMO_SCOPES)
+    create = client_sub.add_parser(
+        "create", help="print a new client's id and secret as JSON",
+        description="Create an API client (OAuth2 client credentials) of an organisation\n"
+        "and print its id and secret as JSON (the secret is shown once).",
+        epilog=_scopes_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    create.add_argument("--org", required=True, help="the organisation (directory id)")
+    create.add_argument("--name", required=True, help="what the client is, for you "
+                        "(e.g. tablette, si-mission-locale)")
+    create.add_argument("--scopes", default=DEMO_SCOPES, metavar='"SCOPE ..."',
+                        help="what the client may do, space-separated (listed below); "
+                        f"default: {DEMO_SCOPES}")
     client_sub.add_parser("list")
     client_sub.add_parser("revoke").add_argument("client_id")
     user = sub.add_parser("user", help="personal accounts of the console")
@@ -455,7 +491,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     sub.add_parser("asyncapi", help="print the AsyncAPI document (schemas/asyncapi.json)")
     sub.add_parser("settings", help="print the effective settings as JSON")
     args = parser.parse_args(argv)
-    settings = _settings(args)
+    try:
+        settings = _settings(args)
+    except InvalidSettings as invalid:  # one line per wrong variable, not a traceback
+        for line in invalid.lines:
+            print(f"relais: {line}", file=sys.stderr)
+        sys.exit(2)
     configure_logging(settings.log_level, settings.log_json)
 
     if args.command == "up":

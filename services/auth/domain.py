@@ -12,11 +12,25 @@ from authlib.oauth2.rfc6749 import ClientMixin
 
 from services.runtime.ratelimit import RateLimiter
 
-SCOPES = (
-    "intake:write", "intake:read", "consent:write", "consent:read", "referral:read",
-    "referral:write", "notification:read", "notification:write", "audit:read",
-    "directory:write", "people:read", "people:erase", "stats:read",
-)
+SCOPES = {
+    "intake:write": "record contacts (one or a batch), signals and the proof of a signed "
+                    "consent",
+    "intake:read": "read your organisation's (and its consortia's) contacts and signals",
+    "consent:write": "record and withdraw consents, register information notices",
+    "consent:read": "read consents you recorded or receive, check one covers a hand-off",
+    "referral:read": "read referrals sent or received, their dossier, partners, commission",
+    "referral:write": "refer by hand, answer referrals, declare places, commission decisions",
+    "notification:read": "read how referrals were told, the inbox and its live stream, "
+                         "webhooks",
+    "notification:write": "add and remove webhook endpoints, send a delivery again",
+    "audit:read": "read and export the consent trail, its checkpoints, who read what",
+    "directory:write": "replace the directory, set how each organisation is told "
+                       "(territory-wide)",
+    "people:read": "read a person's identity, contact and notes, as far as allowed (logged)",
+    "people:erase": "erase a person (their key is destroyed)",
+    "stats:read": "read the anonymised statistics (JSON, CSV)",
+}
+"""Every scope a client may hold, and what it allows (`relais client create --help`)."""
 AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 _NO_SECRET = ("scrypt$Ae8lVx2CFzM3sU5mJz0dQw==$"

@@ -14,6 +14,7 @@ from schemas.api import (
     AccessLog,
     AuditKeys,
     CheckpointList,
+    CheckReason,
     ConsentCheck,
     ConsentIn,
     ConsentList,
@@ -27,7 +28,7 @@ from schemas.events import (
     CONSENT_GRANTED,
     CONSENT_WITHDRAWN,
 )
-from services.consent import audit, domain, lifecycle, store, trail_store
+from services.consent import audit, domain, lifecycle, recipients, store, trail_store
 from services.runtime import access, idempotency, outbox, peers
 from services.runtime.app import RUNTIME
 from services.runtime.auth import Principal, authenticate
@@ -40,6 +41,7 @@ SOURCE = "/relais/consent"
 
 
 OPERATION = "consent"
+UNKNOWN_RECIPIENT = "unknown_recipient"
 
 
 async def answer_consent(conn: asyncpg.Connection, org: str,
@@ -79,6 +81,24 @@ async def may_record(request: web.Request, body: ConsentIn) -> None:
     if not standing.met:
         raise Problem(403, "Forbidden", "Only an organisation that met the person records "
                       "their consent; a recipient cannot grant itself anything.")
+    unknown = await request.app[recipients.KNOWN].unknown(request, body.recipients)
+    if unknown:
+        raise UnknownRecipients(unknown)
+
+
+class UnknownRecipients(Problem):
+    """A consent names organisations that are not in the directory: nothing could ever be
+    handed off to them, so it is refused (422) and nothing is written."""
+
+    def __init__(self, unknown: list[str]) -> None:
+        super().__init__(
+            422, "Unknown recipient", f"Not in the directory: {', '.join(unknown)}.",
+            type_="https://relais.example/problems/validation", errors=[{
+                "field": "recipients", "code": UNKNOWN_RECIPIENT,
+                "message": f"'{name}' is not an organisation of the directory (GET "
+                           "/v1/directory lists them): nothing could be handed off to it"}
+                for name in unknown])
+        self.recipients = unknown
 
 
 async def record_once(request: web.Request, org: str, key: str, payload: object,
@@ -197,7 +217,8 @@ async def list_consents(request: web.Request) -> web.Response:
 
 
 async def check(request: web.Request) -> web.Response:
-    """May `recipient` receive this person for `purpose` now, and under which consent?"""
+    """May `recipient` receive this person for `purpose` now, and under which consent? If
+    not, why: it is no organisation of the directory, or no live consent covers it."""
     principal = await authenticate(request, "consent:read")
     person_id = _query_uuid(request, "person_id")
     purpose, recipient = request.query.get("purpose"), request.query.get("recipient")
@@ -206,9 +227,17 @@ async def check(request: web.Request) -> web.Response:
     rows = await store.consents_of(request.app[RUNTIME].pool, person_id, principal.org)
     now = datetime.now(UTC)
     allowed = [r for r in rows if domain.covers(r, purpose, recipient, now)]
-    best = max(allowed, key=lambda r: r["valid_until"]) if allowed else None
-    return json_response(ConsentCheck(allowed=best is not None,
-                                      consent_id=best["id"] if best else None))
+    if allowed:
+        best = max(allowed, key=lambda r: r["valid_until"])
+        return json_response(ConsentCheck(allowed=True, consent_id=best["id"]))
+    if await request.app[recipients.KNOWN].unknown(request, [recipient]):
+        return json_response(ConsentCheck(
+            allowed=False, consent_id=None, reason=CheckReason.unknown_recipient,
+            detail=f"'{recipient}' is not an organisation of the directory: no consent can "
+                   "name it, nothing is handed off to it."))
+    return json_response(ConsentCheck(
+        allowed=False, consent_id=None, reason=CheckReason.not_covered,
+        detail=f"No live consent of this person covers '{purpose}' for '{recipient}'."))
 
 
 async def trail_extract(request: web.Request) -> web.Response:
@@ -295,7 +324,7 @@ OPERATIONS = [
                   PERSON_QUERY, Query("purpose", "A purpose (required)",
                                       example="referral_partner"),
                   Query("recipient", "An organisation id (required)",
-                        example="mission-locale")), errors=(400,)),
+                        example="mission-locale")), errors=(400, 503)),
     Operation("GET", "/v1/consents/{id}", get_consent, "A consent your organisation recorded",
               "Consents", "consent:read", response=ConsentOut,
               path_example={"id": "9a7e3c2b-1d4f-4e8a-b6c5-0f2e1d3c4b5a"}, errors=(404,)),
@@ -325,3 +354,4 @@ OPERATIONS = [
 def routes(app: web.Application) -> None:
     register(app, OPERATIONS)
     peers.setup(app)
+    recipients.install(app)

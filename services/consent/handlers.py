@@ -1,6 +1,6 @@
 """Consent handlers: every read of personal data, wherever it happened, goes into the
-trail; the directory's names of organisations are kept for the person's page; and the worker
-that signs checkpoints."""
+trail; the directory's names of organisations are kept for the person's page (and the list of
+the organisations a consent may name is read again); and the worker that signs checkpoints."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import uuid
 import asyncpg
 
 from schemas.events import DIRECTORY_UPDATED, PERSONAL_DATA_READ, REFERRAL_DOSSIER_READ
-from services.consent import lifecycle, store, trail_store
+from services.consent import lifecycle, recipients, store, trail_store
 from services.runtime import sealing
 from services.runtime.app import Runtime
 from services.runtime.consumer import Handler
 from services.runtime.events import Event
 
 
-def handler(_runtime: Runtime) -> Handler:
+def handler(runtime: Runtime) -> Handler:
     async def handle(conn: asyncpg.Connection, event: Event) -> None:
         if event.type in (PERSONAL_DATA_READ, REFERRAL_DOSSIER_READ):
             await trail_store.append(conn, [("personal_data.read",
@@ -25,6 +25,8 @@ def handler(_runtime: Runtime) -> Handler:
         elif event.type == DIRECTORY_UPDATED:  # the names the person's page shows
             await store.keep_names(conn, {o["id"]: o["name"] for o in
                                           event.data["directory"].get("organisations", [])})
+            if recipients.KNOWN in runtime.app:
+                runtime.app[recipients.KNOWN].forget()
 
     return handle
 

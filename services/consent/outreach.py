@@ -243,6 +243,18 @@ def proof_of(fields: MultiDictProxy[str]) -> tuple[str, EvidenceIn | None] | Non
         return field, None
 
 
+def not_in_directory(ids: list[str], names: dict[str, str]) -> str:
+    """The French words for recipients the directory does not hold (any more: the
+    coordination may have removed a partner since routing proposed it)."""
+    quoted = [f"« {names.get(i, i)} »" for i in ids]
+    named = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} et {quoted[-1]}"
+    if len(ids) == 1:
+        return (f"{named} ne figure pas dans l'annuaire du territoire : Relais ne peut rien "
+                "lui transmettre. Décochez-la, ou demandez à la coordination de l'y ajouter.")
+    return (f"{named} ne figurent pas dans l'annuaire du territoire : Relais ne peut rien "
+            "leur transmettre. Décochez-les, ou demandez à la coordination de les y ajouter.")
+
+
 class Invalid(Exception):
     """The form cannot be recorded as it is: each field's French message (`form` for the
     whole form), and the fields to show again."""
@@ -291,6 +303,10 @@ async def agree(request: web.Request, principal: Principal, contact: Contact,
         if proof is not None and proof[1] is None:
             found[proof[0]] = ERRORS[proof[0]]
         raise Invalid(found, fields) from invalid
+    except api.UnknownRecipients as unknown:
+        names = await store.names(request.app[RUNTIME].pool)  # also those that left
+        raise Invalid({"recipients": not_in_directory(unknown.recipients, names)},
+                      fields) from unknown
     except Problem as refused:
         if refused.status == 422 and "reused" in refused.title:
             fresh = MultiDictProxy(MultiDict(

@@ -121,9 +121,14 @@ def _unknown_person() -> Problem:
                        "(a person met elsewhere is a new contact)"}])
 
 
-async def _standing(db: store.Db, person_id: uuid.UUID, org: str) -> access.Standing:
+async def _standing(db: store.Db, person_id: uuid.UUID, org: str,
+                    consent_id: uuid.UUID | None = None) -> access.Standing:
+    """What `org` is to the person; under `consent_id` only, when given (a dossier)."""
     met_by, consents = await store.standing_facts(db, person_id)
-    return access.standing(org, met_by, [domain.grant(r) for r in consents], datetime.now(UTC))
+    grants = [domain.grant(r) for r in consents]
+    if consent_id is not None:
+        return access.under_consent(org, met_by, grants, consent_id, datetime.now(UTC))
+    return access.standing(org, met_by, grants, datetime.now(UTC))
 
 
 def _place(body: IntakeIn, directory: reference.Directory) -> str:
@@ -280,14 +285,20 @@ async def list_intakes(request: web.Request) -> web.Response:
 
 async def get_person(request: web.Request) -> web.Response:
     """Personal data, to an organisation that met the person or under a live consent; every
-    read is logged (access log and `personal_data_read` event)."""
+    read is logged (access log and `personal_data_read` event). With `consent_id`, exactly
+    what that one consent gives the caller (how a referral's dossier reads it)."""
     principal = await authenticate(request, "people:read", link=True)
     person_id = path_uuid(request)
+    asked = request.query.get("consent_id")
+    try:
+        under = uuid.UUID(asked) if asked is not None else None
+    except ValueError as exc:
+        raise Problem(400, "Bad query", "consent_id must be a UUID.") from exc
     if principal.person is not None and principal.person != person_id:
         raise _not_found("person")  # a magic link reads its referral's person only
     master = request.app[MASTER_KEY]
     async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
-        standing = await _standing(conn, person_id, principal.org)
+        standing = await _standing(conn, person_id, principal.org, under)
         categories = standing.categories
         if not categories:
             raise _not_found("person")
@@ -573,7 +584,10 @@ OPERATIONS = [
     Operation("GET", "/v1/people/{id}", get_person,
               "A person's personal data, as far as you may read it (logged)", "People",
               "people:read", response=PersonOut, path_example={"id": EXAMPLE_ID},
-              errors=(404, 410)),
+              query=(Query("consent_id", "Read under this consent only: exactly the "
+                           "categories it gives you (as a referral's dossier does); 404 when "
+                           "it gives you none", {"type": "string", "format": "uuid"}),),
+              errors=(400, 404, 410)),
     Operation("GET", "/v1/people/{id}/standing", get_standing,
               "What your organisation is to a person (met, or named by a live consent)",
               "People", response=StandingOut, path_example={"id": EXAMPLE_ID},

@@ -508,7 +508,10 @@ async def _paths(request: web.Request,
     directory = await _directory(request)
     org_names = {o.id: o.name for o in directory.organisations}
     paths: dict[uuid.UUID, list[dict[str, Any]]] = {p.person_id: [] for p in people}
+    seen: set[uuid.UUID] = set()  # a referral later contacts joined comes with each of them
     for (person_id, _intake), read in zip(asked, pages_read, strict=True):
+        fresh = [r for r in read.items if r.id not in seen]
+        seen.update(r.id for r in fresh)
         paths[person_id] += [{
             "at": r.requested_at or r.created_at, "target": org_names.get(r.target, r.target),
             "purpose": fr.PURPOSES.get(r.purpose, r.purpose),
@@ -516,7 +519,7 @@ async def _paths(request: web.Request,
             "badge": fr.STATUS_BADGES.get(r.status, "info"),
             "outcome": fr.OUTCOMES.get(r.outcome) if r.outcome else None,
             "reason": fr.REASONS.get(r.reject_reason) if r.reject_reason else None,
-        } for r in read.items]
+        } for r in fresh]
     for steps in paths.values():
         steps.sort(key=lambda step: step["at"])
     return paths

@@ -103,13 +103,15 @@ async def orgs_that_met(db: Db, person_id: UUID) -> set[str]:
 
 
 async def erase(conn: asyncpg.Connection, person_id: UUID) -> None:
-    """Crypto-shredding: the key goes, and with it every sealed copy."""
+    """Crypto-shredding: the key goes, and with it every sealed copy; the person's contacts
+    no longer hold an identity or a note, and say so."""
     await conn.execute(
         "UPDATE intake.people SET wrapped_key = NULL, identity = NULL, erased_at = now()"
         " WHERE person_id = $1",
         person_id,
     )
-    await conn.execute("UPDATE intake.intakes SET note = NULL WHERE person_id = $1", person_id)
+    await conn.execute("UPDATE intake.intakes SET note = NULL, has_identity = false"
+                       " WHERE person_id = $1", person_id)
     await conn.execute("DELETE FROM intake.cards WHERE person_id = $1", person_id)
     await conn.execute("DELETE FROM intake.name_index WHERE person_id = $1", person_id)
     await conn.execute("DELETE FROM intake.evidence WHERE person_id = $1", person_id)

@@ -30,7 +30,7 @@ from services.runtime.app import RUNTIME
 from services.runtime.auth import VERIFIER, authenticate
 from services.runtime.http import json_response, parse, path_uuid, read_json
 from services.runtime.logging import get_logger
-from services.runtime.openapi import Operation, Query, register
+from services.runtime.openapi import ORGANISATION, Operation, Query, register
 from services.runtime.problem import Problem
 from services.runtime.waiting import wait_for_event
 from services.runtime.web import bearer
@@ -256,7 +256,10 @@ async def _stream(request: web.Request, hub: live.InboxHub, stream: live.Stream,
             await handed(pool, rows)
             if len(rows) < INBOX_PAGE:
                 await _quiet(request, response, stream)
-    except ConnectionResetError:  # the client closed the stream: its normal end
+    except ConnectionError:  # the client closed the stream: its normal end (reset between
+        # writes, or "Connection lost" while a write waited for the client to read)
+        if not _gone(request):  # another connection (the database's) failed
+            raise
         log.debug("inbox_stream_closed", org=stream.org, client_id=stream.client_id)
     except Problem:  # its token is no longer valid: the stream ends
         log.info("inbox_stream_ended", org=stream.org, client_id=stream.client_id,
@@ -273,12 +276,17 @@ async def _quiet(request: web.Request, response: web.StreamResponse,
     deadline = loop.time() + HEARTBEAT
     while not await wait_for_event(stream.wake, min(ALIVE_CHECK,
                                                     max(0.0, deadline - loop.time()))):
-        transport = request.transport
-        if transport is None or transport.is_closing():
+        if _gone(request):
             raise ConnectionResetError("the client closed the stream")
         if loop.time() >= deadline:
             await response.write(b": keep-alive\n\n")
             return
+
+
+def _gone(request: web.Request) -> bool:
+    """Whether the client has closed its connection."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 OPERATIONS = [
@@ -291,11 +299,13 @@ OPERATIONS = [
     Operation("GET", "/v1/recipients/{org}", get_recipient,
               "How an organisation is told (channels, addresses, muted kinds)",
               "Notifications", "notification:read", response=RecipientOut,
-              path_example={"org": "equipe-aller-vers"}, errors=(403, 404)),
+              path_example={"org": "equipe-aller-vers"},
+              path_params={"org": ORGANISATION}, errors=(403, 404)),
     Operation("PUT", "/v1/recipients/{org}", put_recipient,
               "Set how an organisation is told", "Notifications", "directory:write",
               request=RecipientIn, response=RecipientOut,
-              path_example={"org": "mission-locale"}, errors=(404,), example={
+              path_example={"org": "mission-locale"},
+              path_params={"org": ORGANISATION}, errors=(404,), example={
                   "email": "accueil@mission-locale.example.org",
                   "counsellors": ["c.dupont@mission-locale.example.org"],
                   "channels": ["email", "inbox"], "muted": ["reminder"]}),

@@ -22,12 +22,12 @@ from schemas.api import (
 )
 from schemas.vocab import ReferralAction, ReferralStatus
 from services.referral import commission, domain, handlers, lifecycle, stats, store
-from services.runtime import paging, peers
+from services.runtime import access, paging, peers
 from services.runtime.app import RUNTIME
 from services.runtime.auth import Principal, authenticate
 from services.runtime.http import json_response, parse, path_uuid, read_json
 from services.runtime.idempotency import Answer, create
-from services.runtime.openapi import Operation, Query, register
+from services.runtime.openapi import ORGANISATION, Operation, Query, register
 from services.runtime.problem import Problem
 
 TAG = "Referrals"
@@ -156,12 +156,13 @@ async def get_dossier(request: web.Request) -> web.Response:
 async def dossier_out(request: web.Request, principal: Principal,
                       dossier: handlers.Dossier) -> DossierOut:
     """The dossier as the recipient may read it: identity, contact and notes from the intake
-    service, as the caller (it checks the consent and logs the read too)."""
+    service, as the caller and under the dossier's consent, so exactly the categories that
+    consent covers (the intake service checks it and logs the read too)."""
     row, consent, intake, categories = (dossier.referral, dossier.consent, dossier.intake,
                                         dossier.categories)
     person = None
-    if consent.categories & {"identity", "contact", "note"} and "people:read" in principal.scopes:
-        person = await peers.person(request, row["person_id"])
+    if consent.categories & access.PERSONAL and "people:read" in principal.scopes:
+        person = await peers.person(request, row["person_id"], consent.consent_id)
     return DossierOut(
         referral=referral_out(row, principal.org), consent_id=consent.consent_id,
         categories=sorted(consent.categories),
@@ -249,7 +250,8 @@ OPERATIONS = [
               "Say how many places are left (the partner itself)", "Partners",
               "referral:write", request=CapacityIn, response=PartnerOut,
               example={"open_places": 4, "waiting_list": True},
-              path_example={"id": "mission-locale"}, errors=(403, 404)),
+              path_example={"id": "mission-locale"}, path_params={"id": ORGANISATION},
+              errors=(403, 404)),
     *commission.OPERATIONS,
     *stats.OPERATIONS,
 ]

@@ -63,15 +63,39 @@ def facts(intake: Any) -> routing.IntakeFacts:
                                intake["commune"])
 
 
+VISIT = ("Nouveau passage de la personne : ce contact rejoint l'orientation déjà ouverte "
+         "vers ce partenaire pour le même motif.")
+
+
 async def on_intake(conn: asyncpg.Connection, intake: ev.IntakeRecordedV1,
                     rules: routing.Rules, now: datetime) -> None:
     await store.save_intake(conn, intake)
     routed = routing.route(
         routing.IntakeFacts(intake.needs, intake.flags, intake.age_bracket, intake.commune),
         await store.partners(conn), rules)
+    if routed is None:
+        log.warning("intake_not_routed", intake_id=str(intake.intake_id),
+                    why="no partner fits and the directory has no commission")
+        return
+    if await join_open(conn, intake, routed):
+        return
     await create(conn, uuid.uuid5(REFERRAL_IDS, str(intake.intake_id)), intake.person_id,
                  intake.intake_id, intake.org, routed.target, routed.purpose,
                  routed.explanation, now)
+
+
+async def join_open(conn: asyncpg.Connection, intake: ev.IntakeRecordedV1,
+                    routed: routing.Routing) -> bool:
+    """A returning person's new contact joins the referral its organisation already has open
+    to the same partner for the same purpose, instead of opening a second one: the visit goes
+    in that referral's history. No event: a visit changes no status, so nobody is notified
+    (the partner sees it in the history; the new contact finds the referral by its id)."""
+    referral = await store.open_referral(conn, intake.person_id, intake.org, routed.target,
+                                         routed.purpose, intake.intake_id)
+    if referral is None:
+        return False
+    await store.add_visit(conn, referral, intake.intake_id, intake.org, VISIT)
+    return True
 
 
 async def create(conn: asyncpg.Connection, referral_id: uuid.UUID, person_id: uuid.UUID,

@@ -16,6 +16,9 @@ A = ReferralAction
 ACTIVE = frozenset({S.requested, S.received, S.accepted, S.in_progress, S.on_hold})
 TERMINAL = frozenset({S.rejected, S.completed, S.cancelled, S.expired})
 ANSWERED = frozenset({S.received, S.accepted, S.rejected})
+OPEN = ACTIVE | {S.awaiting_consent}
+"""Not closed: a returning person's new contact joins such a referral (same sender, partner
+and purpose) instead of opening another."""
 
 
 class Role(StrEnum):

@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.vocab import AgeBracket, Need, Purpose, SituationFlag
 
-COMMISSION = "commission-remobilisation"
+COMMISSION = "commission"
+"""The directory's kind of the commissions de remobilisation (a territory may have several)."""
 BEST_PARTNER = "best_partner"
 
 AGE_RANGES: dict[AgeBracket, tuple[int, int]] = {
@@ -38,6 +39,7 @@ class Partner:
     open_places: int | None = None  # None: not declared
     waiting_list: bool = False
     load: int = 0  # referrals handed to it and not closed yet
+    kind: str = ""  # the directory's kind: mission_locale, commission, ...
 
     def serves_age(self, bracket: AgeBracket | None) -> bool:
         if bracket is None:
@@ -120,7 +122,7 @@ def candidates(facts: IntakeFacts, partners: Iterable[Partner],
     """The partners that could follow the person, best first, with the figures compared."""
     needs = set(facts.needs)
     eligible = [p for p in partners
-                if p.id != COMMISSION and p.id not in exclude and p.needs & needs
+                if p.kind != COMMISSION and p.id not in exclude and p.needs & needs
                 and p.serves_age(facts.age_bracket) and p.serves_commune(facts.commune)
                 and p.can_take]
     eligible.sort(key=lambda p: (-len(p.needs & needs), not p.has_places, p.age_span,
@@ -130,25 +132,84 @@ def candidates(facts: IntakeFacts, partners: Iterable[Partner],
              "age_span": p.age_span} for p in eligible]
 
 
-def route(facts: IntakeFacts, partners: Iterable[Partner], rules: Rules) -> Routing:
+@dataclass(frozen=True, slots=True)
+class CommissionChoice:
+    commission: str
+    why: str
+    weighed: list[dict[str, Any]]
+
+
+def choose_commission(commune: str | None,
+                      partners: Iterable[Partner]) -> CommissionChoice | None:
+    """The commission de remobilisation for the person's commune, among the organisations of
+    kind `commission`: one that lists the commune, else one with no communes (it covers the
+    whole territory), else, when none covers it, any of them; among several, the lightest
+    load, then the id. None when the directory has no commission.
+
+    The reason never names the commune: the recipient reads the explanation whatever the
+    consent covers."""
+    found = sorted((p for p in partners if p.kind == COMMISSION), key=lambda p: (p.load, p.id))
+    if not found:
+        return None
+    listing = [p for p in found if commune is not None and commune in p.communes]
+    everywhere = [p for p in found if not p.communes]
+    if listing:
+        chosen = listing
+        why = "La commune de la personne est dans le territoire de cette commission."
+    elif everywhere:
+        chosen, why = everywhere, "Cette commission couvre tout le territoire."
+    else:
+        chosen = found
+        why = ("Aucune commission ne couvre la commune de la personne" if commune else
+               "La commune de la personne n'est pas connue et aucune commission ne couvre "
+               "tout le territoire") + " : la moins chargée étudie la situation."
+    if len(chosen) > 1 and (listing or everywhere):
+        why += (f" Plusieurs commissions la couvrent ({', '.join(p.id for p in chosen)}) : "
+                "la moins chargée est choisie.")
+    covers = {p.id: "commune" for p in listing} | {p.id: "territory" for p in everywhere}
+    return CommissionChoice(chosen[0].id, why, [
+        {"partner": p.id, "covers": covers.get(p.id, "no"), "load": p.load} for p in found])
+
+
+def _to_commission(rule_id: str, reason: str, choice: CommissionChoice,
+                   passed_over: list[dict[str, str]]) -> Routing:
+    explanation: dict[str, Any] = {"rule": rule_id,
+                                   "reason": f"{choice.commission} : {reason} {choice.why}",
+                                   "candidates": choice.weighed}
+    if passed_over:
+        explanation["passed_over"] = passed_over
+    return Routing(choice.commission, Purpose.referral_commission, explanation)
+
+
+def route(facts: IntakeFacts, partners: Iterable[Partner], rules: Rules) -> Routing | None:
+    """Where the intake goes, with why; None when nothing in the directory can take it (no
+    partner fits and there is no commission)."""
     partners = list(partners)
+    passed_over: list[dict[str, str]] = []
     for rule in rules.rules:
         if not rule.when.holds(facts):
             continue
         if rule.to == "commission":
-            return Routing(COMMISSION, Purpose.referral_commission,
-                           {"rule": rule.id, "reason": rule.reason, "candidates": []})
+            choice = choose_commission(facts.commune, partners)
+            if choice is None:
+                passed_over.append({"rule": rule.id, "reason": "Aucune commission de "
+                                    "remobilisation dans l'annuaire : règle suivante."})
+                continue
+            return _to_commission(rule.id, rule.reason, choice, passed_over)
         if rule.to != BEST_PARTNER:
             return Routing(rule.to, Purpose.referral_partner,
                            {"rule": rule.id, "reason": rule.reason, "candidates": []})
         ranked = candidates(facts, partners)
         if ranked:
             best = ranked[0]["partner"]
-            return Routing(best, Purpose.referral_partner, {
-                "rule": rule.id, "reason": f"{best} : {rule.reason}", "candidates": ranked})
-    return Routing(COMMISSION, Purpose.referral_commission, {
-        "rule": "commission_when_no_partner",
-        "reason": "Aucun partenaire du territoire ne couvre ces besoins pour cet âge et "
-                  "cette commune, ou n'a de place : la commission cherche une solution.",
-        "candidates": [],
-    })
+            explanation = {"rule": rule.id, "reason": f"{best} : {rule.reason}",
+                           "candidates": ranked}
+            return Routing(best, Purpose.referral_partner,
+                           explanation | ({"passed_over": passed_over} if passed_over else {}))
+    choice = choose_commission(facts.commune, partners)
+    if choice is None:
+        return None
+    return _to_commission(
+        "commission_when_no_partner",
+        "Aucun partenaire du territoire ne couvre ces besoins pour cet âge et cette commune, "
+        "ou n'a de place : la commission cherche une solution.", choice, passed_over)

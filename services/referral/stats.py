@@ -178,9 +178,12 @@ async def get_stats_csv(request: web.Request) -> web.Response:
 
 
 QUERY = (
-    Query("from", "First day (included), YYYY-MM-DD; a year before `to` by default",
-          {"type": "string", "format": "date"}, example="2026-01-01"),
-    Query("to", "Last day (excluded), YYYY-MM-DD; tomorrow by default",
+    Query("from", "Start of the period, included: the first day counted (YYYY-MM-DD, UTC); "
+          "365 days before `to` by default", {"type": "string", "format": "date"},
+          example="2026-01-01"),
+    Query("to", "End of the period, excluded: the day after the last day counted "
+          "(YYYY-MM-DD, UTC); `from=2026-01-01&to=2027-01-01` is the year 2026, its "
+          "31 December included. Tomorrow by default (so today is counted)",
           {"type": "string", "format": "date"}, example="2027-01-01"),
     Query("site", "Only the contacts (and the signals) at this site", {"type": "string"}),
 )

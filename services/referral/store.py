@@ -13,12 +13,13 @@ from schemas.events import IntakeRecordedV1, SignalClosedV1
 from services.directory import Directory
 from services.referral.deadlines import Timer
 from services.referral.domain import ConsentScope
-from services.referral.lifecycle import ACTIVE
+from services.referral.lifecycle import ACTIVE, OPEN
 from services.referral.routing import Partner
 
 SCHEMA = "referral"
 Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
 ACTIVE_STATUSES = sorted(ACTIVE)
+OPEN_STATUSES = sorted(OPEN)
 
 # --- partners --------------------------------------------------------------------------------
 
@@ -58,7 +59,7 @@ _PARTNERS = (
 
 def _partner(r: asyncpg.Record) -> Partner:
     return Partner(r["id"], frozenset(r["needs"]), frozenset(r["communes"]), r["min_age"],
-                   r["max_age"], r["open_places"], r["waiting_list"], r["load"])
+                   r["max_age"], r["open_places"], r["waiting_list"], r["load"], r["kind"])
 
 
 async def partners(conn: Db) -> list[Partner]:
@@ -156,6 +157,33 @@ async def add_history(conn: asyncpg.Connection, referral_id: UUID, from_status: 
         " reason, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         referral_id, from_status, status, action, org, reason, detail or {},
     )
+
+
+async def open_referral(conn: asyncpg.Connection, person_id: UUID, sender_org: str,
+                        target: str, purpose: str, intake_id: UUID) -> asyncpg.Record | None:
+    """The person's referral still open from this sender to this target for this purpose,
+    other than the intake's own (locked)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT * FROM referral.referrals WHERE person_id = $1 AND sender_org = $2"
+        " AND target = $3 AND purpose = $4 AND status = ANY($5::text[]) AND intake_id <> $6"
+        " ORDER BY created_at, id LIMIT 1 FOR UPDATE",
+        person_id, sender_org, target, purpose, OPEN_STATUSES, intake_id)
+    return row
+
+
+async def add_visit(conn: asyncpg.Connection, referral: asyncpg.Record, intake_id: UUID,
+                    org: str, reason: str) -> bool:
+    """A new contact joins the open referral: a row to find it by, and a line of its history
+    (no change of status). False when it had joined already (a redelivered event)."""
+    joined = await conn.fetchval(
+        "INSERT INTO referral.visits (intake_id, referral_id) VALUES ($1, $2)"
+        " ON CONFLICT (intake_id) DO NOTHING RETURNING true", intake_id, referral["id"])
+    if joined:
+        await conn.execute("UPDATE referral.referrals SET updated_at = now() WHERE id = $1",
+                           referral["id"])
+        await add_history(conn, referral["id"], referral["status"], referral["status"], org,
+                          "visit", reason, {"intake_id": str(intake_id)})
+    return bool(joined)
 
 
 async def referrals_of_person(conn: asyncpg.Connection,
@@ -293,7 +321,8 @@ async def page_referrals(db: Db, org: str, role: str | None, status: str | None,
         role or "", VISIBLE_TO.format("$1"))
     rows: list[asyncpg.Record] = await db.fetch(
         f"SELECT * FROM referral.referrals WHERE {who}"
-        " AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR intake_id = $3)"
+        " AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR intake_id = $3"
+        " OR id = (SELECT referral_id FROM referral.visits WHERE intake_id = $3))"
         " AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))"
         " ORDER BY created_at DESC, id DESC LIMIT $6",
         org, status, intake_id, after[0] if after else None, after[1] if after else None,

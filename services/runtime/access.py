@@ -12,6 +12,7 @@ a person follows from two facts only, which each service gathers from its own da
 |------------------------------------|-----|------------------------------------------|
 | attach a new contact (intake)      | yes | yes (the contact does not make it "met") |
 | read identity, contact, notes      | all | the categories the consent covers        |
+| read under one consent (a dossier) | the categories that consent covers (met or not)|
 | correct identity or contact        | yes | if the consent covers identity or contact|
 | erase                              | yes | yes                                      |
 | record a consent                   | yes | no: a recipient grants itself nothing    |
@@ -89,6 +90,18 @@ def standing(org: str, met_by: Iterable[str], grants: Iterable[Grant],
     best = max(live, key=lambda g: (len(g.categories & PERSONAL), g.valid_until),
                default=None)
     return Standing(org in met, best)
+
+
+def under_consent(org: str, met_by: Iterable[str], grants: Iterable[Grant],
+                  consent_id: UUID, now: datetime) -> Standing:
+    """What `org` may read of a person under one consent only: the personal categories that
+    consent covers, when it is live and names `org` for a sharing purpose; nothing otherwise.
+
+    A recipient reads a referral's dossier under the consent that handed the referral off:
+    exactly what the person agreed to give it, not the union of everything it may read of
+    them by other consents, nor everything because it also met the person."""
+    named = standing(org, met_by, [g for g in grants if g.consent_id == consent_id], now)
+    return Standing(False, named.consent)
 
 
 def withdrawal_refused(org: str, recorded_by: str, recipients: Sequence[str],

@@ -13,6 +13,8 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from services.directory import SLUG
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 ERROR_TEXT = {
@@ -31,6 +33,22 @@ class Query:
     description: str
     schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
     example: str | None = None
+
+
+@dataclass(frozen=True)
+class PathParam:
+    """What a path parameter is, when it is not the default: `{id}` a UUID, any other name a
+    string."""
+
+    description: str
+    schema: dict[str, Any]
+
+
+UUID_ID = PathParam("", {"type": "string", "format": "uuid"})
+ORGANISATION = PathParam(
+    "An organisation's id in the directory (a slug, as `GET /v1/directory` lists them)",
+    {"type": "string", "pattern": SLUG})
+TEXT = PathParam("", {"type": "string"})
 
 
 @dataclass(frozen=True)
@@ -57,6 +75,8 @@ class Operation:
     """A success body that is not JSON (text/csv, text/event-stream), described as text."""
     oauth_errors: bool = False
     """Errors as RFC 6749 JSON (`{"error": ...}`), as OAuth2 clients expect, not problems."""
+    path_params: dict[str, PathParam] = field(default_factory=dict)
+    """The path parameters that are not what their name says by default (`path_param`)."""
 
     @property
     def operation_id(self) -> str:
@@ -65,6 +85,11 @@ class Operation:
 
     def example_path(self) -> str:
         return re.sub(r"\{(\w+)\}", lambda m: self.path_example[m.group(1)], self.path)
+
+    def path_param(self, name: str) -> PathParam:
+        """What the path parameter `name` is: as declared, else `{id}` a UUID (every object
+        Relais makes is named by one), any other name a string."""
+        return self.path_params.get(name) or (UUID_ID if name == "id" else TEXT)
 
 
 OPERATIONS = web.AppKey("operations", list[Operation])
@@ -124,9 +149,10 @@ def _operation(op: Operation, keys: dict[Any, Any]) -> dict[str, Any]:
                             "tags": [op.tag]}
     params: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True,
-         "schema": {"type": "string", "format": "uuid"} if name == "id" else {"type": "string"},
-         "example": op.path_example.get(name)}
+         **({"description": described.description} if described.description else {}),
+         "schema": described.schema, "example": op.path_example.get(name)}
         for name in re.findall(r"\{(\w+)\}", op.path)
+        for described in (op.path_param(name),)
     ]
     params += [{"name": q.name, "in": "query", "required": False, "description": q.description,
                 "schema": q.schema, **({"example": q.example} if q.example else {})}

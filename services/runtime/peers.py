@@ -135,9 +135,12 @@ async def standing(request: web.Request, person_id: uuid.UUID) -> StandingOut | 
     return await _get(request, f"/v1/people/{person_id}/standing", StandingOut)
 
 
-async def person(request: web.Request, person_id: uuid.UUID) -> PersonOut | None:
-    """The person's data as far as the caller may read it (the read is logged there)."""
-    return await _get(request, f"/v1/people/{person_id}", PersonOut)
+async def person(request: web.Request, person_id: uuid.UUID,
+                 consent_id: uuid.UUID | None = None) -> PersonOut | None:
+    """The person's data as far as the caller may read it, or exactly as far as
+    `consent_id` gives it to the caller (the read is logged there)."""
+    under = f"?consent_id={consent_id}" if consent_id is not None else ""
+    return await _get(request, f"/v1/people/{person_id}{under}", PersonOut)
 
 
 async def intake(request: web.Request, intake_id: uuid.UUID) -> IntakeOut | None:

@@ -3,11 +3,63 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, IPvAnyNetwork, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+
+
+def _items(value: Any) -> Any:
+    """A list setting as a variable gives it: comma-separated (`127.0.0.0/8,10.0.0.0/8`), or a
+    JSON list (`["127.0.0.0/8"]`); an empty value is an empty list."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"not a JSON list ({exc.args[0]})") from exc
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _object(value: Any) -> Any:
+    """A mapping setting: a JSON object (`{"13002526500013": "mission-locale"}`)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value) if value.strip() else {}
+    except ValueError as exc:
+        raise ValueError(f"not a JSON object ({exc.args[0]})") from exc
+
+
+def _networks(values: list[str]) -> list[str]:
+    """Each one a network (`127.0.0.0/8`, `fd00::/8`), as written."""
+    for value in values:
+        try:
+            ipaddress.ip_network(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a network such as 127.0.0.0/8 ({exc})") from exc
+    return values
+
+
+Items = Annotated[list[str], NoDecode, BeforeValidator(_items)]
+"""A list of words: comma-separated or a JSON list."""
+Networks = Annotated[list[IPvAnyNetwork], NoDecode, BeforeValidator(_items)]
+NetworkTexts = Annotated[list[str], NoDecode, BeforeValidator(_items), AfterValidator(_networks)]
+Mapping = Annotated[dict[str, str], NoDecode, BeforeValidator(_object)]
 
 
 class Settings(BaseSettings):
@@ -60,9 +112,9 @@ class Settings(BaseSettings):
         description="Trust this JWKS (an external identity provider, or Relais's own auth "
         "service in another process) instead of the auth service running in this process.",
     )
-    jwt_algorithms: list[str] = ["Ed25519"]
+    jwt_algorithms: Items = ["Ed25519"]
     jwt_org_claim: str = "org"
-    jwt_types: list[str] = Field(
+    jwt_types: Items = Field(
         default=["at+jwt", "application/at+jwt"],
         description="The `typ` an access token must carry (RFC 9068); add \"JWT\" only for an "
         "identity provider that does not type its access tokens.")
@@ -84,7 +136,7 @@ class Settings(BaseSettings):
         default=30, ge=1,
         description="Failed authentications a minute from one address at the token endpoint "
         "before 429.")
-    trusted_proxies: list[IPvAnyNetwork] = Field(
+    trusted_proxies: Networks = Field(
         default_factory=list,
         description="Networks of the reverse proxies in front of Relais (e.g. 10.0.0.0/8): "
         "their X-Forwarded-For gives the client's address.")
@@ -106,7 +158,7 @@ class Settings(BaseSettings):
         default="organisation", description="The claim (ID token or userinfo) that names the "
         "person's organisation (ProConnect: siret); it must be the organisation of their "
         "Relais account, directly or through RELAIS_OIDC_ORGANISATIONS.")
-    oidc_organisations: dict[str, str] = Field(
+    oidc_organisations: Mapping = Field(
         default_factory=dict, description="What a value of the organisation claim stands for "
         "in the directory, e.g. {\"13002526500013\": \"mission-locale\"} for a SIRET; a value "
         "not listed must be the directory's id itself.")
@@ -133,7 +185,7 @@ class Settings(BaseSettings):
         default=None, description="CA certificates that sign the SMTP server's (STARTTLS); "
         "the system's by default.")
 
-    webhook_allowed_networks: list[str] = Field(
+    webhook_allowed_networks: NetworkTexts = Field(
         default_factory=list, description="Private networks webhooks may reach anyway (e.g. "
         "127.0.0.0/8 in tests); public addresses only by default.")
     webhook_timeout: float = Field(default=10.0, gt=0)
@@ -187,3 +239,41 @@ class Settings(BaseSettings):
     @property
     def issuer(self) -> str:
         return self.jwt_issuer or self.base_url
+
+
+class InvalidSettings(Exception):
+    """Settings that cannot be used: one line per wrong variable, naming it."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def load() -> Settings:
+    """The settings from the environment; InvalidSettings (one line per wrong variable,
+    never its value, which may be a secret) when some are wrong."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise InvalidSettings([_line(e["loc"], e["msg"])
+                               for e in exc.errors(include_url=False)]) from exc
+    except SettingsError as exc:  # a value no validator saw (a source could not parse it)
+        raise InvalidSettings([str(exc)]) from exc
+
+
+def _line(loc: tuple[int | str, ...], message: str) -> str:
+    item = f" (item {loc[1] + 1})" if len(loc) > 1 and isinstance(loc[1], int) else ""
+    return f"{variable(loc)}{item}: {message.removeprefix('Value error, ')}"
+
+
+def variable(loc: tuple[int | str, ...]) -> str:
+    """The environment variable a validation error's location stands for."""
+    name = str(loc[0]) if loc else ""
+    field = Settings.model_fields.get(name)
+    if field is None:  # an alias (DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS) is its own name
+        return name.upper()
+    alias = field.validation_alias
+    if isinstance(alias, AliasChoices):
+        names = [str(choice) for choice in alias.choices]
+        return next((n for n in names if n in os.environ), names[0])
+    return f"RELAIS_{name.upper()}"

@@ -118,11 +118,17 @@ async def test_a_consent_given_before_the_intake_opens_the_gate_all_the_same(
     person = first["person_id"]
     await wait_for_referral(client, tokens, first["id"], "awaiting_consent")
 
-    await post(client, tokens, "/v1/consents", consent_body(person))
+    await post(client, tokens, "/v1/consents", consent_body(person) | {
+        "recipients": ["mission-locale", "ccas"]})
     await smtp_server.wait_for(1)
-    second = await post(client, tokens, "/v1/intakes", intake_body(person))
+    # a new need at the next visit: a new referral (to the CCAS), which the consent given
+    # before it already covers (the same need again would join the open referral instead)
+    second = await post(client, tokens, "/v1/intakes", intake_body(person) | {
+        "needs": ["housing"]})
     assert second["visit_number"] == 2 and second["returning"] is True
     referral = await wait_for_referral(client, tokens, second["id"], "requested")
+    assert referral["target"] == "ccas" and referral["id"] != (
+        await wait_for_referral(client, tokens, first["id"], "requested"))["id"]
     await smtp_server.wait_for(2)
     await asyncio.sleep(1.0)
     assert len(smtp_server.messages) == 2

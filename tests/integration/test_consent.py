@@ -78,7 +78,8 @@ async def test_a_partial_then_whole_withdrawal(client: Client, tokens: Tokens) -
     assert partial.status == 200
     body = await partial.json()
     assert body["status"] == "active" and body["recipients"] == [ML]
-    assert (await check(client, tokens, person, FT)) == {"allowed": False, "consent_id": None}
+    said = await check(client, tokens, person, FT)
+    assert (said["allowed"], said["consent_id"], said["reason"]) == (False, None, "not_covered")
     assert (await check(client, tokens, person, ML))["allowed"] is True
 
     whole = await withdraw(client, tokens, granted["id"], TEAM)

@@ -25,15 +25,26 @@ from schemas.vocab import (
 )
 from services import directory
 from services.referral import deadlines, stats
+from services.referral import routing as routing_rules
 from services.referral.domain import ConsentScope, Gate, covering_consent, judge
 from services.referral.lifecycle import RULES, Answer, Refused, Role, decide
-from services.referral.routing import COMMISSION, IntakeFacts, Partner, load_rules, route
+from services.referral.routing import IntakeFacts, Partner, Routing, Rules, load_rules
 
 RULES_FILE = load_rules()
 PARTNERS = [
-    Partner(o.id, frozenset(o.needs), frozenset(o.communes), o.min_age, o.max_age)
+    Partner(o.id, frozenset(o.needs), frozenset(o.communes), o.min_age, o.max_age, kind=o.kind)
     for o in directory.load().organisations
 ]
+COMMISSION = "commission-remobilisation"  # the demo directory's only commission
+
+
+def route(facts: IntakeFacts, partners: list[Partner], rules: Rules) -> Routing:
+    """Routing in the demo territory, which always has somewhere to go (its commission)."""
+    routed = routing_rules.route(facts, partners, rules)
+    assert routed is not None
+    return routed
+
+
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # a Monday
 
 

@@ -1,0 +1,67 @@
+"""Settings from the environment (issue #16, point 13): list settings comma-separated or as
+JSON, and a wrong setting said in one line naming its variable, never its value."""
+
+from __future__ import annotations
+
+from ipaddress import ip_network
+
+import pytest
+
+from services.runtime.settings import InvalidSettings, load
+
+
+@pytest.fixture(autouse=True)
+def clean(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("RELAIS_WEBHOOK_ALLOWED_NETWORKS", "RELAIS_TRUSTED_PROXIES",
+                 "RELAIS_JWT_ALGORITHMS", "RELAIS_JWT_TYPES", "RELAIS_OIDC_ORGANISATIONS",
+                 "RELAIS_HTTP_PORT", "DATABASE_URL", "RELAIS_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_lists_are_comma_separated_or_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RELAIS_WEBHOOK_ALLOWED_NETWORKS", " 127.0.0.0/8 , fd00::/8,")
+    monkeypatch.setenv("RELAIS_TRUSTED_PROXIES", '["10.0.0.0/8"]')
+    monkeypatch.setenv("RELAIS_JWT_ALGORITHMS", "Ed25519,ES256")
+    monkeypatch.setenv("RELAIS_JWT_TYPES", "")
+    monkeypatch.setenv("RELAIS_OIDC_ORGANISATIONS", '{"13002526500013": "mission-locale"}')
+    settings = load()
+    assert settings.webhook_allowed_networks == ["127.0.0.0/8", "fd00::/8"]
+    assert settings.trusted_proxies == [ip_network("10.0.0.0/8")]
+    assert settings.jwt_algorithms == ["Ed25519", "ES256"]
+    assert settings.jwt_types == []
+    assert settings.oidc_organisations == {"13002526500013": "mission-locale"}
+
+
+def test_the_defaults_hold() -> None:
+    settings = load()
+    assert settings.webhook_allowed_networks == [] and settings.trusted_proxies == []
+    assert settings.jwt_algorithms == ["Ed25519"]
+
+
+@pytest.mark.parametrize("name,value,said", [
+    ("RELAIS_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8,le-camion",
+     "RELAIS_WEBHOOK_ALLOWED_NETWORKS: 'le-camion' is not a network"),
+    ("RELAIS_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/8",
+     "RELAIS_WEBHOOK_ALLOWED_NETWORKS: '127.0.0.1/8' is not a network"),
+    ("RELAIS_TRUSTED_PROXIES", "10.0.0.0/8,proxy", "RELAIS_TRUSTED_PROXIES (item 2): "),
+    ("RELAIS_JWT_ALGORITHMS", "[Ed25519", "RELAIS_JWT_ALGORITHMS: not a JSON list"),
+    ("RELAIS_OIDC_ORGANISATIONS", "siret=ml", "RELAIS_OIDC_ORGANISATIONS: not a JSON object"),
+    ("RELAIS_HTTP_PORT", "huit", "RELAIS_HTTP_PORT: Input should be a valid integer"),
+])
+def test_a_wrong_setting_is_one_line_naming_its_variable(
+        monkeypatch: pytest.MonkeyPatch, name: str, value: str, said: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(InvalidSettings) as refused:
+        load()
+    [line] = refused.value.lines
+    assert line.startswith(said), line
+    assert "\n" not in line
+
+
+def test_each_wrong_setting_has_its_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RELAIS_HTTP_PORT", "huit")
+    monkeypatch.setenv("RELAIS_SSE_MAX_PER_CLIENT", "0")
+    with pytest.raises(InvalidSettings) as refused:
+        load()
+    assert [line.split(":")[0] for line in refused.value.lines] == [
+        "RELAIS_HTTP_PORT", "RELAIS_SSE_MAX_PER_CLIENT"]
