@@ -21,6 +21,7 @@ from pydantic import (
 
 from schemas.vocab import (
     AgeBracket,
+    Arrival,
     Channel,
     ConsentMethod,
     DataCategory,
@@ -91,6 +92,13 @@ class IntakeIn(StrictModel):
     permanence: str | None = Field(default=None, pattern=SLUG, max_length=80,
                                    examples=["camion-etouvie-mardi"])
     duration_minutes: int | None = Field(default=None, ge=1, le=600)
+    arrival: Arrival | None = Field(
+        default=None, description="At a permanence: came without an appointment (walk_in) "
+        "or with one (appointment).")
+    for_org: str | None = Field(
+        default=None, pattern=SLUG, max_length=80, examples=["mission-locale"],
+        description="At a permanence shared by several partners: the organisation the "
+        "contact was for, one of those the directory says are present at it.")
     needs: list[Need] = Field(min_length=1, max_length=10)
     flags: list[SituationFlag] = Field(default_factory=list, max_length=10)
     age_bracket: AgeBracket | None = None
@@ -131,6 +139,9 @@ class IntakeOut(BaseModel):
     age_bracket: AgeBracket | None
     commune: str | None
     gender: Gender | None = None
+    duration_minutes: int | None = None
+    arrival: Arrival | None = None
+    for_org: str | None = None
     visit_number: int
     returning: bool
     has_identity: bool
@@ -240,8 +251,43 @@ class HistoryEntry(BaseModel):
     detail: dict[str, object]
 
 
+class ChainLink(BaseModel):
+    """A referral of the chain as the senders of the chain see it: who it went to, where it
+    stands, the codes of its answer; never the dossier, the consent or free text."""
+
+    id: UUID
+    part_of: UUID | None
+    sender_org: str
+    target: str
+    purpose: Purpose
+    status: ReferralStatus
+    origin: str
+    reject_reason: RejectReason | None
+    outcome: Outcome | None
+    proposal: str | None = Field(description="The next candidate proposed on a refusal or "
+                                 "an expiry.")
+    created_at: datetime
+    updated_at: datetime
+
+
 class ReferralDetail(ReferralOut):
     history: list[HistoryEntry]
+    chain: list[ChainLink] = Field(
+        default_factory=list, description="The first referral of the chain and the ones that "
+        "follow it (a commission's decision, a refusal sent on), oldest first: for the "
+        "senders of the chain only (empty for anyone else, and when nothing follows).")
+
+
+class ForwardIn(StrictModel):
+    """Send a rejected or expired referral on: to the partner Relais proposed, unless
+    `target` names another."""
+
+    target: str | None = Field(default=None, pattern=SLUG, max_length=80,
+                               examples=["france-travail"])
+    reason: str | None = Field(default=None, min_length=1, max_length=500,
+                               description="Why (no personal data).")
+
+    _reason_has_no_nir = field_validator("reason")(_no_nir)
 
 
 class ReferralPage(BaseModel):
@@ -394,6 +440,21 @@ class StatsOut(BaseModel):
     signal_answered: dict[str, Figure] = Field(
         default_factory=dict, description="Of those, the signals a contact answered, by relay "
         "kind")
+    signal_to_contact: dict[str, Figure] = Field(
+        default_factory=dict, description="Signals of the period a contact answered: how "
+        "many (`answered`), and the hours from the signal to that first contact "
+        "(`hours_median`, `hours_average`)")
+    time_spent: dict[str, Figure] = Field(
+        default_factory=dict, description="Time spent with people, over the contacts whose "
+        "duration was given: `people` (distinct), `contacts`, `minutes_average`, "
+        "`minutes_median`")
+    qpv: dict[str, Figure] = Field(
+        default_factory=dict, description="People met at a site of a priority neighbourhood "
+        "(the directory's `qpv` code of the site): `people` (distinct), `share` (% of the "
+        "people met)")
+    arrival: dict[str, Figure] = Field(
+        default_factory=dict, description="People who came without an appointment "
+        "(walk_in), with one (appointment), or not said (not_given)")
 
 
 class NotificationOut(BaseModel):

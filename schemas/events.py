@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.vocab import (
     AgeBracket,
+    Arrival,
     Channel,
     ConsentMethod,
     DataCategory,
@@ -66,6 +67,12 @@ class IntakeRecordedV1(EventData):
     gender: Gender | None = None
     visit_number: int = Field(ge=1)
     returning: bool
+    duration_minutes: int | None = Field(default=None, description="Time spent with the "
+                                         "person, if given")
+    arrival: Arrival | None = Field(default=None, description="walk_in or appointment, if "
+                                    "given")
+    for_org: str | None = Field(default=None, description="At a shared permanence: the "
+                                "partner the contact was for, if given")
 
 
 class SignalReceivedV1(EventData):
@@ -201,8 +208,14 @@ class ReferralStatusChangedV1(ReferralEvent):
     milestone: Milestone | None = None
     cause: str | None = Field(default=None, description="consent_withdrawn, consent_expired, "
                               "deadline_passed, commission_decision")
-    proposal: str | None = Field(default=None, description="On expiry: the next candidate "
-                                 "that has places, if any")
+    proposal: str | None = Field(default=None, description="On expiry or rejection: the "
+                                 "next candidate that has places, if any")
+    first_referral_id: UUID | None = Field(
+        default=None, description="When this referral follows another (a commission's "
+        "decision, a refusal sent on): the first referral of the chain")
+    first_sender: str | None = Field(
+        default=None, description="The sender of the first referral of the chain, when it is "
+        "not this referral's sender: it is told of the answers too, up to the outcome")
     at: datetime
 
 

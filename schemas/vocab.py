@@ -44,6 +44,13 @@ class Gender(StrEnum):
     other = "other"
 
 
+class Arrival(StrEnum):
+    """How the person came to a permanence: without an appointment, or with one."""
+
+    walk_in = "walk_in"
+    appointment = "appointment"
+
+
 class AgeBracket(StrEnum):
     under_16 = "under_16"
     from_16_to_17 = "16_17"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from schemas.vocab import (
     AgeBracket,
+    Arrival,
     Channel,
     Gender,
     Milestone,
@@ -27,6 +28,9 @@ CHANNELS: dict[str, str] = {
     Channel.mobile_permanence: "Camion, permanence mobile",
     Channel.fixed_permanence: "Permanence fixe", Channel.online: "En ligne",
     Channel.phone: "Téléphone", Channel.network_relay: "Par un relais du réseau",
+}
+ARRIVALS: dict[str, str] = {
+    Arrival.walk_in: "Sans rendez-vous", Arrival.appointment: "Sur rendez-vous",
 }
 FLAGS: dict[str, str] = {
     SituationFlag.known_mission_locale: "Déjà connue de la Mission locale",

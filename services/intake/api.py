@@ -135,6 +135,7 @@ def _place(body: IntakeIn, directory: reference.Directory) -> str:
     """The site of the contact, checked against the directory (or that of its permanence)."""
     errors = []
     site = body.site
+    permanence = None
     if body.permanence:
         permanence = next((p for p in directory.permanences if p.id == body.permanence), None)
         site = site or (permanence.site if permanence else None)
@@ -142,6 +143,12 @@ def _place(body: IntakeIn, directory: reference.Directory) -> str:
             errors.append({"field": "permanence", "message": f"no permanence "
                            f"'{body.permanence}' at site '{site}'",
                            "code": "unknown_permanence"})
+    if body.for_org and (permanence is None or body.for_org not in permanence.organisations):
+        present = ", ".join(permanence.organisations) if permanence else ""
+        errors.append({"field": "for_org", "message": f"'{body.for_org}' is not present at "
+                       + (f"permanence '{permanence.id}' (present: {present})" if permanence
+                          else "a permanence: give the permanence of the contact"),
+                       "code": "not_at_permanence"})
     if site is None or (directory.sites and directory.site(site) is None):
         errors.append({"field": "site", "message": f"unknown site '{site}': see GET "
                        "/v1/directory", "code": "unknown_site"})
@@ -544,7 +551,8 @@ async def put_directory(request: web.Request) -> web.Response:
 INTAKE_EXAMPLE = {
     "site": "qpv-etouvie", "permanence": "camion-etouvie-mardi",
     "channel": "mobile_permanence", "contacted_at": "2026-11-17T10:15:00+01:00",
-    "duration_minutes": 25, "needs": ["employment", "mobility"],
+    "duration_minutes": 25, "arrival": "walk_in", "for_org": "mission-locale",
+    "needs": ["employment", "mobility"],
     "flags": ["known_mission_locale"], "birth_year": 2006, "commune": "80021",
     "identity": {"first_name": "Léa", "phone": "06 12 34 56 78"},
     "note": "Cherche un apprentissage en cuisine ; pas de permis.",

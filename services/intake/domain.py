@@ -27,6 +27,8 @@ def intake_out(row: Any) -> IntakeOut:
         permanence=row["permanence"], channel=row["channel"],
         contacted_at=row["contacted_at"], needs=row["needs"], flags=row["flags"],
         age_bracket=row["age_bracket"], commune=row["commune"], gender=row["gender"],
+        duration_minutes=row["duration_minutes"], arrival=row["arrival"],
+        for_org=row["for_org"],
         visit_number=row["visit_number"], returning=row["visit_number"] > 1,
         has_identity=row["has_identity"], has_note=row["note"] is not None,
         signal_id=row["signal_id"], created_at=row["created_at"],
@@ -41,6 +43,8 @@ def recorded_event(intake: IntakeOut) -> IntakeRecordedV1:
         contacted_at=intake.contacted_at, needs=intake.needs, flags=intake.flags,
         age_bracket=intake.age_bracket, commune=intake.commune, gender=intake.gender,
         visit_number=intake.visit_number, returning=intake.returning,
+        duration_minutes=intake.duration_minutes, arrival=intake.arrival,
+        for_org=intake.for_org,
     )
 
 

@@ -39,7 +39,7 @@ from pydantic import ValidationError
 
 from schemas import vocab_fr as fr
 from schemas.api import NOTE_MAX, IntakeIn, IntakeOut, ReferralOut
-from schemas.vocab import AgeBracket, Channel, Need, SituationFlag
+from schemas.vocab import AgeBracket, Arrival, Channel, Need, SituationFlag
 from services import directory as reference
 from services.intake import api, card, domain, names, relay_pages, search, store
 from services.runtime import codes, idempotency, peers, to_person
@@ -218,6 +218,8 @@ ERRORS = {
     "email": "Une adresse électronique valable, par exemple prenom.nom@exemple.fr.",
     "note": f"La note compte au plus {NOTE_MAX} caractères.",
     "signal_id": "Choisissez un signalement de la liste.",
+    "arrival": "Choisissez « Sans rendez-vous » ou « Sur rendez-vous ».",
+    "for_org": "Choisissez un partenaire présent à cette permanence.",
 }
 CARD_REFUSED = ("Ce code ne correspond à aucune personne rencontrée par votre structure. "
                 f"Recopiez-le depuis sa carte : {codes.CODE_LENGTH} caractères, lettres et "
@@ -244,7 +246,8 @@ def _payload(fields: MultiDictProxy[str], place: Place) -> dict[str, Any]:
     }
     if place.permanence is not None:
         payload["permanence"] = place.permanence.id
-    for name, key in (("age", "age_bracket"), ("commune", "commune"), ("note", "note")):
+    for name, key in (("age", "age_bracket"), ("commune", "commune"), ("note", "note"),
+                      ("arrivee", "arrival"), ("partenaire", "for_org")):
         if text(name):
             payload[key] = text(name)
     for name, key in (("annee", "birth_year"), ("duree", "duration_minutes")):
@@ -295,7 +298,9 @@ def _contact_form(request: web.Request, principal: Principal, directory: referen
         "note": given.get("note", ""), "carte": given.get("carte", ""),
         "signalement": given.get("signalement", request.query.get("signalement", "")),
         "personne": given.get("personne", ""),
+        "arrivee": given.get("arrivee", ""), "partenaire": given.get("partenaire", ""),
     }
+    partners = _shared_with(place, directory, principal.org)
     errors = errors or {}
     return pages.render(
         request, "intake/contact.html", status=status, values=values, errors=errors,
@@ -307,7 +312,18 @@ def _contact_form(request: web.Request, principal: Principal, directory: referen
         channels=list(Channel), needs=list(Need), flags=list(SituationFlag),
         ages=["", *AgeBracket], age_labels={"": "Non précisé"} | fr.AGES,
         durations=["", *map(str, DURATIONS)], duration_labels=DURATION_LABELS,
+        arrivals=["", *Arrival], arrival_labels={"": "Non précisé"} | fr.ARRIVALS,
+        partners=["", *partners], partner_labels={"": "Aucun en particulier"} | partners,
         note_max=NOTE_MAX)
+
+
+def _shared_with(place: Place, directory: reference.Directory, org: str) -> dict[str, str]:
+    """At a permanence shared with partners: those partners (id: name), for the contact to
+    name the one it was for; else nothing."""
+    if place.permanence is None:
+        return {}
+    names = {o.id: o.name for o in directory.organisations}
+    return {o: names.get(o, o) for o in place.permanence.organisations if o != org}
 
 
 async def _place_of_today(request: web.Request,
@@ -393,6 +409,9 @@ async def record(request: web.Request) -> web.StreamResponse:
             return _contact_form(request, principal, directory, place, status=422,
                                  fields=fields, errors={"form": PERSON_REFUSED} if found
                                  else {"card": CARD_REFUSED})
+        if any(e.get("field") == "for_org" for e in refused.extra.get("errors") or []):
+            return _contact_form(request, principal, directory, place, status=422,
+                                 fields=fields, errors={"for_org": ERRORS["for_org"]})
         if refused.title == "Unknown signal":
             return _contact_form(request, principal, directory, place, status=422,
                                  fields=fields, errors={"signal_id": SIGNAL_REFUSED})

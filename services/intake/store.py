@@ -30,13 +30,13 @@ async def insert_intake(
     row: asyncpg.Record = await conn.fetchrow(
         "INSERT INTO intake.intakes (id, org, person_id, site, channel, contacted_at,"
         " duration_minutes, needs, flags, age_bracket, commune, visit_number, note,"
-        " has_identity, signal_id, permanence, gender, basis)"
+        " has_identity, signal_id, permanence, gender, basis, arrival, for_org)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
-        " $18) RETURNING *",
+        " $18, $19, $20) RETURNING *",
         intake_id, org, person_id, site, body.channel, body.contacted_at,
         body.duration_minutes, list(body.needs), list(body.flags), age_bracket,
         body.commune, visit_number, note, body.identity is not None, body.signal_id,
-        body.permanence, body.gender, basis,
+        body.permanence, body.gender, basis, body.arrival, body.for_org,
     )
     return row
 

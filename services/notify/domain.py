@@ -115,12 +115,15 @@ def messages(event_type: str, data: Mapping[str, Any], names: Mapping[str, str],
         return []
     kind, recipients, extra = plan
     referral_id = uuid.UUID(str(data["referral_id"]))
+    person_id = uuid.UUID(str(data["person_id"]))
     link = f"{base_url}/orientations/{referral_id}"  # the console's page (sign-in first)
+    proposal = data.get("proposal") or ""
     values = {
         "ref": str(referral_id)[:8], "referral_id": referral_id, "link": link,
         "sender_name": names.get(data["sender_org"], data["sender_org"]),
         "target_name": names.get(data["target"], data["target"]),
         "purpose_label": LABELS.get(data["purpose"], data["purpose"]),
+        "proposal_name": names.get(proposal, proposal), "relayed": False,
     } | extra
     subject, body = render(kind, **values, personal=False, link_days=link_days)
     email_body = render(kind, **(values | {"link": LINK_MARK}), personal=True,
@@ -129,8 +132,30 @@ def messages(event_type: str, data: Mapping[str, Any], names: Mapping[str, str],
              "sender_org": data["sender_org"], "target": data["target"]} | {
         k: data[k] for k in ("status", "reason", "outcome", "cause", "timer", "proposal")
         if data.get(k) is not None}
-    return [Message(kind, org, subject, body, referral_id, uuid.UUID(str(data["person_id"])),
-                    link, facts, email_body) for org in recipients]
+    drafts = [Message(kind, org, subject, body, referral_id, person_id, link, facts,
+                      email_body) for org in recipients]
+    first = data.get("first_sender")
+    if kind is Kind.answered and first and data.get("first_referral_id"):
+        drafts.append(_relayed(values, facts, person_id, first,
+                               uuid.UUID(str(data["first_referral_id"])), base_url,
+                               link_days))
+    return drafts
+
+
+def _relayed(values: dict[str, Any], facts: dict[str, Any], person_id: uuid.UUID,
+             first_sender: str, first_id: uuid.UUID, base_url: str,
+             link_days: int) -> Message:
+    """The same answer, to the team that met the person and sent the first referral of the
+    chain: about its own referral (its page shows the chain), with the follow-up's status,
+    target, codes and outcome only, and no magic link (the follow-up is not its to open)."""
+    link = f"{base_url}/orientations/{first_id}"
+    subject, body = render(Kind.answered, **(values | {
+        "relayed": True, "first_ref": str(first_id)[:8], "first_referral_id": first_id,
+        "link": link}), personal=False, link_days=link_days)
+    said = facts | {"referral_id": str(first_id), "link": link,
+                    "follow_up_id": facts["referral_id"]}
+    return Message(Kind.answered, first_sender, subject, body, first_id, person_id, link,
+                   said, body)
 
 
 def linked(kind: Kind, data: Mapping[str, Any]) -> bool:
@@ -163,7 +188,7 @@ def _plan(event_type: str, d: Mapping[str, Any]) -> tuple[Kind, list[str],
             and d.get("from_status") != "awaiting_consent":  # the target never had it: a
         return Kind.cancelled, [d["target"]], {}              # person refused, say nothing
     if status == "expired":
-        return Kind.expired, [d["sender_org"]], {"proposal_name": d.get("proposal") or ""}
+        return Kind.expired, [d["sender_org"]], {}
     return None
 
 

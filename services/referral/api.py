@@ -11,7 +11,9 @@ from aiohttp import web
 from schemas.api import (
     ActionIn,
     CapacityIn,
+    ChainLink,
     DossierOut,
+    ForwardIn,
     HistoryEntry,
     PartnerList,
     PartnerOut,
@@ -21,7 +23,7 @@ from schemas.api import (
     ReferralPage,
 )
 from schemas.vocab import ReferralAction, ReferralStatus
-from services.referral import commission, domain, handlers, lifecycle, stats, store
+from services.referral import commission, domain, handlers, lifecycle, routing, stats, store
 from services.runtime import access, paging, peers
 from services.runtime.app import RUNTIME
 from services.runtime.auth import Principal, authenticate
@@ -32,6 +34,9 @@ from services.runtime.problem import Problem
 
 TAG = "Referrals"
 EXAMPLE_ID = "0e4d3c2b-1a2b-4c3d-8e9f-0a1b2c3d4e5f"
+FORWARD_EXAMPLE_ID = "7c1b9e2a-4d3f-4a6b-8c5d-2e1f0a9b8c7d"
+"""The example of `forward`: a referral the demo's outreach team sent and a partner refused
+(tests/integration/test_openapi.py makes it)."""
 
 
 def referral_out(row: Any, org: str) -> ReferralOut:
@@ -40,8 +45,12 @@ def referral_out(row: Any, org: str) -> ReferralOut:
 
 async def detail(db: store.Db, row: Any, org: str) -> ReferralDetail:
     history = [HistoryEntry.model_validate(dict(h)) for h in await store.history(db, row["id"])]
-    return ReferralDetail.model_validate(domain.as_seen_by(dict(row), org)
-                                         | {"history": history})
+    root = await store.chain_root(db, row["id"])
+    links = await store.chain(db, root["id"]) if root is not None else []
+    if len(links) < 2 or org not in {link["sender_org"] for link in links}:
+        links = []  # the chain is for its senders: not for a recipient
+    return ReferralDetail.model_validate(domain.as_seen_by(dict(row), org) | {
+        "history": history, "chain": [ChainLink.model_validate(dict(r)) for r in links]})
 
 
 def _not_found() -> Problem:
@@ -119,8 +128,9 @@ def action_handler(action: ReferralAction) -> Any:
         runtime = request.app[RUNTIME]
         said = lifecycle.Answer(body.reason, body.text, body.outcome, body.milestone)
         try:
-            row = await handlers.act(runtime.pool, referral_id, principal, action, said,
-                                     runtime.clock())
+            row = await handlers.act(
+                runtime.pool, referral_id, principal, action, said, runtime.clock(),
+                routing.rules_for(runtime.settings.routing_rules_file).on_refusal)
         except lifecycle.Refused as refused:
             status_now = await runtime.pool.fetchval(
                 "SELECT status FROM referral.referrals WHERE id = $1", referral_id)
@@ -132,6 +142,27 @@ def action_handler(action: ReferralAction) -> Any:
 
     act.__name__ = f"{action}_referral"
     return act
+
+
+async def forward_referral(request: web.Request) -> web.Response:
+    """The sender sends a rejected or expired referral on to the next partner (201; 200 when
+    it was sent on already)."""
+    principal = await authenticate(request, "referral:write")
+    referral_id = path_uuid(request)
+    body = parse(ForwardIn, await read_json(request)) if request.can_read_body else ForwardIn()
+    runtime = request.app[RUNTIME]
+    before = await store.chain(runtime.pool, referral_id)
+    try:
+        row = await handlers.send_on(runtime.pool, referral_id, principal, body.target,
+                                     body.reason, runtime.clock())
+    except lifecycle.Refused as refused:
+        raise Problem(refused.status, refused.title, refused.detail) from refused
+    if row is None:
+        raise _not_found()
+    again = row["id"] in {link["id"] for link in before}
+    return json_response(await detail(runtime.pool, row, principal.org),
+                         status=200 if again else 201,
+                         headers={"Location": f"/v1/referrals/{row['id']}"})
 
 
 # --- the dossier -----------------------------------------------------------------------------
@@ -239,6 +270,12 @@ OPERATIONS = [
     _action_op(ReferralAction.cancel, "Cancel (sender)", {"text": "Orientée ailleurs."}),
     _action_op(ReferralAction.hold, "Put on hold (sender or recipient)",
                {"text": "La personne est hospitalisée."}),
+    Operation("POST", "/v1/referrals/{id}/forward", forward_referral,
+              "Send a rejected or expired referral on to the partner proposed (sender)", TAG,
+              "referral:write", request=ForwardIn, response=ReferralDetail, status=201,
+              also=(200,), path_example={"id": FORWARD_EXAMPLE_ID},
+              errors=(403, 404, 409, 422), example={
+                  "reason": "Refus faute de place : envoyée au partenaire proposé."}),
     Operation("GET", "/v1/referrals/{id}/dossier", get_dossier,
               "The dossier, as far as the consent allows (recipient; logged)", TAG,
               "referral:read", response=DossierOut, path_example={"id": EXAMPLE_ID},

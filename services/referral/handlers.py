@@ -208,26 +208,78 @@ async def move(conn: asyncpg.Connection, referral: Any, to: ReferralStatus, org:
                            answer.text or cause, detail, **columns)
     if to is not S.requested:
         await store.drop_timers(conn, referral["id"])
+    root = (await store.chain_root(conn, referral["id"])
+            if referral["part_of"] is not None else None)
     await outbox.add(conn, store.SCHEMA, [new_event(
         ev.REFERRAL_STATUS_CHANGED, SOURCE, str(referral["person_id"]),
         ev.ReferralStatusChangedV1(
             **fields(referral), from_status=from_status, status=to, actor_org=org,
             action=action, reason=answer.reason, outcome=answer.outcome,
-            milestone=answer.milestone, cause=cause, proposal=proposal, at=now))])
+            milestone=answer.milestone, cause=cause, proposal=proposal, at=now,
+            first_referral_id=root["id"] if root else None,
+            first_sender=root["sender_org"] if root and root["sender_org"] not in (
+                referral["sender_org"], referral["target"]) else None))])
 
 
 async def answer(conn: asyncpg.Connection, referral: Any, action: ReferralAction, org: str,
-                 said: lifecycle.Answer, now: datetime, by: str | None = None) -> bool:
-    """A sender's or recipient's action; raises lifecycle.Refused. False: nothing changed."""
+                 said: lifecycle.Answer, now: datetime, by: str | None = None,
+                 on_refusal: routing.OnRefusal | None = None) -> bool:
+    """A sender's or recipient's action; raises lifecycle.Refused. False: nothing changed.
+    A refusal names the next candidate with places (`proposal`) and, when the rules file's
+    `on_refusal` says so for its reason, is sent on to it at once."""
     roles = lifecycle.roles_of(org, referral["sender_org"], referral["target"])
     change = lifecycle.decide(S(referral["status"]), action, roles, said)
     if change.changed:
-        await move(conn, referral, change.to, org, str(action), now, answer=said, by=by)
+        proposal = await next_candidate(conn, referral) if change.to is S.rejected else None
+        await move(conn, referral, change.to, org, str(action), now, answer=said, by=by,
+                   proposal=proposal)
+        if proposal and on_refusal is not None and on_refusal.forward \
+                and said.reason in on_refusal.reasons:
+            refused = await store.lock_referral(conn, referral["id"])
+            assert refused is not None
+            await forward(conn, refused, refused["sender_org"], proposal, on_refusal.reason,
+                          now, actor=RELAIS)
     return change.changed
 
 
+FORWARDABLE = frozenset({S.rejected, S.expired})
+
+
+async def forward(conn: asyncpg.Connection, referral: Any, org: str, target: str | None,
+                  reason: str | None, now: datetime, actor: str | None = None) -> uuid.UUID:
+    """The sender sends a refused or expired referral on, in one action, to the partner it
+    proposed (or to the one named): a new referral `part_of` it, for the same intake and
+    purpose, through the consent gate. The same call again gives the same referral.
+    Raises lifecycle.Refused."""
+    if org != referral["sender_org"]:
+        raise lifecycle.Refused(403, "Not yours to do", "Only the sender can send a referral "
+                                "on.")
+    if S(referral["status"]) not in FORWARDABLE:
+        raise lifecycle.Refused(409, "Not refused", "Only a rejected or expired referral is "
+                                f"sent on (this one is '{referral['status']}').")
+    proposal = await store.last_proposal(conn, referral["id"])
+    chosen = target or proposal
+    partner = await store.partner_row(conn, chosen) if chosen else None
+    if partner is None or partner["kind"] == "commission" or chosen in (org,
+                                                                       referral["target"]):
+        raise lifecycle.Refused(422, "No partner to send to", "No partner with places was "
+                                "proposed: name a partner of the directory as `target`."
+                                if chosen is None else f"'{chosen}' is not another partner of "
+                                "the directory: see GET /v1/partners.")
+    referral_id = uuid.uuid5(REFERRAL_IDS, f"{referral['id']}/forward")
+    await create(conn, referral_id, referral["person_id"], referral["intake_id"], org,
+                 str(chosen), Purpose(referral["purpose"]), {
+                     "rule": "forward", "from": str(referral["id"]), "proposal": proposal,
+                     "reason": reason or "Envoyée au partenaire suivant après "
+                     f"{'un refus' if referral['status'] == S.rejected else 'expiration'}.",
+                     "by": org, "candidates": []},
+                 now, origin="forward", part_of=referral["id"], actor=actor or org)
+    return referral_id
+
+
 async def act(pool: asyncpg.Pool, referral_id: uuid.UUID, principal: Principal,
-              action: ReferralAction, said: lifecycle.Answer, now: datetime) -> Any:
+              action: ReferralAction, said: lifecycle.Answer, now: datetime,
+              on_refusal: routing.OnRefusal | None = None) -> Any:
     """The unit of work of an answer, for the API and the pages: the referral as it is after
     (None when the caller does not see it; lifecycle.Refused when the move is not allowed).
     The history records who did it (the person, for a signed-in session)."""
@@ -235,8 +287,21 @@ async def act(pool: asyncpg.Pool, referral_id: uuid.UUID, principal: Principal,
         row = await store.lock_referral(conn, referral_id)
         if row is None or not domain.visible_to(row, principal.org):
             return None
-        await answer(conn, row, action, principal.org, said, now, by=principal.who)
+        await answer(conn, row, action, principal.org, said, now, by=principal.who,
+                     on_refusal=on_refusal)
         return await store.get_referral(conn, referral_id, principal.org)
+
+
+async def send_on(pool: asyncpg.Pool, referral_id: uuid.UUID, principal: Principal,
+                  target: str | None, reason: str | None, now: datetime) -> Any:
+    """The unit of work of `forward`, for the API: the new referral as the sender sees it
+    (None when the caller does not see the refused one; lifecycle.Refused otherwise)."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await store.lock_referral(conn, referral_id)
+        if row is None or not domain.visible_to(row, principal.org):
+            return None
+        new_id = await forward(conn, row, principal.org, target, reason, now)
+        return await store.get_referral(conn, new_id, principal.org)
 
 
 @dataclass(frozen=True, slots=True)

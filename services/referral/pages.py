@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from schemas import vocab_fr as fr
 from schemas.api import ActionIn
 from schemas.vocab import Milestone, Outcome, ReferralAction, ReferralStatus, RejectReason
-from services.referral import api, domain, handlers, lifecycle, store
+from services.referral import api, domain, handlers, lifecycle, routing, store
 from services.runtime import peers
 from services.runtime import web as pages
 from services.runtime.app import RUNTIME
@@ -176,8 +176,9 @@ async def answer(request: web.Request) -> web.StreamResponse:
     said = lifecycle.Answer(body.reason, body.text, body.outcome, body.milestone)
     runtime = request.app[RUNTIME]
     try:
-        row = await handlers.act(runtime.pool, referral_id, principal, action, said,
-                                 runtime.clock())
+        row = await handlers.act(
+            runtime.pool, referral_id, principal, action, said, runtime.clock(),
+            routing.rules_for(runtime.settings.routing_rules_file).on_refusal)
     except lifecycle.Refused as refused:
         return await _show(request, principal, referral_id, status=refused.status,
                            error=_refusal(refused, action))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -13,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.vocab import AgeBracket, Need, Purpose, SituationFlag
+from schemas.vocab import AgeBracket, Need, Purpose, RejectReason, SituationFlag
 
 COMMISSION = "commission"
 """The directory's kind of the commissions de remobilisation (a territory may have several)."""
@@ -99,15 +100,34 @@ class Rule(BaseModel):
     reason: str
 
 
+class OnRefusal(BaseModel):
+    """What the coordination decided for a refused referral: by default the sender sends it
+    on to the partner proposed (`POST /v1/referrals/{id}/forward`); with `forward`, Relais
+    does it at once for the reasons listed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    forward: bool = False
+    reasons: list[RejectReason] = Field(default_factory=lambda: [RejectReason.no_place])
+    reason: str = ("Refus faute de place : la coordination envoie l'orientation au partenaire "
+                   "suivant qui a des places.")
+
+
 class Rules(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     rules: list[Rule] = Field(min_length=1)
+    on_refusal: OnRefusal = Field(default_factory=OnRefusal)
 
 
 def load_rules(path: Path | None = None) -> Rules:
     text = (path.read_text("utf-8") if path is not None else
             resources.files(__package__).joinpath("rules.yaml").read_text("utf-8"))
     return Rules.model_validate(yaml.safe_load(text))
+
+
+@cache
+def rules_for(path: Path | None) -> Rules:
+    """The rules file of the settings, read once (it is checked when Relais starts)."""
+    return load_rules(path)
 
 
 @dataclass(frozen=True, slots=True)

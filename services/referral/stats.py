@@ -30,6 +30,10 @@ LABELS = {
     "answers": "Réponses des partenaires",
     "signal": "Signalements des relais du réseau, par type de relais",
     "signal_answered": "Signalements suivis d'un contact, par type de relais",
+    "signal_to_contact": "Délai entre le signalement et le premier contact",
+    "time_spent": "Temps passé avec les personnes",
+    "qpv": "Personnes rencontrées en quartier prioritaire (QPV)",
+    "arrival": "Venues sans rendez-vous ou sur rendez-vous",
 }
 
 
@@ -69,15 +73,43 @@ def answer_figures(rows: Iterable[Any]) -> dict[str, float | int | None]:
     }
 
 
+def time_spent(durations: Iterable[Any]) -> dict[str, float | int | None]:
+    """Minutes spent with people, over the contacts whose duration was given."""
+    rows = list(durations)
+    minutes = [r["duration_minutes"] for r in rows]
+    people = len({r["person_id"] for r in rows})
+    return {
+        "people": shown(people), "contacts": shown(people, len(minutes)),
+        "minutes_average": shown(people, round(statistics.fmean(minutes), 1)
+                                 if minutes else None),
+        "minutes_median": shown(people, round(float(statistics.median(minutes)), 1)
+                                if minutes else None),
+    }
+
+
+def signal_to_contact(hours: Sequence[float]) -> dict[str, float | int | None]:
+    """Hours from a signal to the contact that answered it (each signal: one person)."""
+    return {
+        "answered": shown(len(hours)),
+        "hours_median": shown(len(hours), round(statistics.median(hours), 1)
+                              if hours else None),
+        "hours_average": shown(len(hours), round(statistics.fmean(hours), 1)
+                               if hours else None),
+    }
+
+
 def figures(intakes: Iterable[Any], referrals: Iterable[Any], answers: Iterable[Any],
-            signals: Iterable[Any] = ()) -> dict[str, Any]:
+            signals: Iterable[Any] = (), durations: Iterable[Any] = (),
+            signal_hours: Sequence[float] = ()) -> dict[str, Any]:
     out: dict[str, Any] = {key: {} for key in LABELS if key not in ("total", "answers")}
-    total_people = 0
+    total_people = qpv_people = 0
     for r in intakes:
         if r["dimension"] == "total":
             total_people = r["people"]
             out["people"] = shown(r["people"])
             out["intakes"] = shown(r["people"], r["intakes"])
+        elif r["dimension"] == "qpv":
+            qpv_people = r["people"]
         elif r["dimension"] == "gender":
             out["gender"][r["key"]] = r["people"]
         elif r["dimension"] in ("site", "permanence"):
@@ -86,6 +118,10 @@ def figures(intakes: Iterable[Any], referrals: Iterable[Any], answers: Iterable[
             out[r["dimension"]][r["key"]] = shown(r["people"])
     genders = out["gender"]
     out["gender"] = {k: shown(n, round(100 * n / total_people, 1)) for k, n in genders.items()}
+    out["qpv"] = {"people": shown(qpv_people), "share": shown(qpv_people, round(
+        100 * qpv_people / total_people, 1) if total_people else None)}
+    out["time_spent"] = time_spent(durations)
+    out["signal_to_contact"] = signal_to_contact(signal_hours)
     for r in referrals:
         out[r["dimension"]][r["key"]] = shown(r["people"], r["referrals"])
     out["answers"] = answer_figures(answers)
@@ -150,7 +186,8 @@ async def compute(pool: store.Db, period: dict[str, Any]) -> dict[str, Any]:
     args = (period["start"], period["end"], period["site"])
     return figures(await store.intake_counts(pool, *args),
                    await store.referral_counts(pool, *args), await store.answers(pool, *args),
-                   await store.signal_counts(pool, *args))
+                   await store.signal_counts(pool, *args), await store.durations(pool, *args),
+                   await store.signal_delays(pool, *args))
 
 
 async def _figures(request: web.Request) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from schemas import vocab_fr as fr
 from schemas.api import RelayKind
-from schemas.vocab import AgeBracket, Gender, ReferralStatus
+from schemas.vocab import AgeBracket, Arrival, Gender, ReferralStatus
 from services.referral import stats, store
 from services.runtime import web as pages
 from services.runtime.app import RUNTIME
@@ -70,6 +70,9 @@ DIMENSIONS: dict[str, Dimension] = {
                         order=(*Gender, "not_given")),
     "need": Dimension("Besoin", "Personnes", "Nombre de personnes différentes ayant exprimé "
                       "chaque besoin ; une personne peut en exprimer plusieurs."),
+    "arrival": Dimension("Venue", "Personnes", "Nombre de personnes différentes venues sans "
+                         "rendez-vous ou sur rendez-vous ; une personne venue des deux façons "
+                         "compte dans les deux.", order=(*Arrival, "not_given")),
     "status": Dimension("Où en est l'orientation", "Orientations", "Orientations des "
                         "personnes rencontrées sur la période, selon leur état aujourd'hui.",
                         order=tuple(ReferralStatus)),
@@ -83,7 +86,7 @@ DIMENSIONS: dict[str, Dimension] = {
                                  "répondu au signalement.", order=tuple(RelayKind)),
 }
 SECTIONS = (("Les personnes rencontrées", ("site", "permanence", "visit", "age_bracket",
-                                             "gender", "need")),
+                                             "gender", "need", "arrival")),
             ("Les orientations", ("status", "target")),
             ("Les signalements du réseau", ("signal", "signal_answered")))
 ANSWERS = (  # (figure, what it says, unit: people, hours or %)
@@ -97,6 +100,27 @@ ANSWERS = (  # (figure, what it says, unit: people, hours or %)
      "structure", " %"),
     ("share_accepted", "Orientations acceptées, parmi celles acceptées ou refusées", " %"),
 )
+
+FIGURES = {  # the other tables: figure -> ((figure, what it says, unit), ...), and a note
+    "time_spent": ((
+        ("people", "Personnes dont la durée de l'échange est connue", ""),
+        ("contacts", "Contacts dont la durée est connue", ""),
+        ("minutes_average", "Durée moyenne d'un échange", " min"),
+        ("minutes_median", "Durée médiane d'un échange : la moitié durent moins", " min"),
+    ), "Sur les contacts dont l'équipe a noté la durée de l'échange."),
+    "qpv": ((
+        ("people", "Personnes rencontrées sur un lieu en quartier prioritaire", ""),
+        ("share", "Part des personnes rencontrées", " %"),
+    ), "Personnes différentes rencontrées au moins une fois sur un lieu que l'annuaire "
+       "situe en quartier prioritaire de la politique de la ville (son code QPV)."),
+    "signal_to_contact": ((
+        ("answered", "Signalements suivis d'un contact", ""),
+        ("hours_median", "Délai dans lequel la moitié de ces signalements ont reçu un "
+         "premier contact", "h"),
+        ("hours_average", "Délai moyen entre le signalement et le premier contact", "h"),
+    ), "Pour les signalements des relais du réseau reçus sur la période et suivis d'un "
+       "contact : le temps entre le signalement et ce contact."),
+}
 
 
 @dataclass(frozen=True)
@@ -193,6 +217,7 @@ def category_names(sites: Sequence[Any], permanences: Sequence[Any],
         "age_bracket": {**fr.AGES, "unknown": "Âge non précisé"}, "gender": fr.GENDERS,
         "need": {k: v[:1].upper() + v[1:] for k, v in fr.NEEDS.items()},
         "status": STATUSES, "target": dict(partners),
+        "arrival": {**fr.ARRIVALS, "not_given": "Non précisé"},
         "signal": fr.RELAY_KINDS, "signal_answered": fr.RELAY_KINDS,
     }
 
@@ -267,6 +292,9 @@ async def statistics(request: web.Request) -> web.StreamResponse:
         request, "referral/stats.html", data=data, names=names, number=number,
         charts={key: chart(key, data[key], names[key]) for key in DIMENSIONS},
         answers=[(label, answer(data["answers"][key], unit)) for key, label, unit in ANSWERS],
+        figures=[(key, stats.LABELS[key], note,
+                  [(label, answer(data[key].get(name), unit)) for name, label, unit in rows])
+                 for key, (rows, note) in FIGURES.items()],
         keys=key_figures(data),
         first=date.fromisoformat(chosen.values["du"]),
         last=date.fromisoformat(chosen.values["au"]),

@@ -105,12 +105,13 @@ async def answer_days(conn: Db, partner_id: str) -> int:
 async def save_intake(conn: asyncpg.Connection, i: IntakeRecordedV1) -> None:
     await conn.execute(
         "INSERT INTO referral.intakes (intake_id, person_id, org, site, permanence,"
-        " contacted_at, needs, flags, age_bracket, commune, gender, visit_number)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        " contacted_at, needs, flags, age_bracket, commune, gender, visit_number,"
+        " duration_minutes, arrival, for_org)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         " ON CONFLICT (intake_id) DO NOTHING",
         i.intake_id, i.person_id, i.org, i.site, i.permanence, i.contacted_at,
         [str(n) for n in i.needs], [str(f) for f in i.flags], i.age_bracket, i.commune,
-        i.gender, i.visit_number)
+        i.gender, i.visit_number, i.duration_minutes, i.arrival, i.for_org)
 
 
 async def intake(db: Db, intake_id: UUID) -> asyncpg.Record | None:
@@ -409,6 +410,42 @@ async def fired(conn: asyncpg.Connection, referral_id: UUID, kind: str,
                        " AND kind = $2", referral_id, kind, now)
 
 
+CHAIN_ROOT = (
+    "WITH RECURSIVE up AS (SELECT id, part_of, sender_org FROM referral.referrals"
+    " WHERE id = $1 UNION ALL SELECT r.id, r.part_of, r.sender_org FROM referral.referrals r"
+    " JOIN up ON r.id = up.part_of) SELECT id, sender_org FROM up WHERE part_of IS NULL")
+"""The first referral of a chain (itself when it follows none)."""
+
+
+async def chain_root(db: Db, referral_id: UUID) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await db.fetchrow(CHAIN_ROOT, referral_id)
+    return row
+
+
+async def chain(db: Db, root_id: UUID) -> list[asyncpg.Record]:
+    """The first referral and every referral that follows it, oldest first, with the
+    proposal of its last step (no intake, no consent, no free text: what the senders of the
+    chain may see of each other's referrals)."""
+    rows: list[asyncpg.Record] = await db.fetch(
+        "WITH RECURSIVE down AS (SELECT * FROM referral.referrals WHERE id = $1"
+        " UNION ALL SELECT r.* FROM referral.referrals r JOIN down ON r.part_of = down.id)"
+        " SELECT d.id, d.part_of, d.sender_org, d.target, d.purpose, d.status, d.origin,"
+        " d.reject_reason, d.outcome, d.created_at, d.updated_at,"
+        " h.detail ->> 'proposal' AS proposal FROM down d"
+        " LEFT JOIN LATERAL (SELECT detail FROM referral.referral_history"
+        "  WHERE referral_id = d.id ORDER BY id DESC LIMIT 1) h ON true"
+        " ORDER BY d.created_at, d.id", root_id)
+    return rows
+
+
+async def last_proposal(db: Db, referral_id: UUID) -> str | None:
+    """The next candidate proposed when the referral was rejected or expired, if any."""
+    value: str | None = await db.fetchval(
+        "SELECT detail ->> 'proposal' FROM referral.referral_history WHERE referral_id = $1"
+        " AND status IN ('rejected', 'expired') ORDER BY id DESC LIMIT 1", referral_id)
+    return value
+
+
 async def tried_targets(conn: asyncpg.Connection, intake_id: UUID) -> set[str]:
     return {r["target"] for r in await conn.fetch(
         "SELECT target FROM referral.referrals WHERE intake_id = $1", intake_id)}
@@ -494,8 +531,21 @@ async def intake_counts(db: Db, start: datetime, end: datetime,
         " UNION ALL SELECT 'gender', coalesce(gender, 'not_given'), count(DISTINCT person_id),"
         " count(*) FROM i GROUP BY 2"
         " UNION ALL SELECT 'need', need, count(DISTINCT person_id), count(*)"
-        " FROM i, unnest(needs) AS need GROUP BY need",
+        " FROM i, unnest(needs) AS need GROUP BY need"
+        " UNION ALL SELECT 'arrival', coalesce(arrival, 'not_given'), count(DISTINCT person_id),"
+        " count(*) FROM i GROUP BY 2"
+        " UNION ALL SELECT 'qpv', 'people', count(DISTINCT i.person_id), count(*) FROM i"
+        " JOIN referral.sites s ON s.id = i.site WHERE s.qpv IS NOT NULL",
         start, end, site)
+    return rows
+
+
+async def durations(db: Db, start: datetime, end: datetime,
+                    site: str | None) -> list[asyncpg.Record]:
+    """(person_id, duration_minutes) of the period's contacts whose duration was given."""
+    rows: list[asyncpg.Record] = await db.fetch(
+        f"SELECT person_id, duration_minutes FROM referral.intakes WHERE {_PERIOD}"
+        " AND duration_minutes IS NOT NULL", start, end, site)
     return rows
 
 
@@ -560,15 +610,27 @@ async def signal_counts(db: Db, start: datetime, end: datetime,
     return rows
 
 
+async def signal_delays(db: Db, start: datetime, end: datetime,
+                        site: str | None) -> list[float]:
+    """Hours from each signal of the period to the contact that answered it (when the
+    referral service knows that contact; never below zero)."""
+    rows = await db.fetch(
+        "SELECT greatest(extract(epoch FROM i.contacted_at - s.received_at), 0) / 3600"
+        " AS hours FROM referral.signals s JOIN referral.intakes i USING (intake_id)"
+        " WHERE s.received_at >= $1 AND s.received_at < $2 AND ($3::text IS NULL OR s.site = $3)",
+        start, end, site)
+    return [float(r["hours"]) for r in rows]
+
+
 async def upsert_places(conn: Db, directory: Directory) -> None:
     """The directory's sites and permanences; those no longer in it are kept, inactive, so
     that past figures keep their names."""
     await conn.execute("UPDATE referral.sites SET active = false WHERE id <> ALL($1::text[])",
                        [s.id for s in directory.sites])
     await conn.executemany(
-        "INSERT INTO referral.sites (id, name) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE"
-        " SET name = EXCLUDED.name, active = true",
-        [(s.id, s.name) for s in directory.sites])
+        "INSERT INTO referral.sites (id, name, qpv) VALUES ($1, $2, $3) ON CONFLICT (id)"
+        " DO UPDATE SET name = EXCLUDED.name, qpv = EXCLUDED.qpv, active = true",
+        [(s.id, s.name, s.qpv) for s in directory.sites])
     await conn.execute(
         "UPDATE referral.permanences SET active = false WHERE id <> ALL($1::text[])",
         [p.id for p in directory.permanences])

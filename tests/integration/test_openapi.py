@@ -13,10 +13,12 @@ import pytest
 
 from schemas.api import IntakeIn
 from schemas.events import IntakeRecordedV1
+from schemas.vocab import Purpose, ReferralStatus, RejectReason
 from services.auth import domain, store
 from services.intake import api as intake_api
 from services.intake import store as intake_store
-from services.referral import handlers, routing
+from services.referral import handlers, lifecycle, routing
+from services.referral import store as referral_store
 from services.runtime.app import RUNTIME
 from tests.e2e.conftest import Tokens
 from tests.integration.conftest import Client
@@ -54,6 +56,25 @@ async def example_person(client: Client, person_id: str) -> None:
                                          None, "met")
 
 
+async def example_refused(client: Client, referral_id: str) -> None:
+    """The example of `forward` names a referral the outreach team sent for an intake and
+    that its partner refused: Relais proposed the next candidate with places."""
+    intake_id, person_id, now = uuid.uuid4(), uuid.uuid4(), datetime.now(UTC)
+    intake = IntakeRecordedV1(
+        intake_id=intake_id, person_id=person_id, org="equipe-aller-vers",
+        site="qpv-etouvie", channel="mobile_permanence", contacted_at=now,
+        needs=["employment"], visit_number=1, returning=False)
+    async with client.app[RUNTIME].pool.acquire() as conn, conn.transaction():
+        await handlers.on_intake(conn, intake, routing.load_rules(), now)
+        await handlers.create(conn, uuid.UUID(referral_id), person_id, intake_id,
+                              "equipe-aller-vers", "asso-boussole", Purpose.referral_partner,
+                              {"rule": "manual", "candidates": []}, now, origin="manual")
+        row = await referral_store.lock_referral(conn, uuid.UUID(referral_id))
+        await handlers.move(conn, row, ReferralStatus.rejected, "asso-boussole", "reject",
+                            now, answer=lifecycle.Answer(reason=RejectReason.no_place),
+                            proposal=await handlers.next_candidate(conn, row))
+
+
 def operations() -> list[tuple[str, str, dict[str, Any]]]:
     document = json.loads(COMMITTED.read_text())
     return [(method.upper(), path, op) for path, item in document["paths"].items()
@@ -88,6 +109,8 @@ async def test_every_example_works_against_the_demo_directory(
         await example_intake(client, kwargs["json"]["intake_id"])
     if (method, path) == ("POST", "/v1/consents"):
         await example_person(client, kwargs["json"]["person_id"])
+    if template == "/v1/referrals/{id}/forward":
+        await example_refused(client, path.split("/")[3])
     if template.startswith("/v1/people/{id}/evidence"):  # a person met, with a signature
         await example_person(client, intake_api.EXAMPLE_ID)
         await client.post(f"/v1/people/{intake_api.EXAMPLE_ID}/evidence", headers=headers,
@@ -97,5 +120,6 @@ async def test_every_example_works_against_the_demo_directory(
     assert str(response.status) in op["responses"], (response.status, await response.text())
     creates = method in ("POST", "PUT") and not any(p["in"] == "path"
                                                     for p in op.get("parameters", []))
-    if creates or template.startswith("/v1/people/{id}/evidence"):
+    if creates or template.startswith("/v1/people/{id}/evidence") \
+            or template == "/v1/referrals/{id}/forward":
         assert 200 <= response.status < 300, await response.text()  # works as it is
