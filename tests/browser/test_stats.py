@@ -134,7 +134,7 @@ async def test_a_funder_reads_the_statistics_in_the_browser(
             await expect(page.locator(".relais-keys li").first).to_contain_text(
                 "42 personnes rencontrées")
             charts = page.get_by_role("img", name=re.compile("diagramme en barres"))
-            await expect(charts).to_have_count(8)
+            await expect(charts).to_have_count(9)  # with the arrivals (walk-in, appointment)
             await expect(page.get_by_role("img", name=re.compile("^Contacts par lieu"))) \
                 .to_be_visible()
             sites = page.locator("#tableau-site table")
