@@ -411,9 +411,7 @@ async def send_answer(request: web.Request) -> web.Response:
         content = offline.open_entry(request.app[MASTER], principal.org, sealed)
         fields = offline.form_of(content.get("accord"))
     except offline.OpenError as failed:
-        raise Problem(422, "Fiche illisible", "Relais ne peut pas ouvrir cette fiche : elle a "
-                      "été chiffrée pour un autre serveur ou une autre structure, ou abîmée."
-                      ) from failed
+        raise offline.unreadable() from failed
     try:
         contact = await _contact(request, principal)
     except pages.PageError as missing:

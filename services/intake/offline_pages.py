@@ -94,11 +94,6 @@ async def offline_page(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def unreadable() -> Problem:
-    return Problem(422, "Fiche illisible", "Relais ne peut pas ouvrir cette fiche : elle a été "
-                   "chiffrée pour un autre serveur ou une autre structure, ou abîmée.")
-
-
 async def send_contact(request: web.Request) -> web.Response:
     """One entry's contact, recorded once under the entry's id."""
     principal = await pages.require_script(request, contact_pages.SCOPE)
@@ -108,7 +103,7 @@ async def send_contact(request: web.Request) -> web.Response:
         fields = offline.form_of(offline.open_entry(master, principal.org, sealed)
                                  .get("contact"))
     except offline.OpenError as failed:
-        raise unreadable() from failed
+        raise offline.unreadable() from failed
     directory = await contact_pages._directory(request)
     place = contact_pages.find(directory, fields.get("lieu", ""))
     if place is None:

@@ -32,6 +32,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from multidict import MultiDict, MultiDictProxy
 from pydantic import BaseModel, Field, ValidationError
 
+from services.runtime.problem import Problem
+
 CONTEXT = "relais/offline-queue/v1"
 """The HKDF label of the server's key pair, and of each entry's key."""
 ORDER = int("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551", 16)
@@ -51,6 +53,12 @@ class Sealed(BaseModel):
 
 class OpenError(Exception):
     """An entry that cannot be opened: another key, altered, or another organisation's."""
+
+
+def unreadable() -> Problem:
+    """What the device is told of an entry that cannot be opened, in French."""
+    return Problem(422, "Fiche illisible", "Relais ne peut pas ouvrir cette fiche : elle a été "
+                   "chiffrée pour un autre serveur ou une autre structure, ou abîmée.")
 
 
 def _b64(text: str) -> bytes:
