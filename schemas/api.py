@@ -419,7 +419,8 @@ class StatsOut(BaseModel):
 
     period: dict[str, str | None] = Field(
         description="`from` (included), `to` (excluded: the day after the last day counted), "
-        "`site` (null: every site).")
+        "`site` (null: every site), `programmes` (the programmes counted, comma-separated; "
+        "null: the whole instance).")
     threshold: int
     people: int | None
     intakes: int | None
@@ -849,3 +850,21 @@ class TrailExtract(BaseModel):
 
 class CheckpointList(BaseModel):
     items: list[SignedCheckpoint]
+
+
+class OccurrenceOut(BaseModel):
+    """A permanence on a day: where, who, from when to when (Paris time, with its offset)."""
+
+    permanence: str
+    site: str
+    site_name: str
+    commune: str | None
+    mobile: bool
+    organisations: list[str]
+    start: datetime
+    end: datetime
+
+
+class OccurrenceList(BaseModel):
+    period: dict[str, str] = Field(description="`from` (included), `to` (excluded).")
+    items: list[OccurrenceOut]

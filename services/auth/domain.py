@@ -26,6 +26,8 @@ SCOPES = {
     "audit:read": "read and export the consent trail, its checkpoints, who read what",
     "directory:write": "replace the directory, set how each organisation is told "
                        "(territory-wide)",
+    "programme:write": "change the directory's part of the programmes your organisation "
+                       "coordinates (their sites, permanences, organisations)",
     "people:read": "read a person's identity, contact and notes, as far as allowed (logged)",
     "people:erase": "erase a person (their key is destroyed)",
     "stats:read": "read the anonymised statistics (JSON, CSV)",

@@ -7,13 +7,15 @@ loaded on first start."""
 
 from __future__ import annotations
 
-from datetime import time
+import re
+from datetime import date, datetime, time
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
+from dateutil.rrule import rrule, rrulestr
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
 from schemas.vocab import Need
@@ -57,6 +59,30 @@ class Consortium(Frozen):
     members: list[str] = Field(min_length=1)
 
 
+class Programme(Frozen):
+    """An "aller vers" programme sharing the instance with others: the organisations that run
+    it (its contacts are those they record, at its sites when it names any), who funds it
+    (they read its figures and no other's) and who coordinates it (they edit its part of the
+    directory: its sites, their permanences, its organisations)."""
+
+    id: str = Field(pattern=SLUG)
+    name: str
+    organisations: list[str] = Field(
+        min_length=1, description="The organisations that run it: its contacts are theirs.")
+    sites: list[str] = Field(
+        default_factory=list,
+        description="Its sites: only the contacts recorded there count (every site if none).")
+    funders: list[str] = Field(
+        default_factory=list, description="Organisation ids (as in their clients and "
+        "accounts; not necessarily in the directory) that read its figures (stats:read).")
+    coordinators: list[str] = Field(
+        default_factory=list, description="Organisations of the directory that edit its part "
+        "of the directory (programme:write) and read its figures.")
+
+    def involves(self, org: str) -> bool:
+        return org in self.organisations or org in self.funders or org in self.coordinators
+
+
 class SiteKind(StrEnum):
     qpv_square = "qpv_square"
     social_centre = "social_centre"
@@ -95,14 +121,99 @@ class Slot(Frozen):
         return self
 
 
+RULE_TEXT = re.compile(r"[A-Z0-9=;,+-]+")
+RULE_UNTIL = re.compile(r"(?:^|;)UNTIL=([^;]*)")
+BY_THE_HOUR = re.compile(r"(?:^|;)(FREQ=(HOURLY|MINUTELY|SECONDLY)|BY(HOUR|MINUTE|SECOND)=)")
+
+
+class Recurrence(Frozen):
+    """Dates by an iCalendar rule (RFC 5545 RRULE): every other week, the second Tuesday of
+    the month..., at the same hours (Paris wall-clock time), but on the days excepted."""
+
+    rule: str = Field(
+        examples=["FREQ=WEEKLY;INTERVAL=2;BYDAY=TU", "FREQ=MONTHLY;BYDAY=2TU",
+                  "FREQ=MONTHLY;BYDAY=TU,TH;BYSETPOS=1,3;UNTIL=20261231"],
+        description="An RFC 5545 RRULE value, without DTSTART (that is `first`): at most "
+        "one occurrence a day (no HOURLY, MINUTELY, SECONDLY, BYHOUR...); UNTIL, when given, "
+        "is the last day it may happen (UNTIL=20261231).")
+    start: time
+    end: time
+    first: date = Field(description="The day of the first occurrence (DTSTART): a day of "
+                        "the rule.")
+    exceptions: list[date] = Field(
+        default_factory=list, max_length=366,
+        description="Days it does not happen (EXDATE): days of the rule.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Recurrence:
+        if self.end <= self.start:
+            raise ValueError("a recurrence ends after it starts")
+        return self
+
+    def dates(self) -> rrule:
+        """Its occurrences' starts, naive Paris wall-clock datetimes (python-dateutil's
+        rrule, exceptions not removed). ValueError for a rule it cannot read."""
+        until = RULE_UNTIL.search(self.rule)
+        series = rrulestr(RULE_UNTIL.sub("", self.rule).strip(";"),
+                          dtstart=datetime.combine(self.first, self.start))
+        assert isinstance(series, rrule)
+        if until is None:
+            return series
+        try:
+            last = datetime.strptime(until.group(1), "%Y%m%d").date()
+        except ValueError:
+            raise ValueError("UNTIL is the last day, as UNTIL=20261231") from None
+        return series.replace(until=datetime.combine(last, time.max))
+
+    def problem(self) -> str | None:
+        """What is wrong with the rule, in words (None: nothing)."""
+        if not RULE_TEXT.fullmatch(self.rule):
+            return (f"rule {self.rule!r}: an RRULE value in capitals, without DTSTART or "
+                    "RRULE: (e.g. FREQ=WEEKLY;INTERVAL=2;BYDAY=TU)")
+        if BY_THE_HOUR.search(self.rule):
+            return (f"rule {self.rule!r}: at most one occurrence a day (the hours are start "
+                    "and end): FREQ=DAILY, WEEKLY, MONTHLY or YEARLY, without BYHOUR, "
+                    "BYMINUTE, BYSECOND")
+        try:
+            series = self.dates()
+            first = next(iter(series), None)
+        except ValueError as exc:
+            return f"rule {self.rule!r}: {exc}"
+        if first is None:
+            return f"rule {self.rule!r}: no day at all from {self.first}"
+        if first.date() != self.first:
+            return (f"rule {self.rule!r}: first ({self.first}) is not one of its days "
+                    f"(the next one is {first.date()})")
+        missed = [d for d in self.exceptions
+                  if not series.between(datetime.combine(d, time.min),
+                                        datetime.combine(d, time.max), inc=True)]
+        return (f"rule {self.rule!r}: exceptions {', '.join(map(str, missed))} are not "
+                "among its days") if missed else None
+
+
 class Permanence(Frozen):
-    """A recurring presence at a site: the truck on Tuesday mornings, a weekly office hour."""
+    """A recurring presence at a site: the truck on Tuesday mornings (`schedule`, slots of
+    every week), or twice a month (`recurrences`, by an iCalendar rule), or both."""
 
     id: str = Field(pattern=SLUG)
     site: str
     mobile: bool
-    schedule: list[Slot] = Field(min_length=1)
+    schedule: list[Slot] = Field(default_factory=list, description="Slots of every week.")
+    recurrences: list[Recurrence] = Field(
+        default_factory=list, max_length=20,
+        description="Other rhythms: every other week, the second Tuesday of the month...")
     organisations: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _when(self) -> Permanence:
+        if not self.schedule and not self.recurrences:
+            raise ValueError(f"permanence {self.id}: give its schedule (slots of every week) "
+                             "or its recurrences")
+        problems = [f"permanence {self.id}: {p}" for r in self.recurrences
+                    if (p := r.problem()) is not None]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class Directory(Frozen):
@@ -110,12 +221,16 @@ class Directory(Frozen):
     consortia: list[Consortium] = Field(default_factory=list)
     sites: list[Site] = Field(default_factory=list)
     permanences: list[Permanence] = Field(default_factory=list)
+    programmes: list[Programme] = Field(
+        default_factory=list, description="The programmes sharing the instance (none: the "
+        "instance is one programme, and every stats:read client reads all its figures).")
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Directory:
         problems: list[str] = []
         for kind, items in (("organisation", self.organisations), ("consortium", self.consortia),
-                            ("site", self.sites), ("permanence", self.permanences)):
+                            ("site", self.sites), ("permanence", self.permanences),
+                            ("programme", self.programmes)):
             ids = [i.id for i in items]
             problems += [f"duplicate {kind} id {d}" for d in sorted({i for i in ids
                                                                     if ids.count(i) > 1})]
@@ -131,6 +246,11 @@ class Directory(Frozen):
                 problems.append(f"permanence {p.id}: unknown site {p.site}")
             problems += [f"permanence {p.id}: unknown organisation {o}"
                          for o in p.organisations if o not in orgs]
+        for g in self.programmes:
+            problems += [f"programme {g.id}: unknown organisation {o}"
+                         for o in (*g.organisations, *g.coordinators) if o not in orgs]
+            problems += [f"programme {g.id}: unknown site {s}" for s in g.sites
+                         if s not in sites]
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -140,6 +260,9 @@ class Directory(Frozen):
 
     def site(self, site_id: str) -> Site | None:
         return next((s for s in self.sites if s.id == site_id), None)
+
+    def programme(self, programme_id: str) -> Programme | None:
+        return next((g for g in self.programmes if g.id == programme_id), None)
 
     def partners_of(self, org_id: str) -> set[str]:
         """The organisation and the members of its consortia."""

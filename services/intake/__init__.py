@@ -6,7 +6,16 @@ from __future__ import annotations
 from aiohttp import web
 
 from services import directory as reference
-from services.intake import api, handlers, offline_pages, pages, relay_pages, store
+from services.intake import (
+    api,
+    calendar_api,
+    directory_api,
+    handlers,
+    offline_pages,
+    pages,
+    relay_pages,
+    store,
+)
 from services.intake.directory import publish
 from services.runtime import sealing
 from services.runtime.app import ConsumerSpec, Runtime, ServiceSpec
@@ -31,6 +40,8 @@ async def start(runtime: Runtime) -> None:
 
 def routes(app: web.Application) -> None:
     api.routes(app)
+    directory_api.routes(app)
+    calendar_api.routes(app)
     pages.routes(app)
     relay_pages.routes(app)
     offline_pages.routes(app)

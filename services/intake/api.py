@@ -43,7 +43,7 @@ from schemas.events import (
 )
 from services import directory as reference
 from services.intake import domain, names, store, vault
-from services.intake.directory import CachedDirectory, publish
+from services.intake.directory import CachedDirectory
 from services.runtime import access, idempotency, outbox, paging
 from services.runtime.access import Act
 from services.runtime.app import RUNTIME
@@ -527,27 +527,6 @@ async def close_signal(request: web.Request) -> web.Response:
     return json_response(SignalOut.model_validate(dict(row)))
 
 
-# --- the directory -------------------------------------------------------------------------
-
-async def get_directory(request: web.Request) -> web.Response:
-    await authenticate(request, None)
-    row = await store.directory(request.app[RUNTIME].pool)
-    if row is None:
-        raise Problem(404, "Not found", "No directory was loaded yet.")
-    return web.json_response(row["document"], headers={"ETag": f'"{row["version"]}"'})
-
-
-async def put_directory(request: web.Request) -> web.Response:
-    """Replace the whole directory (it is validated as a whole); the services follow."""
-    await authenticate(request, "directory:write")
-    document = parse(reference.Directory, await read_json(request))
-    async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
-        version = await publish(conn, document)
-    request.app[DIRECTORY].forget()
-    return web.json_response(document.model_dump(mode="json"),
-                             headers={"ETag": f'"{version}"'})
-
-
 INTAKE_EXAMPLE = {
     "site": "qpv-etouvie", "permanence": "camion-etouvie-mardi",
     "channel": "mobile_permanence", "contacted_at": "2026-11-17T10:15:00+01:00",
@@ -627,12 +606,6 @@ OPERATIONS = [
     Operation("POST", "/v1/signals/{id}/close", close_signal, "Close a signal", "Signals",
               "intake:write", SignalClose, SignalOut, 200, {"outcome": "not_found"},
               path_example={"id": EXAMPLE_ID}, errors=(404, 409)),
-    Operation("GET", "/v1/directory", get_directory,
-              "The directory: organisations, consortia, sites, permanences", "Directory",
-              response=reference.Directory, errors=(404,)),
-    Operation("PUT", "/v1/directory", put_directory, "Replace the whole directory",
-              "Directory", "directory:write", reference.Directory, reference.Directory, 200,
-              reference.load().model_dump(mode="json")),
 ]
 
 

@@ -41,6 +41,7 @@ from schemas import vocab_fr as fr
 from schemas.api import NOTE_MAX, IntakeIn, IntakeOut, ReferralOut
 from schemas.vocab import AgeBracket, Arrival, Channel, Need, SituationFlag
 from services import directory as reference
+from services.directory import calendar
 from services.intake import api, card, domain, names, relay_pages, search, store
 from services.runtime import codes, idempotency, peers, to_person
 from services.runtime import web as pages
@@ -114,9 +115,10 @@ def remembered(request: web.Request, directory: reference.Directory) -> Place | 
 
 
 def _slots_on(permanence: reference.Permanence, day: date) -> list[reference.Slot]:
+    """Its hours on `day`, by its slots of every week and its recurrences (none: not today)."""
     weekday = list(reference.Weekday)[day.weekday()]
-    return sorted((s for s in permanence.schedule if s.weekday == weekday),
-                  key=lambda s: s.start)
+    return [reference.Slot(weekday=weekday, start=start, end=end)
+            for start, end in calendar.on(permanence, day)]
 
 
 def describe(place: Place, directory: reference.Directory, org: str, day: date) -> str:
@@ -158,7 +160,7 @@ def _day_view(request: web.Request, directory: reference.Directory,
     todays.sort(key=lambda t: (t["start"], t["place"].site.name))
     sites = [{"place": Place(s), "site": s, "schedule": [
         line for p in directory.permanences if p.site == s.id
-        for line in pages.schedule(p.schedule)]} for s in directory.sites]
+        for line in pages.schedule(p.schedule, p.recurrences)]} for s in directory.sites]
     return {"day": day, "weekday": pages.WEEKDAYS[list(reference.Weekday)[day.weekday()]],
             "todays": todays, "sites": sites}
 

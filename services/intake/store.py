@@ -363,6 +363,13 @@ async def directory(db: Db) -> asyncpg.Record | None:
     return row
 
 
+async def directory_for_update(conn: asyncpg.Connection) -> asyncpg.Record | None:
+    """The directory, locked until the caller's transaction ends (one edit at a time)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT version, document FROM intake.directory FOR UPDATE")
+    return row
+
+
 async def save_directory(conn: asyncpg.Connection, document: dict[str, Any]) -> int:
     version: int = await conn.fetchval(
         "INSERT INTO intake.directory AS d (version, document) VALUES (1, $1)"

@@ -50,7 +50,7 @@ def _view(directory: Directory) -> dict[str, Any]:
         "consortia": [{"name": c.name, "members": [names[m] for m in c.members]}
                       for c in directory.consortia],
         "sites": [{"site": s, "kind": SITE_KINDS.get(s.kind, s.kind), "permanences": [
-            {"id": p.id, "mobile": p.mobile, "schedule": schedule(p.schedule),
+            {"id": p.id, "mobile": p.mobile, "schedule": schedule(p.schedule, p.recurrences),
              "organisations": [names[o] for o in p.organisations]}
             for p in directory.permanences if p.site == s.id]} for s in directory.sites],
     }

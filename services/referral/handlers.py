@@ -50,8 +50,8 @@ def handler(runtime: Runtime) -> Handler:
             await store.upsert_partners(conn, Directory.model_validate(update.directory))
         elif event.type == ev.SIGNAL_RECEIVED:  # the statistics per relay kind
             signal = ev.SignalReceivedV1.model_validate(event.data)
-            await store.signal_received(conn, signal.signal_id, signal.relay_kind, signal.site,
-                                        event.time)
+            await store.signal_received(conn, signal.signal_id, signal.org, signal.relay_kind,
+                                        signal.site, event.time)
         elif event.type == ev.SIGNAL_CLOSED:
             await store.signal_closed(conn, ev.SignalClosedV1.model_validate(event.data))
 

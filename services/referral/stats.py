@@ -13,9 +13,10 @@ from typing import Any
 from aiohttp import web
 
 from schemas.api import StatsOut
+from services.directory import Programme
 from services.referral import store
 from services.runtime.app import RUNTIME
-from services.runtime.auth import authenticate
+from services.runtime.auth import Principal, authenticate
 from services.runtime.http import json_response
 from services.runtime.openapi import Operation, Query
 from services.runtime.problem import Problem
@@ -141,6 +142,8 @@ def to_csv(period: dict[str, Any], data: dict[str, Any]) -> str:
     writer.writerow(["Période", "au (exclu)", period["to"]])
     if period["site"]:
         writer.writerow(["Période", "lieu", period["site"]])
+    if period.get("programmes"):
+        writer.writerow(["Période", "programmes", period["programmes"]])
     for key in ("people", "intakes"):
         writer.writerow([LABELS["total"], key, _cell(data[key])])
     for key, label in LABELS.items():
@@ -168,6 +171,70 @@ def period(start: date | None, end: date | None, site: str | None,
             "end": datetime.combine(end, time(), UTC)}
 
 
+TERRITORY = "coordination"
+"""The kind of organisation that reads the figures of every programme of the instance."""
+
+
+def readable(programmes: Sequence[Programme], org: str, kind: str | None,
+             wanted: str | None) -> list[Programme] | None:
+    """The programmes whose figures `org` reads: `wanted` alone, or every programme it funds,
+    coordinates or runs. None: every contact of the instance (the directory declares no
+    programme, or the territory's coordination asks for all). LookupError: no programme
+    `wanted`; PermissionError: `org` may not read it, or reads no programme at all."""
+    territory = kind == TERRITORY
+    if wanted is not None:
+        chosen = next((g for g in programmes if g.id == wanted), None)
+        if chosen is None:
+            raise LookupError(wanted)
+        if not (territory or chosen.involves(org)):
+            raise PermissionError(wanted)
+        return [chosen]
+    if not programmes or territory:
+        return None
+    mine = [g for g in programmes if g.involves(org)]
+    if not mine:
+        raise PermissionError(None)
+    return mine
+
+
+def scoped(period: dict[str, Any], programmes: list[Programme] | None) -> dict[str, Any]:
+    """`period` counting only the contacts (and signals) of `programmes` (None: all): those
+    their organisations recorded, at their sites when a programme names any."""
+    if programmes is None:
+        return period | {"programmes": None, "orgs": None, "at": None}
+    anywhere: list[str | None] = [None]
+    pairs = [(o, site) for g in programmes for o in g.organisations
+             for site in (g.sites or anywhere)]
+    return period | {"programmes": ",".join(g.id for g in programmes),
+                     "orgs": [o for o, _ in pairs], "at": [site for _, site in pairs]}
+
+
+async def programmes_of(pool: store.Db, org: str, wanted: str | None
+                        ) -> tuple[list[Programme] | None, list[Programme]]:
+    """The programmes counted for `org` (`readable`, whose errors it raises), and those it may
+    choose from (every programme for the territory's coordination)."""
+    programmes = await store.programmes(pool)
+    kind = await store.org_kind(pool, org)
+    offered = [g for g in programmes if kind == TERRITORY or g.involves(org)]
+    return readable(programmes, org, kind, wanted), offered
+
+
+async def scope(request: web.Request, principal: Principal, wanted: str | None,
+                period: dict[str, Any]) -> dict[str, Any]:
+    """`period` scoped to what the principal's organisation may read (403/404 otherwise)."""
+    try:
+        chosen, _ = await programmes_of(request.app[RUNTIME].pool, principal.org, wanted)
+    except LookupError as exc:
+        raise Problem(404, "Not found", f"No programme '{wanted}' in the directory.") from exc
+    except PermissionError as exc:
+        raise Problem(403, "Forbidden", (
+            f"Your organisation does not fund, coordinate or run programme '{wanted}'."
+            if wanted else "Your organisation does not fund, coordinate or run any programme "
+            "of this instance: ask its coordination to name it in a programme's `funders`."
+        )) from exc
+    return scoped(period, chosen)
+
+
 def _period(request: web.Request) -> dict[str, Any]:
     try:
         end = date.fromisoformat(request.query["to"]) if "to" in request.query else None
@@ -183,7 +250,8 @@ def _period(request: web.Request) -> dict[str, Any]:
 
 async def compute(pool: store.Db, period: dict[str, Any]) -> dict[str, Any]:
     """The figures of `period` (from `period()`), for the API and the page alike."""
-    args = (period["start"], period["end"], period["site"])
+    args = (period["start"], period["end"], period["site"], period.get("orgs"),
+            period.get("at"))
     return figures(await store.intake_counts(pool, *args),
                    await store.referral_counts(pool, *args), await store.answers(pool, *args),
                    await store.signal_counts(pool, *args), await store.durations(pool, *args),
@@ -191,15 +259,16 @@ async def compute(pool: store.Db, period: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _figures(request: web.Request) -> tuple[dict[str, Any], dict[str, Any]]:
-    await authenticate(request, "stats:read")
-    period = _period(request)
+    principal = await authenticate(request, "stats:read")
+    period = await scope(request, principal, request.query.get("programme") or None,
+                         _period(request))
     return period, await compute(request.app[RUNTIME].pool, period)
 
 
 async def get_stats(request: web.Request) -> web.Response:
     period, data = await _figures(request)
     return json_response(StatsOut.model_validate(
-        data | {"period": {k: period[k] for k in ("from", "to", "site")},
+        data | {"period": {k: period[k] for k in ("from", "to", "site", "programmes")},
                 "threshold": THRESHOLD}))
 
 
@@ -223,10 +292,14 @@ QUERY = (
           "31 December included. Tomorrow by default (so today is counted)",
           {"type": "string", "format": "date"}, example="2027-01-01"),
     Query("site", "Only the contacts (and the signals) at this site", {"type": "string"}),
+    Query("programme", "Only this programme of the directory (one your organisation funds, "
+          "coordinates or runs). By default: every programme it funds, coordinates or runs; "
+          "the whole instance when the directory declares no programme, or for the "
+          "territory's coordination", {"type": "string"}),
 )
 OPERATIONS = [
     Operation("GET", "/v1/stats", get_stats, "Anonymised figures for the funders", TAG,
-              "stats:read", response=StatsOut, query=QUERY, errors=(400,)),
+              "stats:read", response=StatsOut, query=QUERY, errors=(400, 404)),
     Operation("GET", "/v1/stats.csv", get_stats_csv, "The same figures, as CSV", TAG,
-              "stats:read", query=QUERY, errors=(400,), response_media="text/csv"),
+              "stats:read", query=QUERY, errors=(400, 404), response_media="text/csv"),
 ]

@@ -16,6 +16,7 @@ from aiohttp import web
 from schemas import vocab_fr as fr
 from schemas.api import RelayKind
 from schemas.vocab import AgeBracket, Arrival, Gender, ReferralStatus
+from services.directory import Programme
 from services.referral import stats, store
 from services.runtime import web as pages
 from services.runtime.app import RUNTIME
@@ -248,7 +249,7 @@ class Filters:
 
 
 def filters(query: Mapping[str, str]) -> Filters:
-    values = {name: query.get(name, "").strip() for name in ("du", "au", "lieu")}
+    values = {name: query.get(name, "").strip() for name in ("du", "au", "lieu", "programme")}
     errors: dict[str, str] = {}
     days: dict[str, date | None] = {}
     for name in ("du", "au"):
@@ -275,17 +276,39 @@ def filters(query: Mapping[str, str]) -> Filters:
 
 # --- the pages ------------------------------------------------------------------------------
 
+async def scoped(request: web.Request, chosen: Filters
+                 ) -> tuple[dict[str, Any] | None, list[Programme]]:
+    """The period scoped to the programmes the person's organisation reads, and those it may
+    choose from; a French 403/404 page otherwise."""
+    principal = await pages.require(request, SCOPE)
+    wanted = chosen.values["programme"] or None
+    try:
+        counted, offered = await stats.programmes_of(request.app[RUNTIME].pool, principal.org,
+                                                     wanted)
+    except LookupError as exc:
+        raise pages.PageError(404, "Programme inconnu", "L'annuaire ne connaît pas ce "
+                              "programme. Revenez aux statistiques pour en choisir un.") from exc
+    except PermissionError as exc:
+        raise pages.PageError(403, "Chiffres réservés", (
+            "Votre organisation ne finance, ne coordonne ni ne mène ce programme."
+            if wanted else "Votre organisation ne finance, ne coordonne ni ne mène aucun "
+            "programme de cette instance. Demandez à la coordination du territoire de "
+            "l'ajouter aux financeurs d'un programme.")) from exc
+    period = None if chosen.period is None else stats.scoped(chosen.period, counted)
+    return period, offered
+
+
 @pages.page
 async def statistics(request: web.Request) -> web.StreamResponse:
-    await pages.require(request, SCOPE)
     pool = request.app[RUNTIME].pool
     chosen = filters(request.query)
+    period, offered = await scoped(request, chosen)
     sites = await store.stats_sites(pool)
     context: dict[str, Any] = {"form": chosen.values, "errors": chosen.errors,
-                               "sites": sites, "sections": SECTIONS}
-    if chosen.period is None:
+                               "sites": sites, "sections": SECTIONS, "programmes": offered}
+    if period is None:
         return pages.render(request, "referral/stats.html", status=400, data=None, **context)
-    data = await stats.compute(pool, chosen.period)
+    data = await stats.compute(pool, period)
     names = category_names(*await store.stats_places(pool), await store.partner_names(pool))
     site = chosen.values["lieu"]
     return pages.render(
@@ -299,21 +322,24 @@ async def statistics(request: web.Request) -> web.StreamResponse:
         first=date.fromisoformat(chosen.values["du"]),
         last=date.fromisoformat(chosen.values["au"]),
         site_name=names["site"].get(site, site) if site else None,
-        csv_link="/statistiques.csv?" + urlencode(chosen.values),
-        csv_size=number(round(len(stats.to_csv(chosen.period, data).encode()) / 1024, 1),
+        csv_link="/statistiques.csv?" + urlencode(
+            {k: v for k, v in chosen.values.items() if v or k != "programme"}),
+        programme_names=[g.name for g in offered
+                         if g.id in (period["programmes"] or "").split(",")],
+        csv_size=number(round(len(stats.to_csv(period, data).encode()) / 1024, 1),
                         " Ko"), **context)
 
 
 @pages.page
 async def statistics_csv(request: web.Request) -> web.StreamResponse:
     """The same file as `GET /v1/stats.csv` for the same filters, with the session."""
-    await pages.require(request, SCOPE)
     chosen = filters(request.query)
-    if chosen.period is None:
+    period, _ = await scoped(request, chosen)
+    if period is None:
         raise pages.PageError(400, "Période incorrecte", " ".join(chosen.errors.values())
                               + " Revenez aux statistiques pour choisir la période.")
-    data = await stats.compute(request.app[RUNTIME].pool, chosen.period)
-    return stats.csv_response(chosen.period, data)
+    data = await stats.compute(request.app[RUNTIME].pool, period)
+    return stats.csv_response(period, data)
 
 
 def routes(app: web.Application) -> None:

@@ -10,7 +10,7 @@ from uuid import UUID
 import asyncpg
 
 from schemas.events import IntakeRecordedV1, SignalClosedV1
-from services.directory import Directory
+from services.directory import Directory, Programme, calendar
 from services.referral.deadlines import Timer
 from services.referral.domain import ConsentScope
 from services.referral.lifecycle import ACTIVE, OPEN
@@ -29,6 +29,12 @@ async def upsert_partners(conn: Db, directory: Directory) -> None:
     organisation no longer in the directory is no longer a candidate. The sites and
     permanences are kept too, for their names on the statistics page."""
     await upsert_places(conn, directory)
+    await conn.execute("DELETE FROM referral.programmes")
+    await conn.executemany(
+        "INSERT INTO referral.programmes (id, name, organisations, sites, funders,"
+        " coordinators) VALUES ($1, $2, $3, $4, $5, $6)",
+        [(g.id, g.name, g.organisations, g.sites, g.funders, g.coordinators)
+         for g in directory.programmes])
     await conn.execute("UPDATE referral.partners SET active = false WHERE id <> ALL($1::text[])",
                        [o.id for o in directory.organisations])
     await conn.executemany(
@@ -509,13 +515,24 @@ async def record_decision(conn: asyncpg.Connection, session_id: UUID, referral_i
 
 # --- statistics (counts of distinct people, for the funders) ---------------------------------
 
-_PERIOD = "contacted_at >= $1 AND contacted_at < $2 AND ($3::text IS NULL OR site = $3)"
-_PERIOD_I = ("i.contacted_at >= $1 AND i.contacted_at < $2"
-             " AND ($3::text IS NULL OR i.site = $3)")
+def _counted(alias: str = "", at: str = "contacted_at") -> str:
+    """The rows of the period ($1 included, $2 excluded), at the site $3 (any if null), in
+    the programmes' scope: $4 organisations paired with $5 sites (null: any site), every row
+    when $4 is null (`stats.scoped` makes them from the programmes)."""
+    a = f"{alias}." if alias else ""
+    return (f"{a}{at} >= $1 AND {a}{at} < $2 AND ($3::text IS NULL OR {a}site = $3)"
+            " AND ($4::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest($4::text[], $5::text[])"
+            f" AS p(p_org, p_site) WHERE p_org = {a}org AND (p_site IS NULL"
+            f" OR p_site = {a}site)))")
+
+
+_PERIOD = _counted()
+_PERIOD_I = _counted("i")
 
 
 async def intake_counts(db: Db, start: datetime, end: datetime,
-                        site: str | None) -> list[asyncpg.Record]:
+                        site: str | None, orgs: list[str] | None = None,
+                        at: list[str | None] | None = None) -> list[asyncpg.Record]:
     """(dimension, key, people, intakes) for each figure about the intakes of the period."""
     rows: list[asyncpg.Record] = await db.fetch(
         f"WITH i AS (SELECT * FROM referral.intakes WHERE {_PERIOD})"
@@ -536,21 +553,23 @@ async def intake_counts(db: Db, start: datetime, end: datetime,
         " count(*) FROM i GROUP BY 2"
         " UNION ALL SELECT 'qpv', 'people', count(DISTINCT i.person_id), count(*) FROM i"
         " JOIN referral.sites s ON s.id = i.site WHERE s.qpv IS NOT NULL",
-        start, end, site)
+        start, end, site, orgs, at)
     return rows
 
 
 async def durations(db: Db, start: datetime, end: datetime,
-                    site: str | None) -> list[asyncpg.Record]:
+                    site: str | None, orgs: list[str] | None = None,
+                    at: list[str | None] | None = None) -> list[asyncpg.Record]:
     """(person_id, duration_minutes) of the period's contacts whose duration was given."""
     rows: list[asyncpg.Record] = await db.fetch(
         f"SELECT person_id, duration_minutes FROM referral.intakes WHERE {_PERIOD}"
-        " AND duration_minutes IS NOT NULL", start, end, site)
+        " AND duration_minutes IS NOT NULL", start, end, site, orgs, at)
     return rows
 
 
 async def referral_counts(db: Db, start: datetime, end: datetime,
-                          site: str | None) -> list[asyncpg.Record]:
+                          site: str | None, orgs: list[str] | None = None,
+                          at: list[str | None] | None = None) -> list[asyncpg.Record]:
     """(dimension, key, people, referrals) for the referrals of the period's intakes."""
     rows: list[asyncpg.Record] = await db.fetch(
         "WITH r AS (SELECT r.* FROM referral.referrals r JOIN referral.intakes i"
@@ -559,12 +578,13 @@ async def referral_counts(db: Db, start: datetime, end: datetime,
         " count(*) AS referrals FROM r GROUP BY status"
         " UNION ALL SELECT 'target', target, count(DISTINCT person_id), count(*) FROM r"
         " GROUP BY target",
-        start, end, site)
+        start, end, site, orgs, at)
     return rows
 
 
 async def answers(db: Db, start: datetime, end: datetime,
-                  site: str | None) -> list[asyncpg.Record]:
+                  site: str | None, orgs: list[str] | None = None,
+                  at: list[str | None] | None = None) -> list[asyncpg.Record]:
     """The handed-off referrals of the period: when asked, by when, when answered, how."""
     rows: list[asyncpg.Record] = await db.fetch(
         "SELECT r.person_id, r.requested_at, r.due_at, r.answered_at, r.status,"
@@ -572,19 +592,19 @@ async def answers(db: Db, start: datetime, end: datetime,
         " AND h.status = 'accepted') AS accepted"
         " FROM referral.referrals r JOIN referral.intakes i ON i.intake_id = r.intake_id"
         f" WHERE r.requested_at IS NOT NULL AND {_PERIOD_I}",
-        start, end, site)
+        start, end, site, orgs, at)
     return rows
 
 
-async def signal_received(conn: asyncpg.Connection, signal_id: UUID, relay_kind: str,
-                          site: str | None, at: datetime) -> None:
+async def signal_received(conn: asyncpg.Connection, signal_id: UUID, org: str,
+                          relay_kind: str, site: str | None, at: datetime) -> None:
     """A relay's signal, for the statistics (its closing may have come first)."""
     await conn.execute(
-        "INSERT INTO referral.signals (signal_id, relay_kind, site, received_at)"
-        " VALUES ($1, $2, $3, $4) ON CONFLICT (signal_id) DO UPDATE SET"
-        " relay_kind = EXCLUDED.relay_kind, site = EXCLUDED.site,"
+        "INSERT INTO referral.signals (signal_id, org, relay_kind, site, received_at)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (signal_id) DO UPDATE SET"
+        " org = EXCLUDED.org, relay_kind = EXCLUDED.relay_kind, site = EXCLUDED.site,"
         " received_at = EXCLUDED.received_at",
-        signal_id, relay_kind, site, at)
+        signal_id, org, relay_kind, site, at)
 
 
 async def signal_closed(conn: asyncpg.Connection, closed: SignalClosedV1) -> None:
@@ -598,27 +618,29 @@ async def signal_closed(conn: asyncpg.Connection, closed: SignalClosedV1) -> Non
 
 
 async def signal_counts(db: Db, start: datetime, end: datetime,
-                        site: str | None) -> list[asyncpg.Record]:
+                        site: str | None, orgs: list[str] | None = None,
+                        at: list[str | None] | None = None) -> list[asyncpg.Record]:
     """(relay_kind, received, answered) for the signals received in the period: answered,
     those a contact answered. Counts only: no name, no hint."""
     rows: list[asyncpg.Record] = await db.fetch(
         "SELECT relay_kind, count(*) AS received,"
         " count(*) FILTER (WHERE intake_id IS NOT NULL) AS answered FROM referral.signals"
-        " WHERE received_at >= $1 AND received_at < $2 AND ($3::text IS NULL OR site = $3)"
+        f" WHERE {_counted(at='received_at')}"
         " GROUP BY relay_kind",
-        start, end, site)
+        start, end, site, orgs, at)
     return rows
 
 
 async def signal_delays(db: Db, start: datetime, end: datetime,
-                        site: str | None) -> list[float]:
+                        site: str | None, orgs: list[str] | None = None,
+                        at: list[str | None] | None = None) -> list[float]:
     """Hours from each signal of the period to the contact that answered it (when the
     referral service knows that contact; never below zero)."""
     rows = await db.fetch(
         "SELECT greatest(extract(epoch FROM i.contacted_at - s.received_at), 0) / 3600"
         " AS hours FROM referral.signals s JOIN referral.intakes i USING (intake_id)"
-        " WHERE s.received_at >= $1 AND s.received_at < $2 AND ($3::text IS NULL OR s.site = $3)",
-        start, end, site)
+        f" WHERE {_counted('s', 'received_at')}",
+        start, end, site, orgs, at)
     return [float(r["hours"]) for r in rows]
 
 
@@ -638,8 +660,21 @@ async def upsert_places(conn: Db, directory: Directory) -> None:
         "INSERT INTO referral.permanences (id, site, mobile, weekdays) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT (id) DO UPDATE SET site = EXCLUDED.site, mobile = EXCLUDED.mobile,"
         " weekdays = EXCLUDED.weekdays, active = true",
-        [(p.id, p.site, p.mobile, list(dict.fromkeys(str(s.weekday) for s in p.schedule)))
+        [(p.id, p.site, p.mobile, [str(d) for d in calendar.weekdays(p)])
          for p in directory.permanences])
+
+
+async def programmes(db: Db) -> list[Programme]:
+    """The programmes of the directory, as the statistics scope them."""
+    rows = await db.fetch("SELECT * FROM referral.programmes ORDER BY name")
+    return [Programme.model_validate(dict(r)) for r in rows]
+
+
+async def org_kind(db: Db, org: str) -> str | None:
+    """The kind the directory gives an organisation (None: not in the directory)."""
+    kind: str | None = await db.fetchval("SELECT kind FROM referral.partners WHERE id = $1",
+                                         org)
+    return kind
 
 
 async def stats_sites(db: Db) -> list[asyncpg.Record]:

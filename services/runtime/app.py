@@ -4,6 +4,7 @@ their relays, consumers and workers started and stopped through `cleanup_ctx`.""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -128,8 +129,11 @@ async def readyz(request: web.Request) -> web.Response:
         raise Problem(503, "Not ready", "Starting.")
     try:
         await runtime.pool.fetchval("SELECT 1")
-    except (OSError, asyncpg.PostgresError) as exc:
-        raise Problem(503, "Not ready", "The database does not answer.") from exc
+    except Exception as exc:
+        if not db.unavailable(exc) and not isinstance(exc, asyncpg.PostgresError):
+            raise
+        raise Problem(503, "Not ready", "The database does not answer.",
+                      headers={"Retry-After": str(db.RETRY_AFTER)}) from exc
     waiting = [c.name for c in runtime.consumers if not c.ready.is_set()]
     if waiting:
         raise Problem(503, "Not ready", f"Consumers not started: {', '.join(waiting)}.")
@@ -249,18 +253,31 @@ async def start_services(
     return runtime, tasks
 
 
-async def _supervised(worker: Callable[[Runtime], Awaitable[None]], runtime: Runtime) -> None:
+HEALTHY_AFTER = 10.0
+"""A worker that ran this long before failing was well: it starts again at the first delay."""
+
+
+async def _supervised(worker: Callable[[Runtime], Awaitable[None]], runtime: Runtime,
+                      sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                      clock: Callable[[], float] = time.monotonic) -> None:
+    """Run `worker` until it returns, starting it again after each failure: 0.2 s, doubling
+    up to 5 s while it keeps failing at once, back to 0.2 s once it has run well for
+    HEALTHY_AFTER seconds (so that a database blip an hour ago does not slow the next
+    restart)."""
     backoff = 0.2
     while True:
+        started = clock()
         try:
             await worker(runtime)
             return
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if clock() - started >= HEALTHY_AFTER:
+                backoff = 0.2
             log.warning("worker_restart", worker=getattr(worker, "__name__", "?"),
                         error=repr(exc), retry_in=backoff)
-            await asyncio.sleep(backoff)
+            await sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
 

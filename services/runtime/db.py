@@ -13,6 +13,21 @@ log = get_logger("relais.db")
 MIGRATION_LOCK = 7_240_001  # pg_advisory_xact_lock key shared by every service's migrator
 
 
+RETRY_AFTER = 2
+"""Seconds a client is told to wait when the database is away (a restart takes a few)."""
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database is away (restarting, refusing connections, a
+    connection cut), not that the request or the code is wrong: an answer is then a 503 that
+    the client retries, and a worker starts again."""
+    if isinstance(exc, asyncpg.InterfaceError):
+        return "connection is closed" in str(exc)
+    return isinstance(exc, (OSError, asyncpg.PostgresConnectionError,
+                            asyncpg.exceptions.OperatorInterventionError,
+                            asyncpg.exceptions.TooManyConnectionsError))
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec(
         "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"

@@ -21,6 +21,7 @@ ERROR_TEXT = {
     400: "Malformed request (bad JSON, missing Idempotency-Key, bad query)",
     401: "No valid access token", 403: "The token lacks the scope", 404: "Not found",
     409: "Conflict with the current state", 410: "Gone (erased)",
+    412: "The ETag given in If-Match is no longer the current one: read again, then retry",
     413: "Body too large", 422: "Invalid fields (each one listed)", 429: "Rate limited",
     503: "Not ready",
 }
@@ -77,6 +78,8 @@ class Operation:
     """Errors as RFC 6749 JSON (`{"error": ...}`), as OAuth2 clients expect, not problems."""
     path_params: dict[str, PathParam] = field(default_factory=dict)
     """The path parameters that are not what their name says by default (`path_param`)."""
+    if_match: bool = False
+    """Takes an optional `If-Match` (the ETag read): 412 when it is no longer current."""
 
     @property
     def operation_id(self) -> str:
@@ -163,6 +166,12 @@ def _operation(op: Operation, keys: dict[Any, Any]) -> dict[str, Any]:
                                       "give back the first answer.",
                        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
                        "example": "3f1c2a9e-8d4b-4f0e-9a51-0c7d2b6e1f00"})
+    if op.if_match:
+        params.append({"name": "If-Match", "in": "header", "required": False,
+                       "description": "The ETag you read (GET /v1/directory): the change is "
+                                      "made only if nobody changed the directory since (412 "
+                                      "otherwise). Without it, the last change wins.",
+                       "schema": {"type": "string"}, "example": '"1"'})
     if params:
         spec["parameters"] = params
     if op.request is not None:
@@ -181,6 +190,8 @@ def _operation(op: Operation, keys: dict[Any, Any]) -> dict[str, Any]:
     errors = set(op.errors) | ({401, 403, 429} if op.authenticated else set())
     if op.request is not None or op.idempotency_key:
         errors |= {400, 413, 422}
+    if op.if_match:
+        errors |= {412}
     for code in sorted(errors):
         media = ({"application/json": {"schema": {"$ref": "#/components/schemas/OAuthError"}}}
                  if op.oauth_errors and code in (400, 401) else

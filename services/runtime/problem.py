@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from services.runtime import db
 from services.runtime.logging import get_logger
 
 log = get_logger("relais.http")
@@ -84,6 +85,13 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             raise
         headers = {k: v for k, v in exc.headers.items() if k.lower() not in _ENTITY_HEADERS}
         return Problem(exc.status, exc.reason, headers=headers).response(request.path)
-    except Exception:
+    except Exception as exc:
+        if db.unavailable(exc):
+            log.warning("database_unavailable", path=request.path, method=request.method,
+                        error=repr(exc))
+            return Problem(503, "Service unavailable", "The database does not answer for "
+                           "the moment. Retry with the same Idempotency-Key: what was "
+                           "recorded is not recorded twice.",
+                           headers={"Retry-After": str(db.RETRY_AFTER)}).response(request.path)
         log.exception("unhandled_error", path=request.path, method=request.method)
         return Problem(500, "Internal error", "The error was logged.").response(request.path)

@@ -25,7 +25,7 @@ from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
 from schemas import vocab_fr
-from services.directory import Slot, Weekday
+from services.directory import Recurrence, Slot, Weekday, calendar
 from services.runtime import links
 from services.runtime.app import RUNTIME
 from services.runtime.auth import VERIFIER, Principal
@@ -88,10 +88,12 @@ def slot(s: Slot, weekday: bool = True) -> str:
     return NBSP.join((WEEKDAYS[s.weekday], *hours) if weekday else hours)
 
 
-def schedule(slots: Iterable[Slot]) -> list[str]:
-    """Each slot of a week, Monday first: "mardi 9 h 30 – 12 h 30" (on one line)."""
+def schedule(slots: Iterable[Slot], recurrences: Iterable[Recurrence] = ()) -> list[str]:
+    """Each slot of a week, Monday first: "mardi 9 h 30 – 12 h 30" (on one line), then each
+    recurrence: "un mardi sur deux à partir du 17 mars 2026, 9 h 30 – 12 h 30"."""
     order = list(Weekday)
-    return [slot(s) for s in sorted(slots, key=lambda s: (order.index(s.weekday), s.start))]
+    return [slot(s) for s in sorted(slots, key=lambda s: (order.index(s.weekday), s.start))] \
+        + [calendar.in_words(r) for r in recurrences]
 
 
 def rule_in_words(explanation: dict[str, Any], names: dict[str, str]) -> str:

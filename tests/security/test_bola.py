@@ -21,7 +21,8 @@ DOCUMENT = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "openap
                       .read_text())
 TEAM, ML, OUTSIDER = "equipe-aller-vers", "mission-locale", "asso-boussole"
 # Every ordinary scope; directory:write, audit:read and stats:read are territory-wide roles
-# given to coordinators, auditors and funders, not to a partner.
+# given to coordinators, auditors and funders, not to a partner; programme:write is a
+# programme's coordination's (tests/integration/test_programmes.py).
 SCOPES = ("intake:write intake:read consent:write consent:read people:read people:erase "
           "referral:read referral:write notification:read notification:write")
 
@@ -38,6 +39,7 @@ OBJECTS: dict[str, str] = {
     r"/v1/webhooks/deliveries/\{id\}(/.*)?": "delivery",
     r"/v1/recipients/\{org\}": "org",
     r"/v1/partners/\{id\}/capacity": "org",
+    r"/v1/directory/\w+/\{id\}": "directory item",  # the keeper's, or its programme's
 }
 PUBLIC = {"/v1/notices/{version}"}  # reference data, the same for every organisation
 READ_BY = {"/v1/referrals/{id}/dossier": ML}  # the recipient's, not the sender's
@@ -110,7 +112,7 @@ async def world(client: Client, tokens: Tokens) -> dict[str, tuple[str, str]]:
             "consent": (consent["id"], TEAM), "referral": (found["referral"], TEAM),
             "signal": (signal["id"], TEAM), "session": (session["id"], ML),
             "endpoint": (endpoint["id"], ML), "delivery": (found["delivery"], ML),
-            "org": (TEAM, TEAM)}
+            "org": (TEAM, TEAM), "directory item": ("qpv-etouvie", TEAM)}
 
 
 async def test_no_organisation_reaches_another_ones_objects(client: Client,
