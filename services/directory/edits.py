@@ -22,6 +22,13 @@ LISTED: dict[Kind, str | None] = {"organisations": "organisations", "sites": "si
 TERRITORY = "coordination"
 """A kind of organisation only the directory's keeper creates or changes: it reads every
 programme's figures."""
+KEEPERS_KINDS = frozenset({TERRITORY, "commission"})
+"""Kinds only the keeper gives: the coordination reads every programme's figures, a
+commission is chosen by routing for the whole territory."""
+ROUTING = frozenset({"needs", "communes", "min_age", "max_age", "members"})
+"""What makes an organisation a candidate of routing for the whole territory (whichever
+programme met the person): the keeper's to set. A programme's coordination sets the rest
+(name, kind, mailbox, counsellors, deadline)."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +117,44 @@ def refusal(change: Change, org: str, programme: str | None = None) -> str | Non
         return (f"Name the programme {change.id} is for (`programme`): your organisation "
                 "creates only in the programmes it coordinates.")
     if change.kind == "organisations":
-        kinds = {o.kind for d in (change.before, change.after) if (o := d.get(change.id))}
-        if TERRITORY in kinds:
-            return "Only the directory's keeper (directory:write) changes the coordination."
+        return _organisation_refusal(change)
+    if change.kind == "permanences":
+        return _permanence_refusal(change, mine)
+    if change.kind == "sites":
+        emptied = [g.id for g in change.before.programmes if g.id in mine and g.sites
+                   and not next(a for a in change.after.programmes if a.id == g.id).sites]
+        if emptied:
+            return (f"Programme {', '.join(emptied)} would be left without a site, and then "
+                    "count its organisations' contacts everywhere: only the directory's "
+                    "keeper (directory:write) does that.")
+    return None
+
+
+def _organisation_refusal(change: Change) -> str | None:
+    before, after = change.before.get(change.id), change.after.get(change.id)
+    if any(o is not None and o.kind in KEEPERS_KINDS for o in (before, after)):
+        return ("Only the directory's keeper (directory:write) creates or changes a "
+                "commission or the coordination.")
+    if after is None:
+        return None
+    was = (before if before is not None else Organisation(
+        id=after.id, name=after.name, kind=after.kind, email=after.email))
+    changed = sorted(f for f in ROUTING if getattr(was, f) != getattr(after, f))
+    if changed:
+        return (f"{', '.join(changed)} make {change.id} a candidate of routing for the whole "
+                "territory: only the directory's keeper (directory:write) sets them.")
+    return None
+
+
+def _permanence_refusal(change: Change, mine: set[str]) -> str | None:
+    permanence = next((p for p in change.after.permanences if p.id == change.id), None)
+    if permanence is None:
+        return None
+    ours = {o for g in change.after.programmes if g.id in mine
+            for o in (*g.organisations, *g.coordinators)}
+    strangers = sorted(set(permanence.organisations) - ours)
+    if strangers:
+        return (f"{', '.join(strangers)} take part in no programme your organisation "
+                "coordinates: only the directory's keeper (directory:write) puts them at a "
+                "permanence.")
     return None

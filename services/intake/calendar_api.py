@@ -14,13 +14,14 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from schemas.api import OccurrenceList, OccurrenceOut
-from services.directory import Directory, calendar
+from services.directory import YEARS, Directory, calendar
 from services.intake.api import DIRECTORY
 from services.runtime.app import RUNTIME
 from services.runtime.auth import authenticate
 from services.runtime.http import json_response
 from services.runtime.openapi import Operation, Query, register
 from services.runtime.problem import Problem
+from services.runtime.ratelimit import charge
 
 WEEKS = 4
 """The period by default: four weeks from today (Paris)."""
@@ -38,6 +39,9 @@ def period(values: Mapping[str, str], today: date) -> tuple[date, date]:
                else start + timedelta(weeks=WEEKS))
     except (ValueError, OverflowError) as exc:
         raise Problem(400, "Bad query", "from and to are dates (YYYY-MM-DD).") from exc
+    if not (YEARS.start <= start.year and end.year < YEARS.stop):
+        raise Problem(400, "Bad query", f"from and to are between {YEARS.start} and "
+                      f"{YEARS.stop - 1}.")
     if not start < end or (end - start).days > LONGEST:
         raise Problem(400, "Bad query", f"from must be before to, at most {LONGEST} days "
                       "before (to is excluded).")
@@ -66,6 +70,7 @@ async def get_permanences(request: web.Request) -> web.Response:
 
 
 async def get_permanences_ics(request: web.Request) -> web.Response:
+    charge(request, f"calendar-feed:{request.remote}")  # no token: limited by address
     start, end, directory = await _asked(request)
     runtime = request.app[RUNTIME]
     body = calendar.ics(directory, start, end, urlsplit(runtime.settings.base_url).hostname
@@ -92,7 +97,7 @@ OPERATIONS = [
               response=OccurrenceList, query=QUERY, errors=(400,)),
     Operation("GET", "/v1/permanences.ics", get_permanences_ics,
               "The same as an iCalendar feed to subscribe to (no token: public information)",
-              TAG, query=QUERY, errors=(400,), authenticated=False,
+              TAG, query=QUERY, errors=(400, 429), authenticated=False,
               response_media="text/calendar"),
 ]
 

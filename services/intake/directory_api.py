@@ -173,11 +173,12 @@ for _kind, (_id, _gone, _what) in EXAMPLES.items():
                   KEEPER, edits.MODELS[_kind], edits.MODELS[_kind], 200,
                   _example(_kind, _id), path_example={"id": _id}, also=(201,),
                   path_params={"id": ITEM_ID}, query=(PROGRAMME,), if_match=True,
-                  errors=(404,)),
+                  errors=(404,), or_scopes=(COORDINATOR,)),
         Operation("DELETE", f"/v1/directory/{_kind}/{{id}}", _remover(_kind),
                   f"Remove {_what} (refused while something refers to it){_WHO}", TAG,
                   KEEPER, status=204, path_example={"id": _gone},
-                  path_params={"id": ITEM_ID}, if_match=True, errors=(404, 422)),
+                  path_params={"id": ITEM_ID}, if_match=True, errors=(404, 422),
+                  or_scopes=(COORDINATOR,)),
     ]
 
 

@@ -17,6 +17,7 @@ async def load_recipients(runtime: Runtime) -> None:
 
 
 def routes(app: web.Application) -> None:
+    app[handlers.UNRECORDED] = {}
     api.routes(app)
     settings_pages.routes(app)
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import aiohttp
 import aiosmtplib
 import asyncpg
+from aiohttp import web
 
 from schemas import events as ev
 from services.directory import Directory
@@ -118,20 +119,59 @@ async def finish(work: Awaitable[T]) -> T:
         raise
 
 
+Record = Callable[[asyncpg.Connection], Awaitable[None]]
+
+
+class Unrecorded:
+    """What a receiver accepted (an SMTP server, a webhook endpoint) and whose recording has
+    not committed: the database went away between the receiver's yes and the commit. The
+    process records it once the database is back, before sending anything else of the
+    channel, and never sends it again. Only a process killed in that window sends it twice
+    (under the same Message-ID or webhook-id, for the receiver to recognise). One per channel
+    and process, kept across the sender's restarts (`UNRECORDED`)."""
+
+    def __init__(self) -> None:
+        self.records: dict[uuid.UUID, Record] = {}
+
+    def accepted(self, notification_id: uuid.UUID, record: Record) -> Record:
+        self.records[notification_id] = record
+        return record
+
+    async def record(self, pool: asyncpg.Pool) -> None:
+        """Record each, in its own transaction, unless the row was settled meanwhile (the
+        commit had happened, only its answer was lost)."""
+        for notification_id, record in list(self.records.items()):
+            async with pool.acquire() as conn, conn.transaction():
+                if await store.lock_pending(conn, notification_id):
+                    await record(conn)
+            del self.records[notification_id]
+            log.info("delivery_recorded_late", notification_id=str(notification_id))
+
+
+UNRECORDED = web.AppKey("unrecorded", dict[str, Unrecorded])
+
+
+def unrecorded(runtime: Runtime, channel: str) -> Unrecorded:
+    return runtime.app[UNRECORDED].setdefault(channel, Unrecorded())
+
+
 async def deliver_forever(runtime: Runtime, channel: str,
-                          one: Callable[[asyncpg.Connection], Awaitable[bool]],
-                          setup: Callable[[], Awaitable[Any]] | None = None) -> None:
+                          one: Callable[[asyncpg.Connection, Unrecorded], Awaitable[bool]]
+                          ) -> None:
     """Deliver due notifications of a channel as soon as they are written (NOTIFY), when the
-    next retry is due, or at the latest every poll interval."""
+    next retry is due, or at the latest every poll interval; first, what was accepted but
+    not recorded (`Unrecorded`)."""
     wake = asyncio.Event()
+    pending = unrecorded(runtime, channel)
     listener = await db.connect(runtime.dsn)
     try:
         await listener.add_listener(store.PENDING_CHANNEL, lambda *_: wake.set())
         while True:
             wake.clear()
+            await finish(pending.record(runtime.pool))
             while True:
                 async with runtime.pool.acquire() as conn:
-                    if not await finish(_one_in_transaction(conn, one)):
+                    if not await finish(_one_in_transaction(conn, one, pending)):
                         break
             due = await store.next_due_in(runtime.pool, channel)
             wait = runtime.settings.poll_interval if due is None else max(
@@ -141,10 +181,17 @@ async def deliver_forever(runtime: Runtime, channel: str,
         await listener.close()
 
 
-async def _one_in_transaction(conn: asyncpg.Connection,
-                              one: Callable[[asyncpg.Connection], Awaitable[bool]]) -> bool:
+async def _one_in_transaction(
+        conn: asyncpg.Connection,
+        one: Callable[[asyncpg.Connection, Unrecorded], Awaitable[bool]],
+        pending: Unrecorded) -> bool:
+    """One delivery and its recording; once committed, nothing of it is left unrecorded."""
+    before = set(pending.records)
     async with conn.transaction():
-        return await one(conn)
+        result = await one(conn, pending)
+    for notification_id in set(pending.records) - before:
+        del pending.records[notification_id]
+    return result
 
 
 # --- email -----------------------------------------------------------------------------------
@@ -155,14 +202,15 @@ async def email_sender(runtime: Runtime) -> None:
     link_key = links.key(sealing.master_key(runtime.settings))
     try:
         await deliver_forever(runtime, "email",
-                              lambda conn: send_email(conn, mailer, link_key))
+                              lambda conn, pending: send_email(conn, mailer, link_key, pending))
     finally:
         await mailer.close()
 
 
-async def send_email(conn: asyncpg.Connection, mailer: Mailer, link_key: bytes) -> bool:
+async def send_email(conn: asyncpg.Connection, mailer: Mailer, link_key: bytes,
+                     pending: Unrecorded) -> bool:
     """Send one due email; False when none is due."""
-    row = await store.lock_next_due(conn, "email")
+    row = await store.lock_next_due(conn, "email", list(pending.records))
     if row is None:
         return False
     to = [a.strip() for a in row["address"].split(",")]
@@ -201,6 +249,13 @@ async def send_email(conn: asyncpg.Connection, mailer: Mailer, link_key: bytes) 
                                 email_retry(row["attempts"]))
         log.warning("smtp_unreachable", error=repr(exc))
         return False
+    await pending.accepted(row["id"], lambda c: email_accepted(c, row, refused))(conn)
+    return True
+
+
+async def email_accepted(conn: asyncpg.Connection, row: Any,
+                         refused: dict[str, aiosmtplib.SMTPResponse]) -> None:
+    """Record that the SMTP server accepted the email (for some addresses only: `refused`)."""
     message_id = domain.message_id(row["id"])
     await emit_sent(conn, row["id"], row["referral_id"], row["person_id"],
                     row["recipient_org"], "email", message_id)
@@ -210,7 +265,6 @@ async def send_email(conn: asyncpg.Connection, mailer: Mailer, link_key: bytes) 
     else:  # accepted for every address: as far as SMTP can tell, delivered
         await store.mark(conn, row["id"], "delivered", message_id=message_id)
         await emit_outcome(conn, row, True)
-    return True
 
 
 def magic_link(row: Any, settings: Settings, link_key: bytes) -> str:
@@ -257,7 +311,19 @@ async def webhook_sender(runtime: Runtime) -> None:
     settings = runtime.settings
     async with egress.webhook_session(settings.webhook_allowed_networks,
                                       settings.webhook_timeout) as http:
-        await deliver_forever(runtime, "webhook", lambda conn: send_webhook(conn, http))
+        await deliver_forever(runtime, "webhook",
+                              lambda conn, pending: send_webhook(conn, http, pending))
+
+
+async def webhook_accepted(conn: asyncpg.Connection, row: Any, attempt: int,
+                           status: int | None, took: int) -> None:
+    """Record that the endpoint accepted the webhook (a 2xx)."""
+    await store.add_delivery(conn, uuid.uuid4(), row, attempt, status, None, took, "delivered")
+    if row["sent_at"] is None:
+        await emit_sent(conn, row["id"], row["referral_id"], row["person_id"],
+                        row["recipient_org"], "webhook", str(row["id"]))
+    await store.mark(conn, row["id"], "delivered", message_id=str(row["id"]))
+    await emit_outcome(conn, row, True)
 
 
 def webhook_body(row: Any) -> bytes:
@@ -267,10 +333,11 @@ def webhook_body(row: Any) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-async def send_webhook(conn: asyncpg.Connection, http: aiohttp.ClientSession) -> bool:
+async def send_webhook(conn: asyncpg.Connection, http: aiohttp.ClientSession,
+                       pending: Unrecorded) -> bool:
     """Deliver one due webhook with the session of `egress.webhook_session` (which connects
     only to addresses a webhook may reach); False when none is due."""
-    row = await store.lock_next_due(conn, "webhook")
+    row = await store.lock_next_due(conn, "webhook", list(pending.records))
     if row is None:
         return False
     if not row["endpoint_active"]:  # removed by its organisation meanwhile
@@ -295,13 +362,8 @@ async def send_webhook(conn: asyncpg.Connection, http: aiohttp.ClientSession) ->
     attempt = row["attempts"] + 1
     took = int((time.monotonic() - started) * 1000)
     if error is None:
-        await store.add_delivery(conn, uuid.uuid4(), row, attempt, status, None, took,
-                                 "delivered")
-        if row["sent_at"] is None:
-            await emit_sent(conn, row["id"], row["referral_id"], row["person_id"],
-                            row["recipient_org"], "webhook", msg_id)
-        await store.mark(conn, row["id"], "delivered", message_id=msg_id)
-        await emit_outcome(conn, row, True)
+        await pending.accepted(row["id"], lambda c: webhook_accepted(
+            c, row, attempt, status, took))(conn)
         return True
     wait = domain.retry_in(attempt)
     await store.add_delivery(conn, uuid.uuid4(), row, attempt, status, error, took,

@@ -121,13 +121,24 @@ async def add_notification(conn: asyncpg.Connection, values: dict[str, Any]) -> 
     return bool(inserted)
 
 
-async def lock_next_due(conn: asyncpg.Connection, channel: str) -> asyncpg.Record | None:
+async def lock_next_due(conn: asyncpg.Connection, channel: str,
+                        skip: list[UUID] | None = None) -> asyncpg.Record | None:
+    """The next due notification of the channel, locked; not one of `skip` (accepted by its
+    receiver, its recording still to commit)."""
     row: asyncpg.Record | None = await conn.fetchrow(
         "SELECT n.*, e.url, e.secret, e.active AS endpoint_active FROM notify.notifications n"
         " LEFT JOIN notify.webhook_endpoints e ON e.id = n.endpoint_id"
         " WHERE n.status = 'pending' AND n.channel = $1 AND n.next_attempt_at <= now()"
-        " ORDER BY n.next_attempt_at LIMIT 1 FOR UPDATE OF n SKIP LOCKED", channel)
+        " AND n.id <> ALL($2::uuid[])"
+        " ORDER BY n.next_attempt_at LIMIT 1 FOR UPDATE OF n SKIP LOCKED", channel, skip or [])
     return row
+
+
+async def lock_pending(conn: asyncpg.Connection, notification_id: UUID) -> bool:
+    """Whether the notification is still pending (locked until the transaction ends)."""
+    return bool(await conn.fetchval(
+        "SELECT true FROM notify.notifications WHERE id = $1 AND status = 'pending'"
+        " FOR UPDATE", notification_id))
 
 
 async def next_due_in(db: Db, channel: str) -> float | None:

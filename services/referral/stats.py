@@ -175,6 +175,18 @@ TERRITORY = "coordination"
 """The kind of organisation that reads the figures of every programme of the instance."""
 
 
+class UnknownProgramme(Exception):
+    """No programme of that id in the directory."""
+
+
+class NotYours(Exception):
+    """The organisation funds, coordinates and runs none of the programmes asked for."""
+
+
+class NotReady(Exception):
+    """The referral service has not followed the directory yet."""
+
+
 def readable(programmes: Sequence[Programme], org: str, kind: str | None,
              wanted: str | None) -> list[Programme] | None:
     """The programmes whose figures `org` reads: `wanted` alone, or every programme it funds,
@@ -185,15 +197,15 @@ def readable(programmes: Sequence[Programme], org: str, kind: str | None,
     if wanted is not None:
         chosen = next((g for g in programmes if g.id == wanted), None)
         if chosen is None:
-            raise LookupError(wanted)
+            raise UnknownProgramme(wanted)
         if not (territory or chosen.involves(org)):
-            raise PermissionError(wanted)
+            raise NotYours(wanted)
         return [chosen]
     if not programmes or territory:
         return None
     mine = [g for g in programmes if g.involves(org)]
     if not mine:
-        raise PermissionError(None)
+        raise NotYours(None)
     return mine
 
 
@@ -212,7 +224,10 @@ def scoped(period: dict[str, Any], programmes: list[Programme] | None) -> dict[s
 async def programmes_of(pool: store.Db, org: str, wanted: str | None
                         ) -> tuple[list[Programme] | None, list[Programme]]:
     """The programmes counted for `org` (`readable`, whose errors it raises), and those it may
-    choose from (every programme for the territory's coordination)."""
+    choose from (every programme for the territory's coordination). NotReady until the
+    referral service has followed a directory (until then it cannot tell the programmes)."""
+    if not await store.has_partners(pool):
+        raise NotReady()
     programmes = await store.programmes(pool)
     kind = await store.org_kind(pool, org)
     offered = [g for g in programmes if kind == TERRITORY or g.involves(org)]
@@ -224,9 +239,12 @@ async def scope(request: web.Request, principal: Principal, wanted: str | None,
     """`period` scoped to what the principal's organisation may read (403/404 otherwise)."""
     try:
         chosen, _ = await programmes_of(request.app[RUNTIME].pool, principal.org, wanted)
-    except LookupError as exc:
+    except NotReady as exc:
+        raise Problem(503, "Not ready", "The directory is not followed yet: retry in a few "
+                      "seconds.", headers={"Retry-After": "5"}) from exc
+    except UnknownProgramme as exc:
         raise Problem(404, "Not found", f"No programme '{wanted}' in the directory.") from exc
-    except PermissionError as exc:
+    except NotYours as exc:
         raise Problem(403, "Forbidden", (
             f"Your organisation does not fund, coordinate or run programme '{wanted}'."
             if wanted else "Your organisation does not fund, coordinate or run any programme "

@@ -285,10 +285,13 @@ async def scoped(request: web.Request, chosen: Filters
     try:
         counted, offered = await stats.programmes_of(request.app[RUNTIME].pool, principal.org,
                                                      wanted)
-    except LookupError as exc:
+    except stats.NotReady as exc:
+        raise pages.PageError(503, "Chiffres bientôt disponibles", "Relais termine sa mise à "
+                              "jour de l'annuaire. Réessayez dans quelques secondes.") from exc
+    except stats.UnknownProgramme as exc:
         raise pages.PageError(404, "Programme inconnu", "L'annuaire ne connaît pas ce "
                               "programme. Revenez aux statistiques pour en choisir un.") from exc
-    except PermissionError as exc:
+    except stats.NotYours as exc:
         raise pages.PageError(403, "Chiffres réservés", (
             "Votre organisation ne finance, ne coordonne ni ne mène ce programme."
             if wanted else "Votre organisation ne finance, ne coordonne ni ne mène aucun "

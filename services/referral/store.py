@@ -517,13 +517,14 @@ async def record_decision(conn: asyncpg.Connection, session_id: UUID, referral_i
 
 def _counted(alias: str = "", at: str = "contacted_at") -> str:
     """The rows of the period ($1 included, $2 excluded), at the site $3 (any if null), in
-    the programmes' scope: $4 organisations paired with $5 sites (null: any site), every row
-    when $4 is null (`stats.scoped` makes them from the programmes)."""
+    the programmes' scope: $4 organisations paired with $5 sites (null: any site; a signal
+    given no site counts for its organisation's programmes), every row when $4 is null
+    (`stats.scoped` makes them from the programmes)."""
     a = f"{alias}." if alias else ""
     return (f"{a}{at} >= $1 AND {a}{at} < $2 AND ($3::text IS NULL OR {a}site = $3)"
             " AND ($4::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest($4::text[], $5::text[])"
             f" AS p(p_org, p_site) WHERE p_org = {a}org AND (p_site IS NULL"
-            f" OR p_site = {a}site)))")
+            f" OR {a}site IS NULL OR p_site = {a}site)))")
 
 
 _PERIOD = _counted()
@@ -672,8 +673,8 @@ async def programmes(db: Db) -> list[Programme]:
 
 async def org_kind(db: Db, org: str) -> str | None:
     """The kind the directory gives an organisation (None: not in the directory)."""
-    kind: str | None = await db.fetchval("SELECT kind FROM referral.partners WHERE id = $1",
-                                         org)
+    kind: str | None = await db.fetchval(
+        "SELECT kind FROM referral.partners WHERE id = $1 AND active", org)
     return kind
 
 

@@ -17,15 +17,33 @@ RETRY_AFTER = 2
 """Seconds a client is told to wait when the database is away (a restart takes a few)."""
 
 
+_AWAY = (asyncpg.PostgresConnectionError, asyncpg.exceptions.CannotConnectNowError,
+         asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.CrashShutdownError,
+         asyncpg.exceptions.TooManyConnectionsError,
+         asyncpg.exceptions.ReadOnlySQLTransactionError)
+"""What PostgreSQL says when it is away or not yet the primary: a connection lost or refused,
+a shutdown or a start, no connection left, a replica still read-only after a failover."""
+
+
 def unavailable(exc: BaseException) -> bool:
     """Whether `exc` says the database is away (restarting, refusing connections, a
-    connection cut), not that the request or the code is wrong: an answer is then a 503 that
-    the client retries, and a worker starts again."""
+    connection cut, a failover), not that the request or the code is wrong: an answer is
+    then a 503 that the client retries. A network error counts only when asyncpg raised it
+    (not a peer service's, not a timeout of ours)."""
     if isinstance(exc, asyncpg.InterfaceError):
-        return "connection is closed" in str(exc)
-    return isinstance(exc, (OSError, asyncpg.PostgresConnectionError,
-                            asyncpg.exceptions.OperatorInterventionError,
-                            asyncpg.exceptions.TooManyConnectionsError))
+        return "connection is closed" in str(exc) or "pool is closing" in str(exc)
+    if isinstance(exc, _AWAY):
+        return True
+    return isinstance(exc, OSError) and _raised_by_asyncpg(exc)
+
+
+def _raised_by_asyncpg(exc: BaseException) -> bool:
+    frame = exc.__traceback__
+    while frame is not None:
+        if str(frame.tb_frame.f_globals.get("__name__", "")).startswith("asyncpg"):
+            return True
+        frame = frame.tb_next
+    return False
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

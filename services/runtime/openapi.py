@@ -78,6 +78,8 @@ class Operation:
     """Errors as RFC 6749 JSON (`{"error": ...}`), as OAuth2 clients expect, not problems."""
     path_params: dict[str, PathParam] = field(default_factory=dict)
     """The path parameters that are not what their name says by default (`path_param`)."""
+    or_scopes: tuple[str, ...] = ()
+    """Scopes that also open the operation (each alone), besides `scope`."""
     if_match: bool = False
     """Takes an optional `If-Match` (the ETag read): 412 when it is no longer current."""
 
@@ -199,7 +201,8 @@ def _operation(op: Operation, keys: dict[Any, Any]) -> dict[str, Any]:
         responses[str(code)] = {"description": ERROR_TEXT[code], "content": media}
     spec["responses"] = responses
     if op.authenticated:
-        spec["security"] = [{"oauth2": [op.scope] if op.scope else []}]
+        spec["security"] = [{"oauth2": [op.scope] if op.scope else []}] + [
+            {"oauth2": [scope]} for scope in op.or_scopes]
     return spec
 
 

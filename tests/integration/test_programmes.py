@@ -80,7 +80,19 @@ async def test_a_funder_reads_the_programmes_it_funds_and_no_other(client: Clien
     async def counted() -> bool:
         return bool(await pool.fetchval("SELECT count(*) FROM referral.intakes") == 18)
 
+    for org in (TEAM, CCAS):  # signals given no site: they count for their organisation
+        for _ in range(5):
+            signal = await client.post("/v1/signals", json={
+                "relay_kind": "shop" if org == TEAM else "mayor", "relay_name": "Relais"},
+                headers=tokens.headers(org, "intake:write", **{
+                    "Idempotency-Key": str(uuid.uuid4())}))
+            assert signal.status == 201, await signal.text()
     await wait_until(counted, 30, "18 intakes counted")
+
+    async def signals() -> bool:
+        return bool(await pool.fetchval("SELECT count(*) FROM referral.signals") == 10)
+
+    await wait_until(signals, 30, "10 signals counted")
     assert await people(client, tokens, "region-hauts-de-france") == 6
     assert await people(client, tokens, "departement-somme") == 7
     assert await people(client, tokens, "coordination") == 18  # the territory's coordination
@@ -94,6 +106,14 @@ async def test_a_funder_reads_the_programmes_it_funds_and_no_other(client: Clien
         "departement-somme", "stats:read"))).json()
     assert figures["period"]["programmes"] == "permanence-ccas"
     assert set(figures["site"]) == {"centre-social-nord"}
+    for org, kind in (("departement-somme", "mayor"), ("region-hauts-de-france", "shop")):
+        this_year = await (await client.get("/v1/stats", headers=tokens.headers(
+            org, "stats:read"))).json()  # the signals came today
+        assert this_year["signal"] == {kind: 5}, this_year["signal"]
+    region = await (await client.get("/v1/stats", params=PERIOD | {"site": "centre-social-nord"},
+                                     headers=tokens.headers("region-hauts-de-france",
+                                                            "stats:read"))).json()
+    assert region["people"] is None and region["site"] == {}  # another programme's site
     csv = await (await client.get("/v1/stats.csv", params=PERIOD, headers=tokens.headers(
         "departement-somme", "stats:read"))).text()
     assert "Période,programmes,permanence-ccas" in csv

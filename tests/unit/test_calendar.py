@@ -84,7 +84,15 @@ def test_a_weekly_schedule_works_as_before() -> None:
 
 @pytest.mark.parametrize(("recurrence", "says"), [
     ({"rule": "FREQ=HOURLY"}, "at most one occurrence a day"),
-    ({"rule": "FREQ=DAILY;BYHOUR=9,14"}, "at most one occurrence a day"),
+    ({"rule": "FREQ=WEEKLY;BYDAY=TU;BYHOUR=9,14"}, "BYHOUR not allowed"),
+    ({"rule": "FREQ=WEEKLY;INTERVAL=0;BYDAY=TU"}, "INTERVAL is a whole number from 1 to 52"),
+    ({"rule": "FREQ=WEEKLY;INTERVAL=-1;BYDAY=TU"}, "INTERVAL is a whole number from 1 to 52"),
+    ({"rule": "INTERVAL=2;BYDAY=TU"}, "FREQ is WEEKLY or MONTHLY"),
+    ({"rule": "FREQ=YEARLY;BYEASTER=0"}, "FREQ is WEEKLY or MONTHLY"),
+    ({"rule": "FREQ=MONTHLY;BYMONTH=2;BYMONTHDAY=30"}, "BYMONTH not allowed"),
+    ({"rule": "FREQ=WEEKLY;;BYDAY=TU"}, "NAME=VALUE parts"),
+    ({"rule": "FREQ=MONTHLY;BYDAY=TU;BYSETPOS=6", "first": "2026-03-03"}, "no day at all"),
+    ({"first": "1990-03-03"}, "between 2000 and 2100"),
     ({"rule": "FREQ=WEEKLY;BYDAY=XX"}, "invalid 'BYDAY'"),
     ({"rule": "DTSTART:20260317T093000\nRRULE:FREQ=WEEKLY"}, "without DTSTART"),
     ({"rule": "FREQ=WEEKLY;UNTIL=20261231T000000Z"}, "UNTIL is the last day"),
