@@ -12,15 +12,33 @@ from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from dateutil.rrule import rrule, rrulestr
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 
 from schemas.vocab import Need
 
 SLUG = r"^[a-z0-9][a-z0-9-]*$"
+def _naive(value: time) -> time:
+    if value.tzinfo is not None:
+        raise ValueError("a wall-clock time, without offset (HH:MM)")
+    return value
+
+
+WallTime = Annotated[time, AfterValidator(_naive), WithJsonSchema({
+    "type": "string", "pattern": r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d+)?)?$",
+    "description": "A Paris wall-clock time, without offset (HH:MM)", "examples": ["09:30"]})]
+"""A time of day at a place: not RFC 3339's `time` (which has an offset)."""
 INSEE = r"^(\d{5}|2[AB]\d{3})$"
 
 
@@ -111,8 +129,8 @@ class Weekday(StrEnum):
 
 class Slot(Frozen):
     weekday: Weekday
-    start: time
-    end: time
+    start: WallTime
+    end: WallTime
 
     @model_validator(mode="after")
     def _ordered(self) -> Slot:
@@ -175,8 +193,8 @@ class Recurrence(Frozen):
         description="An RFC 5545 RRULE value, without DTSTART (that is `first`): at most "
         "one occurrence a day (no HOURLY, MINUTELY, SECONDLY, BYHOUR...); UNTIL, when given, "
         "is the last day it may happen (UNTIL=20261231).")
-    start: time
-    end: time
+    start: WallTime
+    end: WallTime
     first: date = Field(description="The day of the first occurrence (DTSTART): a day of "
                         "the rule.")
     exceptions: list[date] = Field(
