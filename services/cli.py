@@ -177,6 +177,30 @@ async def directory_command(settings: Settings, args: argparse.Namespace) -> int
     return 0
 
 
+async def dlq_command(settings: Settings, args: argparse.Namespace) -> int:
+    """`relais dlq list|show|replay`: the consumers' dead letters, read outside any consumer
+    group and told handled or not by each consumer's inbox (services/runtime/dlq.py)."""
+    from services.runtime import dlq
+    from services.runtime.transport import make_transport
+
+    consumers = {c.name: spec.schema for spec in service_specs(SERVICE_NAMES)
+                 for c in spec.consumers}
+    try:  # before starting any database
+        dlq.check_consumer(consumers, args.consumer)
+    except dlq.Wrong as exc:
+        print(f"relais: {exc}", file=sys.stderr)
+        return dlq.USAGE
+    async with database(settings) as dsn:
+        try:
+            transport = make_transport(settings, dsn)
+        except ValueError as exc:
+            print(f"relais: {exc}", file=sys.stderr)
+            return dlq.USAGE
+        return await dlq.run(transport, dsn, consumers, args.action, args.consumer,
+                             getattr(args, "handle", None), getattr(args, "all", False),
+                             getattr(args, "force", False))
+
+
 async def intake_command(settings: Settings, args: argparse.Namespace) -> int:
     """`relais intake reindex-names`: the search by name's blind index computed again from
     the vault (people sealed before it existed, or after a new master key)."""
@@ -419,6 +443,35 @@ def _scopes_help() -> str:
             "or all of its client's):\n" + "\n".join(lines))
 
 
+def _dlq_parser(sub: Any) -> None:
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--kafka", metavar="HOST:PORT", help="the kafka transport on this "
+                       "cluster (else RELAIS_TRANSPORT and the other settings)")
+    where.add_argument("--database", metavar="URL", help="PostgreSQL URL (else "
+                       "RELAIS_DATABASE_URL or the embedded one)")
+    dlq = sub.add_parser("dlq", help="dead letters: messages a consumer gave up on",
+                         description="The messages each consumer gave up on, in its topic "
+                         "relais.dlq.<consumer>, named by their PARTITION:OFFSET there.")
+    dlq_sub = dlq.add_subparsers(dest="action", required=True)
+    listing = dlq_sub.add_parser("list", parents=[where], help="one line per dead letter, "
+                                 "handled since or not")
+    listing.add_argument("--consumer", help="this consumer's only (all by default)")
+    show = dlq_sub.add_parser("show", parents=[where], help="a dead letter's headers, event "
+                              "and error")
+    show.add_argument("consumer")
+    show.add_argument("handle", metavar="PARTITION:OFFSET")
+    replay = dlq_sub.add_parser(
+        "replay", parents=[where], help="publish dead letters again on their original topics",
+        description="Publish a dead letter again, unchanged (its CloudEvent id too), on its "
+        "original topic: every consumer of the topic gets it, and each inbox skips it if it "
+        "was applied. One already handled is refused without --force.")
+    replay.add_argument("consumer")
+    replay.add_argument("handle", metavar="PARTITION:OFFSET", nargs="?")
+    replay.add_argument("--all", action="store_true", help="every unhandled dead letter of "
+                        "the consumer (each event once)")
+    replay.add_argument("--force", action="store_true", help="replay it even if handled")
+
+
 def _main(argv: Sequence[str] | None) -> None:
     parser = argparse.ArgumentParser(prog="relais", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -490,6 +543,7 @@ def _main(argv: Sequence[str] | None) -> None:
     sub.add_parser("openapi", help="print the OpenAPI document (schemas/openapi.json)")
     sub.add_parser("asyncapi", help="print the AsyncAPI document (schemas/asyncapi.json)")
     sub.add_parser("settings", help="print the effective settings as JSON")
+    _dlq_parser(sub)
     args = parser.parse_args(argv)
     try:
         settings = _settings(args)
@@ -516,6 +570,10 @@ def _main(argv: Sequence[str] | None) -> None:
         sys.exit(asyncio.run(directory_command(settings, args)))
     elif args.command == "audit":
         sys.exit(audit_verify(args.export, args.key))
+    elif args.command == "dlq":
+        if args.action == "replay" and (args.handle is None) == (not args.all):
+            parser.error("relais dlq replay: give one dead letter (PARTITION:OFFSET) or --all")
+        sys.exit(asyncio.run(dlq_command(settings, args)))
     elif args.command == "intake":
         sys.exit(asyncio.run(intake_command(settings, args)))
     elif args.command == "asyncapi":

@@ -222,7 +222,8 @@ class EventConsumer:
         await producer.send_batch(
             [Record(dead_letter_topic(self.name), message.key, message.value, headers)]
         )
-        log.error("message_dead_lettered", topic=message.topic, partition=message.partition,
+        log.error("message_dead_lettered", consumer=self.name, topic=message.topic,
+                  partition=message.partition,
                   offset=message.offset, error=error[:500])
         return "dead"
 

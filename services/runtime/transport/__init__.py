@@ -4,10 +4,16 @@ PostgreSQL, the embedded default)."""
 from __future__ import annotations
 
 from services.runtime.settings import Settings
-from services.runtime.transport.base import Consumer, Producer, TopicPartition, Transport
+from services.runtime.transport.base import (
+    Consumer,
+    Producer,
+    ReadableTransport,
+    TopicPartition,
+    Transport,
+)
 
 
-def make_transport(settings: Settings, database_url: str) -> Transport:
+def make_transport(settings: Settings, database_url: str) -> ReadableTransport:
     if settings.transport == "kafka":
         from services.runtime.transport.kafka import KafkaTransport
 
@@ -22,4 +28,5 @@ def make_transport(settings: Settings, database_url: str) -> Transport:
     )
 
 
-__all__ = ["Consumer", "Producer", "TopicPartition", "Transport", "make_transport"]
+__all__ = ["Consumer", "Producer", "ReadableTransport", "TopicPartition", "Transport",
+           "make_transport"]

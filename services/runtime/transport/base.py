@@ -1,5 +1,5 @@
-"""What a transport offers: a producer that returns once every record is acknowledged, and
-consumer groups with explicit per-partition commits."""
+"""What a transport offers: a producer that returns once every record is acknowledged,
+consumer groups with explicit per-partition commits, and a reader outside any group."""
 
 from __future__ import annotations
 
@@ -45,3 +45,12 @@ class Transport(Protocol):
 
     def producer(self) -> Producer: ...
     def consumer(self, group: str, topics: Sequence[str]) -> Consumer: ...
+
+
+class ReadableTransport(Transport, Protocol):
+    """A transport whose topics an operator may read through (`relais dlq`)."""
+
+    async def read_topic(self, topic: str) -> list[Message]:
+        """Every record of `topic` from its beginning to its end as it was when called, in
+        (partition, offset) order; no consumer group is joined and no offset committed, so
+        the consumers do not notice. [] when the topic does not exist."""

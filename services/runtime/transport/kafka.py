@@ -45,6 +45,44 @@ class KafkaTransport:
     def producer(self) -> KafkaProducer:
         return KafkaProducer(self.bootstrap, self.namespace)
 
+    async def read_topic(self, topic: str, timeout: float = 30.0) -> list[Message]:
+        """No group: every partition assigned by hand, read from its beginning up to the end
+        offsets taken at the start (what arrives meanwhile is left for the next read)."""
+        wire = self.namespace + topic
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            if wire not in await admin.list_topics():  # (describing it could create it)
+                return []
+            [described] = await admin.describe_topics([wire])
+        finally:
+            await admin.close()
+        tps = [TopicPartition(wire, p["partition"]) for p in described["partitions"]]
+        if not tps:
+            return []
+        reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
+                                  enable_auto_commit=False, auto_offset_reset="earliest",
+                                  isolation_level="read_committed")
+        await reader.start()
+        try:
+            reader.assign(tps)
+            ends = await reader.end_offsets(tps)
+            starts = await reader.beginning_offsets(tps)
+            await reader.seek_to_beginning(*tps)
+            left = {tp for tp in tps if ends[tp] > starts[tp]}
+            records: list[Message] = []
+            async with asyncio.timeout(timeout):
+                while left:
+                    batches = await reader.getmany(*left, timeout_ms=500)
+                    for tp, batch in batches.items():
+                        records += [Message(topic, r.partition, r.offset, r.key, r.value,
+                                            tuple(r.headers))
+                                    for r in batch if r.offset < ends[tp]]
+                    left = {tp for tp in left if await reader.position(tp) < ends[tp]}
+        finally:
+            await reader.stop()
+        return sorted(records, key=lambda m: (m.partition, m.offset))
+
     def consumer(self, group: str, topics: Sequence[str]) -> KafkaConsumer:
         return KafkaConsumer(self.bootstrap, group, topics, self.namespace)
 

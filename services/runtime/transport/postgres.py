@@ -37,6 +37,11 @@ CROSS JOIN LATERAL (
 ORDER BY r.topic, r.partition, r."offset"
 """
 
+_READ_TOPIC = f"""
+SELECT partition, "offset", key, value, headers FROM {SCHEMA}.records
+WHERE topic = $1 ORDER BY partition, "offset"
+"""
+
 
 def partition_for(key: bytes | None, partitions: int) -> int:
     return zlib.crc32(key) % partitions if key else 0
@@ -67,6 +72,18 @@ class PostgresTransport:
 
     def producer(self) -> PostgresProducer:
         return PostgresProducer(self.dsn, self.partitions)
+
+    async def read_topic(self, topic: str) -> list[Message]:
+        """One SELECT, so one snapshot: the topic as it was at that instant; no group."""
+        conn = await db.connect(self.dsn)
+        try:
+            rows = await conn.fetch(_READ_TOPIC, topic)
+        except asyncpg.UndefinedTableError:  # the bus was never set up on this database
+            return []
+        finally:
+            await conn.close()
+        return [Message(topic, r["partition"], r["offset"], r["key"], r["value"],
+                        headers_from_json(r["headers"])) for r in rows]
 
     def consumer(self, group: str, topics: Sequence[str]) -> PostgresConsumer:
         return PostgresConsumer(self.dsn, group, topics, self.partitions, self.poll_interval)
