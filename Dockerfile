@@ -14,7 +14,7 @@ COPY schemas ./schemas
 COPY deploy/__init__.py ./deploy/__init__.py
 COPY --from=web /web/node_modules/@gouvfr/dsfr/dist /app/dsfr
 RUN pip install --no-cache-dir -c constraints.txt . \
- && useradd --system --home /data relais && mkdir -p /data && chown relais /data
+ && useradd --system --home /data relais && mkdir -p /data/keys && chown -R relais /data
 USER relais
 ENV RELAIS_HTTP_HOST=0.0.0.0 RELAIS_DATA_DIR=/data RELAIS_TRANSPORT=kafka \
     RELAIS_DSFR_DIR=/app/dsfr

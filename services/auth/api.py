@@ -10,7 +10,7 @@ import json
 from typing import Any, ClassVar
 
 from aiohttp import BasicAuth, web
-from authlib.oauth2.rfc6749 import AuthorizationServer, OAuth2Request
+from authlib.oauth2.rfc6749 import AuthorizationServer, InvalidScopeError, OAuth2Request
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
@@ -49,6 +49,15 @@ class _FormRequest(OAuth2Request):  # type: ignore[misc]
 
 class _ClientCredentials(ClientCredentialsGrant):  # type: ignore[misc]
     TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = list(domain.AUTH_METHODS)
+
+    def validate_token_request(self) -> None:
+        """As authlib does, and `invalid_scope` when the client holds none of the scopes
+        asked (RFC 6749 §5.2), rather than a token that opens nothing; the token answer always
+        says the scope granted (§3.3: it may be fewer than asked)."""
+        super().validate_token_request()
+        asked = self.request.payload.scope
+        if asked and not self.request.client.get_allowed_scope(asked):
+            raise InvalidScopeError("The client holds none of the scopes asked.")
 
 
 class _TokenServer(AuthorizationServer):  # type: ignore[misc]
@@ -131,8 +140,23 @@ async def metadata(request: web.Request) -> web.Response:
         "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": list(domain.AUTH_METHODS),
         "scopes_supported": list(domain.SCOPES),
-        "response_types_supported": [],
-        "token_endpoint_auth_signing_alg_values_supported": [ALGORITHM],
+        "response_types_supported": ["none"],
+        "service_documentation": f"{base}/openapi.json",
+    })
+
+
+async def resource_metadata(request: web.Request) -> web.Response:
+    """OAuth 2.0 Protected Resource Metadata (RFC 9728): the audience (`resource`) a
+    verifier of Relais's access tokens must expect, and who issues them."""
+    settings = request.app[RUNTIME].settings
+    return web.json_response({
+        "resource": settings.jwt_audience,
+        "authorization_servers": [settings.issuer],
+        "jwks_uri": f"{settings.base_url}/.well-known/jwks.json",
+        "scopes_supported": list(domain.SCOPES),
+        "bearer_methods_supported": ["header"],
+        "resource_signing_alg_values_supported": [ALGORITHM],
+        "resource_documentation": f"{settings.base_url}/openapi.json",
     })
 
 
@@ -153,6 +177,9 @@ OPERATIONS = [
     Operation("GET", "/.well-known/oauth-authorization-server", metadata,
               "Authorization server metadata (RFC 8414)", TAG, authenticated=False),
     Operation("GET", "/.well-known/jwks.json", jwks, "The token signing keys (JWKS)", TAG,
+              authenticated=False),
+    Operation("GET", "/.well-known/oauth-protected-resource", resource_metadata,
+              "Protected resource metadata (RFC 9728): the audience tokens carry", TAG,
               authenticated=False),
 ]
 

@@ -16,6 +16,7 @@ from joserfc.jwk import Key, OKPKey
 
 from services.auth import store
 from services.runtime import sealing
+from services.runtime.auth import ALGORITHM
 
 REFRESH_EVERY = 30.0
 
@@ -95,7 +96,7 @@ class SigningKeys:
 
     async def jwks(self) -> dict[str, Any]:
         await self._fresh()
-        return {"keys": [k.as_dict(private=False) | {"use": "sig", "alg": "Ed25519"}
+        return {"keys": [k.as_dict(private=False) | {"use": "sig", "alg": ALGORITHM}
                          for k in self._public.values()]}
 
 

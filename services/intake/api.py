@@ -553,7 +553,7 @@ OPERATIONS = [
                         {"type": "string", "format": "date-time"}),
                   Query("cursor", "The next_cursor of the previous page"),
                   Query("limit", "1 to 100", {"type": "integer", "minimum": 1,
-                                              "maximum": 100}, example="50")),
+                                              "maximum": 100}, example=50)),
               errors=(400,)),
     Operation("POST", "/v1/intakes:batch", post_batch, "Record up to 500 contacts", TAG,
               "intake:write", BatchIn, BatchOut, 200, {"items": [

@@ -14,6 +14,7 @@ import base64
 import json
 import time
 import uuid
+import warnings
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -22,7 +23,7 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 from joserfc import jwt
-from joserfc.errors import JoseError
+from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import Key, KeySet, OKPKey
 from joserfc.jwt import ClaimsOption
 
@@ -31,7 +32,13 @@ from services.runtime.problem import Problem
 from services.runtime.ratelimit import charge
 
 log = get_logger("relais.auth")
-ALGORITHM = "Ed25519"
+ALGORITHM = "EdDSA"
+"""Tokens are signed with Ed25519 under the JOSE name `EdDSA` (with `crv: Ed25519` in the
+JWKS), the one mainstream verifiers (PyJWT, API gateways, identity providers) know today;
+RFC 9864's fully-specified `Ed25519` is accepted too (ACCEPTED)."""
+ACCEPTED = ("EdDSA", "Ed25519")
+# joserfc warns that RFC 9864 deprecates the name `EdDSA`: it is the name verifiers know.
+warnings.filterwarnings("ignore", message="EdDSA is deprecated", category=SecurityWarning)
 CACHE_SIZE = 10_000
 LEEWAY = 30
 ACCESS_TOKEN_TYPES = ("at+jwt", "application/at+jwt")
@@ -192,7 +199,7 @@ class TokenVerifier:
     check costs more than the rest of a small request (partners reuse a token for minutes)."""
 
     def __init__(self, keys: KeySource, issuer: str, audience: str,
-                 algorithms: Sequence[str] = (ALGORITHM,), org_claim: str = "org",
+                 algorithms: Sequence[str] = ACCEPTED, org_claim: str = "org",
                  revocations: RevocationSource | None = None,
                  types: Sequence[str] = ACCESS_TOKEN_TYPES) -> None:
         self.keys = keys

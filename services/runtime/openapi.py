@@ -33,7 +33,7 @@ class Query:
     name: str
     description: str
     schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
-    example: str | None = None
+    example: str | int | None = None
 
 
 @dataclass(frozen=True)
@@ -130,15 +130,18 @@ def document(operations: Sequence[Operation], version: str = "0.1.0") -> dict[st
             "version": version,
             "description": "From a first contact to the partner who will follow the person, "
                            "with their explicit consent. Errors are RFC 9457 problem details.",
+            "license": {"name": "AGPL-3.0-or-later", "identifier": "AGPL-3.0-or-later"},
         },
-        "servers": [{"url": "http://127.0.0.1:8080", "description": "`make run`"}],
+        "servers": [{"url": "/", "description": "where this document is served from (`make "
+                     "run`: http://127.0.0.1:8080)"}],
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": dict(sorted(schemas.items())),
             "securitySchemes": {"oauth2": {
                 "type": "oauth2",
                 "flows": {"clientCredentials": {"tokenUrl": "/oauth/token", "scopes": {
-                    s: s for s in sorted({o.scope for o in operations if o.scope})}}},
+                    s: s for s in sorted({s for o in operations
+                                          for s in (o.scope, *o.or_scopes) if s})}}},
             }},
         },
     }
@@ -203,6 +206,8 @@ def _operation(op: Operation, keys: dict[Any, Any]) -> dict[str, Any]:
     if op.authenticated:
         spec["security"] = [{"oauth2": [op.scope] if op.scope else []}] + [
             {"oauth2": [scope]} for scope in op.or_scopes]
+    else:
+        spec["security"] = []  # public: no token
     return spec
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -17,6 +18,8 @@ from pydantic import (
     IPvAnyNetwork,
     SecretStr,
     ValidationError,
+    ValidationInfo,
+    field_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
@@ -94,6 +97,23 @@ class Settings(BaseSettings):
     kafka_namespace: str = Field(
         default="", description="Prefix of topic and group names, to share one cluster."
     )
+    kafka_session_timeout_ms: int = Field(
+        default=6000, gt=0,
+        description="How long the broker waits without a heartbeat before it gives a dead "
+        "consumer's partitions to the rest of its group. 6000 is the lowest a broker accepts "
+        "by default (its group.min.session.timeout.ms); aiokafka's own default is 10000.")
+    kafka_heartbeat_interval_ms: int = Field(
+        default=1500, gt=0,
+        description="Milliseconds between a consumer's heartbeats; under a third of "
+        "RELAIS_KAFKA_SESSION_TIMEOUT_MS. Also how soon the others notice a rebalance.")
+    instance_id: str | None = Field(
+        default=None,
+        description="A stable name of this process that survives its restarts (e.g. a "
+        "StatefulSet pod name), unique among the processes sharing a consumer group. When "
+        "set, each consumer is a static member of its group (`group.instance.id` "
+        "<instance>.<group>): restarted within the session timeout it gets its partitions back "
+        "without a rebalance, and stopping it does not leave the group (its partitions wait "
+        "for the session timeout unless it comes back). Unset: dynamic membership.")
     bus_database_url: str | None = Field(
         default=None, description="Database of the postgres transport; the main one by default."
     )
@@ -112,7 +132,10 @@ class Settings(BaseSettings):
         description="Trust this JWKS (an external identity provider, or Relais's own auth "
         "service in another process) instead of the auth service running in this process.",
     )
-    jwt_algorithms: Items = ["Ed25519"]
+    jwt_algorithms: Items = Field(
+        default=["EdDSA", "Ed25519"],
+        description="The JWS algorithms an access token may be signed with: Relais's own "
+        "sign with EdDSA (Ed25519); add RS256 or ES256 for an external identity provider.")
     jwt_org_claim: str = "org"
     jwt_types: Items = Field(
         default=["at+jwt", "application/at+jwt"],
@@ -231,6 +254,27 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = True
+
+    @field_validator("kafka_heartbeat_interval_ms")
+    @classmethod
+    def _heartbeat_within_session(cls, value: int, info: ValidationInfo) -> int:
+        session = info.data.get("kafka_session_timeout_ms")
+        if session is not None and value * 3 >= session:
+            raise ValueError(f"must be under a third of RELAIS_KAFKA_SESSION_TIMEOUT_MS "
+                             f"({session} ms), so that a late heartbeat or two does not end "
+                             "the session")
+        return value
+
+    @field_validator("instance_id")
+    @classmethod
+    def _instance_id_kafka_accepts(cls, value: str | None) -> str | None:
+        """Empty is unset; else what Kafka accepts in a `group.instance.id` (letters, digits,
+        `.`, `_`, `-`), leaving room for the group's name after it."""
+        if value is None or not value.strip():
+            return None
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,120}", value):
+            raise ValueError("only letters, digits, '.', '_' and '-', at most 120 of them")
+        return value
 
     @property
     def base_url(self) -> str:

@@ -81,3 +81,22 @@ def test_the_proxy_sends_every_route_to_the_service_that_owns_it() -> None:
     # a location with a proxy_set_header of its own would drop the server's (Host,
     # X-Forwarded-For: the throttles would see nginx's address for everyone)
     assert not [body for _, _, body in LOCATION.findall(conf) if "proxy_set_header" in body]
+
+
+def test_the_image_makes_the_named_volumes_mount_points_for_its_user() -> None:
+    """A named volume mounted where the image has no directory is created owned by root, and
+    the service, which runs as `relais`, could not write there (its keys in /data/keys): the
+    image makes each mount point and gives /data to its user (Docker copies that ownership
+    into a new volume)."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    made = {path for args in re.findall(r"mkdir -p ([^&\n]+)", dockerfile)
+            for path in args.split()}
+    assert re.search(r"chown -R relais /data\b", dockerfile)
+    assert re.search(r"^USER relais$", dockerfile, re.M)
+    named = set(compose["volumes"])
+    for name in ("auth", "intake", "consent", "referral", "notify"):
+        for mount in compose["services"][name].get("volumes", []):
+            volume, _, target = mount.partition(":")
+            if volume in named and target.startswith("/data"):
+                assert target in made, f"{name}: {target} is not made by the image"

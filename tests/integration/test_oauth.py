@@ -64,8 +64,8 @@ async def test_a_client_gets_a_token_that_every_service_accepts(client: Client,
     assert set(body["scope"].split()) == {"intake:read", "consent:read"}
     assert response.headers["Cache-Control"] == "no-store"
     header = jwt.decode(body["access_token"], await client.app[keys_key()].signing(),
-                        algorithms=["Ed25519"]).header
-    assert header["alg"] == "Ed25519" and header["kid"]
+                        algorithms=["EdDSA"]).header
+    assert header["alg"] == "EdDSA" and header["kid"]
     assert await read_intake(client, body["access_token"]) == 404  # authenticated: not found
 
 

@@ -90,7 +90,7 @@ async def test_every_example_works_against_the_demo_directory(
     for parameter in op.get("parameters", []):
         if parameter["in"] == "path":
             path = path.replace("{" + parameter["name"] + "}", parameter["example"])
-    query = {p["name"]: p["example"] for p in op.get("parameters", [])
+    query = {p["name"]: str(p["example"]) for p in op.get("parameters", [])
              if p["in"] == "query" and "example" in p}
     headers = tokens.headers("equipe-aller-vers", ALL_SCOPES,
                              **{"Idempotency-Key": str(uuid.uuid4())})

@@ -176,7 +176,7 @@ async def test_plaintext_keys_left_by_an_older_version_are_sealed_at_start(
 
         client_id, secret = await new_client(client, "ccas", "intake:read")
         token = (await (await get_token(client, client_id, secret)).json())["access_token"]
-        assert jwt.decode(token, legacy_jwk, algorithms=["Ed25519"]).header["kid"] == \
+        assert jwt.decode(token, legacy_jwk, algorithms=["EdDSA"]).header["kid"] == \
             "legacy-token-key", "the legacy key still signs"
         assert await read_intake(client, token) == 404
 

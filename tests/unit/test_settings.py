@@ -35,7 +35,7 @@ def test_lists_are_comma_separated_or_json(monkeypatch: pytest.MonkeyPatch) -> N
 def test_the_defaults_hold() -> None:
     settings = load()
     assert settings.webhook_allowed_networks == [] and settings.trusted_proxies == []
-    assert settings.jwt_algorithms == ["Ed25519"]
+    assert settings.jwt_algorithms == ["EdDSA", "Ed25519"]
 
 
 @pytest.mark.parametrize("name,value,said", [

@@ -15,12 +15,14 @@ from services.runtime.transport.base import (
 
 def make_transport(settings: Settings, database_url: str) -> ReadableTransport:
     if settings.transport == "kafka":
-        from services.runtime.transport.kafka import KafkaTransport
+        from services.runtime.transport.kafka import KafkaTransport, Membership
 
         if not settings.kafka_bootstrap_servers:
             raise ValueError("the kafka transport needs RELAIS_KAFKA_BOOTSTRAP_SERVERS")
+        membership = Membership(settings.kafka_session_timeout_ms,
+                                settings.kafka_heartbeat_interval_ms, settings.instance_id)
         return KafkaTransport(settings.kafka_bootstrap_servers, settings.kafka_partitions,
-                              settings.kafka_replication, settings.kafka_namespace)
+                              settings.kafka_replication, settings.kafka_namespace, membership)
     from services.runtime.transport.postgres import PostgresTransport
 
     return PostgresTransport(

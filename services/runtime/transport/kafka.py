@@ -1,11 +1,14 @@
 """The `kafka` transport (aiokafka): idempotent producer with acks=all; consumer groups with
-auto-commit off, earliest reset, explicit per-partition commits and a rebalance listener."""
+auto-commit off, earliest reset, explicit per-partition commits and a rebalance listener, and
+a chosen session timeout and optional static membership (`Membership`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -18,15 +21,52 @@ from services.runtime.transport.base import TopicPartition as TP
 log = get_logger("relais.kafka")
 
 
+@dataclass(frozen=True)
+class Membership:
+    """How a consumer belongs to its group (RELAIS_KAFKA_SESSION_TIMEOUT_MS,
+    RELAIS_KAFKA_HEARTBEAT_INTERVAL_MS, RELAIS_INSTANCE_ID). The session timeout is how long the
+    partitions of a killed member wait before the others get them."""
+
+    session_timeout_ms: int = 6000
+    heartbeat_interval_ms: int = 1500
+    instance_id: str | None = None
+
+
+# A member has this long to finish its in-flight batch (`_WaitForInFlight`) and rejoin during a
+# rebalance, whatever the session timeout (aiokafka would tie it to the session timeout).
+REBALANCE_TIMEOUT_MS = 10_000
+
+
+def group_options(group: str, membership: Membership) -> dict[str, Any]:
+    """AIOKafkaConsumer's arguments for a member of `group` (its name on the wire).
+
+    With an instance id the member is static (KIP-345): restarted under the same id within the
+    session timeout, it gets its partitions back without a rebalance; aiokafka sends no
+    LeaveGroup when a static member stops, so its partitions wait for its return or the end of
+    its session."""
+    return {
+        "group_id": group,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "isolation_level": "read_committed",
+        "session_timeout_ms": membership.session_timeout_ms,
+        "heartbeat_interval_ms": membership.heartbeat_interval_ms,
+        "rebalance_timeout_ms": max(REBALANCE_TIMEOUT_MS, membership.session_timeout_ms),
+        "group_instance_id": (f"{membership.instance_id}.{group}" if membership.instance_id
+                              else None),
+    }
+
+
 class KafkaTransport:
     name = "kafka"
 
     def __init__(self, bootstrap: str, partitions: int = 4, replication: int = 1,
-                 namespace: str = "") -> None:
+                 namespace: str = "", membership: Membership | None = None) -> None:
         self.bootstrap = bootstrap
         self.partitions = partitions
         self.replication = replication
         self.namespace = namespace
+        self.membership = membership or Membership()
 
     async def setup(self, topics: Iterable[str]) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
@@ -84,7 +124,7 @@ class KafkaTransport:
         return sorted(records, key=lambda m: (m.partition, m.offset))
 
     def consumer(self, group: str, topics: Sequence[str]) -> KafkaConsumer:
-        return KafkaConsumer(self.bootstrap, group, topics, self.namespace)
+        return KafkaConsumer(self.bootstrap, group, topics, self.namespace, self.membership)
 
 
 class KafkaProducer:
@@ -135,16 +175,13 @@ class KafkaConsumer:
     """Topic and group names carry the transport's namespace on the wire only."""
 
     def __init__(self, bootstrap: str, group: str, topics: Sequence[str],
-                 namespace: str = "") -> None:
+                 namespace: str = "", membership: Membership | None = None) -> None:
         self.busy = asyncio.Lock()
         self.namespace = namespace
         self.topics = [namespace + t for t in topics]
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
-            group_id=namespace + group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
+            **group_options(namespace + group, membership or Membership()),
         )
 
     async def start(self) -> None:
