@@ -26,7 +26,7 @@ from services.runtime.logging import configure_logging, get_logger
 from services.runtime.server import AppRunner
 from services.runtime.settings import InvalidSettings, Settings
 from services.runtime.settings import load as load_settings
-from services.runtime.telemetry import configure_tracing
+from services.runtime.telemetry import configure_tracing, service_name_of
 
 log = get_logger("relais.cli")
 SERVICE_NAMES = ("auth", "intake", "consent", "referral", "notify")
@@ -558,7 +558,7 @@ def _main(argv: Sequence[str] | None) -> None:
         unknown = sorted(set(names) - set(SERVICE_NAMES))
         if unknown:
             parser.error(f"unknown services: {', '.join(unknown)}")
-        configure_tracing()
+        configure_tracing(service_name_of(names))
         asyncio.run(serve(settings, names))
     elif args.command == "user":
         sys.exit(asyncio.run(user_command(settings, args)))

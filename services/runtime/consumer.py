@@ -16,7 +16,7 @@ from opentelemetry.trace import SpanKind
 
 from services.runtime.events import Event, Message, PoisonMessage, Record, decode
 from services.runtime.logging import get_logger
-from services.runtime.telemetry import context_from, tracer
+from services.runtime.telemetry import context_from, tracer_for
 from services.runtime.transport.base import Consumer, Producer, TopicPartition, Transport
 
 log = get_logger("relais.consumer")
@@ -67,6 +67,7 @@ class EventConsumer:
         self.pool = pool
         self.transport = transport
         self.settings = settings or ConsumerSettings()
+        self.tracer = tracer_for(schema)  # a service's schema is its name
         self.ready = asyncio.Event()
         self.counts: dict[Outcome, int] = {"done": 0, "duplicate": 0, "dead": 0}
 
@@ -135,7 +136,7 @@ class EventConsumer:
                         duplicate += 1
                         continue
                     fresh.discard(event.id)  # the same event twice in a batch: once
-                    with tracer.start_as_current_span(
+                    with self.tracer.start_as_current_span(
                         f"{self.name} process {event.type}",
                         context=context_from(event.traceparent), kind=SpanKind.CONSUMER,
                         attributes={"messaging.message.id": event.id,
@@ -162,7 +163,7 @@ class EventConsumer:
             consumer=self.name, event_id=event.id, event_type=event.type
         )
         try:
-            with tracer.start_as_current_span(
+            with self.tracer.start_as_current_span(
                 f"{self.name} process {event.type}",
                 context=context_from(event.traceparent),
                 kind=SpanKind.CONSUMER,

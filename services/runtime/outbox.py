@@ -10,11 +10,17 @@ import time
 from collections.abc import Sequence
 
 import asyncpg
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from services.runtime import db
 from services.runtime.events import Event, Record, encode
 from services.runtime.logging import get_logger
-from services.runtime.telemetry import current_traceparent
+from services.runtime.telemetry import (
+    context_from,
+    current_traceparent,
+    traceparent_of,
+    tracer_for,
+)
 from services.runtime.transport.base import Producer, Transport
 from services.runtime.transport.postgres import headers_from_json, headers_to_json
 from services.runtime.waiting import wait_for_event
@@ -23,6 +29,7 @@ log = get_logger("relais.outbox")
 BATCH = 500
 RETENTION = "7 days"
 PRUNE_EVERY = 600.0
+TRACE_HEADERS = ("traceparent", "ce_traceparent")
 
 
 def channel(schema: str) -> str:
@@ -59,6 +66,7 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.published = 0
         self._wake = asyncio.Event()
+        self.tracer = tracer_for(schema)  # a service's schema is its name
 
     async def run(self) -> None:
         backoff = 0.2
@@ -112,12 +120,48 @@ class OutboxRelay:
         records = [
             Record(r["topic"], r["key"], r["value"], headers_from_json(r["headers"])) for r in rows
         ]
+        spans = [self._publish_span(r) for r in records]
         # If the broker is unreachable this raises; run() starts over with a new producer and
-        # the rows, still unpublished, are sent again.
-        await producer.send_batch(records)
+        # the rows, still unpublished, are sent again (in new spans).
+        try:
+            await producer.send_batch([_traced(r, s) for r, s in zip(records, spans, strict=True)])
+        except Exception as exc:
+            for span in spans:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, repr(exc)))
+            raise
+        finally:
+            for span in spans:
+                span.end()
         await conn.execute(
             f'UPDATE "{self.schema}".outbox SET published_at = now() WHERE id = ANY($1)',
             [r["id"] for r in rows],
         )
         self.published += len(rows)
         return len(rows)
+
+    def _publish_span(self, record: Record) -> Span:
+        """The publish of one record, a child of the context stored with its row (that of the
+        request or message that wrote it); a root span when there was none."""
+        headers = dict(record.headers)
+        stored = headers.get("ce_traceparent")
+        return self.tracer.start_span(
+            f"publish {record.topic}", context=context_from(stored.decode() if stored else None),
+            kind=SpanKind.PRODUCER,
+            attributes={"messaging.system": self.transport.name,
+                        "messaging.operation.type": "send",
+                        "messaging.destination.name": record.topic,
+                        "messaging.message.id": headers.get("ce_id", b"").decode()},
+        )
+
+
+def _traced(record: Record, span: Span) -> Record:
+    """The record with the publish span's context as its plain W3C `traceparent` header (what
+    any Kafka instrumentation follows) and as its CloudEvent's `ce_traceparent` (what the
+    consumers here read): one value, so one trace whichever a reader follows. Tracing off
+    (no span), the stored context goes on as it is, in both."""
+    stored = dict(record.headers).get("ce_traceparent", b"")
+    traceparent = traceparent_of(span).encode() or stored
+    headers = [(n, v) for n, v in record.headers if n not in TRACE_HEADERS]
+    headers += [(name, traceparent) for name in TRACE_HEADERS if traceparent]
+    return dataclasses.replace(record, headers=tuple(headers))

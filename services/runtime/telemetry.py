@@ -1,24 +1,46 @@
 """OpenTelemetry: traces follow one intake across HTTP, the outbox, the transport and the
-consumers. The W3C `traceparent` is stored with each outbox row and carried in the event."""
+consumers. The W3C `traceparent` is stored with each outbox row; the relay publishes each
+record in a PRODUCER span whose parent is that context, and sends that span's context as the
+record's plain `traceparent` header and as the CloudEvent's `ce_traceparent`; each consumer's
+span is a child of it.
+
+Service names: the spans of a service's relay and consumers come from a tracer provider of
+that service (`tracer_for`), whose resource says `service.name=relais-<service>`; the
+instrumented HTTP server and client and the database driver use the process's provider,
+`relais-<service>` when the process runs one service (`python -m services.intake`, one
+container per service), `relais` when it runs several (`relais up`)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 _configured = False
+W3C = TraceContextTextMapPropagator()
 EXCLUDED_URLS = "OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS"
 SECRET_PATHS = ("^/lien/", "^/invitation/", "^/mon-accord/", "^/signalement/")
 
 
+def service_name_of(services: Sequence[str]) -> str:
+    """`relais-intake` for the intake service; `relais` for a process running several."""
+    return f"relais-{services[0]}" if len(services) == 1 else "relais"
+
+
 def configure_tracing(service_name: str = "relais") -> None:
     """Install a tracer provider (OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set) and the
-    asyncpg and aiokafka instrumentations. Idempotent."""
+    aiohttp and asyncpg instrumentations. Idempotent.
+
+    Not the aiokafka instrumentation: it would add a second `traceparent` header, of a span
+    started in whatever context the producer runs (the relay's, outside any trace), and make
+    a root span per poll; the relay's and the consumers' spans do its work for both
+    transports."""
     global _configured
     if _configured:
         return
@@ -32,7 +54,6 @@ def configure_tracing(service_name: str = "relais") -> None:
         trace.set_tracer_provider(provider)
     from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
     from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
-    from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 
     # No span for the pages whose address is a secret (a magic link, an invitation): their
@@ -43,7 +64,6 @@ def configure_tracing(service_name: str = "relais") -> None:
     AioHttpServerInstrumentor().instrument()
     AioHttpClientInstrumentor().instrument()
     AsyncPGInstrumentor().instrument()  # type: ignore[no-untyped-call]
-    AIOKafkaInstrumentor().instrument()
 
 
 def current_traceparent() -> str | None:
@@ -56,4 +76,33 @@ def context_from(traceparent: str | None) -> Context:
     return propagate.extract({"traceparent": traceparent} if traceparent else {})
 
 
+def traceparent_of(span: trace.Span) -> str:
+    """The W3C `traceparent` of a span (whatever propagators are configured)."""
+    carrier: dict[str, str] = {}
+    W3C.inject(carrier, context=trace.set_span_in_context(span))
+    return carrier.get("traceparent", "")
+
+
 tracer = trace.get_tracer("relais")
+_providers: dict[str, tuple[TracerProvider, TracerProvider]] = {}
+
+
+def tracer_for(service: str) -> trace.Tracer:
+    """A tracer whose spans say `service.name=relais-<service>`: a provider of the service's
+    own, sharing the process provider's span processors (so its exporter), sampler and
+    resource otherwise. The process's tracer when no SDK provider is installed."""
+    base = trace.get_tracer_provider()
+    if not isinstance(base, TracerProvider):
+        return tracer
+    known = _providers.get(service)
+    if known is None or known[0] is not base:
+        own = TracerProvider(
+            sampler=base.sampler,
+            resource=base.resource.merge(Resource({"service.name": service_name_of([service])})),
+            shutdown_on_exit=False,  # the process provider shuts the shared processors down
+            active_span_processor=base._active_span_processor,
+            id_generator=base.id_generator,
+            span_limits=base._span_limits,
+        )
+        known = _providers[service] = (base, own)
+    return known[1].get_tracer("relais")
