@@ -244,9 +244,9 @@ async def send_email(conn: asyncpg.Connection, mailer: Mailer, link_key: bytes,
         log.warning("email_refused", notification_id=str(row["id"]), code=exc.code)
         return True
     except (aiosmtplib.SMTPException, OSError) as exc:
-        mailer.smtp = None
-        await store.retry_later(conn, row["id"], f"SMTP unreachable: {exc}",
-                                email_retry(row["attempts"]))
+        mailer.smtp = None  # the server's fault, not the message's: tried again soon
+        await store.retry_later(conn, row["id"], f"SMTP unreachable: {exc}", min(
+            email_retry(row["attempts"]), mailer.settings.smtp_down_retry))
         log.warning("smtp_unreachable", error=repr(exc))
         return False
     await pending.accepted(row["id"], lambda c: email_accepted(c, row, refused))(conn)

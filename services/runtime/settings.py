@@ -191,6 +191,12 @@ class Settings(BaseSettings):
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 2525
+    smtp_down_retry: float = Field(
+        default=30.0, gt=0, description="Seconds at most between two tries of an email while "
+        "the SMTP server cannot be reached (down, refusing, hanging past its timeout): the "
+        "server's fault, not the message's, so an outage of any length ends with every waiting "
+        "email sent within this delay of the server's return (a message the server refuses "
+        "backs off up to an hour).")
     smtp_from: str = "Relais <no-reply@relais.local>"
     smtp_starttls: bool = False
     smtp_username: str | None = None

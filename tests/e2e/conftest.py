@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from joserfc.jwk import OKPKey
 
+from deploy.kafka.broker import free_port
 from services.auth.api import KEYS
 from services.cli import DEMO_SCOPES, SERVICE_NAMES, service_specs
 from services.runtime.app import create_app
@@ -54,3 +56,32 @@ class Tokens:
 @pytest.fixture
 async def tokens(client: TestClient[web.Request, web.Application], settings: Settings) -> Tokens:
     return Tokens(await client.app[KEYS].signing(), settings)
+
+
+@dataclass
+class Receiver:
+    """A real HTTP endpoint that records what it receives and answers from a script."""
+
+    port: int
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    script: list[int] = field(default_factory=list)  # statuses to answer first, then 200
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks"
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.received.append((dict(request.headers), await request.read()))
+        return web.Response(status=self.script.pop(0) if self.script else 200)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    hooks = Receiver(free_port())
+    app = web.Application()
+    app.router.add_post("/hooks", hooks.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", hooks.port).start()
+    yield hooks
+    await runner.cleanup()

@@ -7,22 +7,18 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
-from aiohttp import ClientSession, ClientTimeout, web
+from aiohttp import ClientSession, ClientTimeout
 from aiohttp.test_utils import TestClient, TestServer
 from standardwebhooks.webhooks import Webhook
 
-from deploy.kafka.broker import free_port
 from services.auth.api import KEYS
 from services.cli import SERVICE_NAMES, service_specs
 from services.runtime.app import RUNTIME, create_app
 from services.runtime.settings import Settings
 from tests.conftest import Mailbox, wait_until
-from tests.e2e.conftest import Tokens
+from tests.e2e.conftest import Receiver, Tokens
 from tests.e2e.test_skeleton import consent_body, intake_body, post, wait_for_referral
 
 ML = "mission-locale"
@@ -31,35 +27,6 @@ COUNSELLOR = "c.dupont@mission-locale.example.org"
 Client = TestClient[Any, Any]
 ALL = "intake:write intake:read consent:write consent:read referral:read referral:write " \
       "notification:read notification:write directory:write"
-
-
-@dataclass
-class Receiver:
-    """A real HTTP endpoint that records what it receives and answers from a script."""
-
-    port: int
-    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    script: list[int] = field(default_factory=list)  # statuses to answer first, then 200
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hooks"
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.received.append((dict(request.headers), await request.read()))
-        return web.Response(status=self.script.pop(0) if self.script else 200)
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    hooks = Receiver(free_port())
-    app = web.Application()
-    app.router.add_post("/hooks", hooks.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", hooks.port).start()
-    yield hooks
-    await runner.cleanup()
 
 
 async def setup_recipient(client: Client, tokens: Tokens, receiver: Receiver) -> str:
