@@ -24,7 +24,7 @@ from services.runtime.app import ServiceSpec, create_app
 from services.runtime.embedded import EmbeddedPostgres
 from services.runtime.logging import configure_logging, get_logger
 from services.runtime.server import AppRunner
-from services.runtime.settings import InvalidSettings, Settings
+from services.runtime.settings import InvalidSettings, Settings, shown
 from services.runtime.settings import load as load_settings
 from services.runtime.telemetry import configure_tracing, service_name_of
 
@@ -583,7 +583,7 @@ def _main(argv: Sequence[str] | None) -> None:
     elif args.command == "openapi":
         print(json.dumps(openapi_document(), indent=2, ensure_ascii=False))
     elif args.command == "settings":
-        print(json.dumps(settings.model_dump(mode="json"), indent=2))
+        print(json.dumps(shown(settings), indent=2))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     AfterValidator,
@@ -289,6 +290,29 @@ class Settings(BaseSettings):
     @property
     def issuer(self) -> str:
         return self.jwt_issuer or self.base_url
+
+
+SECRETS = ("smtp_password", "oidc_client_secret", "master_key", "sms_token")
+"""Settings never printed (`relais settings`): a password, a client secret, the master key."""
+HIDDEN = "**********"
+
+
+def shown(settings: Settings) -> dict[str, Any]:
+    """The settings as `relais settings` prints them: every value, but the secrets hidden and
+    the passwords of database URLs too (a support ticket may carry the output)."""
+    data: dict[str, Any] = settings.model_dump(mode="json")
+    for name in SECRETS:
+        if data.get(name) is not None:
+            data[name] = HIDDEN
+    for name in ("database_url", "bus_database_url"):
+        url = data.get(name)
+        if url:
+            parts = urlsplit(url)
+            if parts.password:
+                user = parts.username or ""
+                host = parts.netloc.rpartition("@")[2]
+                data[name] = urlunsplit(parts._replace(netloc=f"{user}:{HIDDEN}@{host}"))
+    return data
 
 
 class InvalidSettings(Exception):

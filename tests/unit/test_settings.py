@@ -3,7 +3,12 @@ JSON, and a wrong setting said in one line naming its variable, never its value.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from ipaddress import ip_network
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +70,24 @@ def test_each_wrong_setting_has_its_line(monkeypatch: pytest.MonkeyPatch) -> Non
         load()
     assert [line.split(":")[0] for line in refused.value.lines] == [
         "RELAIS_HTTP_PORT", "RELAIS_SSE_MAX_PER_CLIENT"]
+
+
+def test_relais_settings_prints_no_secret(tmp_path: Path) -> None:
+    """`relais settings` ends up in support tickets: the secrets and the database passwords
+    are hidden, the rest is printed as it is."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAIS_")} | {
+        "RELAIS_SMTP_PASSWORD": "smtp-secret-1", "RELAIS_OIDC_CLIENT_SECRET": "oidc-secret-2",
+        "RELAIS_MASTER_KEY": "bWFzdGVyLWtleS1zZWNyZXQtMy0zMi1ieXRlcy0tLS0=",
+        "RELAIS_SMS_TOKEN": "sms-secret-4",
+        "RELAIS_DATABASE_URL": "postgresql://relais:db-secret-5@db.example.org:5432/relais",
+        "RELAIS_DATA_DIR": str(tmp_path)}
+    result = subprocess.run([str(Path(sys.executable).parent / "relais"), "settings"],
+                            capture_output=True, text=True, env=env, check=True)
+    for secret in ("smtp-secret-1", "oidc-secret-2", "bWFzdGVyLWtleS1zZWNyZXQt", "sms-secret-4",
+                   "db-secret-5"):
+        assert secret not in result.stdout, secret
+    printed = json.loads(result.stdout)
+    assert printed["smtp_password"] == printed["master_key"] == "**********"
+    assert printed["database_url"] == \
+        "postgresql://relais:**********@db.example.org:5432/relais"
+    assert printed["smtp_host"] == "127.0.0.1"  # the rest as it is
