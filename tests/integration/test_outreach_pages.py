@@ -30,6 +30,9 @@ async def permanence_today(client: Client, tokens: Tokens) -> None:
     directory = await (await client.get("/v1/directory",
                                         headers=tokens.headers(TEAM, "intake:read"))).json()
     weekday = list(Weekday)[datetime.now(PARIS).weekday()].value
+    # the demo's own truck at Étouvie (on Tuesdays) would be a second "Je suis ici" there
+    directory["permanences"] = [p for p in directory["permanences"]
+                                if p["site"] != "qpv-etouvie"]
     directory["permanences"].append({
         "id": TODAY, "site": "qpv-etouvie", "mobile": True,
         "schedule": [{"weekday": weekday, "start": "00:00", "end": "23:59"}],
