@@ -7,7 +7,7 @@ WEB_STAMP := web/node_modules/.installed
 OIDC_STAMP := tests/oidc/node_modules/.installed
 KAFKA_LIB := deploy/kafka/target/lib
 
-.PHONY: install run test lint check kafka-jars tools bench constraints schemas clean
+.PHONY: install run test lint check kafka-jars tools bench faults constraints schemas clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ test: install $(OIDC_STAMP) kafka-jars tools lint
 bench: install kafka-jars
 	$(BIN)/python -m bench.intake_throughput
 	$(BIN)/python -m bench.consented_flows
+
+# The fault-injection harness on both transports, 50 faults each (about 25 minutes; its
+# short form runs in `make test`): see README.md, "Delivery guarantees".
+faults: install kafka-jars
+	$(BIN)/python -m bench.faults --transport both --faults 50
 
 # Regenerate the committed OpenAPI and AsyncAPI documents (tests fail when they drift).
 schemas: install

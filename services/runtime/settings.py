@@ -198,6 +198,10 @@ class Settings(BaseSettings):
         "server's fault, not the message's, so an outage of any length ends with every waiting "
         "email sent within this delay of the server's return (a message the server refuses "
         "backs off up to an hour).")
+    smtp_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds the SMTP server has to answer the connection "
+        "and each command: a server that accepts and then hangs costs each try this long, then "
+        "the email waits its next try (RELAIS_SMTP_DOWN_RETRY) and the other channels go on.")
     smtp_from: str = "Relais <no-reply@relais.local>"
     smtp_starttls: bool = False
     smtp_username: str | None = None

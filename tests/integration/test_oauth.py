@@ -4,6 +4,7 @@ that trusts an external identity provider's JWKS."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 import uuid
@@ -157,5 +158,84 @@ async def test_a_service_can_trust_an_external_identity_provider(database: str,
                                 algorithms=["Ed25519"])
             assert await read_intake(client, good) == 404
             assert await read_intake(client, forged) == 401
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_valid_token_meets_503_not_401_while_the_keys_cannot_be_read(
+        database: str, tmp_path: Path) -> None:
+    """A service in its own process that restarts while the auth service (or its database)
+    is away cannot read the JWKS: the partner's token is not called invalid (401), the call
+    is 503 with Retry-After, and the same token works as soon as the keys can be read again
+    (found by bench/faults.py: 401 'signed by an unknown key' after a restart)."""
+    key = OKPKey.generate_key("Ed25519", parameters={"kid": "auth-1"})
+    away = True
+    issuer = web.Application()
+
+    async def serve_jwks(_request: web.Request) -> web.Response:
+        if away:
+            return web.json_response({"title": "Service Unavailable"}, status=503)
+        return web.json_response({"keys": [key.as_dict(private=False)]})
+
+    issuer.router.add_get("/jwks", serve_jwks)
+    runner = web.AppRunner(issuer)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        settings = Settings.model_validate({
+            "data_dir": tmp_path, "database_url": database, "jwt_issuer": "https://idp.example",
+            "jwks_url": f"http://127.0.0.1:{port}/jwks", "jwt_audience": "relais"})
+        app = create_app(settings, database, service_specs(["intake"]))
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            now = int(time.time())
+            token = jwt.encode({"alg": "EdDSA", "kid": "auth-1", "typ": "at+jwt"}, {
+                "iss": "https://idp.example", "aud": "relais", "sub": "svc", "org": "ccas",
+                "scope": "intake:read", "exp": now + 60, "nbf": now}, key, algorithms=["EdDSA"])
+            response = await client.get(f"/v1/intakes/{uuid.uuid4()}",
+                                        headers={"Authorization": f"Bearer {token}"})
+            assert response.status == 503, await response.text()
+            assert response.headers["Retry-After"] == "2"
+            assert response.content_type == "application/problem+json"
+            assert await read_intake(client, token) == 503  # asked again within the second
+            away = False
+            started = time.monotonic()
+            while await read_intake(client, token) == 503:
+                assert time.monotonic() - started < 3, "the keys are fetched again within 1 s"
+                await asyncio.sleep(0.1)
+            assert await read_intake(client, token) == 404  # authenticated; no such intake
+    finally:
+        await runner.cleanup()
+
+
+async def test_calls_that_arrive_together_at_a_fresh_start_all_wait_for_the_keys(
+        database: str, tmp_path: Path) -> None:
+    """The first calls after a service starts arrive together: all wait for the one JWKS
+    fetch under way (before, the second call took the fetch as done and answered 401
+    'signed by an unknown key': found by bench/faults.py after restarts)."""
+    key = OKPKey.generate_key("Ed25519", parameters={"kid": "auth-1"})
+    issuer = web.Application()
+
+    async def serve_jwks(_request: web.Request) -> web.Response:
+        await asyncio.sleep(0.3)  # an auth service busy at its own start
+        return web.json_response({"keys": [key.as_dict(private=False)]})
+
+    issuer.router.add_get("/jwks", serve_jwks)
+    runner = web.AppRunner(issuer)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        settings = Settings.model_validate({
+            "data_dir": tmp_path, "database_url": database, "jwt_issuer": "https://idp.example",
+            "jwks_url": f"http://127.0.0.1:{port}/jwks", "jwt_audience": "relais"})
+        app = create_app(settings, database, service_specs(["intake"]))
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            now = int(time.time())
+            token = jwt.encode({"alg": "EdDSA", "kid": "auth-1", "typ": "at+jwt"}, {
+                "iss": "https://idp.example", "aud": "relais", "sub": "svc", "org": "ccas",
+                "scope": "intake:read", "exp": now + 60, "nbf": now}, key, algorithms=["EdDSA"])
+            statuses = await asyncio.gather(*(read_intake(client, token) for _ in range(5)))
+            assert statuses == [404] * 5  # authenticated, no such intake
     finally:
         await runner.cleanup()

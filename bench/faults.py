@@ -1,0 +1,736 @@
+"""Fault injection: Relais's delivery guarantees under fire (issue #17).
+
+    .venv/bin/python -m bench.faults --transport both --faults 50     # the full run (minutes)
+    .venv/bin/python -m bench.faults --short                          # what `make test` runs
+
+For each transport, on a PostgreSQL, an SMTP sink and (kafka) an Apache Kafka broker of its
+own: Relais runs as one `relais up` (postgres transport) or one process per service (kafka
+transport); consented flows (an intake, then its consent for the Mission locale) are offered
+at a fixed rate, each call retried under the same Idempotency-Key until it is answered, as a
+well-behaved partner does; faults come at random times from a seeded list (kill -9 and
+SIGTERM of each process, kill -9 of the broker, fast and immediate PostgreSQL restarts, an
+SMTP server that refuses connections, then accepts them and never answers, then comes back);
+every process is started again after its fault. Then a drain, and the counts:
+
+- acknowledged intakes and consents that are not stored (lost);
+- consented flows whose referral was not handed off or whose email never came (lost flows);
+- hand-offs without a covering consent (unconsented);
+- emails received twice (same Message-ID), and referrals told twice (two Message-IDs): a
+  Message-ID received again after a kill -9 of notify's process that came between the two
+  copies is the one duplicate the README allows (the SMTP window); any other is a defect;
+- work left after the drain (stuck): outbox rows not published, notifications not sent,
+  referrals waiting for a consent they have;
+- dead letters, and each fault's recovery time (from the fault to the first email of a flow
+  started after it).
+
+It exits 1 on any loss, unconsented hand-off, duplicate other than the allowed one, stuck work,
+dead letter or refused call, and prints the figures either way."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+from aiosmtpd.smtp import SMTP
+
+from bench.database import Restartable
+from deploy.kafka.broker import KafkaBroker, free_port
+from services.auth import domain as auth_domain
+from services.auth import store as auth_store
+from services.cli import SERVICE_NAMES
+from services.referral.handlers import REFERRAL_IDS
+from services.runtime import db
+from services.runtime.embedded import ensure_database
+from services.runtime.logging import configure_logging
+
+ROOT = Path(__file__).resolve().parents[1]
+SCOPES = ["intake:write", "consent:write"]
+INTAKE = {"site": "qpv-etouvie", "channel": "mobile_permanence",
+          "contacted_at": "2026-11-20T10:00:00+01:00", "needs": ["employment"],
+          "age_bracket": "18_25", "commune": "80021"}
+TEAM_BOX = "accueil@mission-locale.example.org"
+SMTP_TIMEOUT = 2.0
+"""RELAIS_SMTP_TIMEOUT of the processes: a hung SMTP server costs a sender this long."""
+RETRY_CAP = 2.0
+"""The partner's longest wait between two tries of one call (Retry-After is honoured)."""
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+# --- the SMTP sink ---------------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    message_id: str
+    to: tuple[str, ...]
+    subject: str
+    at: float
+
+
+class Recorder:
+    """aiosmtpd handler: every message accepted, with when it came. Each takes `delay`
+    seconds before the 250 (a real server's time to store it, which is the window in which a
+    sender killed outright sends the message again after its restart); a message whose
+    session is dropped meanwhile is not accepted."""
+
+    def __init__(self, delay: float) -> None:
+        self.messages: list[Received] = []
+        self.delay = delay
+
+    async def handle_DATA(self, server: Any, _session: Any, envelope: Any) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if server.transport is None or server.transport.is_closing():
+            return "421 closing"  # nobody hears it: the sender will send it again
+        message = message_from_bytes(envelope.content)
+        self.messages.append(Received(str(message["Message-ID"]), tuple(envelope.rcpt_tos),
+                                      str(message["Subject"]), time.monotonic()))
+        return "250 OK"
+
+
+class Hung(asyncio.Protocol):
+    """A connection accepted and never answered (not even the greeting)."""
+
+    def __init__(self, held: set[asyncio.BaseTransport]) -> None:
+        self.held = held
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.held.add(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        pass
+
+
+class Session(SMTP):
+    """aiosmtpd's protocol, its connections known to the sink (to drop them when it goes)."""
+
+    def __init__(self, handler: Recorder, live: set[asyncio.BaseTransport]) -> None:
+        super().__init__(handler, hostname="sink.relais.local")
+        self.live = live
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.live.add(transport)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.live.discard(self.transport)
+        super().connection_lost(exc)
+
+
+class Sink:
+    """An SMTP server on a fixed port that can refuse connections (down: closed port, open
+    sessions dropped), hang (accept and say nothing) and come back."""
+
+    def __init__(self, port: int, delay: float) -> None:
+        self.port = port
+        self.recorder = Recorder(delay)
+        self.server: asyncio.Server | None = None
+        self.held: set[asyncio.BaseTransport] = set()
+        self.live: set[asyncio.BaseTransport] = set()
+
+    async def _listen(self, factory: Any) -> None:
+        await self._close()
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(factory, "127.0.0.1", self.port,
+                                               reuse_address=True)
+
+    async def serve(self) -> None:
+        await self._listen(lambda: Session(self.recorder, self.live))
+        for transport in list(self.held):  # the hung sessions end: the clients retry
+            transport.close()
+        self.held.clear()
+
+    async def hang(self) -> None:
+        await self._listen(lambda: Hung(self.held))
+
+    async def refuse(self) -> None:
+        await self._close()
+
+    async def _close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        for transport in list(self.live):
+            transport.close()
+
+
+# --- the processes ---------------------------------------------------------------------------
+
+
+@dataclass
+class Process:
+    """One `relais up --services ...` of the run, started again after each fault."""
+
+    name: str
+    services: str
+    port: int
+    command: list[str]
+    env: dict[str, str]
+    log: Path
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.popen = subprocess.Popen(self.command, env=self.env, stdout=out,
+                                          stderr=subprocess.STDOUT)
+
+    async def ready(self, timeout: float = 90.0) -> None:
+        """Until it answers /healthz (its database may be away: not /readyz)."""
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                if self.popen is not None and self.popen.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited; see {self.log}")
+                try:
+                    async with session.get(f"http://127.0.0.1:{self.port}/healthz") as r:
+                        if r.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise TimeoutError(f"{self.name} did not answer within {timeout} s; see {self.log}")
+
+    async def stop(self, sig: signal.Signals) -> None:
+        assert self.popen is not None
+        self.popen.send_signal(sig)
+        await asyncio.to_thread(self.popen.wait, 30)
+
+    def end(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(30)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+# --- the partner -----------------------------------------------------------------------------
+
+
+@dataclass
+class Flow:
+    started: float
+    intake_id: str | None = None
+    person_id: str | None = None
+    consented: bool = False
+    refused: list[str] = field(default_factory=list)
+
+    @property
+    def referral_id(self) -> str:
+        return str(uuid.uuid5(REFERRAL_IDS, str(self.intake_id)))
+
+
+class Partner:
+    """Consented flows at a fixed rate; every call retried under its Idempotency-Key until
+    answered (429, 5xx and connection errors are retried, Retry-After honoured)."""
+
+    def __init__(self, intake_url: str, consent_url: str, token: str) -> None:
+        self.intake_url, self.consent_url, self.token = intake_url, consent_url, token
+        self.flows: list[Flow] = []
+        self.retries = 0
+
+    async def call(self, session: aiohttp.ClientSession, url: str, body: dict[str, Any],
+                   flow: Flow) -> dict[str, Any] | None:
+        headers = {"Authorization": f"Bearer {self.token}", "Idempotency-Key": uuid.uuid4().hex}
+        wait = 0.2
+        while True:
+            try:
+                async with session.post(url, json=body, headers=headers,
+                                        timeout=aiohttp.ClientTimeout(total=15)) as response:
+                    if response.status in (200, 201):
+                        answer: dict[str, Any] = await response.json()
+                        return answer
+                    if response.status != 429 and response.status < 500:
+                        flow.refused.append(f"{time.monotonic() - flow.started:.1f} s into "
+                                            f"a flow begun at {flow.started:.1f}: "
+                                            f"{response.status} {await response.text()}")
+                        return None
+                    after = response.headers.get("Retry-After", "")
+                    wait = float(after) if after.isdigit() else wait
+            except (TimeoutError, aiohttp.ClientError):
+                pass
+            self.retries += 1
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, RETRY_CAP)
+
+    async def flow(self, session: aiohttp.ClientSession) -> None:
+        flow = Flow(time.monotonic())
+        self.flows.append(flow)
+        intake = await self.call(session, self.intake_url, INTAKE, flow)
+        if intake is None:
+            return
+        flow.intake_id, flow.person_id = intake["id"], intake["person_id"]
+        consent = await self.call(session, self.consent_url, {
+            "person_id": flow.person_id, "purposes": ["referral_partner"],
+            "recipients": ["mission-locale"], "categories": ["needs"],
+            "notice_version": "2026-01", "method": "signed_screen",
+            "captured_by": "faults"}, flow)
+        flow.consented = consent is not None
+
+    async def offer(self, rate: float, stop: asyncio.Event) -> None:
+        """One new flow every 1/rate seconds until `stop`, then every flow answered."""
+        tasks: set[asyncio.Task[None]] = set()
+        connector = aiohttp.TCPConnector(limit=0, force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            start = time.monotonic()
+            n = 0
+            while not stop.is_set():
+                n += 1
+                task = asyncio.create_task(self.flow(session))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                await asyncio.sleep(max(0.0, start + n / rate - time.monotonic()))
+            if tasks:
+                await asyncio.wait(tasks)
+
+
+# --- one run ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Fault:
+    kind: str
+    at: float
+    healed: float = 0.0
+    target: str = ""
+
+
+KINDS = {
+    "postgres": ["kill9:all", "sigterm:all", "postgres:fast", "postgres:immediate", "smtp"],
+    "kafka": [*(f"kill9:{s}" for s in SERVICE_NAMES), *(f"sigterm:{s}" for s in SERVICE_NAMES),
+              "kill9:broker", "postgres:fast", "postgres:immediate", "smtp"],
+}
+
+
+SHORT = {
+    "postgres": ["kill9:all", "postgres:immediate", "smtp", "sigterm:all"],
+    "kafka": ["kill9:notify", "postgres:fast", "kill9:broker", "kill9:referral"],
+}
+"""The handful of `--short` (make test): the faults that broke something once."""
+
+
+def schedule(transport: str, count: int, rng: random.Random) -> list[str]:
+    """`count` faults: every kind in turn, each round in a seeded order."""
+    kinds: list[str] = []
+    while len(kinds) < count:
+        round_ = list(KINDS[transport])
+        rng.shuffle(round_)
+        kinds += round_
+    return kinds[:count]
+
+
+class Run:
+    def __init__(self, transport: str, work: Path, rng: random.Random,
+                 smtp_delay: float) -> None:
+        self.transport, self.work, self.rng = transport, work, rng
+        self.postgres = Restartable(work / "postgres")
+        self.sink = Sink(free_port(), smtp_delay)
+        self.broker = KafkaBroker(work / "kafka") if transport == "kafka" else None
+        self.processes: dict[str, Process] = {}
+        self.faults: list[Fault] = []
+        self.url = ""
+
+    async def prepare(self) -> str:
+        """The database, the partner's API client (its secret returned), the processes."""
+        admin = self.postgres.url()
+        await ensure_database(admin, "relais")
+        self.url = self.postgres.url("relais")
+        secret = auth_domain.new_secret()
+        conn = await db.connect(self.url)
+        try:
+            await db.migrate(conn, "auth", "services.runtime")
+            await db.migrate(conn, "auth", "services.auth")
+            await auth_store.insert_client(conn, "faults", auth_domain.hash_secret(secret),
+                                           "equipe-aller-vers", "faults", SCOPES)
+        finally:
+            await conn.close()
+        env = os.environ | {
+            "RELAIS_DATA_DIR": str(self.work / "data"), "RELAIS_LOG_LEVEL": "WARNING",
+            "RELAIS_RATE_LIMIT_PER_SECOND": "1000000", "RELAIS_TOKEN_TTL": "3600",
+            "RELAIS_SMTP_PORT": str(self.sink.port), "RELAIS_SMTP_TIMEOUT": str(SMTP_TIMEOUT),
+            "RELAIS_SMTP_DOWN_RETRY": "1", "RELAIS_POLL_INTERVAL": "1"}
+        groups = ({"all": ",".join(SERVICE_NAMES)} if self.transport == "postgres"
+                  else {name: name for name in SERVICE_NAMES})
+        ports = {name: free_port() for name in groups}
+        # One base URL, as behind the reverse proxy: the auth service's, where every process
+        # finds the token keys (JWKS) and the revoked clients.
+        env["RELAIS_PUBLIC_URL"] = f"http://127.0.0.1:{ports[next(iter(groups))]}"
+        if self.transport == "kafka":  # and the services' calls to each other, by name
+            env |= {f"RELAIS_{name.upper()}_URL": f"http://127.0.0.1:{ports[name]}"
+                    for name in ("intake", "referral", "consent", "notify")}
+        for name, services in groups.items():
+            port = ports[name]
+            command = [sys.executable, "-m", "services.cli", "up", "--services", services,
+                       "--database", self.url, "--port", str(port)]
+            own = dict(env)
+            if self.broker is not None:
+                command += ["--kafka", self.broker.bootstrap]
+                own["RELAIS_INSTANCE_ID"] = f"faults-{name}"
+            self.processes[name] = Process(name, services, port, command, own,
+                                           self.work / f"{name}.log")
+        return secret
+
+    def port_of(self, service: str) -> int:
+        return next(p.port for p in self.processes.values() if service in p.services)
+
+    async def start(self) -> None:
+        await self.sink.serve()
+        if self.broker is not None:
+            await asyncio.to_thread(self.broker.start)
+        for process in self.processes.values():  # one at a time: each migrates its schemas
+            process.start()
+            await process.ready()
+
+    async def token(self, secret: str) -> str:
+        async with aiohttp.ClientSession() as session, session.post(
+            f"http://127.0.0.1:{self.port_of('auth')}/oauth/token", data={
+                "grant_type": "client_credentials", "client_id": "faults",
+                "client_secret": secret}) as response:
+            assert response.status == 200, await response.text()
+            token: str = (await response.json())["access_token"]
+            return token
+
+    async def inject(self, kind: str) -> Fault:
+        fault = Fault(kind, time.monotonic())
+        what, _, target = kind.partition(":")
+        fault.target = target
+        if what in ("kill9", "sigterm") and target != "broker":
+            process = self.processes[target]
+            await process.stop(signal.SIGKILL if what == "kill9" else signal.SIGTERM)
+            await asyncio.sleep(self.rng.uniform(0.0, 2.0))
+            process.start()
+            await process.ready()
+        elif kind == "kill9:broker":
+            assert self.broker is not None
+            await asyncio.to_thread(self.broker.kill)
+            await asyncio.sleep(self.rng.uniform(0.5, 3.0))
+            await asyncio.to_thread(self.broker.start)
+        elif what == "postgres":
+            await asyncio.to_thread(self.postgres.stop, target)
+            await asyncio.sleep(self.rng.uniform(0.0, 3.0))
+            await asyncio.to_thread(self.postgres.start)
+        elif kind == "smtp":
+            await self.sink.refuse()
+            await asyncio.sleep(self.rng.uniform(2.0, 6.0))
+            await self.sink.hang()
+            await asyncio.sleep(self.rng.uniform(SMTP_TIMEOUT + 1, SMTP_TIMEOUT + 5))
+            await self.sink.serve()
+        else:
+            raise ValueError(kind)
+        fault.healed = time.monotonic()
+        return fault
+
+    def end(self) -> None:
+        for process in self.processes.values():
+            process.end()
+        if self.broker is not None:
+            self.broker.stop()
+        self.postgres.cleanup()
+
+
+@dataclass
+class Figures:
+    transport: str
+    flows: int = 0
+    acked_intakes: int = 0
+    acked_consents: int = 0
+    lost_intakes: int = 0
+    lost_consents: int = 0
+    lost_flows: int = 0
+    unconsented: int = 0
+    emails: int = 0
+    duplicate_ids: int = 0
+    allowed_duplicates: int = 0
+    told_twice: int = 0
+    stuck: dict[str, int] = field(default_factory=dict)
+    dead_letters: int = 0
+    refused: list[str] = field(default_factory=list)
+    retries: int = 0
+    faults: list[Fault] = field(default_factory=list)
+    recovery: dict[str, list[float]] = field(default_factory=dict)
+    drained_s: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def failures(self) -> list[str]:
+        problems = {
+            "acknowledged intakes lost": self.lost_intakes,
+            "acknowledged consents lost": self.lost_consents,
+            "consented flows never handed off or emailed": self.lost_flows,
+            "hand-offs without a covering consent": self.unconsented,
+            "duplicate emails not explained by a kill -9 of notify":
+                self.duplicate_ids - self.allowed_duplicates,
+            "referrals told twice (two Message-IDs)": self.told_twice,
+            "stuck work after the drain": sum(self.stuck.values()),
+            "dead letters": self.dead_letters,
+            "calls refused (4xx other than 429)": len(self.refused)}
+        return [f"{n} {what}" for what, n in problems.items() if n]
+
+
+async def count(run: Run, partner: Partner, figures: Figures) -> None:
+    """The figures, from what the partner was told, the sink and the database."""
+    flows = partner.flows
+    figures.flows = len(flows)
+    intakes = {f.intake_id for f in flows if f.intake_id}
+    consented = [f for f in flows if f.consented]
+    figures.acked_intakes, figures.acked_consents = len(intakes), len(consented)
+    figures.refused = [r for f in flows for r in f.refused]
+    figures.retries = partner.retries
+    conn = await db.connect(run.url)
+    try:
+        stored = {str(r["id"]) for r in await conn.fetch("SELECT id FROM intake.intakes")}
+        figures.lost_intakes = len(intakes - stored)
+        with_consent = {str(r["person_id"]) for r in await conn.fetch(
+            "SELECT person_id FROM consent.consents")}
+        figures.lost_consents = sum(1 for f in consented if f.person_id not in with_consent)
+        handed = {str(r["id"]) for r in await conn.fetch(
+            "SELECT id FROM referral.referrals WHERE status <> 'awaiting_consent'")}
+        figures.unconsented = await conn.fetchval(UNCONSENTED)
+        mails = {str(r["message_id"]): str(r["referral_id"]) for r in await conn.fetch(
+            "SELECT message_id, referral_id FROM notify.notifications"
+            " WHERE channel = 'email' AND message_id IS NOT NULL")}
+        figures.stuck = {what: await conn.fetchval(sql) for what, sql in STUCK.items()}
+    finally:
+        await conn.close()
+    received = run.sink.recorder.messages
+    figures.emails = len(received)
+    emailed = {mails.get(m.message_id) for m in received if TEAM_BOX in m.to}
+    figures.lost_flows = sum(1 for f in consented
+                             if f.referral_id not in handed or f.referral_id not in emailed)
+    kills = [f.at for f in run.faults if f.kind in ("kill9:all", "kill9:notify")]
+    figures.duplicate_ids, figures.allowed_duplicates = duplicates(received, kills)
+    figures.told_twice = told_twice(received, mails)
+    figures.dead_letters = await dead_letters(run)
+    arrived: dict[str, float] = {}
+    for m in received:
+        referral = mails.get(m.message_id)
+        if referral is not None and TEAM_BOX in m.to:
+            arrived.setdefault(referral, m.at)
+    figures.recovery = recovery(run.faults, {f.referral_id: f.started for f in consented},
+                                arrived)
+
+
+def duplicates(received: Sequence[Received], kills: Sequence[float]) -> tuple[int, int]:
+    """How many copies of a message came again (same Message-ID), and how many of them a
+    kill -9 of the sender's process (at the times `kills`) came between: the SMTP window."""
+    by_id: dict[str, list[float]] = defaultdict(list)
+    for m in received:
+        by_id[m.message_id].append(m.at)
+    again = allowed = 0
+    for times in by_id.values():
+        for first, second in itertools.pairwise(sorted(times)):
+            again += 1
+            allowed += any(first <= k <= second for k in kills)
+    return again, allowed
+
+
+def told_twice(received: Sequence[Received], referral_of: Mapping[str, str]) -> int:
+    """Messages of one referral with the same subject to the same addresses but different
+    Message-IDs: a notification made twice, which no receiver can recognise."""
+    told = Counter((referral_of.get(m.message_id), m.subject, m.to)
+                   for m in {m.message_id: m for m in received}.values())
+    return sum(n - 1 for (referral, _, _), n in told.items() if referral and n > 1)
+
+
+def recovery(faults: Sequence[Fault], started: Mapping[str, float],
+             arrived: Mapping[str, float]) -> dict[str, list[float]]:
+    """Per kind of fault: from its end (the process ready, the server back) to the first
+    email of a flow begun after it began (0 when one came before it ended)."""
+    times: dict[str, list[float]] = {}
+    for fault in faults:
+        after = [arrived[r] for r, t in started.items() if t >= fault.at and r in arrived]
+        if after:
+            times.setdefault(fault.kind, []).append(max(0.0, min(after) - fault.healed))
+    return times
+
+
+UNCONSENTED = """
+SELECT count(*) FROM referral.referrals r
+WHERE r.status <> 'awaiting_consent' AND NOT EXISTS (
+    SELECT 1 FROM consent.consents c
+    JOIN referral.referral_history h ON h.referral_id = r.id AND h.status = 'requested'
+    WHERE c.id = r.consent_id AND c.person_id = r.person_id AND c.granted_at <= h.at
+      AND 'referral_partner' = ANY (c.purposes) AND r.target = ANY (c.recipients))"""
+
+STUCK = {
+    "outbox rows not published": "SELECT (SELECT count(*) FROM intake.outbox WHERE published_at"
+    " IS NULL) + (SELECT count(*) FROM consent.outbox WHERE published_at IS NULL) + (SELECT"
+    " count(*) FROM referral.outbox WHERE published_at IS NULL) + (SELECT count(*) FROM"
+    " notify.outbox WHERE published_at IS NULL)",
+    "notifications not sent": "SELECT count(*) FROM notify.notifications WHERE channel"
+    " IN ('email', 'webhook') AND status NOT IN ('delivered', 'sent', 'failed')",
+    "referrals waiting with a consent": "SELECT count(*) FROM referral.referrals r WHERE"
+    " r.status = 'awaiting_consent' AND EXISTS (SELECT 1 FROM consent.consents c WHERE"
+    " c.person_id = r.person_id AND c.status = 'active')",
+}
+
+
+async def dead_letters(run: Run) -> int:
+    """`relais dlq list` of the run: one line per dead letter after its header."""
+    env = run.processes[next(iter(run.processes))].env
+    command = [sys.executable, "-m", "services.cli", "dlq", "list", "--database", run.url]
+    if run.broker is not None:
+        command += ["--kafka", run.broker.bootstrap]
+    result = await asyncio.to_thread(subprocess.run, command, env=env, capture_output=True,
+                                     text=True, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError(f"relais dlq list failed: {result.stderr}")
+    return sum(1 for line in result.stdout.splitlines() if line and line[0].isdigit())
+
+
+async def drained(run: Run, partner: Partner, timeout: float) -> float:
+    """Until every consented flow's email came and no work is left (or `timeout`)."""
+    started = time.monotonic()
+    conn: asyncpg.Connection | None = None
+    while time.monotonic() - started < timeout:
+        try:
+            conn = conn or await db.connect(run.url)
+            mails = {str(r["message_id"]) for r in await conn.fetch(
+                "SELECT message_id FROM notify.notifications WHERE channel = 'email'"
+                " AND message_id IS NOT NULL")}
+            refs = {r[0] for r in await conn.fetch(
+                "SELECT referral_id::text FROM notify.notifications WHERE message_id"
+                " = ANY ($1::text[])", [m.message_id for m in run.sink.recorder.messages
+                                        if m.message_id in mails])}
+            left = sum([await conn.fetchval(sql) for sql in STUCK.values()])
+            if left == 0 and all(f.referral_id in refs for f in partner.flows if f.consented):
+                return time.monotonic() - started
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            conn = None
+        await asyncio.sleep(0.5)
+    return time.monotonic() - started
+
+
+async def run_transport(transport: str, args: argparse.Namespace, work: Path) -> Figures:
+    rng = random.Random(f"{args.seed}-{transport}")
+    run = Run(transport, work, rng, args.smtp_delay)
+    figures = Figures(transport)
+    try:
+        secret = await run.prepare()
+        await run.start()
+        partner = Partner(f"http://127.0.0.1:{run.port_of('intake')}/v1/intakes",
+                          f"http://127.0.0.1:{run.port_of('consent')}/v1/consents",
+                          await run.token(secret))
+        kinds = SHORT[transport] if args.short else schedule(transport, args.faults, rng)
+        say(f"[{transport}] processes: {', '.join(run.processes)}; {args.rate:g} flows/s; "
+            f"{len(kinds)} faults, one every {args.every[0]:g}-{args.every[1]:g} s; SMTP "
+        f"{1000 * args.smtp_delay:.0f} ms per message")
+        stop = asyncio.Event()
+        started = time.monotonic()
+        load = asyncio.create_task(partner.offer(args.rate, stop))
+        for i, kind in enumerate(kinds, 1):
+            await asyncio.sleep(rng.uniform(*args.every))
+            fault = await run.inject(kind)
+            run.faults.append(fault)
+            say(f"[{transport}] fault {i}/{len(kinds)} at {fault.at - started:6.1f} s: "
+                f"{kind:<20} healed in {fault.healed - fault.at:4.1f} s; "
+                f"{len(partner.flows)} flows offered so far")
+        await asyncio.sleep(args.every[0])
+        stop.set()
+        await load
+        figures.seconds = time.monotonic() - started
+        say(f"[{transport}] load stopped after {figures.seconds:.0f} s; draining ...")
+        figures.drained_s = await drained(run, partner, args.drain)
+        figures.faults.extend(run.faults)
+        await count(run, partner, figures)
+    finally:
+        run.end()
+    return figures
+
+
+def report(figures: Figures) -> None:
+    t = figures.transport
+    kinds = Counter(f.kind for f in figures.faults)
+    say(f"[{t}] {figures.flows} flows offered in {figures.seconds:.0f} s, "
+        f"{len(figures.faults)} faults ({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))})")
+    say(f"[{t}] acknowledged: {figures.acked_intakes} intakes, {figures.acked_consents} consents"
+        f" (after {figures.retries} retries); lost: {figures.lost_intakes} intakes, "
+        f"{figures.lost_consents} consents, {figures.lost_flows} flows; unconsented hand-offs: "
+        f"{figures.unconsented}")
+    say(f"[{t}] emails: {figures.emails}; duplicates by Message-ID: {figures.duplicate_ids} "
+        f"({figures.allowed_duplicates} after a kill -9 of notify in the SMTP window); "
+        f"referrals told twice: {figures.told_twice}; dead letters: {figures.dead_letters}; "
+        f"stuck: {sum(figures.stuck.values())} "
+        f"({', '.join(f'{n} {k}' for k, n in figures.stuck.items() if n) or 'none'}); "
+        f"drained in {figures.drained_s:.1f} s")
+    for kind in sorted(kinds):
+        down = [f.healed - f.at for f in figures.faults if f.kind == kind]
+        back = figures.recovery.get(kind, [])
+        say(f"[{t}] {kind:<20} x{len(down):<3} down median {statistics.median(down):4.1f} s; "
+            "then the first email of a flow begun after it: " + (
+                f"median {statistics.median(back):4.1f} s, max {max(back):4.1f} s" if back
+                else "none"))
+    for line in figures.refused[:5]:
+        say(f"[{t}] refused: {line[:400]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--transport", choices=("postgres", "kafka", "both"), default="both")
+    parser.add_argument("--faults", type=int, default=50, help="faults per transport")
+    parser.add_argument("--rate", type=float, default=10.0, help="new flows per second")
+    parser.add_argument("--every", type=float, nargs=2, default=(3.0, 8.0),
+                        metavar=("MIN", "MAX"), help="seconds between two faults")
+    parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument("--smtp-delay", type=float, default=0.05, help="seconds the SMTP "
+                        "sink takes per message before its 250 (the kill -9 window)")
+    parser.add_argument("--drain", type=float, default=180.0, help="longest drain (s)")
+    parser.add_argument("--keep", action="store_true", help="keep the logs and data (they "
+                        "are kept anyway when a run fails)")
+    parser.add_argument("--short", action="store_true", help="what make test runs: both "
+                        f"transports, their {len(SHORT['kafka'])} faults of SHORT, 5 flows/s")
+    args = parser.parse_args(argv)
+    configure_logging("WARNING")
+    if args.short:
+        args.rate, args.every = 5.0, (1.0, 3.0)
+    transports = ["postgres", "kafka"] if args.transport == "both" else [args.transport]
+    failed = False
+    for transport in transports:
+        work = Path(tempfile.mkdtemp(prefix=f"relais-faults-{transport}-"))
+        try:
+            figures = asyncio.run(run_transport(transport, args, work))
+        except Exception as exc:  # a process that would not start, a broker that died ...
+            say(f"[{transport}] FAILED: {exc!r}; logs and data kept in {work}")
+            failed = True
+            continue
+        report(figures)
+        if figures.failures:
+            failed = True
+            say(f"[{transport}] FAILED: {'; '.join(figures.failures)}; logs and data kept in "
+                f"{work}")
+            continue
+        say(f"[{transport}] OK: nothing lost, nothing unconsented, no duplicate but the "
+            "allowed one, nothing stuck, no dead letter")
+        if args.keep:
+            say(f"logs and data kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

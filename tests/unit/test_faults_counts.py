@@ -1,0 +1,58 @@
+"""The fault harness's own arithmetic (bench/faults.py), on made-up receptions: a harness
+that miscounts would call a broken Relais sound."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from bench.faults import KINDS, Fault, Figures, Received, duplicates, recovery, schedule, told_twice
+
+
+def mail(message_id: str, at: float, subject: str = "Nouvelle orientation",
+         to: tuple[str, ...] = ("ml@example.org",)) -> Received:
+    return Received(message_id, to, subject, at)
+
+
+def test_a_copy_is_allowed_only_when_a_kill_9_came_between_the_two() -> None:
+    received = [mail("<a>", 1.0), mail("<a>", 3.0),  # kill at 2.0 between: the SMTP window
+                mail("<b>", 5.0), mail("<b>", 5.5),  # no kill between: a defect
+                mail("<c>", 6.0)]
+    assert duplicates(received, kills=[2.0]) == (2, 1)
+    assert duplicates(received, kills=[]) == (2, 0)
+    assert duplicates([mail("<a>", 1.0), mail("<a>", 2.0), mail("<a>", 9.0)], [5.0]) == (2, 1)
+
+
+def test_one_referral_told_twice_under_two_message_ids_is_counted() -> None:
+    referral_of = {"<a>": "r1", "<b>": "r1", "<c>": "r2", "<d>": "r2"}
+    received = [mail("<a>", 1.0), mail("<b>", 2.0),  # same referral, subject, addresses
+                mail("<a>", 3.0),  # a copy of <a>: a duplicate, not a second notification
+                mail("<c>", 4.0), mail("<d>", 4.0, subject="Relance")]  # two kinds: fine
+    assert told_twice(received, referral_of) == 1
+    assert told_twice(received, {}) == 0  # not notifications of a referral (notices)
+
+
+def test_recovery_is_from_the_end_of_a_fault_to_the_first_email_of_a_later_flow() -> None:
+    faults = [Fault("kill9:notify", at=10.0, healed=12.0), Fault("smtp", at=20.0, healed=30.0)]
+    started = {"r1": 9.0, "r2": 10.5, "r3": 11.0, "r4": 25.0}
+    arrived = {"r1": 11.0, "r2": 12.8, "r3": 12.4, "r4": 31.5}
+    assert recovery(faults, started, arrived) == {"kill9:notify": [pytest.approx(0.4)],
+                                                  "smtp": [pytest.approx(1.5)]}
+    # a fault after which no flow came through has no recovery time (it is not 0)
+    assert recovery([Fault("smtp", 40.0, 41.0)], started, arrived) == {}
+
+
+def test_every_kind_of_fault_comes_in_each_round_of_the_schedule() -> None:
+    kinds = schedule("kafka", 2 * len(KINDS["kafka"]), random.Random(1))
+    assert sorted(kinds) == sorted(KINDS["kafka"] * 2)
+    assert schedule("kafka", 50, random.Random(1)) == schedule("kafka", 50, random.Random(1))
+
+
+def test_any_loss_or_unexplained_duplicate_fails_the_run() -> None:
+    assert Figures("postgres", duplicate_ids=2, allowed_duplicates=2).failures == []
+    failures = Figures("kafka", lost_flows=1, duplicate_ids=3, allowed_duplicates=1,
+                       stuck={"notifications not sent": 2}).failures
+    assert failures == ["1 consented flows never handed off or emailed",
+                        "2 duplicate emails not explained by a kill -9 of notify",
+                        "2 stuck work after the drain"]
