@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 WEB_STAMP := web/node_modules/.installed
 OIDC_STAMP := tests/oidc/node_modules/.installed
+INTEROP_STAMP := tests/interop/node/node_modules/.installed
 KAFKA_LIB := deploy/kafka/target/lib
 
 .PHONY: install run test lint check kafka-jars tools bench faults constraints schemas clean
@@ -30,6 +31,13 @@ $(OIDC_STAMP): tests/oidc/package.json tests/oidc/package-lock.json
 	cd tests/oidc && npm ci --loglevel=error --no-audit --no-fund >/dev/null
 	@touch $@
 
+# The foreign tools that read Relais's contracts in tests/interop/ (the official AsyncAPI
+# parser, Redocly's OpenAPI linter; pinned in tests/interop/node/package-lock.json).
+$(INTEROP_STAMP): tests/interop/node/package.json tests/interop/node/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: install Node.js 20.19+ and retry." >&2; exit 1; }
+	cd tests/interop/node && npm ci --loglevel=error --no-audit --no-fund >/dev/null
+	@touch $@
+
 install: $(STAMP) $(WEB_STAMP)
 
 # Apache Kafka's jars, from Maven Central (pinned in deploy/kafka/pom.xml).
@@ -52,7 +60,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: install $(OIDC_STAMP) kafka-jars tools lint
+test: install $(OIDC_STAMP) $(INTEROP_STAMP) kafka-jars tools lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: install kafka-jars
@@ -74,4 +82,4 @@ constraints: install
 	$(BIN)/pip freeze --exclude-editable | grep -v '^relais' > constraints.txt
 
 clean:
-	rm -rf $(VENV) web/node_modules tests/oidc/node_modules .relais deploy/kafka/target .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) web/node_modules tests/oidc/node_modules tests/interop/node/node_modules .relais deploy/kafka/target .pytest_cache .mypy_cache .ruff_cache

@@ -21,7 +21,6 @@ from services.runtime.auth import authenticate
 from services.runtime.http import json_response
 from services.runtime.openapi import Operation, Query, register
 from services.runtime.problem import Problem
-from services.runtime.ratelimit import charge
 
 WEEKS = 4
 """The period by default: four weeks from today (Paris)."""
@@ -70,7 +69,6 @@ async def get_permanences(request: web.Request) -> web.Response:
 
 
 async def get_permanences_ics(request: web.Request) -> web.Response:
-    charge(request, f"calendar-feed:{request.remote}")  # no token: limited by address
     start, end, directory = await _asked(request)
     runtime = request.app[RUNTIME]
     body = calendar.ics(directory, start, end, urlsplit(runtime.settings.base_url).hostname

@@ -15,6 +15,7 @@ import structlog
 from aiohttp import web
 
 from schemas.api import Health
+from schemas.asyncapi import dead_letter_topic
 from services.runtime import db, openapi
 from services.runtime.assets import add_static
 from services.runtime.auth import (
@@ -27,12 +28,7 @@ from services.runtime.auth import (
     TokenVerifier,
     remote_revocations,
 )
-from services.runtime.consumer import (
-    ConsumerSettings,
-    EventConsumer,
-    Handler,
-    dead_letter_topic,
-)
+from services.runtime.consumer import ConsumerSettings, EventConsumer, Handler
 from services.runtime.http import unstorable_text
 from services.runtime.logging import get_logger
 from services.runtime.openapi import Operation, register
@@ -155,7 +151,8 @@ def create_app(settings: Settings, dsn: str, services: Sequence[ServiceSpec]) ->
     for spec in services:
         if spec.routes is not None:
             spec.routes(app)
-    app[LIMITER] = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    app[LIMITER] = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst,
+                               trusted_proxies=settings.trusted_proxies)
     app[VERIFIER] = TokenVerifier(_key_source(app, settings, services), settings.issuer,
                                   settings.jwt_audience, settings.jwt_algorithms,
                                   settings.jwt_org_claim,

@@ -14,6 +14,7 @@ import asyncpg
 import structlog
 from opentelemetry.trace import SpanKind
 
+from schemas.asyncapi import dead_letter_topic
 from services.runtime.events import Event, Message, PoisonMessage, Record, decode
 from services.runtime.logging import get_logger
 from services.runtime.telemetry import context_from, tracer_for
@@ -33,10 +34,6 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.SerializationError,
     asyncpg.DeadlockDetectedError,
 )
-
-
-def dead_letter_topic(consumer: str) -> str:
-    return f"relais.dlq.{consumer}"
 
 
 @dataclass

@@ -20,8 +20,8 @@ from typing import Any, Literal, TextIO
 import asyncpg
 from aiokafka.errors import KafkaError
 
+from schemas.asyncapi import dead_letter_topic
 from services.runtime import db
-from services.runtime.consumer import dead_letter_topic
 from services.runtime.events import Message, Record
 from services.runtime.transport.base import ReadableTransport
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from services.directory import SLUG
+from services.runtime.ratelimit import charge_address
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -23,7 +24,8 @@ ERROR_TEXT = {
     409: "Conflict with the current state", 410: "Gone (erased)",
     412: "The ETag given in If-Match is no longer the current one: read again, then retry",
     413: "Body too large", 422: "Invalid fields (each one listed)", 429: "Rate limited",
-    503: "Not ready",
+    503: "Temporarily unavailable (the database or the token keys cannot be reached): retry "
+         "after Retry-After",
 }
 FORM = "application/x-www-form-urlencoded"
 
@@ -91,6 +93,11 @@ class Operation:
     def example_path(self) -> str:
         return re.sub(r"\{(\w+)\}", lambda m: self.path_example[m.group(1)], self.path)
 
+    @property
+    def limited_by_address(self) -> bool:
+        """A public read (no token): rate limited by the caller's address instead."""
+        return not self.authenticated and self.method == "GET"
+
     def path_param(self, name: str) -> PathParam:
         """What the path parameter `name` is: as declared, else `{id}` a UUID (every object
         Relais makes is named by one), any other name a string."""
@@ -102,8 +109,16 @@ OPERATIONS = web.AppKey("operations", list[Operation])
 
 def register(app: web.Application, operations: Sequence[Operation]) -> None:
     for op in operations:
-        app.router.add_route(op.method, op.path, op.handler)
+        app.router.add_route(op.method, op.path,
+                             _by_address(op.handler) if op.limited_by_address else op.handler)
     app.setdefault(OPERATIONS, []).extend(operations)
+
+
+def _by_address(handler: Handler) -> Handler:
+    async def limited(request: web.Request) -> web.StreamResponse:
+        charge_address(request)
+        return await handler(request)
+    return limited
 
 
 def document(operations: Sequence[Operation], version: str = "0.1.0") -> dict[str, Any]:
@@ -192,7 +207,9 @@ def _operation(op: Operation, keys: dict[Any, Any]) -> dict[str, Any]:
         ok["content"] = {op.response_media: {"schema": {"type": "string"}}}
     responses: dict[str, Any] = {str(op.status): ok}
     responses |= {str(code): ok for code in op.also}
-    errors = set(op.errors) | ({401, 403, 429} if op.authenticated else set())
+    errors = set(op.errors) | ({401, 403, 429, 503} if op.authenticated else set())
+    if op.limited_by_address:
+        errors |= {429}
     if op.request is not None or op.idempotency_key:
         errors |= {400, 413, 422}
     if op.if_match:

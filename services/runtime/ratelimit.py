@@ -4,12 +4,15 @@ client gets their sum). A request that does the work of several (a batch) costs 
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from services.runtime.http import client_address
 from services.runtime.problem import Problem
 
 MAX_KEYS = 100_000
@@ -27,6 +30,8 @@ class RateLimiter:
     burst: int
     max_keys: int = MAX_KEYS
     """Buckets kept at most (keys may come from callers: client ids, addresses)."""
+    trusted_proxies: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = ()
+    """Reverse proxies whose X-Forwarded-For names the caller (for `charge_address`)."""
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
 
     def wait_for(self, client: str, now: float | None = None, cost: float = 1.0) -> float:
@@ -89,3 +94,10 @@ def charge(request: web.Request, client: str, cost: int = 1) -> None:
                   f"Over {limiter.rate:g} requests a second for this client"
                   + (f" ({cost} counted for this one)." if cost > 1 else "."),
                   headers={"Retry-After": RateLimiter.retry_after(wait)})
+
+
+def charge_address(request: web.Request) -> None:
+    """Count one request for the caller's address (behind a trusted proxy, the client's), or
+    refuse with 429: the limit of the operations that take no token."""
+    limiter = request.app[LIMITER]
+    charge(request, "address:" + client_address(request, limiter.trusted_proxies))

@@ -15,7 +15,7 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.runtime.consumer import dead_letter_topic
+from schemas.asyncapi import dead_letter_topic
 from services.runtime.settings import Settings
 from services.runtime.transport import make_transport
 from tests.conftest import Mailbox, wait_until

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -41,6 +42,39 @@ async def test_a_client_over_its_rate_gets_429_with_retry_after(
     limited = await client.get(f"/v1/intakes/{uuid.uuid4()}", headers=headers)
     assert limited.headers["Retry-After"] == "1"
     assert limited.content_type == "application/problem+json"
+
+
+@pytest.fixture
+async def behind_a_proxy(database: str, tmp_path: Path) -> AsyncIterator[Client]:
+    settings = Settings.model_validate({"data_dir": tmp_path, "database_url": database,
+                                        "rate_limit_per_second": 1, "rate_limit_burst": 3,
+                                        "trusted_proxies": ["127.0.0.0/8"]})
+    app = create_app(settings, database, service_specs(SERVICE_NAMES))
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        yield client
+
+
+@pytest.mark.parametrize("path", ["/.well-known/jwks.json", "/healthz", "/oauth/revoked",
+                                  "/v1/audit/keys", "/v1/permanences.ics"])
+async def test_a_public_read_over_the_rate_of_its_address_gets_429(
+    strict: tuple[Client, Tokens], path: str,
+) -> None:
+    client, _ = strict
+    statuses = [(await client.get(path)).status for _ in range(5)]
+    assert statuses == [200, 200, 200, 429, 429]
+    limited = await client.get(path)
+    assert limited.headers["Retry-After"] == "1"
+    assert limited.content_type == "application/problem+json"
+
+
+async def test_behind_a_trusted_proxy_each_client_address_has_its_own_rate(
+    behind_a_proxy: Client,
+) -> None:
+    def get(address: str) -> Any:
+        return behind_a_proxy.get("/healthz", headers={"X-Forwarded-For": address})
+
+    assert [(await get("203.0.113.7")).status for _ in range(4)] == [200, 200, 200, 429]
+    assert (await get("203.0.113.8")).status == 200, "another client behind the same proxy"
 
 
 async def test_a_body_over_one_megabyte_is_refused_with_413(client: Client,

@@ -15,8 +15,9 @@ import asyncpg
 import pytest
 
 from deploy.kafka.broker import KafkaBroker
+from schemas.asyncapi import dead_letter_topic
 from services.runtime import db, outbox
-from services.runtime.consumer import ConsumerSettings, EventConsumer, dead_letter_topic
+from services.runtime.consumer import ConsumerSettings, EventConsumer
 from services.runtime.events import Event, Message, Record
 from services.runtime.outbox import OutboxRelay
 from services.runtime.transport.base import Consumer, Producer, TopicPartition, Transport
