@@ -234,6 +234,23 @@ async def intake_command(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def backup_command(settings: Settings, args: argparse.Namespace) -> int:
+    from services import backup
+
+    try:
+        async with database(settings) as dsn:
+            if args.command == "backup":
+                size = await asyncio.to_thread(backup.backup, dsn, args.file)
+                backup.report_backup(args.file, size, settings)
+            else:
+                schemas, again = await backup.restore(dsn, args.file, settings)
+                backup.report_restore(args.file, schemas, again, settings)
+    except backup.BackupError as error:
+        print(f"relais {args.command}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 async def _organisations(pool: asyncpg.Pool, settings: Settings) -> dict[str, str] | None:
     """The organisations of the directory in use (the intake service's), else of
     RELAIS_DIRECTORY_FILE, with their kinds; None when there is neither."""
@@ -550,6 +567,11 @@ def _main(argv: Sequence[str] | None) -> None:
     verify.add_argument("--key", help="the auditor's copy of /v1/audit/keys (JSON); without "
                                       "it, the signatures cannot be trusted and the answer is "
                                       "NOT VERIFIED (exit 3)")
+    sub.add_parser("backup", help="the database to a file (pg_dump; the master key and the "
+                   "erasure ledger stay apart)").add_argument("file", type=Path)
+    restore = sub.add_parser("restore", help="a backup back, Relais stopped; the erasures "
+                             "made after it are made again")
+    restore.add_argument("file", type=Path)
     sub.add_parser("openapi", help="print the OpenAPI document (schemas/openapi.json)")
     sub.add_parser("asyncapi", help="print the AsyncAPI document (schemas/asyncapi.json)")
     sub.add_parser("settings", help="print the effective settings as JSON")
@@ -586,6 +608,8 @@ def _main(argv: Sequence[str] | None) -> None:
         sys.exit(asyncio.run(dlq_command(settings, args)))
     elif args.command == "intake":
         sys.exit(asyncio.run(intake_command(settings, args)))
+    elif args.command in ("backup", "restore"):
+        sys.exit(asyncio.run(backup_command(settings, args)))
     elif args.command == "asyncapi":
         print(json.dumps(asyncapi_document(), indent=2, ensure_ascii=False))
     elif args.command == "openapi":

@@ -10,6 +10,7 @@ from services.intake import (
     api,
     calendar_api,
     directory_api,
+    erasure,
     handlers,
     offline_pages,
     pages,
@@ -33,9 +34,17 @@ async def first_directory(runtime: Runtime) -> None:
             await publish(conn, reference.load(runtime.settings.directory_file))
 
 
+async def erasures_made_again(runtime: Runtime) -> None:
+    """Before serving: the erasures of the ledger that the database does not show (a backup
+    from before them restored) made again."""
+    ledger = runtime.app[api.LEDGER] = erasure.Ledger(runtime.settings.erasure_ledger_path)
+    await erasure.replay(runtime.pool, ledger)
+
+
 async def start(runtime: Runtime) -> None:
     await load_master_key(runtime)
     await first_directory(runtime)
+    await erasures_made_again(runtime)
 
 
 def routes(app: web.Application) -> None:

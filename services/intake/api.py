@@ -32,17 +32,15 @@ from schemas.api import (
 )
 from schemas.events import (
     INTAKE_RECORDED,
-    PERSON_ERASED,
     PERSONAL_DATA_READ,
     SIGNAL_CLOSED,
     SIGNAL_RECEIVED,
     PersonalDataReadV1,
-    PersonErasedV1,
     SignalClosedV1,
     SignalReceivedV1,
 )
 from services import directory as reference
-from services.intake import domain, names, store, vault
+from services.intake import domain, erasure, names, store, vault
 from services.intake.directory import CachedDirectory
 from services.runtime import access, idempotency, outbox, paging
 from services.runtime.access import Act
@@ -56,6 +54,7 @@ from services.runtime.ratelimit import charge
 
 SOURCE = "/relais/intake"
 MASTER_KEY = web.AppKey("master_key", bytes)
+LEDGER = web.AppKey("erasure_ledger", erasure.Ledger)
 DIRECTORY = web.AppKey("directory", CachedDirectory)
 PAGE = 100
 
@@ -351,7 +350,8 @@ async def _open(conn: asyncpg.Connection, person_id: uuid.UUID, person: asyncpg.
 
 
 async def delete_person(request: web.Request) -> web.Response:
-    """Erase a person (crypto-shredding) and tell the other services to drop what they hold."""
+    """Erase a person (crypto-shredding) and tell the other services to drop what they hold;
+    the erasure is in the ledger before it commits (services/intake/erasure.py)."""
     principal = await authenticate(request, "people:erase")
     person_id = path_uuid(request)
     async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
@@ -360,13 +360,9 @@ async def delete_person(request: web.Request) -> web.Response:
         person = await store.person(conn, person_id, lock=True)
         if person is not None and person["erased_at"] is not None:
             return web.Response(status=204)
-        if person is None:
-            await store.insert_person(conn, person_id, b"")
-        await store.erase(conn, person_id)
-        await outbox.add(conn, store.SCHEMA, [new_event(
-            PERSON_ERASED, SOURCE, str(person_id),
-            PersonErasedV1(person_id=person_id, erased_by=principal.org,
-                           erased_at=datetime.now(UTC)))])
+        asked = erasure.Erasure(person_id, principal.org, datetime.now(UTC))
+        await request.app[LEDGER].append(asked)
+        await erasure.erase(conn, asked)
     return web.Response(status=204)
 
 

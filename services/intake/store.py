@@ -119,6 +119,14 @@ async def erase(conn: asyncpg.Connection, person_id: UUID) -> None:
                        " (SELECT signal_id FROM intake.intakes WHERE person_id = $1)", person_id)
 
 
+async def not_erased(conn: asyncpg.Connection, person_ids: list[UUID]) -> list[UUID]:
+    """Those of `person_ids` that the database does not show as erased."""
+    rows = await conn.fetch(
+        "SELECT id FROM unnest($1::uuid[]) AS id WHERE NOT EXISTS (SELECT 1 FROM intake.people"
+        " p WHERE p.person_id = id AND p.erased_at IS NOT NULL)", person_ids)
+    return [r["id"] for r in rows]
+
+
 async def add_evidence(conn: asyncpg.Connection, person_id: UUID, sha256: str, kind: str,
                        media_type: str, size: int, sealed: bytes,
                        org: str) -> tuple[asyncpg.Record, bool]:

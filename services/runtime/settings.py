@@ -233,6 +233,12 @@ class Settings(BaseSettings):
         "and the private keys that sign tokens and the consent trail."
     )
 
+    erasure_ledger: Path | None = Field(
+        default=None, description="The erasure ledger: one line per erased person, kept out "
+        "of the database and its backups, made again at start after a restore "
+        "(`<data dir>/keys/erasures.log` if unset; keep it with the master key, on storage "
+        "every intake process shares).")
+
     checkpoint_interval: float = Field(
         default=10.0, gt=0, description="Seconds between signed checkpoints of the trail.")
     expiry_interval: float = Field(default=30.0, gt=0,
@@ -286,6 +292,10 @@ class Settings(BaseSettings):
         if not re.fullmatch(r"[A-Za-z0-9._-]{1,120}", value):
             raise ValueError("only letters, digits, '.', '_' and '-', at most 120 of them")
         return value
+
+    @property
+    def erasure_ledger_path(self) -> Path:
+        return self.erasure_ledger or self.data_dir / "keys" / "erasures.log"
 
     @property
     def base_url(self) -> str:
