@@ -4,7 +4,7 @@ a breaking change is a new type. No identity, contact details or notes: pseudony
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -104,8 +104,11 @@ class PersonErasedV1(EventData):
     """The person was erased: every service drops what it holds on this pseudonymous id."""
 
     person_id: UUID
-    erased_by: str
+    erased_by: str = Field(description="The organisation that asked; `relais` for retention")
     erased_at: datetime
+    cause: Literal["asked", "retention"] | None = Field(
+        default=None, description="`retention`: the retention period after the last activity "
+        "ended; `asked` (or absent, before it was said): an organisation asked")
 
 
 class PersonalDataReadV1(EventData):

@@ -234,6 +234,40 @@ async def intake_command(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or time: {text}") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def retention_command(settings: Settings, args: argparse.Namespace) -> int:
+    """`relais retention report`: the plan of the next run, without erasing."""
+    from services import directory as reference
+    from services.intake import erasure, retention, store
+
+    at = args.at or datetime.now(UTC)
+    async with database(settings) as dsn:
+        conn = await db.connect(dsn)
+        try:
+            await db.migrate(conn, "intake", "services.runtime")
+            await db.migrate(conn, "intake", "services.intake")
+        finally:
+            await conn.close()
+        pool = await db.create_pool(dsn, max_size=2)
+        try:
+            row = await store.directory(pool)
+            organisations = (reference.Directory.model_validate(row["document"]).organisations
+                             if row else [])
+            plan = await erasure.retention_plan(
+                pool, {o.id: o.retention_months for o in organisations}, at)
+        finally:
+            await pool.close()
+    print("\n".join(retention.report(plan, at)))
+    return 0
+
+
 async def backup_command(settings: Settings, args: argparse.Namespace) -> int:
     from services import backup
 
@@ -556,6 +590,12 @@ def _main(argv: Sequence[str] | None) -> None:
                     "INSEE commune (repeat for several)")
     di.add_argument("--base", help="the directory to add to (YAML); the demo one if unset")
     di.add_argument("--out", help="write the YAML there instead of printing it")
+    retention = sub.add_parser("retention", help="the erasure of people past their "
+                               "organisations' retention periods")
+    report = retention.add_subparsers(dest="action", required=True).add_parser(
+        "report", help="who the next run would erase, and why, without erasing")
+    report.add_argument("--at", type=_moment, help="as if run at this date or time (ISO "
+                        "8601, UTC unless it says otherwise); now if unset")
     intake = sub.add_parser("intake", help="the intake service's identity vault")
     intake.add_subparsers(dest="action", required=True).add_parser(
         "reindex-names", help="compute the search by name's blind index again from the vault "
@@ -606,6 +646,8 @@ def _main(argv: Sequence[str] | None) -> None:
         if args.action == "replay" and (args.handle is None) == (not args.all):
             parser.error("relais dlq replay: give one dead letter (PARTITION:OFFSET) or --all")
         sys.exit(asyncio.run(dlq_command(settings, args)))
+    elif args.command == "retention":
+        sys.exit(asyncio.run(retention_command(settings, args)))
     elif args.command == "intake":
         sys.exit(asyncio.run(intake_command(settings, args)))
     elif args.command in ("backup", "restore"):

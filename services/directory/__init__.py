@@ -67,6 +67,24 @@ class Organisation(Frozen):
         default_factory=list, max_length=100,
         description="For a commission: the organisations that sit on it. Only they (and the "
         "commission itself) open its sessions and decide.")
+    retention_months: int = Field(
+        default=24, ge=1, le=120,
+        description="How long after a person's last activity (a contact, a consent, a move of "
+        "a referral) this organisation keeps their data, when no consent is live; Relais "
+        "erases a person once every organisation that met them is past its period. 24 (the "
+        "CNIL's bound for social and employment support) unless `retention_basis` names the "
+        "law that requires longer.")
+    retention_basis: str | None = Field(
+        default=None, max_length=300,
+        description="The legal ground for keeping longer than 24 months (e.g. the audit "
+        "obligations of a European Social Fund grant).")
+
+    @model_validator(mode="after")
+    def _longer_needs_a_basis(self) -> Organisation:
+        if self.retention_months > 24 and not self.retention_basis:
+            raise ValueError(f"{self.id}: retention_months over 24 needs retention_basis, the "
+                             "law that requires keeping the data that long")
+        return self
 
 
 class Consortium(Frozen):

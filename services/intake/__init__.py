@@ -3,6 +3,8 @@ identity vault."""
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from services import directory as reference
@@ -41,6 +43,20 @@ async def erasures_made_again(runtime: Runtime) -> None:
     await erasure.replay(runtime.pool, ledger)
 
 
+async def erase_past_retention(runtime: Runtime) -> None:
+    """Every RELAIS_RETENTION_INTERVAL (a day), erase the people past their retention period
+    (services/intake/retention.py)."""
+    while True:
+        await erasure.apply_retention(runtime.pool, runtime.app[api.LEDGER],
+                                      await retention_months(runtime), runtime.clock())
+        await asyncio.sleep(runtime.settings.retention_interval)
+
+
+async def retention_months(runtime: Runtime) -> dict[str, int]:
+    directory = await runtime.app[api.DIRECTORY].get(runtime.pool)
+    return {o.id: o.retention_months for o in directory.organisations}
+
+
 async def start(runtime: Runtime) -> None:
     await load_master_key(runtime)
     await first_directory(runtime)
@@ -58,6 +74,7 @@ def routes(app: web.Application) -> None:
 
 SPEC = ServiceSpec(
     name="intake", package="services.intake", produces=("relais.intake",), routes=routes,
-    consumers=(ConsumerSpec("intake", ("relais.consent",), handlers.handler),),
+    consumers=(ConsumerSpec("intake", ("relais.consent", "relais.referral"), handlers.handler),),
+    workers=(erase_past_retention,),
     on_start=start,
 )

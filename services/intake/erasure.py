@@ -16,15 +16,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 from uuid import UUID
 
 import asyncpg
 
 from schemas.events import PERSON_ERASED, PersonErasedV1
-from services.intake import store
+from services.intake import retention, store
 from services.runtime import outbox
 from services.runtime.events import new_event
 from services.runtime.logging import get_logger
@@ -33,21 +35,27 @@ log = get_logger("relais.intake.erasure")
 SOURCE = "/relais/intake"
 
 
+Cause = Literal["asked", "retention"]
+
+
 @dataclass(frozen=True)
 class Erasure:
     person_id: UUID
     erased_by: str
     erased_at: datetime
+    cause: Cause = "asked"
 
     def line(self) -> bytes:
         return (json.dumps({"person_id": str(self.person_id), "erased_by": self.erased_by,
-                            "erased_at": self.erased_at.isoformat()}) + "\n").encode()
+                            "erased_at": self.erased_at.isoformat(), "cause": self.cause})
+                + "\n").encode()
 
     @classmethod
     def parse(cls, line: str) -> Erasure:
         entry = json.loads(line)
+        cause: Cause = "retention" if entry.get("cause") == "retention" else "asked"
         return cls(UUID(entry["person_id"]), entry["erased_by"],
-                   datetime.fromisoformat(entry["erased_at"]))
+                   datetime.fromisoformat(entry["erased_at"]), cause)
 
 
 class Ledger:
@@ -94,7 +102,7 @@ async def erase(conn: asyncpg.Connection, erasure: Erasure) -> bool:
     await outbox.add(conn, store.SCHEMA, [new_event(
         PERSON_ERASED, SOURCE, str(erasure.person_id),
         PersonErasedV1(person_id=erasure.person_id, erased_by=erasure.erased_by,
-                       erased_at=erasure.erased_at))])
+                       erased_at=erasure.erased_at, cause=erasure.cause))])
     return True
 
 
@@ -111,3 +119,36 @@ async def replay(pool: asyncpg.Pool, ledger: Ledger) -> int:
         log.warning("erasures_made_again", count=sum(made), ledger=str(ledger.path),
                     why="the database did not show them: a backup from before them restored")
     return sum(made)
+
+
+# --- retention (the decision: services/intake/retention.py) ---------------------------------
+
+def _seen(row: asyncpg.Record) -> retention.Seen:
+    return retention.Seen(row["person_id"], row["last_activity"], tuple(row["orgs"] or ()))
+
+
+async def retention_plan(pool: asyncpg.Pool, months: Mapping[str, int], now: datetime
+                         ) -> list[retention.Due]:
+    """Who the next run would erase at `now`, and why (nothing is written)."""
+    rows = await store.retention_candidates(pool, retention.cutoff(months, now), now)
+    return retention.due([_seen(row) for row in rows], months, now)
+
+
+async def apply_retention(pool: asyncpg.Pool, ledger: Ledger, months: Mapping[str, int],
+                          now: datetime) -> int:
+    """Erase everyone past their period at `now`, one transaction each, each decision checked
+    again under the person's lock (a contact or a consent may have come meanwhile): how many
+    were erased."""
+    erased = 0
+    for planned in await retention_plan(pool, months, now):
+        async with pool.acquire() as conn, conn.transaction():
+            await store.person(conn, planned.person_id, lock=True)  # (the anonymous have none)
+            row = await store.retention_candidate(conn, planned.person_id, now, now)
+            if row is None or not retention.due([_seen(row)], months, now):
+                continue
+            asked = Erasure(planned.person_id, "relais", now, "retention")
+            await ledger.append(asked)
+            erased += await erase(conn, asked)
+    if erased:
+        log.info("retention_erased", count=erased)
+    return erased

@@ -115,8 +115,48 @@ async def erase(conn: asyncpg.Connection, person_id: UUID) -> None:
     await conn.execute("DELETE FROM intake.cards WHERE person_id = $1", person_id)
     await conn.execute("DELETE FROM intake.name_index WHERE person_id = $1", person_id)
     await conn.execute("DELETE FROM intake.evidence WHERE person_id = $1", person_id)
+    await conn.execute("DELETE FROM intake.activity WHERE person_id = $1", person_id)
     await conn.execute("UPDATE intake.signals SET hint = NULL WHERE id IN"
                        " (SELECT signal_id FROM intake.intakes WHERE person_id = $1)", person_id)
+
+
+async def touch_activity(conn: asyncpg.Connection, person_id: UUID, at: datetime) -> None:
+    """An activity of the person seen in another service's event (the latest one stays)."""
+    await conn.execute(
+        "INSERT INTO intake.activity (person_id, last_at) VALUES ($1, $2) ON CONFLICT"
+        " (person_id) DO UPDATE SET last_at = greatest(intake.activity.last_at, $2)",
+        person_id, at)
+
+
+_LAST_ACTIVITY = """
+    SELECT c.person_id, greatest(c.last_contact, a.last_at) AS last_activity, c.orgs
+    FROM (SELECT person_id, max(contacted_at) AS last_contact,
+                 array_agg(DISTINCT org ORDER BY org) FILTER (WHERE basis = 'met') AS orgs
+          FROM intake.intakes {where} GROUP BY person_id) c
+    LEFT JOIN intake.people p ON p.person_id = c.person_id
+    LEFT JOIN intake.activity a ON a.person_id = c.person_id
+    WHERE p.erased_at IS NULL
+      AND greatest(c.last_contact, a.last_at) < $1
+      AND NOT EXISTS (SELECT 1 FROM intake.consents k WHERE k.person_id = c.person_id
+                      AND k.status = 'active' AND k.valid_until > $2)
+"""
+
+
+async def retention_candidates(db: Db, before: datetime, now: datetime
+                               ) -> list[asyncpg.Record]:
+    """People not erased, with no live consent, whose last activity (contact, or one seen in
+    the other services' events) is before `before`: their id, last activity and the
+    organisations that met them."""
+    rows: list[asyncpg.Record] = await db.fetch(_LAST_ACTIVITY.format(where=""), before, now)
+    return rows
+
+
+async def retention_candidate(conn: asyncpg.Connection, person_id: UUID, before: datetime,
+                              now: datetime) -> asyncpg.Record | None:
+    """The same for one person (read again under their lock, before erasing them)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        _LAST_ACTIVITY.format(where="WHERE person_id = $3"), before, now, person_id)
+    return row
 
 
 async def not_erased(conn: asyncpg.Connection, person_ids: list[UUID]) -> list[UUID]:

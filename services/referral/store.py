@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any, TypeAlias
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 
@@ -127,10 +127,11 @@ async def intake(db: Db, intake_id: UUID) -> asyncpg.Record | None:
 
 
 async def erase_person(conn: asyncpg.Connection, person_id: UUID) -> None:
-    """What the statistics keep of an erased person is no longer linkable to their id."""
+    """What the statistics keep of an erased person is no longer linkable to their id, and
+    is still one person (one new random id for all their contacts)."""
     await conn.execute(
-        "UPDATE referral.intakes SET person_id = gen_random_uuid() WHERE person_id = $1",
-        person_id)
+        "UPDATE referral.intakes SET person_id = $2 WHERE person_id = $1", person_id,
+        uuid4())
 
 
 # --- referrals -------------------------------------------------------------------------------

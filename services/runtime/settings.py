@@ -239,6 +239,10 @@ class Settings(BaseSettings):
         "(`<data dir>/keys/erasures.log` if unset; keep it with the master key, on storage "
         "every intake process shares).")
 
+    retention_interval: float = Field(
+        default=86400.0, gt=0, description="Seconds between two runs of retention (the "
+        "erasure of people past their organisations' retention periods), the first at start.")
+
     checkpoint_interval: float = Field(
         default=10.0, gt=0, description="Seconds between signed checkpoints of the trail.")
     expiry_interval: float = Field(default=30.0, gt=0,
