@@ -22,6 +22,7 @@ from services.intake import (
 from services.intake.directory import publish
 from services.runtime import sealing
 from services.runtime.app import ConsumerSpec, Runtime, ServiceSpec
+from services.runtime.pruning import Prune
 
 
 async def load_master_key(runtime: Runtime) -> None:
@@ -76,5 +77,6 @@ SPEC = ServiceSpec(
     name="intake", package="services.intake", produces=("relais.intake",), routes=routes,
     consumers=(ConsumerSpec("intake", ("relais.consent", "relais.referral"), handlers.handler),),
     workers=(erase_past_retention,),
+    prunes=(Prune("access_log", "at", "retention_access_log_days"),),
     on_start=start,
 )

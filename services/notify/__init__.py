@@ -7,6 +7,7 @@ from aiohttp import web
 from services import directory
 from services.notify import api, handlers, live, settings_pages, store
 from services.runtime.app import ConsumerSpec, Runtime, ServiceSpec
+from services.runtime.pruning import Prune
 
 
 async def load_recipients(runtime: Runtime) -> None:
@@ -29,5 +30,9 @@ SPEC = ServiceSpec(
     routes=routes,
     consumers=(ConsumerSpec("notify", ("relais.referral", "relais.intake"), handlers.handler),),
     workers=(handlers.email_sender, handlers.webhook_sender, live.listener),
+    prunes=(Prune("deliveries", "at", "retention_notifications_days"),
+            Prune("notifications", "created_at", "retention_notifications_days",
+                  keep="t.status = 'pending' OR EXISTS (SELECT 1 FROM notify.deliveries d "
+                       "WHERE d.notification_id = t.id)")),
     on_start=load_recipients,
 )

@@ -34,6 +34,7 @@ from services.runtime.logging import get_logger
 from services.runtime.openapi import Operation, register
 from services.runtime.outbox import OutboxRelay
 from services.runtime.problem import Problem, problem_middleware
+from services.runtime.pruning import IDEMPOTENCY, Prune, prune_all
 from services.runtime.ratelimit import LIMITER, RateLimiter
 from services.runtime.server import harden
 from services.runtime.settings import Settings
@@ -76,6 +77,8 @@ class ServiceSpec:
     routes: Callable[[web.Application], None] | None = None
     consumers: tuple[ConsumerSpec, ...] = ()
     workers: tuple[Callable[[Runtime], Awaitable[None]], ...] = ()
+    prunes: tuple[Prune, ...] = ()
+    """What it keeps only for a while, besides its idempotency records (pruning.py)."""
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
     key_source: Callable[[web.Application], KeySource] | None = None
     revoked_clients: Callable[[web.Application], RevokedLoader] | None = None
@@ -242,12 +245,22 @@ async def start_services(
                                      transport, consumer_settings)
             runtime.consumers.append(consumer)
             tasks.append(asyncio.create_task(consumer.run(), name=f"consumer:{c.name}"))
-        for worker in spec.workers:
+        for worker in (*spec.workers, _pruner(spec.schema, (*spec.prunes, IDEMPOTENCY))):
             tasks.append(asyncio.create_task(_supervised(worker, runtime),
                                              name=f"worker:{spec.name}"))
     log.info("services_started", services=[s.name for s in services],
              transport=transport.name)
     return runtime, tasks
+
+
+def _pruner(schema: str, rules: tuple[Prune, ...]) -> Callable[[Runtime], Awaitable[None]]:
+    async def prune(runtime: Runtime) -> None:
+        """Once a day (RELAIS_RETENTION_INTERVAL), what is past its period goes."""
+        while True:
+            await prune_all(runtime.pool, schema, rules, runtime.settings, runtime.clock())
+            await asyncio.sleep(runtime.settings.retention_interval)
+
+    return prune
 
 
 HEALTHY_AFTER = 10.0

@@ -243,6 +243,16 @@ class Settings(BaseSettings):
         default=86400.0, gt=0, description="Seconds between two runs of retention (the "
         "erasure of people past their organisations' retention periods), the first at start.")
 
+    retention_access_log_days: int = Field(
+        default=365, ge=180, le=365, description="Days the log of who read a person's data "
+        "is kept (the CNIL: six months to a year); the consent trail is kept whole.")
+    retention_notifications_days: int = Field(
+        default=365, ge=30, le=3650, description="Days sent or failed notifications and "
+        "their delivery attempts are kept.")
+    retention_idempotency_days: int = Field(
+        default=30, ge=8, le=365, description="Days an idempotency key is remembered (more "
+        "than a week: an offline device sends days later).")
+
     checkpoint_interval: float = Field(
         default=10.0, gt=0, description="Seconds between signed checkpoints of the trail.")
     expiry_interval: float = Field(default=30.0, gt=0,
