@@ -868,3 +868,39 @@ class OccurrenceOut(BaseModel):
 class OccurrenceList(BaseModel):
     period: dict[str, str] = Field(description="`from` (included), `to` (excluded).")
     items: list[OccurrenceOut]
+
+
+class ReferralHeld(BaseModel):
+    """Every referral of a person, whoever sent or received it, with its history (for the
+    person's access request, `people:export`)."""
+
+    items: list[ReferralDetail]
+
+
+class ExportRead(BaseModel):
+    at: datetime
+    org: str
+    client_id: str
+    consent_id: UUID | None
+    categories: list[str]
+
+
+class PersonExport(BaseModel):
+    """Everything Relais holds about a person (GDPR art. 15), gathered from every service: the
+    data-protection officer's answer to their access request. The export itself is logged."""
+
+    person_id: UUID
+    exported_at: datetime
+    exported_by: str = Field(description="The organisation of the officer who exported it")
+    erased_at: datetime | None = Field(description="Set when the person was erased: their "
+                                       "identity and notes are gone")
+    identity: Identity | None
+    notes: list[str]
+    contacts: list[IntakeOut] = Field(description="Every contact, whichever organisation "
+                                      "recorded it")
+    reads: list[ExportRead] = Field(description="Who read their personal data, when, under "
+                                    "which consent")
+    consents: list[ConsentHistory]
+    referrals: list[ReferralDetail]
+    notifications: list[NotificationOut] = Field(description="How the organisations were "
+                                                 "told of their referrals")

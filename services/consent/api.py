@@ -282,6 +282,15 @@ async def export_trail(request: web.Request) -> web.StreamResponse:
     return await audit.send_export(request, request.app[RUNTIME].pool, "consent-trail.jsonl")
 
 
+async def held(request: web.Request) -> web.Response:
+    """Every consent of the person, whoever recorded or receives it, with its history: for
+    their access request (`GET /v1/people/{id}/export` gathers it)."""
+    await authenticate(request, "people:export")
+    pool = request.app[RUNTIME].pool
+    rows = await store.every_consent_of(pool, _query_uuid(request, "person_id"))
+    return json_response(ConsentList(items=await audit.histories(pool, rows)))
+
+
 async def access_log(request: web.Request) -> web.Response:
     await authenticate(request, "audit:read")
     person_id = _query_uuid(request, "person_id")
@@ -325,6 +334,10 @@ OPERATIONS = [
                                       example="referral_partner"),
                   Query("recipient", "An organisation id (required)",
                         example="mission-locale")), errors=(400, 503)),
+    Operation("GET", "/v1/consents:held", held,
+              "Every consent of a person, with its history (their access request)",
+              "Consents", "people:export", response=ConsentList, query=(PERSON_QUERY,),
+              errors=(400,)),
     Operation("GET", "/v1/consents/{id}", get_consent, "A consent your organisation recorded",
               "Consents", "consent:read", response=ConsentOut,
               path_example={"id": "9a7e3c2b-1d4f-4e8a-b6c5-0f2e1d3c4b5a"}, errors=(404,)),

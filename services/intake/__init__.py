@@ -13,6 +13,7 @@ from services.intake import (
     calendar_api,
     directory_api,
     erasure,
+    export,
     handlers,
     offline_pages,
     pages,
@@ -67,6 +68,7 @@ async def start(runtime: Runtime) -> None:
 def routes(app: web.Application) -> None:
     api.routes(app)
     directory_api.routes(app)
+    export.routes(app)
     calendar_api.routes(app)
     pages.routes(app)
     relay_pages.routes(app)

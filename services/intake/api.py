@@ -314,7 +314,7 @@ async def get_person(request: web.Request) -> web.Response:
         person = await store.person(conn, person_id)
         if person is not None and person["erased_at"] is not None:
             raise Problem(410, "Erased", "This person's data was erased.")
-        identity, notes = await _open(conn, person_id, person, master, categories)
+        identity, notes = await open_vault(conn, person_id, person, master, categories)
         await store.log_access(conn, person_id, principal.org, principal.client_id, consent_id,
                                sorted(categories))
         await outbox.add(conn, store.SCHEMA, [new_event(
@@ -326,9 +326,10 @@ async def get_person(request: web.Request) -> web.Response:
                                    identity=identity, notes=notes, consent_id=consent_id))
 
 
-async def _open(conn: asyncpg.Connection, person_id: uuid.UUID, person: asyncpg.Record | None,
-                master: bytes, categories: frozenset[str]) -> tuple[Identity | None,
-                                                                    list[str] | None]:
+async def open_vault(conn: asyncpg.Connection, person_id: uuid.UUID,
+                     person: asyncpg.Record | None, master: bytes, categories: frozenset[str],
+                     ) -> tuple[Identity | None, list[str] | None]:
+    """The person's identity and notes, as far as `categories` go, opened from the vault."""
     if person is None or person["wrapped_key"] is None:
         return None, [] if "note" in categories else None
     key = vault.unwrap(master, person_id, person["wrapped_key"])

@@ -159,6 +159,23 @@ async def retention_candidate(conn: asyncpg.Connection, person_id: UUID, before:
     return row
 
 
+async def contacts_of(db: Db, person_id: UUID) -> list[asyncpg.Record]:
+    """Every contact of the person, whichever organisation recorded it (their access
+    request)."""
+    rows: list[asyncpg.Record] = await db.fetch(
+        "SELECT * FROM intake.intakes WHERE person_id = $1 ORDER BY contacted_at, id",
+        person_id)
+    return rows
+
+
+async def reads_of(db: Db, person_id: UUID) -> list[asyncpg.Record]:
+    """Who read the person's data, when, under which consent (the access log)."""
+    rows: list[asyncpg.Record] = await db.fetch(
+        "SELECT at, org, client_id, consent_id, categories FROM intake.access_log"
+        " WHERE person_id = $1 ORDER BY at, id", person_id)
+    return rows
+
+
 async def not_erased(conn: asyncpg.Connection, person_ids: list[UUID]) -> list[UUID]:
     """Those of `person_ids` that the database does not show as erased."""
     rows = await conn.fetch(

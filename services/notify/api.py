@@ -58,6 +58,19 @@ async def list_notifications(request: web.Request) -> web.Response:
         items=[NotificationOut.model_validate(dict(r)) for r in rows]))
 
 
+async def held(request: web.Request) -> web.Response:
+    """Every notification about the person's referrals: for their access request
+    (`GET /v1/people/{id}/export` gathers it)."""
+    await authenticate(request, "people:export")
+    try:
+        person_id = uuid.UUID(request.query.get("person_id", ""))
+    except ValueError as exc:
+        raise Problem(400, "Bad query", "person_id (a UUID) is required.") from exc
+    rows = await store.about_person(request.app[RUNTIME].pool, person_id)
+    return json_response(NotificationList(
+        items=[NotificationOut.model_validate(dict(r)) for r in rows]))
+
+
 # --- recipients ------------------------------------------------------------------------------
 
 
@@ -296,6 +309,12 @@ OPERATIONS = [
                   Query("referral_id", "The referral (required)",
                         {"type": "string", "format": "uuid"}, example=EXAMPLE_ID),),
               errors=(400,)),
+    Operation("GET", "/v1/notifications:held", held,
+              "Every notification about a person's referrals (their access request)",
+              "Notifications", "people:export", response=NotificationList, query=(
+                  Query("person_id", "The person (required)",
+                        {"type": "string", "format": "uuid"},
+                        example="5d0c1f8e-2b7a-4c3d-9e61-3a8f0b2c4d5e"),), errors=(400,)),
     Operation("GET", "/v1/recipients/{org}", get_recipient,
               "How an organisation is told (channels, addresses, muted kinds)",
               "Notifications", "notification:read", response=RecipientOut,

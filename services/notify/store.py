@@ -230,6 +230,14 @@ async def mark_inbox_delivered(conn: asyncpg.Connection,
     return rows
 
 
+async def about_person(db: Db, person_id: UUID) -> list[asyncpg.Record]:
+    """Every notification about the person's referrals (their access request)."""
+    rows: list[asyncpg.Record] = await db.fetch(
+        "SELECT * FROM notify.notifications WHERE person_id = $1 ORDER BY created_at, seq",
+        person_id)
+    return rows
+
+
 async def for_referral(db: Db, referral_id: UUID, org: str) -> list[asyncpg.Record]:
     """A referral's notifications, to the organisations it concerns (sender or recipient)."""
     rows: list[asyncpg.Record] = await db.fetch(

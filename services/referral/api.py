@@ -18,6 +18,7 @@ from schemas.api import (
     PartnerList,
     PartnerOut,
     ReferralDetail,
+    ReferralHeld,
     ReferralIn,
     ReferralOut,
     ReferralPage,
@@ -51,6 +52,23 @@ async def detail(db: store.Db, row: Any, org: str) -> ReferralDetail:
         links = []  # the chain is for its senders: not for a recipient
     return ReferralDetail.model_validate(domain.as_seen_by(dict(row), org) | {
         "history": history, "chain": [ChainLink.model_validate(dict(r)) for r in links]})
+
+
+async def held(request: web.Request) -> web.Response:
+    """Every referral of the person with its history, whoever sent or received it: for their
+    access request (`GET /v1/people/{id}/export` gathers it)."""
+    await authenticate(request, "people:export")
+    try:
+        person_id = uuid.UUID(request.query.get("person_id", ""))
+    except ValueError as exc:
+        raise Problem(400, "Bad query", "person_id (a UUID) is required.") from exc
+    pool = request.app[RUNTIME].pool
+    items = []
+    for row in await store.every_referral_of(pool, person_id):
+        history = [HistoryEntry.model_validate(dict(h)) for h in await store.history(pool,
+                                                                                     row["id"])]
+        items.append(ReferralDetail.model_validate(dict(row) | {"history": history}))
+    return json_response(ReferralHeld(items=items))
 
 
 def _not_found() -> Problem:
@@ -255,6 +273,12 @@ OPERATIONS = [
               idempotency_key=True, also=(200,), errors=(422,), example={
                   "intake_id": EXAMPLE_ID, "target": "ccas",
                   "reason": "Besoin urgent d'un logement, vu avec la personne."}),
+    Operation("GET", "/v1/referrals:held", held,
+              "Every referral of a person, with its history (their access request)", TAG,
+              "people:export", response=ReferralHeld, query=(
+                  Query("person_id", "The person (required)",
+                        {"type": "string", "format": "uuid"},
+                        example="5d0c1f8e-2b7a-4c3d-9e61-3a8f0b2c4d5e"),), errors=(400,)),
     Operation("GET", "/v1/referrals/{id}", get_referral,
               "A referral, with its explanation and history", TAG, "referral:read",
               response=ReferralDetail, path_example={"id": EXAMPLE_ID}, errors=(404,)),

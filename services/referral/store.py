@@ -314,6 +314,14 @@ async def get_referral(db: Db, referral_id: UUID, org: str) -> asyncpg.Record | 
     return row
 
 
+async def every_referral_of(db: Db, person_id: UUID) -> list[asyncpg.Record]:
+    """Every referral of the person, whoever sent or received it (their access request)."""
+    rows: list[asyncpg.Record] = await db.fetch(
+        "SELECT * FROM referral.referrals WHERE person_id = $1 ORDER BY created_at, id",
+        person_id)
+    return rows
+
+
 async def history(db: Db, referral_id: UUID) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await db.fetch(
         "SELECT from_status, status, at, org, actor AS action, reason, detail"

@@ -76,6 +76,8 @@ class Operation:
     """Other success statuses, with the same body (e.g. 200 for an idempotent re-creation)."""
     response_media: str | None = None
     """A success body that is not JSON (text/csv, text/event-stream), described as text."""
+    also_media: str | None = None
+    """Another media type the JSON success may be asked in (`Accept`), described as text."""
     oauth_errors: bool = False
     """Errors as RFC 6749 JSON (`{"error": ...}`), as OAuth2 clients expect, not problems."""
     path_params: dict[str, PathParam] = field(default_factory=dict)
@@ -205,6 +207,8 @@ def _operation(op: Operation, keys: dict[Any, Any]) -> dict[str, Any]:
                                                              "serialization")}}
     elif op.response_media is not None:
         ok["content"] = {op.response_media: {"schema": {"type": "string"}}}
+    if op.also_media is not None:
+        ok.setdefault("content", {})[op.also_media] = {"schema": {"type": "string"}}
     responses: dict[str, Any] = {str(op.status): ok}
     responses |= {str(code): ok for code in op.also}
     errors = set(op.errors) | ({401, 403, 429, 503} if op.authenticated else set())

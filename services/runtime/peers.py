@@ -88,6 +88,12 @@ async def _get(request: web.Request, path: str, model: type[M],
                       "did not answer; try again.", headers={"Retry-After": "5"}) from exc
 
 
+async def get(request: web.Request, path: str, model: type[M], base: str,
+              service: str) -> M | None:
+    """GET from the service at `base` as the caller (see `_get`)."""
+    return await _get(request, path, model, base, service)
+
+
 async def _post(request: web.Request, path: str, body: dict[str, object], model: type[M],
                 base: str | None = None, service: str = "Intake") -> M:
     """POST to the intake service (or the service at `base`) as the caller: the answer, or

@@ -41,7 +41,11 @@ OBJECTS: dict[str, str] = {
     r"/v1/partners/\{id\}/capacity": "org",
     r"/v1/directory/\w+/\{id\}": "directory item",  # the keeper's, or its programme's
 }
-PUBLIC = {"/v1/notices/{version}"}  # reference data, the same for every organisation
+PUBLIC = {"/v1/notices/{version}",  # reference data, the same for every organisation
+          # territory-wide by design, as audit:read: the scope people:export is for the
+          # data-protection officer answering an access request (tests/integration/
+          # test_export.py checks that without it the export is refused)
+          "/v1/people/{id}/export"}
 READ_BY = {"/v1/referrals/{id}/dossier": ML}  # the recipient's, not the sender's
 
 

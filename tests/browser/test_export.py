@@ -1,0 +1,37 @@
+"""The French document of a person's access request (`GET /v1/people/{id}/export`, Accept:
+text/html) in Chromium: axe-core finds no serious violation, on a tablet and on a phone, and a
+screenshot shows it (docs/screens/export*.png)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from playwright.async_api import Browser, expect
+
+from services.auth.api import KEYS
+from services.runtime.settings import Settings
+from tests.browser.conftest import PHONE, TABLET, open_page, watch_errors
+from tests.browser.test_audit import check
+from tests.e2e.conftest import Tokens
+from tests.integration.test_export import DPO, handed_off
+from tests.integration.test_intake import IDENTITY
+
+
+async def test_the_access_document_reads_well_on_a_tablet_and_a_phone(
+        browser: Browser, relais_app: web.Application, settings: Settings) -> None:
+    async with TestClient(TestServer(relais_app, host="127.0.0.1")) as api:
+        tokens = Tokens(await relais_app[KEYS].signing(), settings)
+        person = await handed_off(api, tokens)
+        url = str(api.make_url(f"/v1/people/{person}/export"))
+        headers = tokens.headers(*DPO, Accept="text/html")
+        for viewport, name in ((TABLET, "export"), (PHONE, "export-phone")):
+            async with open_page(browser, viewport, extra_http_headers=headers) as page:
+                errors = watch_errors(page)
+                response = await page.goto(url)
+                assert response is not None and response.status == 200
+                await expect(page.get_by_role("heading", level=1)).to_have_text(
+                    "Vos données dans Relais")
+                await expect(page.get_by_role("table", name="Chaque rencontre, la plus ancienne "
+                                              "d'abord")).to_be_visible()
+                await expect(page.get_by_text(IDENTITY["last_name"], exact=True)).to_be_visible()
+                await check(page, errors, name)
