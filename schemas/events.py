@@ -33,6 +33,7 @@ SIGNAL_RECEIVED = "fr.relais.intake.signal_received.v1"
 SIGNAL_CLOSED = "fr.relais.intake.signal_closed.v1"
 PERSON_ERASED = "fr.relais.intake.person_erased.v1"
 PERSONAL_DATA_READ = "fr.relais.intake.personal_data_read.v1"
+PERSON_RECTIFIED = "fr.relais.intake.person_rectified.v1"
 DIRECTORY_UPDATED = "fr.relais.intake.directory_updated.v1"
 REFERRAL_CREATED = "fr.relais.referral.created.v1"
 REFERRAL_REQUESTED = "fr.relais.referral.requested.v1"
@@ -123,6 +124,20 @@ class PersonalDataReadV1(EventData):
     read_by: str | None = Field(default=None, description="The person who read it, for a "
                                 "signed-in session of the console (name and organisation); "
                                 "none for an API client.")
+
+
+class PersonRectifiedV1(EventData):
+    """A person's identity or contact details were corrected (GDPR art. 16): which fields,
+    by whom, never their values (for the consent trail)."""
+
+    person_id: UUID
+    org: str
+    client_id: str
+    fields: list[str] = Field(description="The fields changed: first_name, last_name, "
+                              "birth_date, phone, email")
+    rectified_at: datetime
+    rectified_by: str | None = Field(default=None, description="The person who corrected "
+                                     "them, for a signed-in session of the console")
 
 
 class DossierReadV1(PersonalDataReadV1):
@@ -272,6 +287,7 @@ EVENT_MODELS: dict[str, type[EventData]] = {
     SIGNAL_CLOSED: SignalClosedV1,
     PERSON_ERASED: PersonErasedV1,
     PERSONAL_DATA_READ: PersonalDataReadV1,
+    PERSON_RECTIFIED: PersonRectifiedV1,
     DIRECTORY_UPDATED: DirectoryUpdatedV1,
     CONSENT_GRANTED: ConsentGrantedV1,
     CONSENT_WITHDRAWN: ConsentChangedV1,

@@ -30,6 +30,8 @@ SCOPES = {
                        "coordinates (their sites, permanences, organisations)",
     "people:read": "read a person's identity, contact and notes, as far as allowed (logged)",
     "people:erase": "erase a person (their key is destroyed)",
+    "people:rectify": "correct a person's identity and contact details at their request "
+                      "(the old values go; logged)",
     "people:export": "answer a person's access request: everything Relais holds about them, "
                      "identity included, from every service (logged)",
     "stats:read": "read the anonymised statistics (JSON, CSV)",

@@ -9,7 +9,12 @@ import uuid
 
 import asyncpg
 
-from schemas.events import DIRECTORY_UPDATED, PERSONAL_DATA_READ, REFERRAL_DOSSIER_READ
+from schemas.events import (
+    DIRECTORY_UPDATED,
+    PERSON_RECTIFIED,
+    PERSONAL_DATA_READ,
+    REFERRAL_DOSSIER_READ,
+)
 from services.consent import lifecycle, recipients, store, trail_store
 from services.runtime import sealing
 from services.runtime.app import Runtime
@@ -21,6 +26,9 @@ def handler(runtime: Runtime) -> Handler:
     async def handle(conn: asyncpg.Connection, event: Event) -> None:
         if event.type in (PERSONAL_DATA_READ, REFERRAL_DOSSIER_READ):
             await trail_store.append(conn, [("personal_data.read",
+                                             uuid.UUID(event.data["person_id"]), event.data)])
+        elif event.type == PERSON_RECTIFIED:
+            await trail_store.append(conn, [("personal_data.rectified",
                                              uuid.UUID(event.data["person_id"]), event.data)])
         elif event.type == DIRECTORY_UPDATED:  # the names the person's page shows
             await store.keep_names(conn, {o["id"]: o["name"] for o in

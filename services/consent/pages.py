@@ -39,7 +39,8 @@ STATIC = Path(__file__).resolve().parent / "static"
 WORDS: dict[str, dict[str, str]] = {
     "kinds": {"consent.granted": "Accord donné", "consent.withdrawn": "Accord retiré",
               "consent.expired": "Accord arrivé à échéance",
-              "personal_data.read": "Données consultées"},
+              "personal_data.read": "Données consultées",
+              "personal_data.rectified": "Données corrigées"},
     "changes": {"granted": "Donné", "withdrawn": "Retiré", "expired": "Arrivé à échéance"},
     "statuses": {"active": "En cours", "withdrawn": "Retiré", "expired": "Arrivé à échéance"},
     "badges": {"active": "success", "withdrawn": "warning", "expired": "info"},
@@ -141,7 +142,15 @@ def describe(entry: Mapping[str, Any]) -> str:
         who = entry.get("read_by") or f"{org} ({entry.get('client_id', '?')})"
         return (f"{who} a lu : "
                 f"{labels(entry.get('categories'), 'categories')}.")
+    if kind == "personal_data.rectified":
+        who = entry.get("rectified_by") or f"{org} ({entry.get('client_id', '?')})"
+        fields = ", ".join(FIELDS.get(str(f), str(f)) for f in entry.get("fields") or [])
+        return f"{who} a corrigé, à la demande de la personne : {fields or 'rien'}."
     return "Entrée illisible ou d'un type inconnu."
+
+
+FIELDS = {"first_name": "prénom", "last_name": "nom", "birth_date": "date de naissance",
+          "phone": "téléphone", "email": "courriel"}
 
 
 def _person_id(said: str) -> tuple[uuid.UUID | None, str | None]:

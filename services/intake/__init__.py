@@ -18,6 +18,7 @@ from services.intake import (
     offline_pages,
     pages,
     relay_pages,
+    rights,
     store,
 )
 from services.intake.directory import publish
@@ -69,6 +70,7 @@ def routes(app: web.Application) -> None:
     api.routes(app)
     directory_api.routes(app)
     export.routes(app)
+    rights.routes(app)
     calendar_api.routes(app)
     pages.routes(app)
     relay_pages.routes(app)

@@ -87,7 +87,7 @@ async def record_intake(conn: asyncpg.Connection, org: str, body: IntakeIn,
         basis = "met" if standing.met else "consent"
     note = None
     if body.identity or body.note:
-        key = await _person_key(conn, person_id, person, master)
+        key = await person_key(conn, person_id, person, master)
         if body.identity:
             await _merge_identity(conn, person_id, person, key, body.identity,
                                   names.key(master))
@@ -158,7 +158,7 @@ def _place(body: IntakeIn, directory: reference.Directory) -> str:
     return site
 
 
-async def _person_key(conn: asyncpg.Connection, person_id: uuid.UUID,
+async def person_key(conn: asyncpg.Connection, person_id: uuid.UUID,
                       person: asyncpg.Record | None, master: bytes) -> bytes:
     if person is not None and person["wrapped_key"] is not None:
         return vault.unwrap(master, person_id, person["wrapped_key"])
@@ -383,7 +383,7 @@ async def post_evidence(request: web.Request) -> web.Response:
         person = await store.person(conn, person_id, lock=True)
         if person is not None and person["erased_at"] is not None:
             raise Problem(410, "Erased", "This person's data was erased.")
-        key = await _person_key(conn, person_id, person, request.app[MASTER_KEY])
+        key = await person_key(conn, person_id, person, request.app[MASTER_KEY])
         sealed = vault.seal(key, body.content, f"evidence/{person_id}/{digest}")
         row, created = await store.add_evidence(conn, person_id, digest, body.kind,
                                                 body.media_type, len(body.content), sealed,

@@ -79,7 +79,8 @@ async def insert_person(conn: asyncpg.Connection, person_id: UUID, wrapped_key: 
     )
 
 
-async def set_identity(conn: asyncpg.Connection, person_id: UUID, sealed: bytes) -> None:
+async def set_identity(conn: asyncpg.Connection, person_id: UUID, sealed: bytes | None
+                       ) -> None:
     await conn.execute(
         "UPDATE intake.people SET identity = $2, updated_at = now() WHERE person_id = $1",
         person_id, sealed,
