@@ -904,3 +904,19 @@ class PersonExport(BaseModel):
     referrals: list[ReferralDetail]
     notifications: list[NotificationOut] = Field(description="How the organisations were "
                                                  "told of their referrals")
+
+
+class RestrictionIn(StrictModel):
+    """A person asks that their data be no longer processed, without erasing it."""
+
+    right: Literal["restriction", "objection"] = Field(
+        description="`restriction` (GDPR art. 18: while a dispute is settled) or `objection` "
+        "(art. 21: the person objects to the processing)")
+    channel: WithdrawalChannel = Field(description="How the person asked")
+
+
+class RestrictionOut(BaseModel):
+    person_id: UUID
+    right: Literal["restriction", "objection"]
+    since: datetime
+    org: str = Field(description="The organisation that recorded it")

@@ -34,6 +34,8 @@ SIGNAL_CLOSED = "fr.relais.intake.signal_closed.v1"
 PERSON_ERASED = "fr.relais.intake.person_erased.v1"
 PERSONAL_DATA_READ = "fr.relais.intake.personal_data_read.v1"
 PERSON_RECTIFIED = "fr.relais.intake.person_rectified.v1"
+PERSON_RESTRICTED = "fr.relais.intake.person_restricted.v1"
+PERSON_RESTRICTION_LIFTED = "fr.relais.intake.person_restriction_lifted.v1"
 DIRECTORY_UPDATED = "fr.relais.intake.directory_updated.v1"
 REFERRAL_CREATED = "fr.relais.referral.created.v1"
 REFERRAL_REQUESTED = "fr.relais.referral.requested.v1"
@@ -138,6 +140,30 @@ class PersonRectifiedV1(EventData):
     rectified_at: datetime
     rectified_by: str | None = Field(default=None, description="The person who corrected "
                                      "them, for a signed-in session of the console")
+
+
+class PersonRestrictedV1(EventData):
+    """Processing stopped for a person without erasing them (GDPR art. 18 restriction or art.
+    21 objection): every live consent is withdrawn, so referrals stop and their recipients
+    are told; no new contact, consent or read until it is lifted."""
+
+    person_id: UUID
+    right: Literal["restriction", "objection"]
+    org: str
+    client_id: str
+    channel: str = Field(description="How the person asked: in_person, phone, email, letter "
+                         "or online")
+    at: datetime
+
+
+class PersonRestrictionLiftedV1(EventData):
+    """The restriction or objection was lifted: processing may go on (a withdrawn consent
+    stays withdrawn; the person gives a new one if they wish)."""
+
+    person_id: UUID
+    org: str
+    client_id: str
+    at: datetime
 
 
 class DossierReadV1(PersonalDataReadV1):
@@ -288,6 +314,8 @@ EVENT_MODELS: dict[str, type[EventData]] = {
     PERSON_ERASED: PersonErasedV1,
     PERSONAL_DATA_READ: PersonalDataReadV1,
     PERSON_RECTIFIED: PersonRectifiedV1,
+    PERSON_RESTRICTED: PersonRestrictedV1,
+    PERSON_RESTRICTION_LIFTED: PersonRestrictionLiftedV1,
     DIRECTORY_UPDATED: DirectoryUpdatedV1,
     CONSENT_GRANTED: ConsentGrantedV1,
     CONSENT_WITHDRAWN: ConsentChangedV1,

@@ -39,9 +39,10 @@ SCOPES_OF: dict[Role, tuple[str, ...]] = {
     Role.counsellor: _COUNSELLOR,
     Role.coordinator: (*_COUNSELLOR, "directory:write", "notification:write"),
     Role.funder: ("stats:read",),
-    Role.auditor: ("audit:read", "people:export", "people:rectify"),
+    Role.auditor: ("audit:read", "people:export", "people:rectify", "people:restrict"),
     Role.administrator: (*_COUNSELLOR, "directory:write", "notification:write", "audit:read",
-                         "stats:read", "people:erase", "people:export", "people:rectify"),
+                         "stats:read", "people:erase", "people:export", "people:rectify",
+                         "people:restrict"),
 }
 TERRITORY_ROLES = frozenset({Role.coordinator, Role.administrator})
 """Roles that act for the whole territory (`directory:write`): for the coordination only."""

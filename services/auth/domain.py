@@ -32,6 +32,8 @@ SCOPES = {
     "people:erase": "erase a person (their key is destroyed)",
     "people:rectify": "correct a person's identity and contact details at their request "
                       "(the old values go; logged)",
+    "people:restrict": "stop or resume processing a person's data at their request "
+                       "(restriction, objection), without erasing it",
     "people:export": "answer a person's access request: everything Relais holds about them, "
                      "identity included, from every service (logged)",
     "stats:read": "read the anonymised statistics (JSON, CSV)",

@@ -47,6 +47,10 @@ UNKNOWN_RECIPIENT = "unknown_recipient"
 async def answer_consent(conn: asyncpg.Connection, org: str,
                          body: ConsentIn) -> idempotency.Answer:
     """The consent, its event, its trail entry and its history line, in one transaction."""
+    if await store.is_restricted(conn, body.person_id):
+        raise Problem(409, "Processing restricted", "At the person's request, their data is "
+                      "not processed for now (restriction or objection): no consent is "
+                      "recorded until the data-protection officer lifts it.")
     notice = await store.notice(conn, body.notice_version)
     if notice is None:
         raise Problem(422, "Invalid request", "1 invalid field(s)",
@@ -309,7 +313,7 @@ OPERATIONS = [
                   "categories": ["identity", "contact", "situation", "needs"],
                   "notice_version": "2026-01", "method": "signed_screen",
                   "captured_by": "conseillere-camion", "captured_at_site": "qpv-etouvie"},
-              idempotency_key=True, errors=(403, 422, 503)),
+              idempotency_key=True, errors=(403, 409, 422, 503)),
     Operation("POST", "/v1/notices", post_notice, "Register an information notice",
               "Consents", "consent:write", NoticeIn, NoticeOut, 201, {
                   "version": "2026-02", "language": "fr",

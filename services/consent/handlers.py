@@ -10,16 +10,34 @@ import uuid
 import asyncpg
 
 from schemas.events import (
+    CONSENT_WITHDRAWN,
     DIRECTORY_UPDATED,
     PERSON_RECTIFIED,
+    PERSON_RESTRICTED,
+    PERSON_RESTRICTION_LIFTED,
     PERSONAL_DATA_READ,
     REFERRAL_DOSSIER_READ,
+    PersonRestrictedV1,
+    PersonRestrictionLiftedV1,
 )
-from services.consent import lifecycle, recipients, store, trail_store
+from services.consent import domain, lifecycle, recipients, store, trail_store
 from services.runtime import sealing
 from services.runtime.app import Runtime
 from services.runtime.consumer import Handler
 from services.runtime.events import Event
+
+
+async def restrict(conn: asyncpg.Connection, asked: PersonRestrictedV1,
+                   data: dict[str, object]) -> None:
+    """A restriction or objection: on the trail, every live consent withdrawn whole (so the
+    referrals stop and their recipients are told, as for any withdrawal), none recorded until
+    it is lifted."""
+    await store.set_restricted(conn, asked.person_id, asked.at)
+    await trail_store.append(conn, [("person.restricted", asked.person_id, data)])
+    for row in await store.active_consents_of(conn, asked.person_id):
+        change = domain.withdraw(row["purposes"], row["recipients"], [], [])
+        await lifecycle.apply_change(conn, row, "withdrawn", CONSENT_WITHDRAWN, change,
+                                     asked.org, "person", asked.channel)
 
 
 def handler(runtime: Runtime) -> Handler:
@@ -30,6 +48,13 @@ def handler(runtime: Runtime) -> Handler:
         elif event.type == PERSON_RECTIFIED:
             await trail_store.append(conn, [("personal_data.rectified",
                                              uuid.UUID(event.data["person_id"]), event.data)])
+        elif event.type == PERSON_RESTRICTED:
+            await restrict(conn, PersonRestrictedV1.model_validate(event.data), event.data)
+        elif event.type == PERSON_RESTRICTION_LIFTED:
+            lifted = PersonRestrictionLiftedV1.model_validate(event.data)
+            await store.set_restricted(conn, lifted.person_id, None)
+            await trail_store.append(conn, [("person.restriction_lifted", lifted.person_id,
+                                             event.data)])
         elif event.type == DIRECTORY_UPDATED:  # the names the person's page shows
             await store.keep_names(conn, {o["id"]: o["name"] for o in
                                           event.data["directory"].get("organisations", [])})

@@ -40,7 +40,9 @@ WORDS: dict[str, dict[str, str]] = {
     "kinds": {"consent.granted": "Accord donné", "consent.withdrawn": "Accord retiré",
               "consent.expired": "Accord arrivé à échéance",
               "personal_data.read": "Données consultées",
-              "personal_data.rectified": "Données corrigées"},
+              "personal_data.rectified": "Données corrigées",
+              "person.restricted": "Traitement arrêté à sa demande",
+              "person.restriction_lifted": "Traitement repris"},
     "changes": {"granted": "Donné", "withdrawn": "Retiré", "expired": "Arrivé à échéance"},
     "statuses": {"active": "En cours", "withdrawn": "Retiré", "expired": "Arrivé à échéance"},
     "badges": {"active": "success", "withdrawn": "warning", "expired": "info"},
@@ -142,6 +144,13 @@ def describe(entry: Mapping[str, Any]) -> str:
         who = entry.get("read_by") or f"{org} ({entry.get('client_id', '?')})"
         return (f"{who} a lu : "
                 f"{labels(entry.get('categories'), 'categories')}.")
+    if kind == "person.restricted":
+        right = ("opposition (article 21)" if entry.get("right") == "objection"
+                 else "limitation (article 18)")
+        return (f"{org} a arrêté le traitement à la demande de la personne ({right}) : ses "
+                "accords en cours sont retirés.")
+    if kind == "person.restriction_lifted":
+        return f"{org} a levé la limitation ou l'opposition : le traitement peut reprendre."
     if kind == "personal_data.rectified":
         who = entry.get("rectified_by") or f"{org} ({entry.get('client_id', '?')})"
         fields = ", ".join(FIELDS.get(str(f), str(f)) for f in entry.get("fields") or [])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
@@ -113,6 +114,29 @@ async def every_consent_of(pool: asyncpg.Pool, person_id: UUID) -> list[asyncpg.
     rows: list[asyncpg.Record] = await pool.fetch(
         "SELECT * FROM consent.consents WHERE person_id = $1 ORDER BY granted_at", person_id)
     return rows
+
+
+async def active_consents_of(conn: asyncpg.Connection, person_id: UUID) -> list[asyncpg.Record]:
+    """The person's active consents, locked (a restriction withdraws them all)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT * FROM consent.consents WHERE person_id = $1 AND status = 'active'"
+        " ORDER BY granted_at FOR UPDATE", person_id)
+    return rows
+
+
+async def set_restricted(conn: asyncpg.Connection, person_id: UUID,
+                         since: datetime | None) -> None:
+    """The person restricted since then, or no longer (None)."""
+    if since is None:
+        await conn.execute("DELETE FROM consent.restricted WHERE person_id = $1", person_id)
+    else:
+        await conn.execute("INSERT INTO consent.restricted (person_id, since) VALUES ($1, $2)"
+                           " ON CONFLICT DO NOTHING", person_id, since)
+
+
+async def is_restricted(db: asyncpg.Connection | asyncpg.Pool, person_id: UUID) -> bool:
+    return bool(await db.fetchval("SELECT 1 FROM consent.restricted WHERE person_id = $1",
+                                  person_id))
 
 
 async def insert_receipt(pool: asyncpg.Pool, receipt_id: UUID, person_id: UUID,

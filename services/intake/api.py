@@ -59,6 +59,16 @@ DIRECTORY = web.AppKey("directory", CachedDirectory)
 PAGE = 100
 
 
+async def refuse_if_restricted(conn: asyncpg.Connection, person_id: uuid.UUID,
+                               status: int) -> None:
+    """A restricted person (services/intake/rights.py) is not processed: no new contact
+    (409), no read (403)."""
+    if await store.restriction(conn, person_id) is not None:
+        raise Problem(status, "Processing restricted", "At the person's request, their data "
+                      "is not processed for now (restriction or objection): ask the "
+                      "data-protection officer.")
+
+
 def _not_found(what: str = "intake") -> Problem:
     return Problem(404, "Not found", f"No such {what}.")
 
@@ -81,6 +91,7 @@ async def record_intake(conn: asyncpg.Connection, org: str, body: IntakeIn,
             raise _unknown_person()
         if person is not None and person["erased_at"] is not None:
             raise Problem(422, "Person erased", "This person was erased; record a new contact.")
+        await refuse_if_restricted(conn, person_id, 409)
         if body.identity and not standing.may(Act.correct):
             raise Problem(403, "Forbidden", "The consent naming your organisation does not "
                           "cover this person's identity or contact: leave them out.")
@@ -314,6 +325,7 @@ async def get_person(request: web.Request) -> web.Response:
         person = await store.person(conn, person_id)
         if person is not None and person["erased_at"] is not None:
             raise Problem(410, "Erased", "This person's data was erased.")
+        await refuse_if_restricted(conn, person_id, 403)
         identity, notes = await open_vault(conn, person_id, person, master, categories)
         await store.log_access(conn, person_id, principal.org, principal.client_id, consent_id,
                                sorted(categories))
@@ -541,7 +553,8 @@ EXAMPLE_SHA256 = hashlib.sha256(base64.b64decode(EXAMPLE_PNG)).hexdigest()
 TAG = "Intakes"
 OPERATIONS = [
     Operation("POST", "/v1/intakes", post_intake, "Record a contact", TAG, "intake:write",
-              IntakeIn, IntakeOut, 201, INTAKE_EXAMPLE, idempotency_key=True),
+              IntakeIn, IntakeOut, 201, INTAKE_EXAMPLE, idempotency_key=True,
+              errors=(409,)),
     Operation("GET", "/v1/intakes", list_intakes,
               "List the intakes of your organisation and of its consortia", TAG,
               "intake:read", response=IntakePage, query=(

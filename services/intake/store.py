@@ -117,6 +117,7 @@ async def erase(conn: asyncpg.Connection, person_id: UUID) -> None:
     await conn.execute("DELETE FROM intake.name_index WHERE person_id = $1", person_id)
     await conn.execute("DELETE FROM intake.evidence WHERE person_id = $1", person_id)
     await conn.execute("DELETE FROM intake.activity WHERE person_id = $1", person_id)
+    await conn.execute("DELETE FROM intake.restrictions WHERE person_id = $1", person_id)
     await conn.execute("UPDATE intake.signals SET hint = NULL WHERE id IN"
                        " (SELECT signal_id FROM intake.intakes WHERE person_id = $1)", person_id)
 
@@ -175,6 +176,32 @@ async def reads_of(db: Db, person_id: UUID) -> list[asyncpg.Record]:
         "SELECT at, org, client_id, consent_id, categories FROM intake.access_log"
         " WHERE person_id = $1 ORDER BY at, id", person_id)
     return rows
+
+
+async def restriction(db: Db, person_id: UUID) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await db.fetchrow(
+        'SELECT person_id, "right", org, since FROM intake.restrictions WHERE person_id = $1',
+        person_id)
+    return row
+
+
+async def restrict(conn: asyncpg.Connection, person_id: UUID, right: str, org: str
+                   ) -> tuple[asyncpg.Record, bool]:
+    """The restriction, and whether it is new (one already there stays as it was)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        'INSERT INTO intake.restrictions (person_id, "right", org) VALUES ($1, $2, $3)'
+        ' ON CONFLICT DO NOTHING RETURNING person_id, "right", org, since', person_id, right, org)
+    if row is not None:
+        return row, True
+    known = await restriction(conn, person_id)
+    assert known is not None
+    return known, False
+
+
+async def lift_restriction(conn: asyncpg.Connection, person_id: UUID) -> bool:
+    status: str = await conn.execute("DELETE FROM intake.restrictions WHERE person_id = $1",
+                                     person_id)
+    return status.endswith(" 1")
 
 
 async def not_erased(conn: asyncpg.Connection, person_ids: list[UUID]) -> list[UUID]:

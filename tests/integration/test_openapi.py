@@ -81,6 +81,11 @@ def operations() -> list[tuple[str, str, dict[str, Any]]]:
             for method, op in item.items()]
 
 
+PEOPLE_RIGHTS = ("/v1/people/{id}/export", "/v1/people/{id}/identity",
+                 "/v1/people/{id}/restriction")
+"""Their examples name a person the caller met (issue #14: the officer's operations)."""
+
+
 @pytest.mark.parametrize("method, path, op", operations(),
                          ids=[f"{m} {p}" for m, p, _ in operations()])
 async def test_every_example_works_against_the_demo_directory(
@@ -116,13 +121,12 @@ async def test_every_example_works_against_the_demo_directory(
         await client.post(f"/v1/people/{intake_api.EXAMPLE_ID}/evidence", headers=headers,
                           json={"kind": "signature", "media_type": "image/png",
                                 "content": intake_api.EXAMPLE_PNG})
-    if template in ("/v1/people/{id}/export", "/v1/people/{id}/identity"):  # a person met
+    if template in PEOPLE_RIGHTS:  # a person met
         await example_person(client, intake_api.EXAMPLE_ID)
     response = await client.request(method, path, **kwargs)
     assert str(response.status) in op["responses"], (response.status, await response.text())
     creates = method in ("POST", "PUT") and not any(p["in"] == "path"
                                                     for p in op.get("parameters", []))
     if creates or template.startswith("/v1/people/{id}/evidence") \
-            or template in ("/v1/referrals/{id}/forward", "/v1/people/{id}/export",
-                            "/v1/people/{id}/identity"):
+            or template == "/v1/referrals/{id}/forward" or template in PEOPLE_RIGHTS:
         assert 200 <= response.status < 300, await response.text()  # works as it is
