@@ -920,3 +920,35 @@ class RestrictionOut(BaseModel):
     right: Literal["restriction", "objection"]
     since: datetime
     org: str = Field(description="The organisation that recorded it")
+
+
+class RegisterController(BaseModel):
+    id: str
+    name: str
+    kind: str
+    email: str
+    retention_months: int
+    retention_basis: str | None
+
+
+class RegisterEntry(BaseModel):
+    name: str
+    detail: str
+
+
+class ProcessingRegister(BaseModel):
+    """The record of processing activities (GDPR art. 30) as the configuration says it: who
+    decides, why, about whom, what, to whom, for how long, who processes on their behalf, and
+    how it is protected. In French, for the data-protection officer's register."""
+
+    generated_at: datetime
+    name: str
+    controllers: list[RegisterController]
+    purposes: list[RegisterEntry]
+    data_subjects: list[RegisterEntry]
+    data_categories: list[RegisterEntry]
+    recipients: list[RegisterEntry]
+    retention: list[RegisterEntry]
+    processors: list[RegisterEntry]
+    transfers: str
+    security: list[RegisterEntry]

@@ -21,6 +21,7 @@ from schemas.api import (
     ConsentOut,
     NoticeIn,
     NoticeOut,
+    ProcessingRegister,
     TrailExtract,
     WithdrawIn,
 )
@@ -28,7 +29,8 @@ from schemas.events import (
     CONSENT_GRANTED,
     CONSENT_WITHDRAWN,
 )
-from services.consent import audit, domain, lifecycle, recipients, store, trail_store
+from services.consent import art30, audit, domain, lifecycle, recipients, store, trail_store
+from services.directory import Directory
 from services.runtime import access, idempotency, outbox, peers
 from services.runtime.app import RUNTIME
 from services.runtime.auth import Principal, authenticate
@@ -36,6 +38,7 @@ from services.runtime.events import new_event
 from services.runtime.http import json_response, parse, path_uuid, read_json
 from services.runtime.openapi import Operation, Query, register
 from services.runtime.problem import Problem
+from services.runtime.web import environment, html_headers
 
 SOURCE = "/relais/consent"
 
@@ -295,6 +298,20 @@ async def held(request: web.Request) -> web.Response:
     return json_response(ConsentList(items=await audit.histories(pool, rows)))
 
 
+async def get_register(request: web.Request) -> web.Response:
+    """The record of processing activities (GDPR art. 30) as the configuration says it: JSON,
+    or a French document with `Accept: text/html` (services/consent/art30.py)."""
+    await authenticate(request, "audit:read")
+    runtime = request.app[RUNTIME]
+    directory = await peers.directory(request) or Directory(organisations=[])
+    built = art30.build(directory, runtime.settings, datetime.now(UTC))
+    if "text/html" in request.headers.get("Accept", ""):
+        page = environment().get_template("consent/registre.html").render(register=built)
+        return web.Response(text=page, content_type="text/html", charset="utf-8",
+                            headers=html_headers())
+    return json_response(built)
+
+
 async def access_log(request: web.Request) -> web.Response:
     await authenticate(request, "audit:read")
     person_id = _query_uuid(request, "person_id")
@@ -361,6 +378,10 @@ OPERATIONS = [
     Operation("GET", "/v1/audit/consent-trail/export", export_trail,
               "The whole consent trail as JSON Lines (verify it offline with `relais audit "
               "verify`)", "Audit", "audit:read"),
+    Operation("GET", "/v1/audit/register", get_register,
+              "The record of processing activities (GDPR art. 30), from the configuration: "
+              "JSON, or a French document with `Accept: text/html`", "Audit", "audit:read",
+              response=ProcessingRegister, also_media="text/html"),
     Operation("GET", "/v1/audit/access-log", access_log,
               "Who read this person's data, when, under which consent", "Audit", "audit:read",
               response=AccessLog, query=(PERSON_QUERY,),
