@@ -84,6 +84,30 @@ async def _auth_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
 NOT_VERIFIED = 3
 
 
+async def rotate_trail_key(settings: Settings) -> int:
+    """`relais audit rotate-key`: a new checkpoint key, the old ones retired."""
+    from services.consent import trail_store
+
+    async with database(settings) as dsn:
+        conn = await db.connect(dsn)
+        try:
+            await db.migrate(conn, "consent", "services.runtime")
+            await db.migrate(conn, "consent", "services.consent")
+        finally:
+            await conn.close()
+        pool = await db.create_pool(dsn, max_size=2)
+        try:
+            kid, retired = await trail_store.rotate_key(pool, sealing.master_key(settings))
+        finally:
+            await pool.close()
+    print(f"The trail's checkpoints are signed with key {kid} from now on.")
+    if retired:
+        print(f"Retired: {', '.join(retired)} (private key destroyed; the public key stays at "
+              "/v1/audit/keys, so what it signed still verifies). Auditors: download the keys "
+              "again.")
+    return 0
+
+
 def audit_verify(export: str, key_file: str | None) -> int:
     """Offline: needs no database, no server, no network. Without the auditor's own copy of
     the keys (--key), nothing proves who signed the export: never OK, exit 3."""
@@ -601,7 +625,11 @@ def _main(argv: Sequence[str] | None) -> None:
         "reindex-names", help="compute the search by name's blind index again from the vault "
         "(people recorded before it, or after a new master key)")
     audit = sub.add_parser("audit", help="the consent trail")
-    verify = audit.add_subparsers(dest="action", required=True).add_parser(
+    audit_sub = audit.add_subparsers(dest="action", required=True)
+    audit_sub.add_parser("rotate-key", help="sign the trail's checkpoints with a new key; the "
+                         "old ones are retired (private key destroyed, public key still "
+                         "published)")
+    verify = audit_sub.add_parser(
         "verify", help="verify an export offline: entries, chain, tree heads, signatures")
     verify.add_argument("export", help="the JSON Lines of /v1/audit/consent-trail/export")
     verify.add_argument("--key", help="the auditor's copy of /v1/audit/keys (JSON); without "
@@ -640,6 +668,8 @@ def _main(argv: Sequence[str] | None) -> None:
         sys.exit(import_data_inclusion(args))
     elif args.command == "directory":
         sys.exit(asyncio.run(directory_command(settings, args)))
+    elif args.command == "audit" and args.action == "rotate-key":
+        sys.exit(asyncio.run(rotate_trail_key(settings)))
     elif args.command == "audit":
         sys.exit(audit_verify(args.export, args.key))
     elif args.command == "dlq":

@@ -41,7 +41,7 @@ async def append(conn: asyncpg.Connection, items: Sequence[tuple[str, uuid.UUID 
 async def signing_key(db: asyncpg.Pool | asyncpg.Connection,
                       master: bytes) -> tuple[str, Ed25519PrivateKey]:
     row = await db.fetchrow("SELECT kid, sealed_key, private_key FROM consent.audit_keys"
-                            " ORDER BY created_at DESC LIMIT 1")
+                            " WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1")
     if row is None:
         key, kid = trail.new_key(), uuid.uuid4().hex[:16]
         await db.execute("INSERT INTO consent.audit_keys (kid, sealed_key, public_key)"
@@ -51,6 +51,27 @@ async def signing_key(db: asyncpg.Pool | asyncpg.Connection,
     if row["sealed_key"] is None:  # left in clear by an older version, not yet sealed
         return row["kid"], Ed25519PrivateKey.from_private_bytes(row["private_key"])
     return row["kid"], trail.open_key(master, row["kid"], row["sealed_key"])
+
+
+async def rotate_key(pool: asyncpg.Pool, master: bytes) -> tuple[str, list[str]]:
+    """A new checkpoint key signs from now on; the others are retired: their private keys
+    destroyed, their public keys still published (what they signed still verifies). Under the
+    append lock, so no checkpoint is signed meanwhile. The new kid and the retired ones."""
+    key, kid = trail.new_key(), uuid.uuid4().hex[:16]
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", APPEND_LOCK)
+        for row in await conn.fetch("SELECT kid, private_key FROM consent.audit_keys WHERE"
+                                    " public_key IS NULL AND private_key IS NOT NULL"):
+            public = Ed25519PrivateKey.from_private_bytes(row["private_key"]).public_key()
+            await conn.execute("UPDATE consent.audit_keys SET public_key = $2 WHERE kid = $1",
+                               row["kid"], public.public_bytes_raw())
+        retired = await conn.fetch(
+            "UPDATE consent.audit_keys SET retired_at = now(), sealed_key = NULL,"
+            " private_key = NULL WHERE retired_at IS NULL RETURNING kid")
+        await conn.execute("INSERT INTO consent.audit_keys (kid, sealed_key, public_key)"
+                           " VALUES ($1, $2, $3)", kid, trail.seal_key(master, kid, key),
+                           key.public_key().public_bytes_raw())
+    return kid, sorted(r["kid"] for r in retired)
 
 
 async def seal_keys_in_clear(pool: asyncpg.Pool, master: bytes) -> int:

@@ -21,6 +21,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
@@ -233,6 +234,12 @@ class Settings(BaseSettings):
         "and the private keys that sign tokens and the consent trail."
     )
 
+    master_key_file: Path | None = Field(
+        default=None, description="A file holding the master key, base64 (a mounted secret).")
+    master_key_command: str | None = Field(
+        default=None, description="A shell command that prints the master key, base64: how "
+        "a KMS or a PKCS#11 token gives it (asked once per process).")
+
     erasure_ledger: Path | None = Field(
         default=None, description="The erasure ledger: one line per erased person, kept out "
         "of the database and its backups, made again at start after a restore "
@@ -307,6 +314,17 @@ class Settings(BaseSettings):
             raise ValueError("only letters, digits, '.', '_' and '-', at most 120 of them")
         return value
 
+    @model_validator(mode="after")
+    def _one_master_key_source(self) -> Settings:
+        given = [name for name, value in (("RELAIS_MASTER_KEY", self.master_key),
+                                          ("RELAIS_MASTER_KEY_FILE", self.master_key_file),
+                                          ("RELAIS_MASTER_KEY_COMMAND",
+                                           self.master_key_command)) if value]
+        if len(given) > 1:
+            raise ValueError(f"give the master key one way, not {len(given)}: "
+                             f"{', '.join(given)}")
+        return self
+
     @property
     def erasure_ledger_path(self) -> Path:
         return self.erasure_ledger or self.data_dir / "keys" / "erasures.log"
@@ -320,7 +338,8 @@ class Settings(BaseSettings):
         return self.jwt_issuer or self.base_url
 
 
-SECRETS = ("smtp_password", "oidc_client_secret", "master_key", "sms_token")
+SECRETS = ("smtp_password", "oidc_client_secret", "master_key", "master_key_command",
+           "sms_token")
 """Settings never printed (`relais settings`): a password, a client secret, the master key."""
 HIDDEN = "**********"
 
@@ -364,6 +383,8 @@ def load() -> Settings:
 
 
 def _line(loc: tuple[int | str, ...], message: str) -> str:
+    if not loc:  # a rule across several variables: the message names them
+        return message.removeprefix("Value error, ")
     item = f" (item {loc[1] + 1})" if len(loc) > 1 and isinstance(loc[1], int) else ""
     return f"{variable(loc)}{item}: {message.removeprefix('Value error, ')}"
 

@@ -3,9 +3,11 @@ verifies offline; rows changed or deleted behind the database's back are found a
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -28,8 +30,9 @@ INTAKE = {"site": "qpv-etouvie", "channel": "mobile_permanence",
           "identity": {"first_name": "Léa"}}
 
 
-async def fill(client: Client, tokens: Tokens, people: int = 3) -> list[str]:
-    """Consents for some people, and a read of each one's data (logged into the trail)."""
+async def fill(client: Client, tokens: Tokens, people: int = 3, before: int = 0) -> list[str]:
+    """Consents for some people, and a read of each one's data (logged into the trail), after
+    `before` entries already there."""
     persons = []
     for _ in range(people):
         headers = tokens.headers("equipe-aller-vers", SCOPES,
@@ -51,7 +54,7 @@ async def fill(client: Client, tokens: Tokens, people: int = 3) -> list[str]:
     async def all_in_and_signed() -> bool:
         size = await pool.fetchval("SELECT count(*) FROM consent.trail")
         signed = await pool.fetchval("SELECT max(size) FROM consent.checkpoints")
-        return bool(size == 2 * people and signed == size)
+        return bool(size == before + 2 * people and signed == size)
 
     await wait_until(all_in_and_signed, 30, "the trail to hold and sign every entry")
     return persons
@@ -215,3 +218,38 @@ async def test_erasing_a_person_leaves_the_trail_whole(client: Client, tokens: T
     result = verify(await export(client, tokens, tmp_path / "t.jsonl"), keys)
     assert result.returncode == 0, result.stdout
     assert persons[0] in (tmp_path / "t.jsonl").read_text(), "pseudonymous ids stay"
+
+
+async def test_a_rotated_key_signs_from_then_on_and_the_old_signatures_still_verify(
+    client: Client, tokens: Tokens, settings: Any, tmp_path: Path
+) -> None:
+    """Issue #14: `relais audit rotate-key` (the command, as the operator runs it, while
+    Relais serves): the old key's private half is destroyed, its public half still
+    published; an export with checkpoints by both keys verifies."""
+    await fill(client, tokens, 1)
+    pool = client.app[RUNTIME].pool
+    [old] = [r["kid"] for r in await pool.fetch("SELECT DISTINCT kid FROM consent.checkpoints")]
+    env = os.environ | {"RELAIS_DATABASE_URL": settings.database_url,
+                        "RELAIS_DATA_DIR": str(settings.data_dir), "RELAIS_LOG_LEVEL": "ERROR"}
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "services.cli", "audit", "rotate-key"],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"Retired: {old}" in done.stdout
+    retired = await pool.fetchrow("SELECT sealed_key, private_key, retired_at FROM"
+                                  " consent.audit_keys WHERE kid = $1", old)
+    assert retired["sealed_key"] is None and retired["private_key"] is None
+    assert retired["retired_at"] is not None
+    await fill(client, tokens, 1, before=2)  # signed by the new key
+
+    async def both() -> bool:
+        return bool(await pool.fetchval("SELECT count(DISTINCT kid) FROM consent.checkpoints")
+                    == 2)
+
+    await wait_until(both, 30, "a checkpoint signed by the new key")
+    keys = tmp_path / "keys.json"
+    published = await (await client.get("/v1/audit/keys")).text()
+    keys.write_text(published)
+    assert old in published, "the retired key's public half stays published"
+    result = verify(await export(client, tokens, tmp_path / "trail.jsonl"), keys)
+    assert result.returncode == 0, result.stdout + result.stderr
