@@ -38,7 +38,7 @@ from services.runtime.events import new_event
 from services.runtime.http import json_response, parse, path_uuid, read_json
 from services.runtime.openapi import Operation, Query, register
 from services.runtime.problem import Problem
-from services.runtime.web import environment, html_headers
+from services.runtime.web import html_headers
 
 SOURCE = "/relais/consent"
 
@@ -306,9 +306,8 @@ async def get_register(request: web.Request) -> web.Response:
     directory = await peers.directory(request) or Directory(organisations=[])
     built = art30.build(directory, runtime.settings, datetime.now(UTC))
     if "text/html" in request.headers.get("Accept", ""):
-        page = environment().get_template("consent/registre.html").render(register=built)
-        return web.Response(text=page, content_type="text/html", charset="utf-8",
-                            headers=html_headers())
+        return web.Response(text=art30.document(built), content_type="text/html",
+                            charset="utf-8", headers=html_headers())
     return json_response(built)
 
 

@@ -1,7 +1,8 @@
 """The record of processing activities (GDPR art. 30, issue #14), generated from what Relais
 is configured with: the directory (controllers, recipients, their retention periods) and the
 settings (the periods of the logs, the processors: email, SMS, sign-in, telemetry, database).
-Pure: `build` reads nothing; `GET /v1/audit/register` gives it the directory and settings."""
+Pure: `build` reads nothing; `GET /v1/audit/register` and the audit page's `/audit/registre`
+give it the directory and settings; `document` writes it in French."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from schemas.api import ProcessingRegister, RegisterController, RegisterEntry
 from schemas.vocab_fr import CATEGORIES, PURPOSES
 from services.directory import Directory
 from services.runtime.settings import Settings
+from services.runtime.web import environment
 
 E = RegisterEntry
 KINDS = {"mission_locale": "Mission locale", "france_travail": "France Travail",
@@ -117,3 +119,8 @@ def build(directory: Directory, settings: Settings, now: datetime,
             E(name="Preuve", detail="journal des accords signé (Ed25519), vérifiable hors "
                                     "ligne (relais audit verify)")],
     )
+
+
+def document(register: ProcessingRegister) -> str:
+    """The register as a French document (services/consent/screens/registre.html)."""
+    return environment().get_template("consent/registre.html").render(register=register)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,9 +25,12 @@ from markupsafe import Markup, escape
 from schemas import vocab_fr as fr
 from schemas.api import ConsentHistory
 from schemas.vocab import ConsentMethod, WithdrawalChannel, WithdrawalRequester
-from services.consent import audit, store, trail, trail_store
+from services.consent import art30, audit, store, trail, trail_store
+from services.directory import Directory
+from services.runtime import peers
 from services.runtime import web as pages
 from services.runtime.app import RUNTIME
+from services.runtime.problem import Problem
 
 PARIS = ZoneInfo("Europe/Paris")
 SHOWN_HEADS = 10
@@ -83,6 +86,8 @@ class Person:
     head_signed: bool
     entries: list[Checked]
     reads: list[dict[str, object]]
+    restricted: datetime | None = None
+    """Since when processing is stopped at their request (restriction, objection)."""
 
     def counted(self, holds: bool | None) -> int:
         return sum(entry.holds is holds for entry in self.entries)
@@ -200,12 +205,13 @@ async def _person(pool: asyncpg.Pool, person_id: uuid.UUID,
                        else (None if head is None else False))
                for item in extract["entries"]]
     return Person(person_id, list(zip(rows, await audit.histories(pool, rows), strict=True)),
-                  head, head_signed, entries, (await audit.reads(pool, person_id)).reads)
+                  head, head_signed, entries, (await audit.reads(pool, person_id)).reads,
+                  await store.restricted_since(pool, person_id))
 
 
 @pages.page
 async def audit_page(request: web.Request) -> web.StreamResponse:
-    await pages.require(request, "audit:read")
+    principal = await pages.require(request, "audit:read")
     pool = request.app[RUNTIME].pool
     keys = await _keys(pool)
     said = request.query.get("personne")
@@ -225,7 +231,83 @@ async def audit_page(request: web.Request) -> web.StreamResponse:
                         error=error, person=person, heads=await _heads(pool, keys),
                         shown_heads=SHOWN_HEADS, words=WORDS, when=when, labels=labels,
                         count=count, describe=describe, breakable=breakable,
-                        keys_url=KEYS_URL, example_id=EXAMPLE_ID, command=COMMAND)
+                        keys_url=KEYS_URL, example_id=EXAMPLE_ID, command=COMMAND,
+                        may_export="people:export" in principal.scopes,
+                        may_restrict="people:restrict" in principal.scopes)
+
+
+# --- the person's rights (issue #14), through the intake service's API ----------------------
+
+def _path_person(request: web.Request) -> uuid.UUID:
+    person_id, error = _person_id(request.match_info["id"])
+    if person_id is None:
+        raise pages.PageError(404, "Personne inconnue", error or "")
+    return person_id
+
+
+@pages.page
+async def person_data(request: web.Request) -> web.StreamResponse:
+    """Everything Relais holds about the person, as the French document to hand to them
+    (`GET /v1/people/{id}/export`, as the signed-in officer: the read is logged)."""
+    await pages.require(request, "people:export")
+    person_id = _path_person(request)
+    try:
+        document = await peers.person_document(request, person_id)
+    except Problem as unavailable:
+        raise pages.PageError(503, "Service indisponible", "Le service d'accueil ne répond "
+                              "pas : réessayez dans quelques instants.") from unavailable
+    if document is None:
+        raise pages.PageError(404, "Personne inconnue", "Aucune rencontre n'est enregistrée "
+                              f"pour l'identifiant {person_id}.")
+    return web.Response(text=document, content_type="text/html", charset="utf-8",
+                        headers=pages.html_headers())
+
+
+@pages.page
+async def register_page(request: web.Request) -> web.StreamResponse:
+    """The record of processing activities (GDPR art. 30), as `GET /v1/audit/register`."""
+    await pages.require(request, "audit:read")
+    directory = await peers.directory(request) or Directory(organisations=[])
+    built = art30.build(directory, request.app[RUNTIME].settings, datetime.now(UTC))
+    return web.Response(text=art30.document(built), content_type="text/html",
+                        charset="utf-8", headers=pages.html_headers())
+
+
+@pages.page
+async def restrict_page(request: web.Request) -> web.StreamResponse:
+    """Stop processing at the person's request (`POST /v1/people/{id}/restriction`)."""
+    await pages.require(request, "people:restrict")
+    person_id = _path_person(request)
+    fields = await pages.form(request)
+    right, channel = fields.get("droit", ""), fields.get("canal", "")
+    if right not in ("restriction", "objection") or channel not in WORDS["channels"]:
+        raise pages.PageError(422, "Demande incomplète", "Choisissez le droit exercé "
+                              "(limitation ou opposition) et comment la personne l'a demandé.")
+    try:
+        await peers.restrict(request, person_id, right, channel)
+    except Problem as refused:
+        said = {404: "aucune rencontre n'est enregistrée pour cette personne.",
+                410: "cette personne a été effacée : plus rien n'est traité."}
+        raise pages.PageError(refused.status if refused.status in said else 503,
+                              "Traitement non arrêté", "Relais n'a pas pu arrêter le "
+                              "traitement : " + said.get(refused.status, "le service "
+                              "d'accueil ne répond pas, réessayez dans quelques instants.")
+                              ) from refused
+    raise web.HTTPSeeOther(f"/audit?personne={person_id}#droits")
+
+
+@pages.page
+async def resume_page(request: web.Request) -> web.StreamResponse:
+    """Lift it (`DELETE /v1/people/{id}/restriction`)."""
+    await pages.require(request, "people:restrict")
+    person_id = _path_person(request)
+    await pages.form(request)
+    try:
+        await peers.lift_restriction(request, person_id)
+    except Problem as refused:
+        raise pages.PageError(503, "Service indisponible", "Le service d'accueil ne répond "
+                              "pas : réessayez dans quelques instants.") from refused
+    raise web.HTTPSeeOther(f"/audit?personne={person_id}#droits")
 
 
 @pages.page
@@ -240,4 +322,8 @@ def routes(app: web.Application) -> None:
     pages.templates("consent", "services.consent")
     app.router.add_get("/audit", audit_page)
     app.router.add_get("/audit/export.jsonl", export)
+    app.router.add_get("/audit/registre", register_page)
+    app.router.add_get("/audit/personne/{id}/donnees", person_data)
+    app.router.add_post("/audit/personne/{id}/limitation", restrict_page)
+    app.router.add_post("/audit/personne/{id}/reprise", resume_page)
     app.router.add_static("/static/consent/", STATIC, name="consent")

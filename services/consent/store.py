@@ -134,9 +134,15 @@ async def set_restricted(conn: asyncpg.Connection, person_id: UUID,
                            " ON CONFLICT DO NOTHING", person_id, since)
 
 
+async def restricted_since(db: asyncpg.Connection | asyncpg.Pool,
+                           person_id: UUID) -> datetime | None:
+    since: datetime | None = await db.fetchval(
+        "SELECT since FROM consent.restricted WHERE person_id = $1", person_id)
+    return since
+
+
 async def is_restricted(db: asyncpg.Connection | asyncpg.Pool, person_id: UUID) -> bool:
-    return bool(await db.fetchval("SELECT 1 FROM consent.restricted WHERE person_id = $1",
-                                  person_id))
+    return await restricted_since(db, person_id) is not None
 
 
 async def insert_receipt(pool: asyncpg.Pool, receipt_id: UUID, person_id: UUID,

@@ -197,3 +197,54 @@ async def link_listed(request: web.Request, link_id: str) -> bool:
     its address: False once the address is removed."""
     said = await link_standing(request, link_id)
     return said is not None and said.listed
+
+
+async def person_document(request: web.Request, person_id: uuid.UUID) -> str | None:
+    """What Relais holds about the person, as the French document of their access request
+    (`GET /v1/people/{id}/export`, Accept: text/html), asked as the caller; None when the
+    intake service knows no such person."""
+    try:
+        async with request.app[HTTP].get(
+            f"{intake_base(request)}/v1/people/{person_id}/export",
+            headers={"Authorization": f"Bearer {bearer(request)}", "Accept": "text/html"},
+            allow_redirects=False,
+        ) as response:
+            if response.status == 404 and response.content_type == "application/problem+json":
+                return None
+            if response.status != 200:
+                raise Problem(503, "Intake service unavailable", "The intake service answered "
+                              f"{response.status}; try again.", headers={"Retry-After": "5"})
+            return await response.text()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise Problem(503, "Intake service unavailable", "The intake service did not answer; "
+                      "try again.", headers={"Retry-After": "5"}) from exc
+
+
+class Restriction(BaseModel):
+    person_id: uuid.UUID
+    right: str
+    since: object
+    org: str
+
+
+async def restrict(request: web.Request, person_id: uuid.UUID, right: str,
+                   channel: str) -> Restriction:
+    """Stop processing the person's data at their request
+    (`POST /v1/people/{id}/restriction`), as the caller."""
+    return await _post(request, f"/v1/people/{person_id}/restriction",
+                       {"right": right, "channel": channel}, Restriction)
+
+
+async def lift_restriction(request: web.Request, person_id: uuid.UUID) -> None:
+    """Lift it (`DELETE /v1/people/{id}/restriction`), as the caller."""
+    try:
+        async with request.app[HTTP].delete(
+            f"{intake_base(request)}/v1/people/{person_id}/restriction",
+            headers={"Authorization": f"Bearer {bearer(request)}"}, allow_redirects=False,
+        ) as response:
+            if response.status != 204:
+                raise Problem(503, "Intake service unavailable", "The intake service answered "
+                              f"{response.status}; try again.", headers={"Retry-After": "5"})
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise Problem(503, "Intake service unavailable", "The intake service did not answer; "
+                      "try again.", headers={"Retry-After": "5"}) from exc

@@ -22,7 +22,7 @@ from services.runtime.settings import Settings
 from tests.conftest import wait_until
 from tests.e2e.conftest import Tokens
 from tests.integration.conftest import Client
-from tests.integration.test_console import PASSWORD, account, invite, sign_in
+from tests.integration.test_console import PASSWORD, account, csrf, invite, sign_in
 
 TEAM, ML, FT = "equipe-aller-vers", "mission-locale", "france-travail"
 SCOPES = "intake:write consent:write consent:read people:read"
@@ -271,3 +271,52 @@ async def test_a_wrong_or_unknown_id_is_said_next_to_the_field(
     assert error and said in html_lib.unescape(error.group(1))
     assert "<b>" not in html, "what was typed is escaped"
     assert "Journal signé de cette personne" not in html
+
+
+async def test_the_officer_answers_the_person_s_rights_from_the_page(
+    client: Client, tokens: Tokens
+) -> None:
+    """Issue #14 in the console: the access document, a stop (objection) and its lifting,
+    the register; through the intake service's API, as the signed-in officer."""
+    facts = await story(client, tokens)
+    person = facts["person"]
+    await auditor(client)
+    html = await (await client.get(f"/audit?personne={person}")).text()
+    assert 'id="droits"' in html and f'href="/audit/personne/{person}/donnees"' in html
+
+    document = await client.get(f"/audit/personne/{person}/donnees")
+    assert document.status == 200 and document.content_type == "text/html"
+    assert "Vos données dans Relais" in (said := await document.text()) and "Léa" in said
+    pool = client.app[RUNTIME].pool
+    assert await pool.fetchval("SELECT org FROM intake.access_log WHERE person_id = $1"
+                               " ORDER BY id DESC LIMIT 1", uuid.UUID(person)) == "coordination"
+
+    stop = await client.post(f"/audit/personne/{person}/limitation", data={
+        "csrf": csrf(html), "droit": "objection", "canal": "letter"}, allow_redirects=False)
+    assert stop.status == 303, await stop.text()
+    assert stop.headers["Location"] == f"/audit?personne={person}#droits"
+
+    async def shown_stopped() -> bool:
+        page = await (await client.get(f"/audit?personne={person}")).text()
+        return "Traitement arrêté à sa demande depuis le" in page and "/reprise" in page
+
+    await wait_until(shown_stopped, 30, "the page to say processing is stopped")
+    assert (await client.get(f"/v1/people/{person}", headers=tokens.headers(
+        TEAM, SCOPES))).status == 403
+    page = await (await client.get(f"/audit?personne={person}")).text()
+    resume = await client.post(f"/audit/personne/{person}/reprise",
+                               data={"csrf": csrf(page)}, allow_redirects=False)
+    assert resume.status == 303
+
+    async def resumed() -> bool:
+        page = await (await client.get(f"/audit?personne={person}")).text()
+        return "/reprise" not in page and 'value="objection"' in page
+
+    await wait_until(resumed, 30, "the page to offer the stop again")
+    incomplete = await client.post(f"/audit/personne/{person}/limitation", data={
+        "csrf": csrf(page), "droit": "forget me"})
+    assert incomplete.status == 422 and "Demande incomplète" in await incomplete.text()
+
+    register = await client.get("/audit/registre")
+    assert register.status == 200
+    assert "Registre des traitements (article 30 du RGPD)" in await register.text()
