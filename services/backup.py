@@ -10,10 +10,12 @@ again every erasure of the ledger that the restored data does not show, before a
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -42,8 +44,25 @@ def pg_tool(name: str) -> str:
     return found
 
 
-def _run(command: list[str], stdin: bytes | None = None) -> bytes:
-    done = subprocess.run(command, input=stdin, capture_output=True, check=False)
+def _without_password(dsn: str) -> tuple[str, dict[str, str]]:
+    """The URL without its password, and the environment that gives it (PGPASSWORD): a
+    password on a command line is in every `ps`."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn, {}
+    host = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{quote(user)}@{host}" if user else host)), {
+        "PGPASSWORD": unquote(parts.password)}
+
+
+def _run(command: list[str], stdin: bytes | None = None, dsn: str | None = None) -> bytes:
+    env = None
+    if dsn is not None:
+        url, secret = _without_password(dsn)
+        command = [part.replace(dsn, url) for part in command]
+        env = os.environ | secret
+    done = subprocess.run(command, input=stdin, capture_output=True, check=False, env=env)
     if done.returncode != 0:
         error = done.stderr.decode(errors="replace").strip().splitlines()
         raise BackupError(f"{Path(command[0]).name} failed: "
@@ -56,7 +75,7 @@ def backup(dsn: str, file: Path) -> int:
     file.parent.mkdir(parents=True, exist_ok=True)
     partial = file.with_name(file.name + ".partial")
     _run([pg_tool("pg_dump"), "--format=custom", "--no-owner", "--no-privileges",
-          f"--file={partial}", f"--dbname={dsn}"])
+          f"--file={partial}", f"--dbname={dsn}"], dsn=dsn)
     partial.replace(file)  # a cut backup never has the name of a good one
     return file.stat().st_size
 
@@ -88,7 +107,8 @@ def restore_schemas(dsn: str, file: Path) -> list[str]:
                    str(file)])
     drop = "".join(f'DROP SCHEMA IF EXISTS "{name}" CASCADE;\n' for name in schemas).encode()
     _run([pg_tool("psql"), "--quiet", "--no-psqlrc", "--single-transaction",
-          "--set=ON_ERROR_STOP=1", f"--dbname={dsn}", "--file=-"], stdin=drop + script)
+          "--set=ON_ERROR_STOP=1", f"--dbname={dsn}", "--file=-"], stdin=drop + script,
+         dsn=dsn)
     return schemas
 
 

@@ -98,6 +98,11 @@ async def rotate_trail_key(settings: Settings) -> int:
         pool = await db.create_pool(dsn, max_size=2)
         try:
             kid, retired = await trail_store.rotate_key(pool, sealing.master_key(settings))
+        except sealing.SealError:
+            print("relais audit rotate-key: the current key cannot be opened with this master "
+                  "key: run it with the services' RELAIS_MASTER_KEY (or its file or command); "
+                  "nothing was changed", file=sys.stderr)
+            return 1
         finally:
             await pool.close()
     print(f"The trail's checkpoints are signed with key {kid} from now on.")
@@ -391,8 +396,8 @@ async def user_command(settings: Settings, args: argparse.Namespace) -> int:
                 if args.role in accounts.TERRITORY_ROLES and kinds.get(args.org) != \
                         "coordination":
                     print(f"the {args.role} role acts for the whole territory (directory, "
-                          "recipients, places): give it to a person of an organisation of kind "
-                          "'coordination' only", file=sys.stderr)
+                          "recipients, places, people's rights): give it to a person of an "
+                          "organisation of kind 'coordination' only", file=sys.stderr)
                     return 2
                 if await store.user_by_email(pool, args.email) is not None:
                     print(f"an account already exists for {args.email}", file=sys.stderr)
@@ -589,7 +594,7 @@ def _main(argv: Sequence[str] | None) -> None:
     new_user.add_argument("--email", required=True)
     new_user.add_argument("--name", required=True, help="first and last name, as shown")
     new_user.add_argument("--role", default="counsellor",
-                          choices=["counsellor", "coordinator", "funder", "auditor",
+                          choices=["counsellor", "coordinator", "funder", "auditor", "dpo",
                                    "administrator"])
     user_sub.add_parser("list")
     user_sub.add_parser("disable").add_argument("email")

@@ -30,6 +30,7 @@ class Role(StrEnum):
     coordinator = "coordinator"
     funder = "funder"
     auditor = "auditor"
+    dpo = "dpo"
     administrator = "administrator"
 
 
@@ -39,16 +40,18 @@ SCOPES_OF: dict[Role, tuple[str, ...]] = {
     Role.counsellor: _COUNSELLOR,
     Role.coordinator: (*_COUNSELLOR, "directory:write", "notification:write"),
     Role.funder: ("stats:read",),
-    Role.auditor: ("audit:read", "people:export", "people:rectify", "people:restrict"),
+    Role.auditor: ("audit:read",),
+    Role.dpo: ("audit:read", "people:export", "people:rectify", "people:restrict"),
     Role.administrator: (*_COUNSELLOR, "directory:write", "notification:write", "audit:read",
                          "stats:read", "people:erase", "people:export", "people:rectify",
                          "people:restrict"),
 }
-TERRITORY_ROLES = frozenset({Role.coordinator, Role.administrator})
+TERRITORY_ROLES = frozenset({Role.coordinator, Role.administrator, Role.dpo})
 """Roles that act for the whole territory (`directory:write`): for the coordination only."""
 ROLE_LABELS = {Role.counsellor: "Conseiller ou conseillère",
                Role.coordinator: "Coordination", Role.funder: "Financeur",
                Role.auditor: "Audit et protection des données",
+               Role.dpo: "Délégué à la protection des données",
                Role.administrator: "Administration"}
 
 

@@ -267,7 +267,11 @@ async def person_data(request: web.Request) -> web.StreamResponse:
 async def register_page(request: web.Request) -> web.StreamResponse:
     """The record of processing activities (GDPR art. 30), as `GET /v1/audit/register`."""
     await pages.require(request, "audit:read")
-    directory = await peers.directory(request) or Directory(organisations=[])
+    try:
+        directory = await peers.directory(request) or Directory(organisations=[])
+    except Problem as unavailable:
+        raise pages.PageError(503, "Service indisponible", "Le service d'accueil ne répond "
+                              "pas : réessayez dans quelques instants.") from unavailable
     built = art30.build(directory, request.app[RUNTIME].settings, datetime.now(UTC))
     return web.Response(text=art30.document(built), content_type="text/html",
                         charset="utf-8", headers=pages.html_headers())

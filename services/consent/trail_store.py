@@ -60,6 +60,7 @@ async def rotate_key(pool: asyncpg.Pool, master: bytes) -> tuple[str, list[str]]
     key, kid = trail.new_key(), uuid.uuid4().hex[:16]
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", APPEND_LOCK)
+        await signing_key(conn, master)  # SealError, and nothing retired, under another key
         for row in await conn.fetch("SELECT kid, private_key FROM consent.audit_keys WHERE"
                                     " public_key IS NULL AND private_key IS NOT NULL"):
             public = Ed25519PrivateKey.from_private_bytes(row["private_key"]).public_key()

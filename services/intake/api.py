@@ -374,7 +374,12 @@ async def delete_person(request: web.Request) -> web.Response:
         if person is not None and person["erased_at"] is not None:
             return web.Response(status=204)
         asked = erasure.Erasure(person_id, principal.org, datetime.now(UTC))
-        await request.app[LEDGER].append(asked)
+        try:
+            await request.app[LEDGER].append(asked)
+        except OSError as exc:  # a full disk, a volume gone: nothing erased, say to retry
+            raise Problem(503, "Erasure ledger unavailable", "The erasure could not be "
+                          "written to the erasure ledger: nothing was erased; try again.",
+                          headers={"Retry-After": "30"}) from exc
         await erasure.erase(conn, asked)
     return web.Response(status=204)
 
@@ -395,6 +400,7 @@ async def post_evidence(request: web.Request) -> web.Response:
         person = await store.person(conn, person_id, lock=True)
         if person is not None and person["erased_at"] is not None:
             raise Problem(410, "Erased", "This person's data was erased.")
+        await refuse_if_restricted(conn, person_id, 409)
         key = await person_key(conn, person_id, person, request.app[MASTER_KEY])
         sealed = vault.seal(key, body.content, f"evidence/{person_id}/{digest}")
         row, created = await store.add_evidence(conn, person_id, digest, body.kind,
@@ -416,6 +422,7 @@ async def get_evidence(request: web.Request) -> web.Response:
         person = await store.person(conn, person_id)
         if person is not None and person["erased_at"] is not None:
             raise Problem(410, "Erased", "This person's data was erased.")
+        await refuse_if_restricted(conn, person_id, 403)
         row = await store.evidence(conn, person_id, digest)
         if row is None or person is None or person["wrapped_key"] is None:
             raise _not_found("evidence")
@@ -597,7 +604,7 @@ OPERATIONS = [
               "People", "intake:write", EvidenceIn, EvidenceOut, 201, {
                   "kind": "signature", "media_type": "image/png",
                   "content": EXAMPLE_PNG}, path_example={"id": EXAMPLE_ID},
-              also=(200,), errors=(404, 410, 422)),
+              also=(200,), errors=(404, 409, 410, 422)),
     Operation("GET", "/v1/people/{id}/evidence/{sha256}", get_evidence,
               "The proof of a signed consent, unsealed (logged)", "People", "people:read",
               response=EvidenceContent, path_example={"id": EXAMPLE_ID,

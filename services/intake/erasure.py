@@ -69,9 +69,13 @@ class Ledger:
 
     def _append(self, line: bytes) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, line)
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = b"\n" + line  # a line cut by a crash stays alone: this one is whole
+            while line:
+                line = line[os.write(fd, line):]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -110,6 +114,18 @@ async def replay(pool: asyncpg.Pool, ledger: Ledger) -> int:
     """Make again, in one transaction, every erasure of the ledger that the database does not
     show (a backup restored from before it): how many."""
     erasures = {e.person_id: e for e in await asyncio.to_thread(ledger.read)}
+    if await store.erased_count(pool) > len(erasures):  # erased before the ledger, or it was
+        added = 0                                          # lost: the database's go in it
+        for row in await store.erased_people(pool):
+            if row["person_id"] not in erasures:
+                known = Erasure(row["person_id"], "relais", row["erased_at"])
+                await ledger.append(known)
+                erasures[known.person_id] = known
+                added += 1
+        log.warning("erasure_ledger_completed", ledger=str(ledger.path), added=added,
+                    why="erasures the database shows were not in the ledger (made before it, "
+                        "or the ledger was lost or is not where this process looks: keep "
+                        "RELAIS_ERASURE_LEDGER on storage every intake process shares)")
     if not erasures:
         return 0
     async with pool.acquire() as conn, conn.transaction():

@@ -79,16 +79,16 @@ async def _held(request: web.Request, person_id: object
     """What the consent, referral and notify services hold, asked as the officer."""
     settings = request.app[RUNTIME].settings
     query = f"?person_id={person_id}"
-    consents = await peers.get(request, f"/v1/consents:held{query}", ConsentList, peers.
-                               service_base(request, "consent", settings.consent_url), "Consent")
-    referrals = await peers.get(request, f"/v1/referrals:held{query}", ReferralHeld,
-                                peers.service_base(request, "referral", settings.referral_url),
-                                "Referral")
-    notifications = await peers.get(request, f"/v1/notifications:held{query}",
-                                    NotificationList, peers.service_base(
-                                        request, "notify", settings.notify_url), "Notify")
-    return (consents or ConsentList(items=[]), referrals or ReferralHeld(items=[]),
-            notifications or NotificationList(items=[]))
+    consents = await peers.get_all(request, f"/v1/consents:held{query}", ConsentList,
+                                   peers.service_base(request, "consent",
+                                                      settings.consent_url), "Consent")
+    referrals = await peers.get_all(request, f"/v1/referrals:held{query}", ReferralHeld,
+                                    peers.service_base(request, "referral",
+                                                       settings.referral_url), "Referral")
+    notifications = await peers.get_all(request, f"/v1/notifications:held{query}",
+                                        NotificationList, peers.service_base(
+                                            request, "notify", settings.notify_url), "Notify")
+    return consents, referrals, notifications
 
 
 def document(export: PersonExport, names: dict[str, str]) -> str:

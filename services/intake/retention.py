@@ -43,11 +43,12 @@ class Due:
 
 
 def period(orgs: Sequence[str], months: Mapping[str, int]) -> tuple[int, str | None]:
-    """The longest period of the organisations that met the person, and whose it is."""
-    known = [(months[org], org) for org in orgs if org in months]
-    if not known:
+    """The longest period of the organisations that met the person, and whose it is; one no
+    longer in the directory counts for the default (24 months), never for less."""
+    if not orgs:
         return DEFAULT_MONTHS, None
-    longest, org = max(known, key=lambda item: (item[0], item[1]))
+    longest, org = max(((months.get(o, DEFAULT_MONTHS), o) for o in orgs),
+                       key=lambda item: (item[0], item[1] in months, item[1]))
     return longest, org
 
 

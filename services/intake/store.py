@@ -141,12 +141,14 @@ _LAST_ACTIVITY = """
       AND greatest(c.last_contact, a.last_at) < $1
       AND NOT EXISTS (SELECT 1 FROM intake.consents k WHERE k.person_id = c.person_id
                       AND k.status = 'active' AND k.valid_until > $2)
+      AND NOT EXISTS (SELECT 1 FROM intake.restrictions r WHERE r.person_id = c.person_id)
 """
 
 
 async def retention_candidates(db: Db, before: datetime, now: datetime
                                ) -> list[asyncpg.Record]:
-    """People not erased, with no live consent, whose last activity (contact, or one seen in
+    """People not erased, with no live consent and no restriction (the person asked that
+    their data be kept, not processed: art. 18), whose last activity (contact, or one seen in
     the other services' events) is before `before`: their id, last activity and the
     organisations that met them."""
     rows: list[asyncpg.Record] = await db.fetch(_LAST_ACTIVITY.format(where=""), before, now)
@@ -202,6 +204,18 @@ async def lift_restriction(conn: asyncpg.Connection, person_id: UUID) -> bool:
     status: str = await conn.execute("DELETE FROM intake.restrictions WHERE person_id = $1",
                                      person_id)
     return status.endswith(" 1")
+
+
+async def erased_count(db: Db) -> int:
+    count: int = await db.fetchval("SELECT count(*) FROM intake.people"
+                                   " WHERE erased_at IS NOT NULL")
+    return count
+
+
+async def erased_people(db: Db) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await db.fetch(
+        "SELECT person_id, erased_at FROM intake.people WHERE erased_at IS NOT NULL")
+    return rows
 
 
 async def not_erased(conn: asyncpg.Connection, person_ids: list[UUID]) -> list[UUID]:
@@ -289,11 +303,13 @@ PEOPLE_NAMED = (
     "  WHERE i.person_id = n.person_id AND i.org = $2) v"
     " WHERE n.term = $1 AND EXISTS (SELECT 1 FROM intake.intakes m"
     "  WHERE m.person_id = n.person_id AND m.org = $2 AND m.basis = 'met')"
+    " AND NOT EXISTS (SELECT 1 FROM intake.restrictions r WHERE r.person_id = n.person_id)"
     " ORDER BY v.last_at DESC, p.person_id LIMIT $3"
 )
 """The people with this index term whom the organisation met (services/runtime/access.py:
 "met", as for a card), with the organisation's contacts with them: one equality on the
-indexed `term`, then each match's intakes by their person index. No other person is read."""
+indexed `term`, then each match's intakes by their person index. No other person is read;
+nor a person whose processing is restricted at their request (services/intake/rights.py)."""
 
 
 async def people_named(db: Db, term: bytes, org: str, limit: int) -> list[asyncpg.Record]:

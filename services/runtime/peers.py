@@ -88,10 +88,24 @@ async def _get(request: web.Request, path: str, model: type[M],
                       "did not answer; try again.", headers={"Retry-After": "5"}) from exc
 
 
-async def get(request: web.Request, path: str, model: type[M], base: str,
-              service: str) -> M | None:
-    """GET from the service at `base` as the caller (see `_get`)."""
-    return await _get(request, path, model, base, service)
+async def get_all(request: web.Request, path: str, model: type[M], base: str,
+                  service: str) -> M:
+    """GET from the service at `base` as the caller, where only a 200 will do: anything else
+    (a refusal, a route this version does not know) is a 503, never an empty answer taken
+    for a complete one (an access request's export)."""
+    try:
+        async with request.app[HTTP].get(
+            f"{base}{path}", headers={"Authorization": f"Bearer {bearer(request)}"},
+            allow_redirects=False,
+        ) as response:
+            if response.status != 200:
+                raise Problem(503, f"{service} service unavailable", f"The {service.lower()} "
+                              f"service answered {response.status}; try again.",
+                              headers={"Retry-After": "5"})
+            return model.model_validate(await response.json())
+    except (aiohttp.ClientError, TimeoutError, ValidationError) as exc:
+        raise Problem(503, f"{service} service unavailable", f"The {service.lower()} service "
+                      "did not answer; try again.", headers={"Retry-After": "5"}) from exc
 
 
 async def _post(request: web.Request, path: str, body: dict[str, object], model: type[M],

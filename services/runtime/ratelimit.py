@@ -97,7 +97,12 @@ def charge(request: web.Request, client: str, cost: int = 1) -> None:
 
 
 def charge_address(request: web.Request) -> None:
-    """Count one request for the caller's address (behind a trusted proxy, the client's), or
-    refuse with 429: the limit of the operations that take no token."""
+    """Count one request for the caller's address (behind a trusted proxy, the client's) on
+    this operation, or refuse with 429: the limit of the operations that take no token. One
+    bucket per operation, so that a flood of one public read does not hold back the health
+    probes or the services' reading of the keys and revocations."""
     limiter = request.app[LIMITER]
-    charge(request, "address:" + client_address(request, limiter.trusted_proxies))
+    operation = request.match_info.route.resource.canonical if request.match_info.route \
+        .resource is not None else request.path
+    charge(request, f"address:{operation}:"
+                    + client_address(request, limiter.trusted_proxies))

@@ -53,7 +53,7 @@ async def test_an_auditor_checks_a_person_in_the_browser(
     async with TestClient(TestServer(relais_app, host="127.0.0.1")) as api:
         live_server = str(api.make_url("")).rstrip("/")
         facts = await story(api, Tokens(await relais_app[KEYS].signing(), settings))
-        token = await invite(api, EMAIL, "coordination", "auditor", "Dominique Petit")
+        token = await invite(api, EMAIL, "coordination", "dpo", "Dominique Petit")
         done = await api.post(f"/invitation/{token}", data={
             "password": PASSWORD, "confirmation": PASSWORD}, allow_redirects=False)
         assert done.status == 303

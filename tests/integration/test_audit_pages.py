@@ -37,9 +37,9 @@ def settings(database: str, tmp_path: Path) -> Settings:
                                     "expiry_interval": 0.3})
 
 
-async def auditor(client: Client, email: str = AUDITOR) -> None:
-    """An account with the auditor role (`audit:read` only), signed in."""
-    token = await invite(client, email, "coordination", "auditor", "Dominique Petit")
+async def auditor(client: Client, email: str = AUDITOR, role: str = "auditor") -> None:
+    """An account with the auditor role (`audit:read` only), or another, signed in."""
+    token = await invite(client, email, "coordination", role, "Dominique Petit")
     done = await client.post(f"/invitation/{token}", data={
         "password": PASSWORD, "confirmation": PASSWORD}, allow_redirects=False)
     assert done.status == 303
@@ -281,6 +281,11 @@ async def test_the_officer_answers_the_person_s_rights_from_the_page(
     facts = await story(client, tokens)
     person = facts["person"]
     await auditor(client)
+    html = await (await client.get(f"/audit?personne={person}")).text()
+    assert 'id="droits"' not in html, "an auditor has no access to the person's data"
+    assert (await client.get(f"/audit/personne/{person}/donnees")).status == 403
+    client.session.cookie_jar.clear()
+    await auditor(client, "delegue@coordination.example.org", "dpo")
     html = await (await client.get(f"/audit?personne={person}")).text()
     assert 'id="droits"' in html and f'href="/audit/personne/{person}/donnees"' in html
 

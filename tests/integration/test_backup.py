@@ -144,3 +144,36 @@ async def test_a_line_cut_by_a_crash_is_skipped_and_the_rest_read(tmp_path: Path
         file.write(b'{"person_id": "12')
     assert ledger.read() == [first]
     assert oct(ledger.path.stat().st_mode & 0o777) == "0o600"
+
+
+async def test_a_lost_ledger_is_completed_from_the_database_at_start(
+        settings: Settings, tmp_path: Path) -> None:
+    """Erasures made before the ledger existed, or a ledger lost: at start the intake service
+    writes into it every erasure the database shows, so a later restore still honours them."""
+    file = tmp_path / "relais.dump"
+    _, erased = await two_people_then_a_backup_then_one_erased(settings, file)
+    settings.erasure_ledger_path.unlink()
+    async with running(settings):
+        pass
+    assert [str(e.person_id) for e in Ledger(settings.erasure_ledger_path).read()] == [erased]
+
+
+async def test_an_erasure_the_ledger_cannot_take_is_refused_whole(
+        settings: Settings, tmp_path: Path) -> None:
+    async with running(settings) as (client, tokens):
+        settings.erasure_ledger_path.unlink(missing_ok=True)
+        settings.erasure_ledger_path.mkdir(parents=True)  # the storage gone from under it
+        person = (await post(client, tokens, "/v1/intakes", INTAKE | {"identity": IDENTITY})
+                  )["person_id"]
+        refused = await client.delete(f"/v1/people/{person}",
+                                      headers=tokens.headers(TEAM, SCOPES))
+        assert refused.status == 503 and refused.headers["Retry-After"] == "30"
+        assert (await get(client, tokens, f"/v1/people/{person}")).status == 200, (
+            "nothing erased")
+
+
+def test_the_database_password_stays_off_the_command_line() -> None:
+    url, env = backup._without_password("postgresql://relais:s%40cret@db:5432/relais")
+    assert url == "postgresql://relais@db:5432/relais" and env == {"PGPASSWORD": "s@cret"}
+    assert backup._without_password("postgresql://relais@db/relais") == (
+        "postgresql://relais@db/relais", {})

@@ -85,3 +85,12 @@ async def test_a_body_over_one_megabyte_is_refused_with_413(client: Client,
                                      "application/json"}))
     assert response.status == 413
     assert (await response.json())["status"] == 413
+
+
+async def test_one_public_read_flooded_does_not_hold_back_the_others(
+    strict: tuple[Client, Tokens],
+) -> None:
+    client, _ = strict
+    assert [(await client.get("/v1/audit/keys")).status for _ in range(4)][-1] == 429
+    assert (await client.get("/healthz")).status == 200, "the probes have their own bucket"
+    assert (await client.get("/.well-known/jwks.json")).status == 200

@@ -9,13 +9,15 @@ from typing import Any
 
 from aiohttp import ClientResponse
 
+from services.intake import names, store
+from services.intake.api import EXAMPLE_PNG, EXAMPLE_SHA256, MASTER_KEY
 from services.runtime.app import RUNTIME
 from tests.conftest import wait_until
 from tests.e2e.conftest import Tokens
 from tests.e2e.test_skeleton import consent_body
 from tests.integration.conftest import Client
 from tests.integration.test_export import handed_off
-from tests.integration.test_intake import INTAKE, SCOPES, TEAM, get
+from tests.integration.test_intake import IDENTITY, INTAKE, SCOPES, TEAM, get
 
 DPO = ("coordination", "people:restrict people:export")
 
@@ -100,3 +102,26 @@ async def test_refusals(client: Client, tokens: Tokens) -> None:
                       {"right": "forget me", "channel": "pigeon"}, DPO)
     assert bad.status == 422
     assert {e["field"] for e in (await bad.json())["errors"]} == {"right", "channel"}
+
+
+async def test_while_restricted_no_search_by_name_finds_them_and_no_signature_is_read(
+        client: Client, tokens: Tokens) -> None:
+    person = await handed_off(client, tokens)
+    sealed = await asked(client, tokens, "POST", f"/v1/people/{person}/evidence", {
+        "kind": "signature", "media_type": "image/png", "content": EXAMPLE_PNG})
+    assert sealed.status in (200, 201), await sealed.text()
+    evidence = f"/v1/people/{person}/evidence/{EXAMPLE_SHA256}"
+    assert (await asked(client, tokens, "GET", evidence)).status == 200
+    pool, master = client.app[RUNTIME].pool, client.app[MASTER_KEY]
+    [term, *_] = sorted(names.terms(names.key(master), IDENTITY))
+    assert [r["person_id"] for r in await store.people_named(pool, term, TEAM, 10)] == [
+        uuid.UUID(person)]
+
+    done = await asked(client, tokens, "POST", f"/v1/people/{person}/restriction",
+                       {"right": "restriction", "channel": "in_person"}, DPO)
+    assert done.status == 200
+    assert await store.people_named(pool, term, TEAM, 10) == []
+    assert (await asked(client, tokens, "GET", evidence)).status == 403
+    again = await asked(client, tokens, "POST", f"/v1/people/{person}/evidence", {
+        "kind": "signature", "media_type": "image/png", "content": EXAMPLE_PNG})
+    assert again.status == 409

@@ -165,3 +165,20 @@ async def test_the_worker_erases_by_itself_and_the_report_erases_nothing(
     await wait_until(erased, 30, "the retention worker erased the person")
     assert (await get(client, tokens, f"/v1/people/{kept}")).status == 200
     assert client.app[intake_api.LEDGER].path == settings.erasure_ledger_path
+
+
+async def test_a_person_who_asked_for_restriction_is_kept(client: Client, tokens: Tokens) -> None:
+    """Art. 18: a person may ask that their data be kept but not processed (to defend a
+    claim): retention leaves them until the restriction is lifted."""
+    person = await met(client, tokens, identity=IDENTITY)
+    restricted = await client.post(f"/v1/people/{person}/restriction", json={
+        "right": "restriction", "channel": "letter"}, headers=tokens.headers(
+        "coordination", "people:restrict"))
+    assert restricted.status == 200, await restricted.text()
+    pool, months = client.app[RUNTIME].pool, {TEAM: 6}
+    assert await retention_plan(pool, months, datetime.now(UTC)) == []
+    lifted = await client.delete(f"/v1/people/{person}/restriction", headers=tokens.headers(
+        "coordination", "people:restrict"))
+    assert lifted.status == 204
+    assert [str(d.person_id) for d in await retention_plan(pool, months, datetime.now(UTC))
+            ] == [person]

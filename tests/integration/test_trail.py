@@ -253,3 +253,22 @@ async def test_a_rotated_key_signs_from_then_on_and_the_old_signatures_still_ver
     assert old in published, "the retired key's public half stays published"
     result = verify(await export(client, tokens, tmp_path / "trail.jsonl"), keys)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def test_rotating_under_another_master_key_changes_nothing(
+    client: Client, tokens: Tokens, settings: Any, tmp_path: Path
+) -> None:
+    """Run without the services' master key, `relais audit rotate-key` would seal the new key
+    under a key nobody has and destroy the old ones: it refuses, and nothing is retired."""
+    await fill(client, tokens, 1)
+    pool = client.app[RUNTIME].pool
+    before = [dict(r) for r in await pool.fetch("SELECT kid, retired_at FROM consent.audit_keys")]
+    env = os.environ | {"RELAIS_DATABASE_URL": settings.database_url,
+                        "RELAIS_DATA_DIR": str(tmp_path / "elsewhere"), "RELAIS_LOG_LEVEL": "ERROR"}
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "services.cli", "audit", "rotate-key"],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "nothing was changed" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert [dict(r) for r in await pool.fetch(
+        "SELECT kid, retired_at FROM consent.audit_keys")] == before

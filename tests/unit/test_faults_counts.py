@@ -24,6 +24,15 @@ def test_a_copy_is_allowed_only_when_a_kill_9_came_between_the_two() -> None:
     assert duplicates([mail("<a>", 1.0), mail("<a>", 2.0), mail("<a>", 9.0)], [5.0]) == (2, 1)
 
 
+def test_a_kill_while_the_server_held_the_first_copy_explains_the_second() -> None:
+    """The sink records a message when it answers 250, `held` seconds after DATA: a sender
+    killed during those seconds never heard the 250, and sends it again after its restart."""
+    received = [mail("<a>", 1.72), mail("<a>", 4.0)]
+    assert duplicates(received, kills=[1.70], held=0.05) == (1, 1)
+    assert duplicates(received, kills=[1.70]) == (1, 1), "within the scheduling slack"
+    assert duplicates(received, kills=[1.0], held=0.05) == (1, 0), "long before: a defect"
+
+
 def test_one_referral_told_twice_under_two_message_ids_is_counted() -> None:
     referral_of = {"<a>": "r1", "<b>": "r1", "<c>": "r2", "<d>": "r2"}
     received = [mail("<a>", 1.0), mail("<b>", 2.0),  # same referral, subject, addresses

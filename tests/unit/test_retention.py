@@ -23,7 +23,9 @@ def test_the_longest_period_of_those_who_met_the_person_keeps_them() -> None:
     months = {"ml": 12, "plie": 60, "ccas": 24}
     assert period(["ml", "ccas"], months) == (24, "ccas")
     assert period(["ml", "plie"], months) == (60, "plie")
-    assert period(["gone"], months) == (24, None), "an organisation no longer in the directory"
+    assert period(["gone"], months) == (24, "gone"), "an organisation no longer in the directory"
+    assert period(["gone", "ml"], months) == (24, "gone"), "counts for the default, not less"
+    assert period(["gone", "plie"], months) == (60, "plie")
     assert period([], months) == (24, None)
 
 
