@@ -16,7 +16,7 @@ from aiohttp import web
 
 from schemas.api import Health
 from schemas.asyncapi import dead_letter_topic
-from services.runtime import db, openapi
+from services.runtime import db, openapi, sealing
 from services.runtime.assets import add_static
 from services.runtime.auth import (
     VERIFIER,
@@ -234,6 +234,9 @@ async def start_services(
         poll_timeout=settings.poll_interval,
     )
     tasks: list[asyncio.Task[None]] = []
+    # The master key had once, off the event loop: from a KMS or a PKCS#11 token it may take
+    # seconds (RELAIS_MASTER_KEY_COMMAND); every later call reads it from memory.
+    await asyncio.to_thread(sealing.master_key, settings)
     for spec in services:
         if spec.on_start is not None:
             await spec.on_start(runtime)
