@@ -568,6 +568,9 @@ class StandingOut(BaseModel):
     categories: list[str] = Field(description="The personal data categories you may read.")
     may: list[str] = Field(description="What you may do: attach, read, correct, erase, "
                            "record_consent.")
+    restricted: bool = Field(default=False, description="Processing is stopped at the "
+                             "person's request (restriction or objection): nothing is "
+                             "recorded for them until it is lifted.")
 
 
 class RelayKind(StrEnum):

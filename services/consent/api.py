@@ -47,13 +47,17 @@ OPERATION = "consent"
 UNKNOWN_RECIPIENT = "unknown_recipient"
 
 
+def restricted() -> Problem:
+    return Problem(409, "Processing restricted", "At the person's request, their data is not "
+                   "processed for now (restriction or objection): no consent is recorded "
+                   "until the data-protection officer lifts it.")
+
+
 async def answer_consent(conn: asyncpg.Connection, org: str,
                          body: ConsentIn) -> idempotency.Answer:
     """The consent, its event, its trail entry and its history line, in one transaction."""
     if await store.is_restricted(conn, body.person_id):
-        raise Problem(409, "Processing restricted", "At the person's request, their data is "
-                      "not processed for now (restriction or objection): no consent is "
-                      "recorded until the data-protection officer lifts it.")
+        raise restricted()
     notice = await store.notice(conn, body.notice_version)
     if notice is None:
         raise Problem(422, "Invalid request", "1 invalid field(s)",
@@ -88,6 +92,8 @@ async def may_record(request: web.Request, body: ConsentIn) -> None:
     if not standing.met:
         raise Problem(403, "Forbidden", "Only an organisation that met the person records "
                       "their consent; a recipient cannot grant itself anything.")
+    if standing.restricted:  # asked of the intake service, which holds it: no window
+        raise restricted()
     unknown = await request.app[recipients.KNOWN].unknown(request, body.recipients)
     if unknown:
         raise UnknownRecipients(unknown)

@@ -445,14 +445,16 @@ async def get_standing(request: web.Request) -> web.Response:
     the caller (the consent service before recording a consent). 404 when it is nothing."""
     principal = await authenticate(request, None)
     person_id = path_uuid(request)
-    standing = await _standing(request.app[RUNTIME].pool, person_id, principal.org)
+    pool = request.app[RUNTIME].pool
+    standing = await _standing(pool, person_id, principal.org)
     if not standing.known:
         raise _not_found("person")
     return json_response(StandingOut(
         person_id=person_id, met=standing.met,
         consent_id=standing.consent.consent_id if standing.consent else None,
         categories=sorted(standing.categories),
-        may=[act.value for act in Act if standing.may(act)]))
+        may=[act.value for act in Act if standing.may(act)],
+        restricted=await store.restriction(pool, person_id) is not None))
 
 
 # --- signals from the network --------------------------------------------------------------

@@ -42,6 +42,8 @@ async def test_an_objection_stops_processing_until_it_is_lifted(
     assert done.status == 200, await done.text()
     said = await done.json()
     assert said["right"] == "objection" and said["org"] == DPO[0]
+    at_once = await asked(client, tokens, "POST", "/v1/consents", consent_body(person))
+    assert at_once.status == 409, "refused at once: the intake service says so, no window"
 
     async def stopped() -> bool:
         consent = await pool.fetchrow("SELECT status FROM consent.consents WHERE person_id = $1",
