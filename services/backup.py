@@ -122,12 +122,8 @@ async def restore(dsn: str, file: Path, settings: Settings) -> tuple[list[str], 
         raise BackupError(f"{connected} other connections to this database: stop Relais "
                           "first (every process), then restore")
     schemas = await asyncio.to_thread(restore_schemas, dsn, file)
-    conn = await db.connect(dsn)
-    try:  # the restored intake schema brought to this version's, for the erasures
-        await db.migrate(conn, "intake", "services.runtime")
-        await db.migrate(conn, "intake", "services.intake")
-    finally:
-        await conn.close()
+    # the restored intake schema brought to this version's, for the erasures
+    await db.migrated(dsn, "intake", "services.intake")
     pool = await db.create_pool(dsn)
     try:
         again = await erasure.replay(pool, erasure.Ledger(settings.erasure_ledger_path))

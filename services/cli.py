@@ -72,12 +72,7 @@ async def database(settings: Settings) -> AsyncIterator[str]:
 
 
 async def _auth_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
-    conn = await db.connect(dsn)
-    try:
-        await db.migrate(conn, "auth", "services.runtime")
-        await db.migrate(conn, "auth", "services.auth")
-    finally:
-        await conn.close()
+    await db.migrated(dsn, "auth", "services.auth")
     return await db.create_pool(dsn, 2)
 
 
@@ -89,12 +84,7 @@ async def rotate_trail_key(settings: Settings) -> int:
     from services.consent import trail_store
 
     async with database(settings) as dsn:
-        conn = await db.connect(dsn)
-        try:
-            await db.migrate(conn, "consent", "services.runtime")
-            await db.migrate(conn, "consent", "services.consent")
-        finally:
-            await conn.close()
+        await db.migrated(dsn, "consent", "services.consent")
         pool = await db.create_pool(dsn, max_size=2)
         try:
             kid, retired = await trail_store.rotate_key(pool, sealing.master_key(settings))
@@ -197,8 +187,7 @@ async def directory_command(settings: Settings, args: argparse.Namespace) -> int
     async with database(settings) as dsn:
         conn = await db.connect(dsn)
         try:
-            await db.migrate(conn, "intake", "services.runtime")
-            await db.migrate(conn, "intake", "services.intake")
+            await db.migrate_service(conn, "intake", "services.intake")
             if document is not None:
                 async with conn.transaction():
                     version = await publish(conn, document)
@@ -248,8 +237,7 @@ async def intake_command(settings: Settings, args: argparse.Namespace) -> int:
     async with database(settings) as dsn:
         conn = await db.connect(dsn)
         try:
-            await db.migrate(conn, "intake", "services.runtime")
-            await db.migrate(conn, "intake", "services.intake")
+            await db.migrate_service(conn, "intake", "services.intake")
             try:
                 read, named = await search.reindex(conn, sealing.master_key(settings))
             except vault.VaultError:
@@ -278,12 +266,7 @@ async def retention_command(settings: Settings, args: argparse.Namespace) -> int
 
     at = args.at or datetime.now(UTC)
     async with database(settings) as dsn:
-        conn = await db.connect(dsn)
-        try:
-            await db.migrate(conn, "intake", "services.runtime")
-            await db.migrate(conn, "intake", "services.intake")
-        finally:
-            await conn.close()
+        await db.migrated(dsn, "intake", "services.intake")
         pool = await db.create_pool(dsn, max_size=2)
         try:
             row = await store.directory(pool)

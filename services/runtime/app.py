@@ -215,8 +215,7 @@ async def start_services(
     conn = await db.connect(dsn)
     try:
         for spec in services:
-            await db.migrate(conn, spec.schema, "services.runtime")
-            await db.migrate(conn, spec.schema, spec.package)
+            await db.migrate_service(conn, spec.schema, spec.package)
     finally:
         await conn.close()
     transport = make_transport(settings, dsn)

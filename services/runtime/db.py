@@ -113,3 +113,20 @@ async def migrate(conn: asyncpg.Connection, schema: str, package: str) -> list[s
         log.info("migrated", schema=schema, applied=applied_now)
     return applied_now
 
+
+
+async def migrate_service(conn: asyncpg.Connection, schema: str, package: str) -> None:
+    """A service's schema brought up to date: the runtime's tables (outbox, inbox,
+    idempotency), then the service's own."""
+    await migrate(conn, schema, "services.runtime")
+    await migrate(conn, schema, package)
+
+
+async def migrated(dsn: str, schema: str, package: str) -> None:
+    """`migrate_service` on a connection of its own (a command that runs without the
+    services)."""
+    conn = await connect(dsn)
+    try:
+        await migrate_service(conn, schema, package)
+    finally:
+        await conn.close()

@@ -63,6 +63,14 @@ def service_base(request: web.Request, service: str, configured: str | None) -> 
     return runtime.settings.base_url
 
 
+def unavailable(service: str, status: int | None = None) -> Problem:
+    """The other service did not answer as itself: a 503 the caller may retry."""
+    said = f"answered {status}" if status is not None else "did not answer"
+    return Problem(503, f"{service} service unavailable",
+                   f"The {service.lower()} service {said}; try again.",
+                   headers={"Retry-After": "5"})
+
+
 async def _get(request: web.Request, path: str, model: type[M],
                base: str | None = None, service: str = "Intake",
                token: str | None = None) -> M | None:
@@ -79,13 +87,10 @@ async def _get(request: web.Request, path: str, model: type[M],
                     and response.content_type == "application/problem+json":
                 return None
             if response.status != 200:
-                raise Problem(503, f"{service} service unavailable", f"The {service.lower()} "
-                              f"service answered {response.status}; try again.",
-                              headers={"Retry-After": "5"})
+                raise unavailable(service, response.status)
             return model.model_validate(await response.json())
     except (aiohttp.ClientError, TimeoutError, ValidationError) as exc:
-        raise Problem(503, f"{service} service unavailable", f"The {service.lower()} service "
-                      "did not answer; try again.", headers={"Retry-After": "5"}) from exc
+        raise unavailable(service) from exc
 
 
 async def get_all(request: web.Request, path: str, model: type[M], base: str,
@@ -99,13 +104,10 @@ async def get_all(request: web.Request, path: str, model: type[M], base: str,
             allow_redirects=False,
         ) as response:
             if response.status != 200:
-                raise Problem(503, f"{service} service unavailable", f"The {service.lower()} "
-                              f"service answered {response.status}; try again.",
-                              headers={"Retry-After": "5"})
+                raise unavailable(service, response.status)
             return model.model_validate(await response.json())
     except (aiohttp.ClientError, TimeoutError, ValidationError) as exc:
-        raise Problem(503, f"{service} service unavailable", f"The {service.lower()} service "
-                      "did not answer; try again.", headers={"Retry-After": "5"}) from exc
+        raise unavailable(service) from exc
 
 
 async def _post(request: web.Request, path: str, body: dict[str, object], model: type[M],
@@ -124,13 +126,10 @@ async def _post(request: web.Request, path: str, body: dict[str, object], model:
                 raise Problem(response.status, str(said.get("title", "Refused")),
                               str(said.get("detail", "")))
             if response.status not in (200, 201):
-                raise Problem(503, f"{service} service unavailable", f"The {service.lower()} "
-                              f"service answered {response.status}; try again.",
-                              headers={"Retry-After": "5"})
+                raise unavailable(service, response.status)
             return model.model_validate(await response.json())
     except (aiohttp.ClientError, TimeoutError, ValidationError) as exc:
-        raise Problem(503, f"{service} service unavailable", f"The {service.lower()} service "
-                      "did not answer; try again.", headers={"Retry-After": "5"}) from exc
+        raise unavailable(service) from exc
 
 
 async def seal_evidence(request: web.Request, person_id: uuid.UUID, kind: str,
@@ -226,12 +225,10 @@ async def person_document(request: web.Request, person_id: uuid.UUID) -> str | N
             if response.status == 404 and response.content_type == "application/problem+json":
                 return None
             if response.status != 200:
-                raise Problem(503, "Intake service unavailable", "The intake service answered "
-                              f"{response.status}; try again.", headers={"Retry-After": "5"})
+                raise unavailable("Intake", response.status)
             return await response.text()
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise Problem(503, "Intake service unavailable", "The intake service did not answer; "
-                      "try again.", headers={"Retry-After": "5"}) from exc
+        raise unavailable("Intake") from exc
 
 
 class Restriction(BaseModel):
@@ -257,8 +254,6 @@ async def lift_restriction(request: web.Request, person_id: uuid.UUID) -> None:
             headers={"Authorization": f"Bearer {bearer(request)}"}, allow_redirects=False,
         ) as response:
             if response.status != 204:
-                raise Problem(503, "Intake service unavailable", "The intake service answered "
-                              f"{response.status}; try again.", headers={"Retry-After": "5"})
+                raise unavailable("Intake", response.status)
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise Problem(503, "Intake service unavailable", "The intake service did not answer; "
-                      "try again.", headers={"Retry-After": "5"}) from exc
+        raise unavailable("Intake") from exc
