@@ -9,8 +9,9 @@ import json
 import os
 import signal
 import sys
+import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -87,8 +88,9 @@ async def rotate_trail_key(settings: Settings) -> int:
         await db.migrated(dsn, "consent", "services.consent")
         pool = await db.create_pool(dsn, max_size=2)
         try:
-            kid, retired = await trail_store.rotate_key(pool, sealing.master_key(settings))
-        except sealing.SealError:
+            master = await sealing.keyring(pool, "consent", settings)
+            kid, retired = await trail_store.rotate_key(pool, master)
+        except (sealing.SealError, sealing.MasterKeyUnavailable):
             print("relais audit rotate-key: the current key cannot be opened with this master "
                   "key: run it with the services' RELAIS_MASTER_KEY (or its file or command); "
                   "nothing was changed", file=sys.stderr)
@@ -231,7 +233,7 @@ async def dlq_command(settings: Settings, args: argparse.Namespace) -> int:
 
 async def intake_command(settings: Settings, args: argparse.Namespace) -> int:
     """`relais intake reindex-names`: the search by name's blind index computed again from
-    the vault (people sealed before it existed, or after a new master key)."""
+    the vault (people sealed before it existed)."""
     from services.intake import search, vault
 
     async with database(settings) as dsn:
@@ -239,8 +241,9 @@ async def intake_command(settings: Settings, args: argparse.Namespace) -> int:
         try:
             await db.migrate_service(conn, "intake", "services.intake")
             try:
-                read, named = await search.reindex(conn, sealing.master_key(settings))
-            except vault.VaultError:
+                master = await sealing.keyring(conn, "intake", settings)
+                read, named = await search.reindex(conn, master)
+            except (vault.VaultError, sealing.MasterKeyUnavailable):
                 print("the vault cannot be opened with this master key (RELAIS_MASTER_KEY or "
                       f"{settings.data_dir}/keys/master.key); the people indexed before it "
                       "stopped keep their terms", file=sys.stderr)
@@ -249,6 +252,62 @@ async def intake_command(settings: Settings, args: argparse.Namespace) -> int:
             await conn.close()
     print(f"{read} people with a sealed identity read; {named} findable by name")
     return 0
+
+
+async def master_key_command(settings: Settings, args: argparse.Namespace) -> int:
+    """`relais master-key status`: what is not yet sealed under the current master key;
+    `relais master-key rewrap`: all of it sealed again under it, in batches, while Relais
+    serves (the second half of a rotation; resumable: run it again after a stop)."""
+    from services.runtime import rewrap
+
+    action, left, unopened = args.action, 0, 0
+    async with database(settings) as dsn:
+        pool = await db.create_pool(dsn, 2)
+        try:
+            for spec in service_specs(SERVICE_NAMES):
+                await db.migrated(dsn, spec.schema, spec.package)
+                ring = await sealing.keyring(pool, spec.schema, settings)
+                for column in (rewrap.ROOT, *spec.sealed):
+                    if action == "rewrap":
+                        done = await rewrap.rewrap(pool, spec.schema, column, ring,
+                                                   args.batch, told=_every(5.0))
+                        unopened += done.unopened
+                        print(f"{done.name}: {done.resealed} sealed again", flush=True)
+                    count = await rewrap.left(pool, spec.schema, column, ring.prefix)
+                    left += count
+                    if action == "status":
+                        print(f"{spec.schema}.{column.table}.{column.column}: {count} not yet "
+                              "under the current master key", flush=True)
+        finally:
+            await pool.close()
+    current = sealing.key_id(sealing.master_key(settings)).hex()
+    if left == 0:
+        print(f"Everything is sealed under the current master key (id {current}): "
+              "RELAIS_PREVIOUS_MASTER_KEY (or its _FILE or _COMMAND) can be removed, and the "
+              "services restarted without it.")
+        return 0
+    if action == "status":
+        print(f"{left} sealed under another key than the current one (id {current}): "
+              "`relais master-key rewrap` seals them again.")
+        return 0
+    print(f"relais master-key rewrap: {left} left under another key, {unopened} of them "
+          "opened by neither RELAIS_MASTER_KEY nor RELAIS_PREVIOUS_MASTER_KEY (sealed under a "
+          "third key, or altered); run it again with the key that sealed them as "
+          "RELAIS_PREVIOUS_MASTER_KEY", file=sys.stderr)
+    return 1
+
+
+def _every(seconds: float) -> Callable[[Any], None]:
+    """A progress line at most every `seconds` (a batch takes well under one)."""
+    last = time.monotonic()
+
+    def told(progress: Any) -> None:
+        nonlocal last
+        if time.monotonic() - last >= seconds:
+            last = time.monotonic()
+            print(f"{progress.name}: {progress.resealed} sealed again so far", flush=True)
+
+    return told
 
 
 def _moment(text: str) -> datetime:
@@ -357,7 +416,7 @@ async def client_command(settings: Settings, args: argparse.Namespace) -> int:
                     return 1
                 print(f"revoked {args.client_id}")
             elif args.action == "rotate":
-                master = sealing.master_key(settings)
+                master = await sealing.keyring(pool, "auth", settings)
                 print(json.dumps({"kid": await keys.rotate(pool, master)}))
         finally:
             await pool.close()
@@ -500,6 +559,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             _main(argv)
         finally:  # what is still buffered goes now, while a closed pipe can be handled
             sys.stdout.flush()
+    except sealing.MasterKeyUnavailable as unavailable:  # one line that says why, no traceback
+        print(f"relais: {unavailable}", file=sys.stderr)
+        sys.exit(1)
     except BrokenPipeError:
         # Python's advice (the signal module's documentation): nothing more goes to the
         # closed pipe, not even at exit; the status a shell gives a command SIGPIPE ended.
@@ -611,7 +673,16 @@ def _main(argv: Sequence[str] | None) -> None:
     intake = sub.add_parser("intake", help="the intake service's identity vault")
     intake.add_subparsers(dest="action", required=True).add_parser(
         "reindex-names", help="compute the search by name's blind index again from the vault "
-        "(people recorded before it, or after a new master key)")
+        "(people recorded before it)")
+    master = sub.add_parser("master-key", help="the rotation of the master key: status, and "
+                            "everything sealed again under the new one (README, \"Personal "
+                            "data\")")
+    master_sub = master.add_subparsers(dest="action", required=True)
+    master_sub.add_parser("status", help="how much is not yet sealed under the current key")
+    master_sub.add_parser("rewrap", help="seal everything again under RELAIS_MASTER_KEY, "
+                          "opening it with RELAIS_PREVIOUS_MASTER_KEY; in batches, while "
+                          "Relais serves; run it again after a stop").add_argument(
+        "--batch", type=int, default=1000, help="rows a transaction (default 1000)")
     audit = sub.add_parser("audit", help="the consent trail")
     audit_sub = audit.add_subparsers(dest="action", required=True)
     audit_sub.add_parser("rotate-key", help="sign the trail's checkpoints with a new key; the "
@@ -668,6 +739,8 @@ def _main(argv: Sequence[str] | None) -> None:
         sys.exit(asyncio.run(retention_command(settings, args)))
     elif args.command == "intake":
         sys.exit(asyncio.run(intake_command(settings, args)))
+    elif args.command == "master-key":
+        sys.exit(asyncio.run(master_key_command(settings, args)))
     elif args.command in ("backup", "restore"):
         sys.exit(asyncio.run(backup_command(settings, args)))
     elif args.command == "asyncapi":

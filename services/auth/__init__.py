@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from services.auth import api, domain, links, oidc, pages, second_factor, store
+from services.auth import api, domain, keys, links, oidc, pages, second_factor, store, totp
 from services.runtime import links as magic
-from services.runtime import sealing
 from services.runtime.app import RUNTIME, Runtime, ServiceSpec
 from services.runtime.auth import KeySource, RevokedLoader
+from services.runtime.rewrap import SealedColumn
 
 
 async def start(runtime: Runtime) -> None:
@@ -19,7 +19,7 @@ async def start(runtime: Runtime) -> None:
         settings.token_failures_per_client, settings.token_failures_per_address)
     keys = runtime.app[api.KEYS]
     keys.token_ttl = settings.token_ttl
-    keys.master = sealing.master_key(settings)
+    keys.master = runtime.keyring("auth")
     runtime.app[links.LINK_KEY] = magic.key(keys.master)
     await keys.ensure()
 
@@ -44,4 +44,6 @@ def routes(app: web.Application) -> None:
 
 
 SPEC = ServiceSpec(name="auth", package="services.auth", routes=routes,
+                   sealed=(SealedColumn("signing_keys", "kid", "sealed_jwk", keys.CONTEXT, "text"),
+                           SealedColumn("users", "id", "totp_secret", totp.CONTEXT)),
                    on_start=start, key_source=key_source, revoked_clients=revoked_clients)

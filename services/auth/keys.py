@@ -21,23 +21,25 @@ from services.runtime.auth import ALGORITHM
 REFRESH_EVERY = 30.0
 
 
+CONTEXT = "auth/signing-key/{}"
+
+
 def _context(kid: str) -> str:
-    return f"auth/signing-key/{kid}"
+    return CONTEXT.format(kid)
 
 
-def seal_key(master: bytes, kid: str, key: OKPKey) -> bytes:
-    return sealing.seal(master, json.dumps(key.as_dict(private=True)).encode(), _context(kid))
+def seal_key(master: sealing.Keyring, kid: str, key: OKPKey) -> bytes:
+    return master.seal(json.dumps(key.as_dict(private=True)).encode(), _context(kid))
 
 
-def open_key(master: bytes, row: asyncpg.Record) -> OKPKey:
+def open_key(master: sealing.Keyring, row: asyncpg.Record) -> OKPKey:
     """A stored key: sealed, or in clear if an older version left it so."""
     if row["sealed_jwk"] is None:
         return OKPKey.import_key(row["private_jwk"])
-    return OKPKey.import_key(json.loads(sealing.open_sealed(master, row["sealed_jwk"],
-                                                            _context(row["kid"]))))
+    return OKPKey.import_key(json.loads(master.open(row["sealed_jwk"], _context(row["kid"]))))
 
 
-async def seal_keys_in_clear(pool: asyncpg.Pool, master: bytes) -> int:
+async def seal_keys_in_clear(pool: asyncpg.Pool, master: sealing.Keyring) -> int:
     """Seal the keys an older version stored in clear; how many there were."""
     rows = await store.keys_in_clear(pool)
     for row in rows:
@@ -52,13 +54,13 @@ class SigningKeys:
     def __init__(self, pool: Callable[[], asyncpg.Pool], token_ttl: int) -> None:
         self._pool = pool
         self.token_ttl = token_ttl
-        self.master: bytes | None = None
+        self.master: sealing.Keyring | None = None
         """The master key, set at start."""
         self._signing: OKPKey | None = None
         self._public: dict[str, Key] = {}
         self._loaded_at = -REFRESH_EVERY
 
-    def _master(self) -> bytes:
+    def _master(self) -> sealing.Keyring:
         if self.master is None:
             raise RuntimeError("the auth service has not started: no master key")
         return self.master
@@ -100,7 +102,7 @@ class SigningKeys:
                          for k in self._public.values()]}
 
 
-async def rotate(pool: asyncpg.Pool, master: bytes) -> str:
+async def rotate(pool: asyncpg.Pool, master: sealing.Keyring) -> str:
     key = OKPKey.generate_key("Ed25519", parameters={"kid": uuid.uuid4().hex[:16]})
     assert key.kid is not None
     async with pool.acquire() as conn:

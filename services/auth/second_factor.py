@@ -18,6 +18,7 @@ from aiohttp import web
 from services.auth import accounts, store, totp
 from services.auth.api import KEYS, THROTTLE
 from services.auth.pages import PENDING_COOKIE, open_session
+from services.runtime import sealing
 from services.runtime import web as pages
 from services.runtime.app import RUNTIME
 from services.runtime.http import client_address
@@ -30,7 +31,7 @@ ENROL_REFUSAL = ("Code incorrect. Saisissez le code à 6 chiffres que votre appl
                  "téléphone est réglée automatiquement.")
 
 
-def _master(request: web.Request) -> bytes:
+def _master(request: web.Request) -> sealing.Keyring:
     master = request.app[KEYS].master
     if master is None:
         raise RuntimeError("the auth service has not started: no master key")
@@ -67,7 +68,7 @@ def _code_page(request: web.Request, status: int = 200,
     return pages.render(request, "auth/connexion-code.html", status=status, error=error)
 
 
-async def _judge_code(conn: asyncpg.Connection, master: bytes, user_id: uuid.UUID,
+async def _judge_code(conn: asyncpg.Connection, master: sealing.Keyring, user_id: uuid.UUID,
                       digest: bytes, code: str, now: datetime
                       ) -> tuple[asyncpg.Record, totp.Check, accounts.Attempt] | None:
     """The code typed at sign-in, judged like a password (lock-out, disabled account) and

@@ -107,15 +107,18 @@ def qr_code(uri: str) -> str:
         scale=5, border=4, dark="#000", light="#fff")
 
 
+CONTEXT = "auth/totp/{}"
+
+
 def _context(user_id: UUID) -> str:
-    return f"auth/totp/{user_id}"
+    return CONTEXT.format(user_id)
 
 
-def seal_secret(master: bytes, user_id: UUID, secret: bytes) -> bytes:
+def seal_secret(master: sealing.Keyring, user_id: UUID, secret: bytes) -> bytes:
     """Sealed under the master key, bound to its account (a sealed secret copied onto another
     account does not open)."""
-    return sealing.seal(master, secret, _context(user_id))
+    return master.seal(secret, _context(user_id))
 
 
-def open_secret(master: bytes, user_id: UUID, sealed: bytes) -> bytes:
-    return sealing.open_sealed(master, sealed, _context(user_id))
+def open_secret(master: sealing.Keyring, user_id: UUID, sealed: bytes) -> bytes:
+    return master.open(sealed, _context(user_id))

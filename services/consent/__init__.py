@@ -15,10 +15,11 @@ from services.consent import (
     person_pages,
     receipt,
     store,
+    trail,
     trail_store,
 )
-from services.runtime import sealing
 from services.runtime.app import ConsumerSpec, Runtime, ServiceSpec
+from services.runtime.rewrap import SealedColumn
 
 DEMO_NOTICE = "2026-01"
 
@@ -33,7 +34,7 @@ async def first_notice(runtime: Runtime) -> None:
 
 async def start(runtime: Runtime) -> None:
     await first_notice(runtime)
-    master = sealing.master_key(runtime.settings)
+    master = runtime.keyring("consent")
     await trail_store.seal_keys_in_clear(runtime.pool, master)
     runtime.app[person_pages.KEYS] = receipt.keys(master)
     runtime.app[outreach.MASTER] = master
@@ -52,5 +53,6 @@ SPEC = ServiceSpec(
     consumers=(ConsumerSpec("consent", ("relais.intake", "relais.referral"),
                             handlers.handler),),
     workers=(handlers.checkpointer, handlers.expirer),
+    sealed=(SealedColumn("audit_keys", "kid", "sealed_key", trail.KEY_CONTEXT, "text"),),
     on_start=start,
 )

@@ -21,7 +21,6 @@ from schemas.events import (
     PersonRestrictionLiftedV1,
 )
 from services.consent import domain, lifecycle, recipients, store, trail_store
-from services.runtime import sealing
 from services.runtime.app import Runtime
 from services.runtime.consumer import Handler
 from services.runtime.events import Event
@@ -72,7 +71,7 @@ async def expirer(runtime: Runtime) -> None:
 
 
 async def checkpointer(runtime: Runtime) -> None:
-    master = sealing.master_key(runtime.settings)
+    master = runtime.keyring("consent")
     await trail_store.signing_key(runtime.pool, master)
     while True:
         await trail_store.checkpoint(runtime.pool, master)

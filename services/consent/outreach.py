@@ -37,7 +37,7 @@ from schemas.api import ConsentIn, ConsentOut, EvidenceIn, EvidenceKind, IntakeO
 from schemas.vocab import ConsentMethod, DataCategory, Purpose, ReferralStatus
 from services.consent import api, domain, store
 from services.directory import Directory
-from services.runtime import idempotency, offline, peers
+from services.runtime import idempotency, offline, peers, sealing
 from services.runtime import web as pages
 from services.runtime.app import RUNTIME
 from services.runtime.auth import Principal
@@ -57,7 +57,7 @@ PROOF = {ConsentMethod.signed_screen: ("signature", EvidenceKind.signature),
 DATA_URL = re.compile(r"^data:(image/png|image/jpeg);base64,([A-Za-z0-9+/=]+)$")
 REFUSAL = "La personne a refusé que ses informations soient transmises."
 """The reason a refusal gives to the referrals it cancels (their history shows it)."""
-MASTER = web.AppKey("consent_master_key", bytes)
+MASTER = web.AppKey("consent_master_key", sealing.Keyring)
 SAME_CONTACT = timedelta(seconds=30)
 """An answer sent from a device names the time of its own contact: within this of the
 contact's (the device's clock is corrected at each request, a few seconds apart)."""

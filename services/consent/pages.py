@@ -9,6 +9,8 @@ copy of the keys, is `relais audit verify`."""
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from markupsafe import Markup, escape
 
 from schemas import vocab_fr as fr
-from schemas.api import ConsentHistory
+from schemas.api import ConsentHistory, Identity
 from schemas.vocab import ConsentMethod, WithdrawalChannel, WithdrawalRequester
 from services.consent import art30, audit, store, trail, trail_store
 from services.directory import Directory
@@ -233,7 +235,9 @@ async def audit_page(request: web.Request) -> web.StreamResponse:
                         count=count, describe=describe, breakable=breakable,
                         keys_url=KEYS_URL, example_id=EXAMPLE_ID, command=COMMAND,
                         may_export="people:export" in principal.scopes,
-                        may_restrict="people:restrict" in principal.scopes)
+                        may_restrict="people:restrict" in principal.scopes,
+                        may_rectify="people:rectify" in principal.scopes,
+                        corrected=_corrected(request.query.get("corrige")))
 
 
 # --- the person's rights (issue #14), through the intake service's API ----------------------
@@ -245,6 +249,11 @@ def _path_person(request: web.Request) -> uuid.UUID:
     return person_id
 
 
+def _intake_unavailable() -> pages.PageError:
+    return pages.PageError(503, "Service indisponible", "Le service d'accueil ne répond pas : "
+                           "réessayez dans quelques instants.")
+
+
 @pages.page
 async def person_data(request: web.Request) -> web.StreamResponse:
     """Everything Relais holds about the person, as the French document to hand to them
@@ -254,8 +263,7 @@ async def person_data(request: web.Request) -> web.StreamResponse:
     try:
         document = await peers.person_document(request, person_id)
     except Problem as unavailable:
-        raise pages.PageError(503, "Service indisponible", "Le service d'accueil ne répond "
-                              "pas : réessayez dans quelques instants.") from unavailable
+        raise _intake_unavailable() from unavailable
     if document is None:
         raise pages.PageError(404, "Personne inconnue", "Aucune rencontre n'est enregistrée "
                               f"pour l'identifiant {person_id}.")
@@ -270,8 +278,7 @@ async def register_page(request: web.Request) -> web.StreamResponse:
     try:
         directory = await peers.directory(request) or Directory(organisations=[])
     except Problem as unavailable:
-        raise pages.PageError(503, "Service indisponible", "Le service d'accueil ne répond "
-                              "pas : réessayez dans quelques instants.") from unavailable
+        raise _intake_unavailable() from unavailable
     built = art30.build(directory, request.app[RUNTIME].settings, datetime.now(UTC))
     return web.Response(text=art30.document(built), content_type="text/html",
                         charset="utf-8", headers=pages.html_headers())
@@ -309,9 +316,135 @@ async def resume_page(request: web.Request) -> web.StreamResponse:
     try:
         await peers.lift_restriction(request, person_id)
     except Problem as refused:
-        raise pages.PageError(503, "Service indisponible", "Le service d'accueil ne répond "
-                              "pas : réessayez dans quelques instants.") from refused
+        raise _intake_unavailable() from refused
     raise web.HTTPSeeOther(f"/audit?personne={person_id}#droits")
+
+
+IDENTITY_FIELDS = {"prenom": "first_name", "nom": "last_name", "naissance": "birth_date",
+                   "telephone": "phone", "courriel": "email"}
+"""The identity form's fields (French names, as on the contact form) and the API's."""
+IDENTITY_ERRORS = {
+    "first_name": "Un prénom de 80 caractères au plus.",
+    "last_name": "Un nom de 80 caractères au plus.",
+    "birth_date": "Une date de naissance valable, au format jj/mm/aaaa, par exemple 02/04/2006.",
+    "phone": "Un numéro de téléphone : des chiffres, avec des espaces, points ou tirets si vous "
+             "voulez, par exemple 06 12 34 56 78.",
+    "email": "Une adresse électronique valable, par exemple prenom.nom@exemple.fr.",
+}
+NOTHING_CORRECTED = "rien"
+FRENCH_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
+
+
+def _corrected(said: str | None) -> list[str] | None:
+    """The fields a correction changed, in French, as the page it redirects to is told
+    (`?corrige=phone,email`, or `rien`); None when there was no correction."""
+    if said is None:
+        return None
+    return [FIELDS[f] for f in said.split(",") if f in FIELDS]
+
+
+def _known(identity: Identity | None) -> dict[str, str]:
+    """An identity as the API's JSON, without the fields it does not hold."""
+    return {} if identity is None else identity.model_dump(mode="json", exclude_none=True)
+
+
+def _form_values(known: Mapping[str, str]) -> dict[str, str]:
+    """An identity as the form shows it: the birth date as people write it (jj/mm/aaaa)."""
+    values = {name: known.get(field, "") for name, field in IDENTITY_FIELDS.items()}
+    year, _, rest = values["naissance"].partition("-")
+    if rest:
+        month, _, day = rest.partition("-")
+        values["naissance"] = f"{day}/{month}/{year}"
+    return values
+
+
+def _api_identity(values: Mapping[str, str]) -> dict[str, str]:
+    """The form as the API's `Identity`: only what was filled in, a date written jj/mm/aaaa
+    as ISO (anything else as typed, for the API to say what is wrong with it)."""
+    identity = {IDENTITY_FIELDS[name]: value for name, value in values.items() if value}
+    if written := FRENCH_DATE.fullmatch(identity.get("birth_date", "")):
+        day, month, year = written.groups()
+        identity["birth_date"] = f"{year}-{int(month):02}-{int(day):02}"
+    return identity
+
+
+def _identity_page(request: web.Request, person_id: uuid.UUID, values: Mapping[str, str],
+                   before: str, errors: Mapping[str, str] | None = None,
+                   status: int = 200) -> web.Response:
+    return pages.render(request, "consent/identite.html", status=status, person_id=person_id,
+                        values=values, before=before, errors=errors or {})
+
+
+@pages.page
+async def identity_form(request: web.Request) -> web.StreamResponse:
+    """The person's identity and contact details as Relais holds them, to correct; read
+    through the export, as the signed-in officer (who sees them: the read is logged)."""
+    await pages.require(request, "people:rectify")
+    person_id = _path_person(request)
+    try:
+        held = await peers.person_export(request, person_id)
+    except Problem as unavailable:
+        raise _intake_unavailable() from unavailable
+    if held is None:
+        raise pages.PageError(404, "Personne inconnue", "Aucune rencontre n'est enregistrée "
+                              f"pour l'identifiant {person_id}.")
+    if held.erased_at is not None:
+        raise pages.PageError(410, "Personne effacée", "Les données de cette personne ont été "
+                              "effacées : il n'y a plus rien à corriger.")
+    known = _known(held.identity)
+    return _identity_page(request, person_id, _form_values(known), json.dumps(known))
+
+
+def _identity_errors(refused: Problem) -> dict[str, str]:
+    """The intake service's invalid fields, in French, by the form's field names ("form": what
+    is wrong elsewhere)."""
+    names = {field: name for name, field in IDENTITY_FIELDS.items()}
+    errors: dict[str, str] = {}
+    for error in refused.extra.get("errors") or []:
+        field = str(error.get("field", "")) if isinstance(error, dict) else ""
+        if field in names:
+            errors.setdefault(names[field], IDENTITY_ERRORS[field])
+        else:
+            errors.setdefault("form", "Ce formulaire n'est plus valable : rechargez la page "
+                              "et recommencez.")
+    return errors or {"form": "Relais n'a pas accepté ces valeurs : vérifiez-les."}
+
+
+def _changed(before: str, after: dict[str, str]) -> list[str]:
+    """The fields whose value differs from what the form was opened with (as the intake
+    service counts them for the trail)."""
+    try:
+        known = json.loads(before)
+    except ValueError:
+        known = None
+    known = known if isinstance(known, dict) else {}
+    return sorted(k for k in known.keys() | after.keys() if known.get(k) != after.get(k))
+
+
+@pages.page
+async def rectify_page(request: web.Request) -> web.StreamResponse:
+    """Correct the person's identity at their request (`PUT /v1/people/{id}/identity`): what
+    is typed replaces what was known, a field left empty is removed."""
+    await pages.require(request, "people:rectify")
+    person_id = _path_person(request)
+    fields = await pages.form(request)
+    values = {name: fields.get(name, "").strip() for name in IDENTITY_FIELDS}
+    before = fields.get("avant", "")
+    try:
+        corrected = await peers.rectify(request, person_id, _api_identity(values))
+    except Problem as refused:
+        if refused.status == 422:
+            return _identity_page(request, person_id, values, before,
+                                  _identity_errors(refused), 422)
+        said = {403: "votre rôle ne permet pas de corriger l'identité d'une personne.",
+                404: "aucune rencontre n'est enregistrée pour cette personne.",
+                410: "cette personne a été effacée : il n'y a plus rien à corriger."}
+        if refused.status not in said:
+            raise _intake_unavailable() from refused
+        raise pages.PageError(refused.status, "Identité non corrigée", "Relais n'a pas pu "
+                              "corriger l'identité : " + said[refused.status]) from refused
+    changed = ",".join(_changed(before, _known(corrected.identity))) or NOTHING_CORRECTED
+    raise web.HTTPSeeOther(f"/audit?personne={person_id}&corrige={changed}#droits")
 
 
 @pages.page
@@ -330,4 +463,6 @@ def routes(app: web.Application) -> None:
     app.router.add_get("/audit/personne/{id}/donnees", person_data)
     app.router.add_post("/audit/personne/{id}/limitation", restrict_page)
     app.router.add_post("/audit/personne/{id}/reprise", resume_page)
+    app.router.add_get("/audit/personne/{id}/identite", identity_form)
+    app.router.add_post("/audit/personne/{id}/identite", rectify_page)
     app.router.add_static("/static/consent/", STATIC, name="consent")

@@ -36,6 +36,7 @@ from services.runtime.codes import Throttle as Throttle
 from services.runtime.codes import clean as clean
 from services.runtime.codes import grouped as grouped
 from services.runtime.codes import new_code as new_code
+from services.runtime.sealing import Keyring
 
 LINK_CONTEXT = "relais-consent-receipt-link-v1"
 CODE_CONTEXT = "relais-consent-receipt-code-v1"
@@ -51,7 +52,7 @@ class Keys:
     code: bytes
 
 
-def keys(master: bytes) -> Keys:
+def keys(master: Keyring) -> Keys:
     """The receipts' own keys, derived from the master key (so they change with it)."""
     return Keys(codes.derive(master, LINK_CONTEXT), codes.derive(master, CODE_CONTEXT))
 

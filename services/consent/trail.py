@@ -206,11 +206,14 @@ def new_key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
 
 
-def seal_key(master: bytes, kid: str, key: Ed25519PrivateKey) -> bytes:
+KEY_CONTEXT = "consent/audit-key/{}"
+
+
+def seal_key(master: sealing.Keyring, kid: str, key: Ed25519PrivateKey) -> bytes:
     """The private key sealed under the master key, to be stored."""
-    return sealing.seal(master, key.private_bytes_raw(), f"consent/audit-key/{kid}")
+    return master.seal(key.private_bytes_raw(), KEY_CONTEXT.format(kid))
 
 
-def open_key(master: bytes, kid: str, sealed: bytes) -> Ed25519PrivateKey:
+def open_key(master: sealing.Keyring, kid: str, sealed: bytes) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(
-        sealing.open_sealed(master, sealed, f"consent/audit-key/{kid}"))
+        master.open(sealed, KEY_CONTEXT.format(kid)))

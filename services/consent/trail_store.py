@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from services.consent import merkle, trail
+from services.runtime.sealing import Keyring
 
 APPEND_LOCK = "relais.consent.trail"
 
@@ -39,7 +40,7 @@ async def append(conn: asyncpg.Connection, items: Sequence[tuple[str, uuid.UUID 
 
 
 async def signing_key(db: asyncpg.Pool | asyncpg.Connection,
-                      master: bytes) -> tuple[str, Ed25519PrivateKey]:
+                      master: Keyring) -> tuple[str, Ed25519PrivateKey]:
     row = await db.fetchrow("SELECT kid, sealed_key, private_key FROM consent.audit_keys"
                             " WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1")
     if row is None:
@@ -53,7 +54,7 @@ async def signing_key(db: asyncpg.Pool | asyncpg.Connection,
     return row["kid"], trail.open_key(master, row["kid"], row["sealed_key"])
 
 
-async def rotate_key(pool: asyncpg.Pool, master: bytes) -> tuple[str, list[str]]:
+async def rotate_key(pool: asyncpg.Pool, master: Keyring) -> tuple[str, list[str]]:
     """A new checkpoint key signs from now on; the others are retired: their private keys
     destroyed, their public keys still published (what they signed still verifies). Under the
     append lock, so no checkpoint is signed meanwhile. The new kid and the retired ones."""
@@ -75,7 +76,7 @@ async def rotate_key(pool: asyncpg.Pool, master: bytes) -> tuple[str, list[str]]
     return kid, sorted(r["kid"] for r in retired)
 
 
-async def seal_keys_in_clear(pool: asyncpg.Pool, master: bytes) -> int:
+async def seal_keys_in_clear(pool: asyncpg.Pool, master: Keyring) -> int:
     """Seal the keys an older version stored in clear; how many there were."""
     rows = await pool.fetch("SELECT kid, private_key FROM consent.audit_keys"
                             " WHERE private_key IS NOT NULL")
@@ -97,7 +98,7 @@ async def public_keys(db: asyncpg.Pool) -> list[dict[str, str]]:
             for r in rows]
 
 
-async def checkpoint(pool: asyncpg.Pool, master: bytes) -> int | None:
+async def checkpoint(pool: asyncpg.Pool, master: Keyring) -> int | None:
     """Sign the tree head if the trail grew since the last checkpoint; its new size."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", APPEND_LOCK)

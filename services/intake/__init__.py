@@ -20,15 +20,16 @@ from services.intake import (
     relay_pages,
     rights,
     store,
+    vault,
 )
 from services.intake.directory import publish
-from services.runtime import sealing
 from services.runtime.app import ConsumerSpec, Runtime, ServiceSpec
 from services.runtime.pruning import Prune
+from services.runtime.rewrap import SealedColumn
 
 
 async def load_master_key(runtime: Runtime) -> None:
-    runtime.app[api.MASTER_KEY] = sealing.master_key(runtime.settings)
+    runtime.app[api.MASTER_KEY] = runtime.keyring("intake")
 
 
 async def first_directory(runtime: Runtime) -> None:
@@ -82,5 +83,7 @@ SPEC = ServiceSpec(
     consumers=(ConsumerSpec("intake", ("relais.consent", "relais.referral"), handlers.handler),),
     workers=(erase_past_retention,),
     prunes=(Prune("access_log", "at", "retention_access_log_days"),),
+    sealed=(SealedColumn("people", "person_id", "wrapped_key", vault.CONTEXT),
+            SealedColumn("signals", "id", "hint", api.HINT_CONTEXT)),
     on_start=start,
 )

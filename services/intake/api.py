@@ -51,9 +51,12 @@ from services.runtime.http import json_response, parse, path_uuid, read_json
 from services.runtime.openapi import Operation, Query, register
 from services.runtime.problem import Problem, validation_problem
 from services.runtime.ratelimit import charge
+from services.runtime.sealing import Keyring
 
 SOURCE = "/relais/intake"
-MASTER_KEY = web.AppKey("master_key", bytes)
+MASTER_KEY = web.AppKey("master_key", Keyring)
+HINT_CONTEXT = "signal/{}"
+"""A signal's hint is sealed under the master key bound to the signal (`{}`: its id)."""
 LEDGER = web.AppKey("erasure_ledger", erasure.Ledger)
 DIRECTORY = web.AppKey("directory", CachedDirectory)
 PAGE = 100
@@ -76,7 +79,7 @@ def _not_found(what: str = "intake") -> Problem:
 # --- intakes -------------------------------------------------------------------------------
 
 async def record_intake(conn: asyncpg.Connection, org: str, body: IntakeIn,
-                        master: bytes, directory: reference.Directory) -> IntakeOut:
+                        master: Keyring, directory: reference.Directory) -> IntakeOut:
     """One intake, its sealed personal data, and its event, in the caller's transaction."""
     site = _place(body, directory)
     person_id = body.person_id or uuid.uuid4()
@@ -170,7 +173,7 @@ def _place(body: IntakeIn, directory: reference.Directory) -> str:
 
 
 async def person_key(conn: asyncpg.Connection, person_id: uuid.UUID,
-                      person: asyncpg.Record | None, master: bytes) -> bytes:
+                      person: asyncpg.Record | None, master: Keyring) -> bytes:
     if person is not None and person["wrapped_key"] is not None:
         return vault.unwrap(master, person_id, person["wrapped_key"])
     key = vault.new_person_key()
@@ -197,7 +200,7 @@ OPERATION = "intake"
 the outreach pages (a key serves once, whichever recorded it)."""
 
 
-async def answer_intake(conn: asyncpg.Connection, org: str, body: IntakeIn, master: bytes,
+async def answer_intake(conn: asyncpg.Connection, org: str, body: IntakeIn, master: Keyring,
                         directory: reference.Directory) -> idempotency.Answer:
     """POST /v1/intakes's unit of work and its answer (201, the intake, where it is)."""
     intake = await record_intake(conn, org, body, master, directory)
@@ -206,7 +209,7 @@ async def answer_intake(conn: asyncpg.Connection, org: str, body: IntakeIn, mast
 
 
 async def record_once(pool: asyncpg.Pool, org: str, key: str, payload: object,
-                      body: IntakeIn, master: bytes,
+                      body: IntakeIn, master: Keyring,
                       directory: reference.Directory) -> tuple[IntakeOut, bool]:
     """An intake recorded once per (organisation, key), as POST /v1/intakes does: the intake
     (the first one for a key used again with the same payload) and whether it is a replay.
@@ -248,7 +251,7 @@ async def post_batch(request: web.Request) -> web.Response:
                                   duplicates=counts["duplicate"], invalid=counts["invalid"]))
 
 
-async def _batch_item(pool: asyncpg.Pool, principal: Principal, master: bytes,
+async def _batch_item(pool: asyncpg.Pool, principal: Principal, master: Keyring,
                       directory: reference.Directory, key: str,
                       payload: dict[str, object]) -> BatchResult:
     try:
@@ -339,7 +342,7 @@ async def get_person(request: web.Request) -> web.Response:
 
 
 async def open_vault(conn: asyncpg.Connection, person_id: uuid.UUID,
-                     person: asyncpg.Record | None, master: bytes, categories: frozenset[str],
+                     person: asyncpg.Record | None, master: Keyring, categories: frozenset[str],
                      ) -> tuple[Identity | None, list[str] | None]:
     """The person's identity and notes, as far as `categories` go, opened from the vault."""
     if person is None or person["wrapped_key"] is None:
@@ -464,7 +467,7 @@ SIGNAL_OPERATION = "signal"
 are prefixed with the relay's id, services/intake/relay_pages.py)."""
 
 
-async def answer_signal(conn: asyncpg.Connection, org: str, body: SignalIn, master: bytes,
+async def answer_signal(conn: asyncpg.Connection, org: str, body: SignalIn, master: Keyring,
                         relay_id: uuid.UUID | None = None) -> idempotency.Answer:
     """POST /v1/signals's unit of work and its answer: the signal, its hint sealed, and its
     event, in the caller's transaction; `relay_id` when a relay's link sent it (a 410 problem
@@ -472,7 +475,7 @@ async def answer_signal(conn: asyncpg.Connection, org: str, body: SignalIn, mast
     if relay_id is not None and not await store.relay_still_active(conn, relay_id):
         raise Problem(410, "Link revoked", "This relay's link was revoked.")
     signal_id = uuid.uuid4()
-    hint = vault.seal(master, body.hint.encode(), f"signal/{signal_id}") if body.hint else None
+    hint = master.seal(body.hint.encode(), HINT_CONTEXT.format(signal_id)) if body.hint else None
     row = await store.insert_signal(conn, signal_id, org, body.model_dump(mode="json"), hint,
                                     relay_id)
     signal = SignalOut.model_validate(dict(row))
@@ -485,7 +488,7 @@ async def answer_signal(conn: asyncpg.Connection, org: str, body: SignalIn, mast
 
 
 async def signal_once(pool: asyncpg.Pool, org: str, key: str, payload: object, body: SignalIn,
-                      master: bytes, relay_id: uuid.UUID | None = None) -> tuple[SignalOut,
+                      master: Keyring, relay_id: uuid.UUID | None = None) -> tuple[SignalOut,
                                                                                   bool]:
     """A signal recorded once per (organisation, key), as POST /v1/signals does: the signal
     (the first one for a key used again with the same payload) and whether it is a replay.

@@ -15,11 +15,12 @@ is a lost card, and a lost card must not let whoever finds it pass for the perso
 from __future__ import annotations
 
 from services.runtime import codes
+from services.runtime.sealing import Keyring
 
 CARD_CONTEXT = "relais-person-card-v1"
 
 
-def key(master: bytes) -> bytes:
+def key(master: Keyring) -> bytes:
     """The cards' own key, derived from the master key (so it changes with it)."""
     return codes.derive(master, CARD_CONTEXT)
 

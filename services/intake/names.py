@@ -28,6 +28,7 @@ import unicodedata
 from collections.abc import Mapping
 
 from services.runtime import codes
+from services.runtime.sealing import Keyring
 
 NAME_INDEX_CONTEXT = "relais-name-index-v1"
 MIN_LETTERS = 2
@@ -39,7 +40,7 @@ SPELT_OUT = str.maketrans({"œ": "oe", "æ": "ae", "ø": "o", "ł": "l", "đ": "
 """Letters NFKD leaves whole, as a French keyboard would type them."""
 
 
-def key(master: bytes) -> bytes:
+def key(master: Keyring) -> bytes:
     """The index's own key, derived from the master key (so it changes with it: after a new
     master key, `relais intake reindex-names` computes the index again)."""
     return codes.derive(master, NAME_INDEX_CONTEXT)

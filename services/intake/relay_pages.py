@@ -34,7 +34,7 @@ from schemas import vocab_fr as fr
 from schemas.api import NIR, RelayKind, SignalIn
 from schemas.vocab import AgeBracket, Need
 from services import directory as reference
-from services.intake import api, relays, store, vault
+from services.intake import api, relays, store
 from services.runtime import codes, idempotency
 from services.runtime import web as pages
 from services.runtime.app import RUNTIME
@@ -334,7 +334,7 @@ async def open_signals(request: web.Request, org: str) -> list[dict[str, Any]]:
     rows = await store.list_signals(request.app[RUNTIME].pool, org, "open", api.PAGE)
     shown = []
     for row in rows:
-        hint = (vault.open_sealed(master, row["hint"], f"signal/{row['id']}").decode()
+        hint = (master.open(row["hint"], api.HINT_CONTEXT.format(row["id"])).decode()
                 if row["hint"] is not None else "")
         lines = hint.splitlines() or ["Sans indication"]
         shown.append({

@@ -22,6 +22,7 @@ import secrets
 import string
 
 from services.runtime import codes
+from services.runtime.sealing import Keyring
 
 LINK_CONTEXT = "relais-relay-link-v1"
 TOKEN_BYTES = 32
@@ -30,7 +31,7 @@ TOKEN_LENGTH = 43
 URL_SAFE = frozenset(string.ascii_letters + string.digits + "-_")
 
 
-def key(master: bytes) -> bytes:
+def key(master: Keyring) -> bytes:
     """The relays' own key, derived from the master key (so it changes with it)."""
     return codes.derive(master, LINK_CONTEXT)
 

@@ -41,6 +41,7 @@ from services.runtime.events import new_event
 from services.runtime.http import json_response, parse, path_uuid, read_json
 from services.runtime.openapi import Operation, register
 from services.runtime.problem import Problem
+from services.runtime.sealing import Keyring
 
 
 def changed(before: dict[str, object], after: dict[str, object]) -> list[str]:
@@ -49,7 +50,7 @@ def changed(before: dict[str, object], after: dict[str, object]) -> list[str]:
 
 
 async def rectify(conn: asyncpg.Connection, principal: Principal, person_id: UUID,
-                  identity: Identity, master: bytes) -> list[str]:
+                  identity: Identity, master: Keyring) -> list[str]:
     """In the caller's transaction: the identity replaced, the name index following, the
     correction on its way to the trail. The fields changed (none: nothing written)."""
     if not await store.contacts_of(conn, person_id):

@@ -21,6 +21,7 @@ from services.intake.api import SOURCE
 from services.runtime import outbox
 from services.runtime.auth import Principal
 from services.runtime.events import Event, new_event
+from services.runtime.sealing import Keyring
 
 BATCH = 200
 """People indexed again per transaction by `reindex`."""
@@ -45,7 +46,7 @@ class Found:
     """Those contacts, the oldest first."""
 
 
-async def find(pool: asyncpg.Pool, principal: Principal, master: bytes,
+async def find(pool: asyncpg.Pool, principal: Principal, master: Keyring,
                term: bytes) -> tuple[list[Found], bool]:
     """The people with this index term that the principal's organisation met (at most SHOWN),
     unsealed and logged; and whether more have it."""
@@ -76,7 +77,7 @@ async def find(pool: asyncpg.Pool, principal: Principal, master: bytes,
     return found, len(rows) > SHOWN
 
 
-def _unseal(master: bytes, row: asyncpg.Record) -> Identity:
+def _unseal(master: Keyring, row: asyncpg.Record) -> Identity:
     """A match's identity (a person is indexed only while their identity is sealed)."""
     person_id = row["person_id"]
     key = vault.unwrap(master, person_id, row["wrapped_key"])
@@ -84,7 +85,7 @@ def _unseal(master: bytes, row: asyncpg.Record) -> Identity:
         vault.open_sealed(key, row["identity"], f"identity/{person_id}"))
 
 
-async def reindex(conn: asyncpg.Connection, master: bytes, batch: int = BATCH) -> tuple[int, int]:
+async def reindex(conn: asyncpg.Connection, master: Keyring, batch: int = BATCH) -> tuple[int, int]:
     """The index computed again from the vault for every person whose identity is sealed
     (`relais intake reindex-names`: for people sealed before the index existed, or after a
     new master key); `batch` people a transaction, each locked while it is done, so a contact

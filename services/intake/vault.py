@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from services.runtime.sealing import SealError, load_master_key, new_key, open_sealed, seal
+from services.runtime.sealing import Keyring, SealError, load_master_key, new_key, open_sealed, seal
 
 __all__ = ["VaultError", "load_master_key", "new_person_key", "open_sealed", "seal", "unwrap",
            "wrap"]
@@ -21,9 +21,13 @@ def new_person_key() -> bytes:
     return new_key()
 
 
-def wrap(master: bytes, person_id: UUID, person_key: bytes) -> bytes:
-    return seal(master, person_key, f"person-key/{person_id}")
+CONTEXT = "person-key/{}"
+"""A person's key is sealed under the master key bound to the person (`{}`: their id)."""
 
 
-def unwrap(master: bytes, person_id: UUID, wrapped: bytes) -> bytes:
-    return open_sealed(master, wrapped, f"person-key/{person_id}")
+def wrap(master: Keyring, person_id: UUID, person_key: bytes) -> bytes:
+    return master.seal(person_key, CONTEXT.format(person_id))
+
+
+def unwrap(master: Keyring, person_id: UUID, wrapped: bytes) -> bytes:
+    return master.open(wrapped, CONTEXT.format(person_id))

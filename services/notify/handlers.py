@@ -21,7 +21,7 @@ from aiohttp import web
 from schemas import events as ev
 from services.directory import Directory
 from services.notify import domain, egress, store
-from services.runtime import db, links, outbox, sealing
+from services.runtime import db, links, outbox
 from services.runtime.app import Runtime
 from services.runtime.consumer import Handler
 from services.runtime.events import Event, new_event
@@ -199,7 +199,7 @@ async def _one_in_transaction(
 
 async def email_sender(runtime: Runtime) -> None:
     mailer = Mailer(runtime.settings)
-    link_key = links.key(sealing.master_key(runtime.settings))
+    link_key = links.key(runtime.keyring("notify"))
     try:
         await deliver_forever(runtime, "email",
                               lambda conn, pending: send_email(conn, mailer, link_key, pending))

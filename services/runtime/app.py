@@ -36,6 +36,7 @@ from services.runtime.outbox import OutboxRelay
 from services.runtime.problem import Problem, problem_middleware
 from services.runtime.pruning import IDEMPOTENCY, Prune, prune_all
 from services.runtime.ratelimit import LIMITER, RateLimiter
+from services.runtime.rewrap import SealedColumn
 from services.runtime.server import harden
 from services.runtime.settings import Settings
 from services.runtime.transport import Transport, make_transport
@@ -58,6 +59,11 @@ class Runtime:
     """The names of the services this process runs."""
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     """What time it is for the deadlines; tests replace it to move time forward."""
+    keyrings: dict[str, sealing.Keyring] = field(default_factory=dict)
+    """Per schema: the master keys and the derivation root sealed in it (set at start)."""
+
+    def keyring(self, schema: str) -> sealing.Keyring:
+        return self.keyrings[schema]
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,8 @@ class ServiceSpec:
     workers: tuple[Callable[[Runtime], Awaitable[None]], ...] = ()
     prunes: tuple[Prune, ...] = ()
     """What it keeps only for a while, besides its idempotency records (pruning.py)."""
+    sealed: tuple[SealedColumn, ...] = ()
+    """What it seals under the master key, for `relais master-key rewrap` (rewrap.py)."""
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
     key_source: Callable[[web.Application], KeySource] | None = None
     revoked_clients: Callable[[web.Application], RevokedLoader] | None = None
@@ -236,6 +244,9 @@ async def start_services(
     # The master key had once, off the event loop: from a KMS or a PKCS#11 token it may take
     # seconds (RELAIS_MASTER_KEY_COMMAND); every later call reads it from memory.
     await asyncio.to_thread(sealing.master_key, settings)
+    await asyncio.to_thread(sealing.previous_master_key, settings)
+    for spec in services:
+        runtime.keyrings[spec.schema] = await sealing.keyring(pool, spec.schema, settings)
     for spec in services:
         if spec.on_start is not None:
             await spec.on_start(runtime)

@@ -3,8 +3,8 @@
 
 A code is CODE_LENGTH signs of an alphabet without the letters and digits that read alike,
 shown in groups. Relais keeps only its keyed hash (HMAC-SHA-256 under a key derived from the
-master key, each kind of code with its own HKDF info): a copy of the database alone gives no
-code away, not even by trying them all. Wrong codes are throttled per address and overall
+keyring's root, each kind of code with its own HKDF info): a copy of the database alone gives
+no code away, not even by trying them all. Wrong codes are throttled per address and overall
 (`Throttle`)."""
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 from services.runtime.ratelimit import RateLimiter
+from services.runtime.sealing import Keyring
 
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
 """30 signs, none that reads like another (no 0/O, 1/I/L, U/V)."""
@@ -31,10 +29,10 @@ FAILURES_OVERALL = 60
 addresses)."""
 
 
-def derive(master: bytes, info: str) -> bytes:
-    """A key of its own for one use, derived from the master key (so it changes with it)."""
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                info=info.encode()).derive(master)
+def derive(master: Keyring, info: str) -> bytes:
+    """A key of its own for one use, derived from the keyring's root (which a rotation of the
+    master key leaves as it is: the codes people hold keep working)."""
+    return master.derive(info)
 
 
 def new_code(length: int = CODE_LENGTH) -> str:

@@ -18,9 +18,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 from services.runtime import sealing
 
 PREFIX = "link:"
@@ -49,10 +46,10 @@ class Link:
         return now >= self.expires
 
 
-def key(master: bytes) -> bytes:
-    """The links' own key, derived from the master key (so it changes with it)."""
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                info=CONTEXT.encode()).derive(master)
+def key(master: sealing.Keyring) -> bytes:
+    """The links' own key, derived from the keyring's root (a rotation of the master key
+    leaves the links sent valid)."""
+    return master.derive(CONTEXT)
 
 
 def make(link_key: bytes, link: Link) -> str:

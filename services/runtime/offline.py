@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from multidict import MultiDict, MultiDictProxy
 from pydantic import BaseModel, Field, ValidationError
 
+from services.runtime import sealing
 from services.runtime.problem import Problem
 
 CONTEXT = "relais/offline-queue/v1"
@@ -69,14 +70,14 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def private_key(master: bytes) -> ec.EllipticCurvePrivateKey:
-    """The server's key pair, derived from the master key (so it changes with it)."""
-    seed = HKDF(algorithm=hashes.SHA256(), length=48, salt=None,
-                info=CONTEXT.encode()).derive(master)
+def private_key(master: sealing.Keyring) -> ec.EllipticCurvePrivateKey:
+    """The server's key pair, derived from the keyring's root (a rotation of the master key
+    leaves it as it is: entries queued on a device still open)."""
+    seed = master.derive(CONTEXT, 48)
     return ec.derive_private_key(int.from_bytes(seed, "big") % (ORDER - 1) + 1, ec.SECP256R1())
 
 
-def public_jwk(master: bytes) -> dict[str, str]:
+def public_jwk(master: sealing.Keyring) -> dict[str, str]:
     """The public key, as Web Crypto imports it (`importKey("jwk", ...)`), with its id."""
     numbers = private_key(master).public_key().public_numbers()
     x, y = numbers.x.to_bytes(32, "big"), numbers.y.to_bytes(32, "big")
@@ -88,7 +89,7 @@ def associated(org: str, entry_id: str) -> bytes:
     return f"{CONTEXT}/{org}/{entry_id}".encode()
 
 
-def open_entry(master: bytes, org: str, sealed: Sealed) -> dict[str, Any]:
+def open_entry(master: sealing.Keyring, org: str, sealed: Sealed) -> dict[str, Any]:
     """The entry's content (a JSON object), if it was sealed to this server's key for this
     organisation."""
     if sealed.kid != public_jwk(master)["kid"]:

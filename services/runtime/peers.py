@@ -20,6 +20,7 @@ from schemas.api import (
     EvidenceOut,
     IntakeOut,
     NoticeOut,
+    PersonExport,
     PersonOut,
     ReferralOut,
     ReferralPage,
@@ -111,20 +112,23 @@ async def get_all(request: web.Request, path: str, model: type[M], base: str,
 
 
 async def _post(request: web.Request, path: str, body: dict[str, object], model: type[M],
-                base: str | None = None, service: str = "Intake") -> M:
-    """POST to the intake service (or the service at `base`) as the caller: the answer, or
-    the other service's own problem raised again here (its status, title and detail) when it
-    refuses; a 503 when it does not answer as itself."""
+                base: str | None = None, service: str = "Intake", method: str = "POST") -> M:
+    """POST (or `method`) to the intake service (or the service at `base`) as the caller: the
+    answer, or the other service's own problem raised again here (its status, title, detail
+    and invalid fields, `errors`) when it refuses; a 503 when it does not answer as itself."""
     try:
-        async with request.app[HTTP].post(
-            f"{base or intake_base(request)}{path}", json=body,
+        async with request.app[HTTP].request(
+            method, f"{base or intake_base(request)}{path}", json=body,
             headers={"Authorization": f"Bearer {bearer(request)}"}, allow_redirects=False,
         ) as response:
             if 400 <= response.status < 500 \
                     and response.content_type == "application/problem+json":
                 said = await response.json()
-                raise Problem(response.status, str(said.get("title", "Refused")),
-                              str(said.get("detail", "")))
+                refused = Problem(response.status, str(said.get("title", "Refused")),
+                                  str(said.get("detail", "")))
+                if isinstance(said.get("errors"), list):
+                    refused.extra["errors"] = said["errors"]
+                raise refused
             if response.status not in (200, 201):
                 raise unavailable(service, response.status)
             return model.model_validate(await response.json())
@@ -229,6 +233,21 @@ async def person_document(request: web.Request, person_id: uuid.UUID) -> str | N
             return await response.text()
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise unavailable("Intake") from exc
+
+
+async def person_export(request: web.Request, person_id: uuid.UUID) -> PersonExport | None:
+    """Everything Relais holds about the person, as JSON (`GET /v1/people/{id}/export`), asked
+    as the caller: a logged read of their data. None when the intake service knows no such
+    person (or refuses the caller)."""
+    return await _get(request, f"/v1/people/{person_id}/export", PersonExport)
+
+
+async def rectify(request: web.Request, person_id: uuid.UUID,
+                  identity: dict[str, str]) -> PersonOut:
+    """Correct the person's identity and contact details at their request
+    (`PUT /v1/people/{id}/identity`), as the caller: what is given replaces what was known."""
+    return await _post(request, f"/v1/people/{person_id}/identity", dict(identity), PersonOut,
+                       method="PUT")
 
 
 class Restriction(BaseModel):

@@ -3,19 +3,32 @@
 token), or a key made once in the data directory. Every service that keeps a
 secret in PostgreSQL (the intake vault's person keys, the auth service's token signing keys,
 the consent trail's checkpoint keys) seals it with this, so a copy of the database alone
-gives none of them away."""
+gives none of them away.
+
+The master key can change while Relais serves (`Keyring`): what is sealed under it carries
+the id of the key that sealed it; during a rotation the previous key
+(`RELAIS_PREVIOUS_MASTER_KEY`, or its `_FILE` or `_COMMAND`) still opens what it sealed,
+and `relais master-key rewrap` seals it all again under the new one, in batches. The keys of
+codes, cards, links, the name index and the offline key pair are derived from a derivation
+root sealed in each schema (the first master key), not from the master key: they do not
+change with it, so nobody's card or receipt code stops working."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import asyncpg
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
@@ -133,12 +146,129 @@ def master_key_source(settings: Settings) -> MasterKeySource:
     return FromFile(settings.data_dir / "keys" / "master.key", create=True)
 
 
+def previous_key_source(settings: Settings) -> MasterKeySource | None:
+    """During a rotation, the master key being replaced: RELAIS_PREVIOUS_MASTER_KEY, its _FILE
+    or its _COMMAND (at most one); None otherwise."""
+    if settings.previous_master_key:
+        return FromEnvironment(settings.previous_master_key)
+    if settings.previous_master_key_file:
+        return FromFile(settings.previous_master_key_file)
+    if settings.previous_master_key_command:
+        return FromCommand(settings.previous_master_key_command)
+    return None
+
+
 _loaded: dict[MasterKeySource, bytes] = {}
+
+
+def _had(source: MasterKeySource) -> bytes:
+    if source not in _loaded:
+        _loaded[source] = source.load()
+    return _loaded[source]
 
 
 def master_key(settings: Settings) -> bytes:
     """The master key, had once per process from its source (a KMS is asked once)."""
-    source = master_key_source(settings)
-    if source not in _loaded:
-        _loaded[source] = source.load()
-    return _loaded[source]
+    return _had(master_key_source(settings))
+
+
+def previous_master_key(settings: Settings) -> bytes | None:
+    source = previous_key_source(settings)
+    return None if source is None else _had(source)
+
+
+# --- the keyring: rotation of the master key -------------------------------------------------
+
+MARK = b"RK"
+"""What sealed data under a `Keyring` starts with, followed by the sealing key's id (6
+bytes). Data sealed before keyrings has no mark: it starts with its random nonce, and is
+opened by trying the keys."""
+PREFIX = len(MARK) + 6
+ROOT_CONTEXT = "derivation-root"
+
+
+def key_id(master: bytes) -> bytes:
+    """Six bytes that name a master key without telling anything about it."""
+    return hmac.new(master, b"relais/master-key-id", hashlib.sha256).digest()[:6]
+
+
+@dataclass(frozen=True)
+class Keyring:
+    """The master key that seals (`current`), the one being replaced that still opens what it
+    sealed (`previous`, during a rotation only), and the derivation root."""
+
+    current: bytes
+    previous: bytes | None
+    root: bytes
+    """The secret derived keys come from (codes, cards, links, name index, offline key)."""
+
+    @classmethod
+    def single(cls, master: bytes) -> Keyring:
+        """One master key, which is also the root (a schema that first runs with it)."""
+        return cls(master, None, master)
+
+    @property
+    def prefix(self) -> bytes:
+        """What everything sealed under the current key starts with."""
+        return MARK + key_id(self.current)
+
+    @property
+    def keys(self) -> tuple[bytes, ...]:
+        return (self.current,) if self.previous is None else (self.current, self.previous)
+
+    def seal(self, plaintext: bytes, context: str) -> bytes:
+        return self.prefix + seal(self.current, plaintext, context)
+
+    def open(self, sealed: bytes, context: str) -> bytes:
+        """Whichever of the keys sealed it; SealError if none did."""
+        if sealed[:len(MARK)] == MARK:
+            named = {key_id(k): k for k in self.keys}.get(sealed[len(MARK):PREFIX])
+            if named is not None:
+                try:
+                    return open_sealed(named, sealed[PREFIX:], context)
+                except SealError:
+                    pass  # an unmarked nonce that happens to start so: tried below
+        for key in self.keys:
+            try:
+                return open_sealed(key, sealed, context)
+            except SealError:
+                continue
+        raise SealError("cannot open sealed data")
+
+    def current_for(self, sealed: bytes) -> bool:
+        """Whether it is sealed under the current key already (nothing to re-seal)."""
+        return sealed[:PREFIX] == self.prefix
+
+    def derive(self, info: str, length: int = 32) -> bytes:
+        """A key of its own for one use (HKDF-SHA-256 of the root, `info` naming the use)."""
+        return HKDF(algorithm=hashes.SHA256(), length=length, salt=None,
+                    info=info.encode()).derive(self.root)
+
+
+async def keyring(db: asyncpg.Pool | asyncpg.Connection, schema: str,
+                  settings: Settings) -> Keyring:
+    """The keyring of a service's schema: the master keys from the settings, and the root
+    sealed in the schema (made the first time from the master key).
+    MasterKeyUnavailable if the master keys given do not open it."""
+    current, previous = master_key(settings), previous_master_key(settings)
+    if previous == current:
+        raise MasterKeyUnavailable("RELAIS_PREVIOUS_MASTER_KEY is the master key itself: "
+                                   "give the new key as RELAIS_MASTER_KEY")
+    ring = Keyring(current, previous, current)
+    sealed = await db.fetchval(f'SELECT sealed FROM "{schema}".sealed_root')
+    if sealed is None:
+        if previous is not None:
+            raise MasterKeyUnavailable(
+                f"the {schema} service has never run with one master key: start it once "
+                "without RELAIS_PREVIOUS_MASTER_KEY before a rotation")
+        await db.execute(f'INSERT INTO "{schema}".sealed_root (sealed) VALUES ($1) '
+                         "ON CONFLICT DO NOTHING", ring.seal(current, ROOT_CONTEXT))
+        sealed = await db.fetchval(f'SELECT sealed FROM "{schema}".sealed_root')
+    try:
+        root = ring.open(sealed, ROOT_CONTEXT)
+    except SealError as exc:
+        raise MasterKeyUnavailable(
+            f"the master key given does not open the {schema} service's keys (they were "
+            "sealed under another one: give that one as RELAIS_MASTER_KEY, or as "
+            "RELAIS_PREVIOUS_MASTER_KEY during a rotation)") from exc
+    return Keyring(current, previous, root)

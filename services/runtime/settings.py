@@ -240,6 +240,17 @@ class Settings(BaseSettings):
         default=None, description="A shell command that prints the master key, base64: how "
         "a KMS or a PKCS#11 token gives it (asked once per process).")
 
+    previous_master_key: str | None = Field(
+        default=None, description="During a rotation of the master key only: the key being "
+        "replaced, base64. It still opens what it sealed; nothing new is sealed under it; "
+        "`relais master-key rewrap` seals everything again under RELAIS_MASTER_KEY, then it "
+        "can go.")
+    previous_master_key_file: Path | None = Field(
+        default=None, description="The previous master key from a file (during a rotation).")
+    previous_master_key_command: str | None = Field(
+        default=None, description="The previous master key from a command (during a "
+        "rotation).")
+
     erasure_ledger: Path | None = Field(
         default=None, description="The erasure ledger: one line per erased person, kept out "
         "of the database and its backups, made again at start after a restore "
@@ -323,6 +334,14 @@ class Settings(BaseSettings):
         if len(given) > 1:
             raise ValueError(f"give the master key one way, not {len(given)}: "
                              f"{', '.join(given)}")
+        previous = [name for name, value in (
+            ("RELAIS_PREVIOUS_MASTER_KEY", self.previous_master_key),
+            ("RELAIS_PREVIOUS_MASTER_KEY_FILE", self.previous_master_key_file),
+            ("RELAIS_PREVIOUS_MASTER_KEY_COMMAND", self.previous_master_key_command))
+            if value]
+        if len(previous) > 1:
+            raise ValueError(f"give the previous master key one way, not {len(previous)}: "
+                             f"{', '.join(previous)}")
         return self
 
     @property
@@ -339,7 +358,7 @@ class Settings(BaseSettings):
 
 
 SECRETS = ("smtp_password", "oidc_client_secret", "master_key", "master_key_command",
-           "sms_token")
+           "previous_master_key", "previous_master_key_command", "sms_token")
 """Settings never printed (`relais settings`): a password, a client secret, the master key."""
 HIDDEN = "**********"
 

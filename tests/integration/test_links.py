@@ -15,7 +15,7 @@ import pytest
 from aiohttp import ClientSession, CookieJar
 
 from services.auth import store as auth_store
-from services.runtime import links, sealing
+from services.runtime import links
 from services.runtime.app import RUNTIME
 from services.runtime.settings import Settings
 from tests.conftest import Mailbox, wait_until
@@ -140,7 +140,7 @@ async def test_a_forwarded_altered_or_expired_link_shows_nothing(
             answer = await elsewhere.get(f"/lien/{bad}")
             assert answer.status == 404 and "Lien non valable" in await answer.text()
 
-        key = links.key(sealing.master_key(settings))
+        key = links.key(client.app[RUNTIME].keyring("notify"))
         made = links.open_link(key, token)
         old = links.make(key, links.Link(uuid.uuid4(), made.referral, made.person, made.org,
                                          made.email, datetime.now(UTC) - timedelta(minutes=1)))

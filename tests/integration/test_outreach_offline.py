@@ -9,7 +9,6 @@ the page's token; signing out wipes the device's storage."""
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import uuid
@@ -19,6 +18,7 @@ from typing import Any
 from services.intake import api as intake_api
 from services.runtime import offline
 from services.runtime.app import RUNTIME
+from services.runtime.sealing import Keyring
 from tests.conftest import wait_until
 from tests.e2e.conftest import Tokens
 from tests.integration.conftest import Client
@@ -175,7 +175,7 @@ async def test_signing_out_wipes_the_device(client: Client, tokens: Tokens) -> N
 
 
 def test_an_entry_opens_only_with_the_server_s_key_for_its_organisation() -> None:
-    master, other = base64.b64decode(base64.b64encode(bytes(range(32)))), bytes(32)
+    master, other = Keyring.single(bytes(range(32))), Keyring.single(bytes(32))
     public = offline.public_jwk(master)
     sealed = offline.seal_entry(public, TEAM, str(uuid.uuid4()), {"contact": {"a": ["b"]}})
     assert offline.open_entry(master, TEAM, sealed) == {"contact": {"a": ["b"]}}

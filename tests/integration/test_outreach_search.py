@@ -22,6 +22,7 @@ from structlog.testing import capture_logs
 from services import cli
 from services.intake import api, names, search, store, vault
 from services.intake import pages as outreach
+from services.runtime import sealing
 from services.runtime.app import RUNTIME
 from services.runtime.settings import Settings
 from tests.conftest import wait_until
@@ -137,6 +138,7 @@ async def test_a_person_met_is_found_whatever_the_accents_and_a_contact_attached
         return real_open(key, sealed, context)
 
     monkeypatch.setattr(vault, "open_sealed", counted)
+    monkeypatch.setattr(sealing, "open_sealed", counted)  # under the keyring: a person's key
     with capture_logs() as logs:
         status, html = await search_for(client, "  MARTIN-dupre  ")
     monkeypatch.undo()

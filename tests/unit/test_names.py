@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from services.intake import card, names
+from services.runtime.sealing import Keyring
 
-MASTER = bytes(range(32))
+MASTER = Keyring.single(bytes(range(32)))
 KEY = names.key(MASTER)
 
 
@@ -64,6 +65,6 @@ def test_a_query_too_short_or_too_long_looks_nothing_up() -> None:
 
 def test_the_index_has_its_own_key_derived_from_the_master_key() -> None:
     assert card.key(MASTER) != KEY and len(KEY) == 32
-    other = names.key(bytes(32))
+    other = names.key(Keyring.single(bytes(32)))
     assert names.term(other, "lea") != names.term(KEY, "lea")
     assert names.term(KEY, "lea") == names.term(names.key(MASTER), "lea")  # stable

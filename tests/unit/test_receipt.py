@@ -8,8 +8,9 @@ import uuid
 import pytest
 
 from services.consent import receipt
+from services.runtime.sealing import Keyring
 
-MASTER = bytes(range(32))
+MASTER = Keyring.single(bytes(range(32)))
 
 
 def test_a_code_reads_and_types_easily() -> None:
@@ -23,7 +24,7 @@ def test_a_code_reads_and_types_easily() -> None:
 
 
 def test_only_a_keyed_hash_of_a_code_is_kept() -> None:
-    keys, other = receipt.keys(MASTER), receipt.keys(bytes(32))
+    keys, other = receipt.keys(MASTER), receipt.keys(Keyring.single(bytes(32)))
     assert keys.link != keys.code
     digest = receipt.code_hash(keys, "K7M2P9XQ4R")
     assert digest == receipt.code_hash(keys, "K7M2P9XQ4R") != receipt.code_hash(
@@ -38,7 +39,7 @@ def test_a_link_opens_only_as_made() -> None:
     assert receipt_id.hex not in token and token != receipt.token(keys, receipt_id)
     flipped = token[:10] + ("A" if token[10] != "A" else "Q") + token[11:]
     for altered in (flipped, token[:20], "x",
-                    receipt.token(receipt.keys(bytes(32)), receipt_id)):
+                    receipt.token(receipt.keys(Keyring.single(bytes(32))), receipt_id)):
         with pytest.raises(receipt.ReceiptError):
             receipt.open_token(keys, altered)
     assert receipt.form_token_matches(keys, token, receipt.form_token(keys, token))

@@ -84,7 +84,7 @@ def test_the_enrolment_uri_and_qr_code() -> None:
 
 
 def test_the_secret_is_sealed_to_its_account() -> None:
-    master, user, other = sealing.new_key(), uuid.uuid4(), uuid.uuid4()
+    master, user, other = sealing.Keyring.single(sealing.new_key()), uuid.uuid4(), uuid.uuid4()
     secret = totp.new_secret()
     sealed = totp.seal_secret(master, user, secret)
     assert secret not in sealed
@@ -92,7 +92,7 @@ def test_the_secret_is_sealed_to_its_account() -> None:
     with pytest.raises(sealing.SealError):
         totp.open_secret(master, other, sealed)  # copied onto another account
     with pytest.raises(sealing.SealError):
-        totp.open_secret(sealing.new_key(), user, sealed)
+        totp.open_secret(sealing.Keyring.single(sealing.new_key()), user, sealed)
 
 
 def test_wrong_codes_lock_the_account_like_wrong_passwords() -> None:

@@ -5,10 +5,11 @@ import uuid
 import pytest
 
 from services.intake import vault
+from services.runtime.sealing import Keyring
 
 
 def test_sealed_data_opens_only_with_its_key_and_context() -> None:
-    master, person = vault.new_person_key(), uuid.uuid4()
+    master, person = Keyring.single(vault.new_person_key()), uuid.uuid4()
     person_key = vault.new_person_key()
     wrapped = vault.wrap(master, person, person_key)
     assert vault.unwrap(master, person, wrapped) == person_key
@@ -18,7 +19,7 @@ def test_sealed_data_opens_only_with_its_key_and_context() -> None:
     with pytest.raises(vault.VaultError):
         vault.open_sealed(person_key, sealed, f"identity/{uuid.uuid4()}")  # someone else's
     with pytest.raises(vault.VaultError):
-        vault.unwrap(vault.new_person_key(), person, wrapped)  # another master key
+        vault.unwrap(Keyring.single(vault.new_person_key()), person, wrapped)  # another key
     altered = sealed[:-1] + bytes([sealed[-1] ^ 1])
     with pytest.raises(vault.VaultError):
         vault.open_sealed(person_key, altered, f"identity/{person}")
