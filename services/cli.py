@@ -23,6 +23,7 @@ from aiohttp import web
 from services.runtime import db, mail, sealing
 from services.runtime.app import ServiceSpec, create_app
 from services.runtime.embedded import EmbeddedPostgres
+from services.runtime.failures import CannotStart
 from services.runtime.logging import configure_logging, get_logger
 from services.runtime.server import AppRunner
 from services.runtime.settings import InvalidSettings, Settings, shown
@@ -559,8 +560,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             _main(argv)
         finally:  # what is still buffered goes now, while a closed pipe can be handled
             sys.stdout.flush()
-    except sealing.MasterKeyUnavailable as unavailable:  # one line that says why, no traceback
-        print(f"relais: {unavailable}", file=sys.stderr)
+    except CannotStart as refused:  # one line that says why and what to do, no traceback
+        print(f"relais: {refused}", file=sys.stderr)
         sys.exit(1)
     except BrokenPipeError:
         # Python's advice (the signal module's documentation): nothing more goes to the

@@ -24,6 +24,7 @@ from services.intake import (
 )
 from services.intake.directory import publish
 from services.runtime.app import ConsumerSpec, Runtime, ServiceSpec
+from services.runtime.failures import CannotStart
 from services.runtime.pruning import Prune
 from services.runtime.rewrap import SealedColumn
 
@@ -44,7 +45,12 @@ async def erasures_made_again(runtime: Runtime) -> None:
     """Before serving: the erasures of the ledger that the database does not show (a backup
     from before them restored) made again."""
     ledger = runtime.app[api.LEDGER] = erasure.Ledger(runtime.settings.erasure_ledger_path)
-    await erasure.replay(runtime.pool, ledger)
+    try:
+        await erasure.replay(runtime.pool, ledger)
+    except OSError as unusable:
+        raise CannotStart(f"the erasure ledger {ledger.path} cannot be read or written "
+                          f"({unusable.strerror or unusable}): set RELAIS_ERASURE_LEDGER to a "
+                          "file on storage every intake process shares") from unusable
 
 
 async def erase_past_retention(runtime: Runtime) -> None:

@@ -29,7 +29,8 @@ SPEC = ServiceSpec(
     produces=("relais.notification",),
     routes=routes,
     consumers=(ConsumerSpec("notify", ("relais.referral", "relais.intake"), handlers.handler),),
-    workers=(handlers.email_sender, handlers.webhook_sender, live.listener),
+    workers=(handlers.email_sender, handlers.webhook_sender),
+    per_instance=(live.listener,),
     prunes=(Prune("deliveries", "at", "retention_notifications_days"),
             Prune("notifications", "created_at", "retention_notifications_days",
                   keep="t.status = 'pending' OR EXISTS (SELECT 1 FROM notify.deliveries d "

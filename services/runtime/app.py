@@ -16,7 +16,7 @@ from aiohttp import web
 
 from schemas.api import Health
 from schemas.asyncapi import dead_letter_topic
-from services.runtime import db, openapi, sealing
+from services.runtime import db, leases, openapi, sealing
 from services.runtime.assets import add_static
 from services.runtime.auth import (
     VERIFIER,
@@ -83,6 +83,9 @@ class ServiceSpec:
     routes: Callable[[web.Application], None] | None = None
     consumers: tuple[ConsumerSpec, ...] = ()
     workers: tuple[Callable[[Runtime], Awaitable[None]], ...] = ()
+    """Background work done once per deployment: in one instance at a time (leases.py)."""
+    per_instance: tuple[Callable[[Runtime], Awaitable[None]], ...] = ()
+    """Background work every instance does for itself (e.g. feeding its live streams)."""
     prunes: tuple[Prune, ...] = ()
     """What it keeps only for a while, besides its idempotency records (pruning.py)."""
     sealed: tuple[SealedColumn, ...] = ()
@@ -259,11 +262,31 @@ async def start_services(
             runtime.consumers.append(consumer)
             tasks.append(asyncio.create_task(consumer.run(), name=f"consumer:{c.name}"))
         for worker in (*spec.workers, _pruner(spec.schema, (*spec.prunes, IDEMPOTENCY))):
+            tasks.append(asyncio.create_task(_supervised(_alone(spec.schema, worker), runtime),
+                                             name=f"worker:{spec.name}"))
+        for worker in spec.per_instance:
             tasks.append(asyncio.create_task(_supervised(worker, runtime),
                                              name=f"worker:{spec.name}"))
     log.info("services_started", services=[s.name for s in services],
              transport=transport.name)
     return runtime, tasks
+
+
+def lease_name(schema: str, worker: Callable[[Runtime], Awaitable[None]]) -> str:
+    return f"relais.worker.{schema}.{getattr(worker, '__name__', 'worker')}"
+
+
+def _alone(schema: str, worker: Callable[[Runtime], Awaitable[None]]
+           ) -> Callable[[Runtime], Awaitable[None]]:
+    """The worker, run only while this instance holds its lease (one per deployment)."""
+    name = lease_name(schema, worker)
+
+    async def alone(runtime: Runtime) -> None:
+        await leases.run_alone(name, runtime.dsn, lambda: worker(runtime),
+                               runtime.settings.instance_id)
+
+    alone.__name__ = getattr(worker, "__name__", "worker")
+    return alone
 
 
 def _pruner(schema: str, rules: tuple[Prune, ...]) -> Callable[[Runtime], Awaitable[None]]:

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from services.runtime.failures import CannotStart
 from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
 
@@ -65,7 +66,7 @@ def load_master_key(encoded: str) -> bytes:
     return key
 
 
-class MasterKeyUnavailable(Exception):
+class MasterKeyUnavailable(CannotStart):
     """The master key could not be had from where the settings say it is."""
 
 

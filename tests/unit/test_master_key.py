@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from services.runtime import sealing
 from services.runtime.settings import InvalidSettings, Settings, load
@@ -57,3 +58,46 @@ def test_two_ways_at_once_are_refused(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert refused.value.lines == ["give the master key one way, not 2: RELAIS_MASTER_KEY, "
                                    "RELAIS_MASTER_KEY_COMMAND"]
     assert ENCODED not in str(refused.value)
+
+
+def test_two_previous_keys_at_once_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RELAIS_PREVIOUS_MASTER_KEY", ENCODED)
+    monkeypatch.setenv("RELAIS_PREVIOUS_MASTER_KEY_FILE", "/run/secrets/old")
+    with pytest.raises(InvalidSettings) as refused:
+        load()
+    assert refused.value.lines == ["give the previous master key one way, not 2: "
+                                   "RELAIS_PREVIOUS_MASTER_KEY, RELAIS_PREVIOUS_MASTER_KEY_FILE"]
+
+
+def test_a_keyring_opens_what_either_key_sealed_and_seals_under_the_current() -> None:
+    old, new = sealing.new_key(), sealing.new_key()
+    before = sealing.Keyring.single(old)
+    legacy = sealing.seal(old, b"a person's key", "person-key/1")  # sealed before keyrings
+    marked = before.seal(b"a person's key", "person-key/1")
+    assert marked.startswith(sealing.MARK + sealing.key_id(old)) and before.current_for(marked)
+    rotating = sealing.Keyring(new, old, old)
+    for sealed in (legacy, marked):
+        assert rotating.open(sealed, "person-key/1") == b"a person's key"
+        assert not rotating.current_for(sealed)
+        with pytest.raises(sealing.SealError):
+            rotating.open(sealed, "person-key/2")  # bound to its owner
+    resealed = rotating.seal(b"a person's key", "person-key/1")
+    assert rotating.current_for(resealed)
+    after = sealing.Keyring(new, None, old)
+    assert after.open(resealed, "person-key/1") == b"a person's key"
+    for sealed in (legacy, marked):
+        with pytest.raises(sealing.SealError):
+            after.open(sealed, "person-key/1")  # the old key gone, what only it sealed too
+    with pytest.raises(sealing.SealError):
+        before.open(resealed, "person-key/1")
+    assert after.derive("codes") == before.derive("codes") != sealing.Keyring.single(
+        new).derive("codes"), "derived from the root, which a rotation keeps"
+
+
+def test_an_unmarked_nonce_that_looks_marked_still_opens() -> None:
+    """Data sealed before keyrings starts with a random nonce: one that happens to start like
+    the mark of a known key is still opened the old way."""
+    key = sealing.new_key()
+    nonce = sealing.MARK + sealing.key_id(key) + os.urandom(sealing.NONCE - sealing.PREFIX)
+    legacy = nonce + AESGCM(key).encrypt(nonce, b"x", b"c")
+    assert sealing.Keyring.single(key).open(legacy, "c") == b"x"
