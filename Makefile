@@ -48,10 +48,12 @@ $(KAFKA_LIB)/.stamp: deploy/kafka/pom.xml
 kafka-jars: $(KAFKA_LIB)/.stamp
 
 # docker-compose, to validate docker-compose.yml, and chromium for the browser tests (Debian's
-# packages).
-tools:
+# packages); helm, kubeconform and the schemas to validate the Kubernetes chart with (Go modules
+# and Maven Central, pinned in deploy/kubernetes/install-tools.sh; nothing once installed).
+tools: $(STAMP)
 	@command -v docker-compose >/dev/null || sh deploy/install-compose.sh
 	@command -v chromium >/dev/null || sh deploy/install-chromium.sh
+	@PYTHON=$(BIN)/python sh deploy/kubernetes/install-tools.sh
 
 run: install
 	$(BIN)/relais up
@@ -82,4 +84,4 @@ constraints: install
 	$(BIN)/pip freeze --exclude-editable | grep -v '^relais' > constraints.txt
 
 clean:
-	rm -rf $(VENV) web/node_modules tests/oidc/node_modules tests/interop/node/node_modules .relais deploy/kafka/target .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) web/node_modules tests/oidc/node_modules tests/interop/node/node_modules .relais deploy/kafka/target deploy/kubernetes/.tools deploy/kubernetes/strimzi/target .pytest_cache .mypy_cache .ruff_cache

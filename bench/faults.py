@@ -2,6 +2,8 @@
 
     .venv/bin/python -m bench.faults --transport both --faults 50     # the full run (minutes)
     .venv/bin/python -m bench.faults --short                          # what `make test` runs
+    .venv/bin/python -m bench.faults --transport cluster --short      # several instances
+
 
 For each transport, on a PostgreSQL, an SMTP sink and (kafka) an Apache Kafka broker of its
 own: Relais runs as one `relais up` (postgres transport) or one process per service (kafka
@@ -23,6 +25,12 @@ every process is started again after its fault. Then a drain, and the counts:
 - dead letters, and each fault's recovery time (from the fault to the first email of a flow
   started after it).
 
+The `cluster` transport (issue #13) runs the kafka transport on a cluster of three brokers
+(topics replicated on three, `min.insync.replicas=2`) with INSTANCES processes of every
+service behind a round-robin balancer each (as a Kubernetes Service would be): a fault kills
+one instance or one broker, which stays down for RESTART_AFTER seconds while the others
+carry on, and its recovery time is from the kill (the fail-over as the partner sees it).
+
 It exits 1 on any loss, unconsented hand-off, duplicate other than the allowed one, stuck work,
 dead letter or refused call, and prints the figures either way."""
 
@@ -30,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import itertools
 import os
 import random
@@ -50,10 +59,11 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+from aiohttp import web
 from aiosmtpd.smtp import SMTP
 
 from bench.database import Restartable
-from deploy.kafka.broker import KafkaBroker, free_port
+from deploy.kafka.broker import KafkaBroker, KafkaCluster, free_port
 from services.auth import domain as auth_domain
 from services.auth import store as auth_store
 from services.cli import SERVICE_NAMES
@@ -72,6 +82,10 @@ SMTP_TIMEOUT = 2.0
 """RELAIS_SMTP_TIMEOUT of the processes: a hung SMTP server costs a sender this long."""
 RETRY_CAP = 2.0
 """The partner's longest wait between two tries of one call (Retry-After is honoured)."""
+INSTANCES = 2
+"""Processes of each service with the cluster transport."""
+RESTART_AFTER = 8.0
+"""Seconds an instance or a broker killed with the cluster transport stays down."""
 
 
 def say(text: str) -> None:
@@ -227,6 +241,55 @@ class Process:
                 self.popen.wait()
 
 
+class Balancer:
+    """Round robin over a service's instances, as a Kubernetes Service or a reverse proxy
+    does: a request an instance cannot take (refused, or cut before any answer) goes to the
+    next one (the partner's Idempotency-Key makes a repeated call harmless)."""
+
+    def __init__(self, name: str, ports: Sequence[int]) -> None:
+        self.name, self.ports, self.port = name, list(ports), free_port()
+        self._next = itertools.cycle(range(len(self.ports)))
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=10 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self.forward)
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, force_close=True),
+            auto_decompress=False)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def forward(self, request: web.Request) -> web.StreamResponse:
+        assert self._session is not None
+        body = await request.read()
+        headers = {k: v for k, v in request.headers.items()
+                   if k.lower() not in ("host", "content-length", "transfer-encoding")}
+        for _ in range(2 * len(self.ports)):
+            port = self.ports[next(self._next)]
+            try:
+                async with self._session.request(
+                        request.method, f"http://127.0.0.1:{port}{request.rel_url}",
+                        headers=headers, data=body, allow_redirects=False,
+                        timeout=aiohttp.ClientTimeout(total=15)) as answer:
+                    payload = await answer.read()
+                    kept = {k: v for k, v in answer.headers.items() if k.lower() not in
+                            ("content-length", "transfer-encoding", "connection")}
+                    return web.Response(status=answer.status, body=payload, headers=kept)
+            except (aiohttp.ClientConnectionError, TimeoutError):
+                continue
+        return web.Response(status=503, headers={"Retry-After": "1"},
+                            text=f"no instance of {self.name} answered")
+
+    async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
 # --- the partner -----------------------------------------------------------------------------
 
 
@@ -322,12 +385,17 @@ KINDS = {
     "postgres": ["kill9:all", "sigterm:all", "postgres:fast", "postgres:immediate", "smtp"],
     "kafka": [*(f"kill9:{s}" for s in SERVICE_NAMES), *(f"sigterm:{s}" for s in SERVICE_NAMES),
               "kill9:broker", "postgres:fast", "postgres:immediate", "smtp"],
+    "cluster": [*(f"kill9:{s}-{i}" for s in SERVICE_NAMES for i in range(1, INSTANCES + 1)),
+                *(f"sigterm:{s}-1" for s in SERVICE_NAMES),
+                *(f"kill9:broker-{n}" for n in (1, 2, 3)), "postgres:fast", "smtp"],
 }
 
 
 SHORT = {
     "postgres": ["kill9:all", "postgres:immediate", "smtp", "sigterm:all"],
     "kafka": ["kill9:notify", "postgres:fast", "kill9:broker", "kill9:referral"],
+    "cluster": ["kill9:intake-1", "kill9:broker-2", "kill9:consent-2", "kill9:referral-1",
+                "kill9:notify-2", "kill9:auth-1"],
 }
 """The handful of `--short` (make test): the faults that broke something once."""
 
@@ -348,8 +416,12 @@ class Run:
         self.transport, self.work, self.rng = transport, work, rng
         self.postgres = Restartable(work / "postgres")
         self.sink = Sink(free_port(), smtp_delay)
-        self.broker = KafkaBroker(work / "kafka") if transport == "kafka" else None
+        self.broker: KafkaBroker | KafkaCluster | None = (
+            KafkaBroker(work / "kafka") if transport == "kafka" else
+            KafkaCluster(work / "kafka") if transport == "cluster" else None)
         self.processes: dict[str, Process] = {}
+        self.balancers: dict[str, Balancer] = {}
+        self.restarts: set[asyncio.Task[None]] = set()
         self.faults: list[Fault] = []
         self.url = ""
 
@@ -373,13 +445,24 @@ class Run:
             "RELAIS_SMTP_PORT": str(self.sink.port), "RELAIS_SMTP_TIMEOUT": str(SMTP_TIMEOUT),
             "RELAIS_SMTP_DOWN_RETRY": "1", "RELAIS_POLL_INTERVAL": "1"}
         groups = ({"all": ",".join(SERVICE_NAMES)} if self.transport == "postgres"
-                  else {name: name for name in SERVICE_NAMES})
+                  else {name: name for name in SERVICE_NAMES} if self.transport == "kafka"
+                  else {f"{name}-{i}": name for name in SERVICE_NAMES
+                        for i in range(1, INSTANCES + 1)})
         ports = {name: free_port() for name in groups}
+        if self.transport == "cluster":  # each service's instances behind one address
+            assert isinstance(self.broker, KafkaCluster)
+            env["RELAIS_KAFKA_REPLICATION"] = str(self.broker.replication)
+            for service in SERVICE_NAMES:
+                self.balancers[service] = Balancer(service, [
+                    ports[g] for g, s in groups.items() if s == service])
+        where = {s: (self.balancers[s].port if self.balancers else
+                     next(ports[g] for g, services in groups.items() if s in services))
+                 for s in SERVICE_NAMES}
         # One base URL, as behind the reverse proxy: the auth service's, where every process
         # finds the token keys (JWKS) and the revoked clients.
-        env["RELAIS_PUBLIC_URL"] = f"http://127.0.0.1:{ports[next(iter(groups))]}"
-        if self.transport == "kafka":  # and the services' calls to each other, by name
-            env |= {f"RELAIS_{name.upper()}_URL": f"http://127.0.0.1:{ports[name]}"
+        env["RELAIS_PUBLIC_URL"] = f"http://127.0.0.1:{where['auth']}"
+        if self.transport != "postgres":  # and the services' calls to each other, by name
+            env |= {f"RELAIS_{name.upper()}_URL": f"http://127.0.0.1:{where[name]}"
                     for name in ("intake", "referral", "consent", "notify")}
         for name, services in groups.items():
             port = ports[name]
@@ -394,10 +477,14 @@ class Run:
         return secret
 
     def port_of(self, service: str) -> int:
+        if service in self.balancers:
+            return self.balancers[service].port
         return next(p.port for p in self.processes.values() if service in p.services)
 
     async def start(self) -> None:
         await self.sink.serve()
+        for balancer in self.balancers.values():
+            await balancer.start()
         if self.broker is not None:
             await asyncio.to_thread(self.broker.start)
         for process in self.processes.values():  # one at a time: each migrates its schemas
@@ -417,14 +504,16 @@ class Run:
         fault = Fault(kind, time.monotonic())
         what, _, target = kind.partition(":")
         fault.target = target
-        if what in ("kill9", "sigterm") and target != "broker":
+        if self.transport == "cluster" and what in ("kill9", "sigterm"):
+            await self.fail_over(what, target)
+        elif what in ("kill9", "sigterm") and target != "broker":
             process = self.processes[target]
             await process.stop(signal.SIGKILL if what == "kill9" else signal.SIGTERM)
             await asyncio.sleep(self.rng.uniform(0.0, 2.0))
             process.start()
             await process.ready()
         elif kind == "kill9:broker":
-            assert self.broker is not None
+            assert isinstance(self.broker, KafkaBroker)
             await asyncio.to_thread(self.broker.kill)
             await asyncio.sleep(self.rng.uniform(0.5, 3.0))
             await asyncio.to_thread(self.broker.start)
@@ -442,6 +531,35 @@ class Run:
             raise ValueError(kind)
         fault.healed = time.monotonic()
         return fault
+
+    async def fail_over(self, what: str, target: str) -> None:
+        """An instance or a broker down, the others carrying on: it comes back RESTART_AFTER
+        seconds later, in the background (the fault itself is healed by the fail-over)."""
+        if target.startswith("broker-"):
+            assert isinstance(self.broker, KafkaCluster)
+            node = int(target.removeprefix("broker-"))
+            await asyncio.to_thread(self.broker.kill, node)
+            back: Any = functools.partial(asyncio.to_thread, self.broker.restart, node)
+        else:
+            process = self.processes[target]
+            await process.stop(signal.SIGKILL if what == "kill9" else signal.SIGTERM)
+
+            async def back() -> None:
+                process.start()
+                await process.ready()
+
+        async def later() -> None:
+            await asyncio.sleep(RESTART_AFTER)
+            await back()
+
+        task = asyncio.create_task(later())
+        self.restarts.add(task)
+        task.add_done_callback(self.restarts.discard)
+
+    async def settle(self) -> None:
+        """Every instance and broker back before the drain."""
+        if self.restarts:
+            await asyncio.gather(*self.restarts)
 
     def end(self) -> None:
         for process in self.processes.values():
@@ -473,6 +591,7 @@ class Figures:
     retries: int = 0
     faults: list[Fault] = field(default_factory=list)
     recovery: dict[str, list[float]] = field(default_factory=dict)
+    slowest: dict[str, list[float]] = field(default_factory=dict)
     drained_s: float = 0.0
     seconds: float = 0.0
     started: float = 0.0
@@ -524,7 +643,8 @@ async def count(run: Run, partner: Partner, figures: Figures) -> None:
     emailed = {mails.get(m.message_id) for m in received if TEAM_BOX in m.to}
     figures.lost_flows = sum(1 for f in consented
                              if f.referral_id not in handed or f.referral_id not in emailed)
-    kills = [f.at for f in run.faults if f.kind in ("kill9:all", "kill9:notify")]
+    kills = [f.at for f in run.faults
+             if f.kind in ("kill9:all", "kill9:notify") or f.kind.startswith("kill9:notify-")]
     figures.duplicate_ids, figures.allowed_duplicates = duplicates(
         received, kills, run.sink.recorder.delay)
     times: dict[str, list[float]] = defaultdict(list)
@@ -538,8 +658,9 @@ async def count(run: Run, partner: Partner, figures: Figures) -> None:
         referral = mails.get(m.message_id)
         if referral is not None and TEAM_BOX in m.to:
             arrived.setdefault(referral, m.at)
-    figures.recovery = recovery(run.faults, {f.referral_id: f.started for f in consented},
-                                arrived)
+    begun = {f.referral_id: f.started for f in consented}
+    figures.recovery = recovery(run.faults, begun, arrived)
+    figures.slowest = slowest(run.faults, begun, arrived)
 
 
 WINDOW_SLACK = 0.25
@@ -580,6 +701,24 @@ def recovery(faults: Sequence[Fault], started: Mapping[str, float],
         after = [arrived[r] for r, t in started.items() if t >= fault.at and r in arrived]
         if after:
             times.setdefault(fault.kind, []).append(max(0.0, min(after) - fault.healed))
+    return times
+
+
+WINDOW = 1.0
+"""Seconds after a fault during which the flows begun are watched for the slowest."""
+
+
+def slowest(faults: Sequence[Fault], started: Mapping[str, float],
+            arrived: Mapping[str, float]) -> dict[str, list[float]]:
+    """Per kind of fault: the longest a flow begun in the WINDOW after it took to its email
+    (the worst a person met at that moment waits: with several instances, the time their
+    events waited for a partition to move to a surviving instance)."""
+    times: dict[str, list[float]] = {}
+    for fault in faults:
+        took = [arrived[r] - t for r, t in started.items()
+                if fault.at <= t <= fault.at + WINDOW and r in arrived]
+        if took:
+            times.setdefault(fault.kind, []).append(max(took))
     return times
 
 
@@ -665,6 +804,7 @@ async def run_transport(transport: str, args: argparse.Namespace, work: Path) ->
                 f"{kind:<20} healed in {fault.healed - fault.at:4.1f} s; "
                 f"{len(partner.flows)} flows offered so far")
         await asyncio.sleep(args.every[0])
+        await run.settle()
         stop.set()
         await load
         figures.seconds = time.monotonic() - started
@@ -674,6 +814,8 @@ async def run_transport(transport: str, args: argparse.Namespace, work: Path) ->
         figures.faults.extend(run.faults)
         await count(run, partner, figures)
     finally:
+        for balancer in run.balancers.values():
+            await balancer.stop()
         run.end()
     return figures
 
@@ -699,10 +841,12 @@ def report(figures: Figures) -> None:
     for kind in sorted(kinds):
         down = [f.healed - f.at for f in figures.faults if f.kind == kind]
         back = figures.recovery.get(kind, [])
+        worst = figures.slowest.get(kind, [])
         say(f"[{t}] {kind:<20} x{len(down):<3} down median {statistics.median(down):4.1f} s; "
             "then the first email of a flow begun after it: " + (
                 f"median {statistics.median(back):4.1f} s, max {max(back):4.1f} s" if back
-                else "none"))
+                else "none") + (f"; the slowest flow begun within {WINDOW:g} s of it: "
+                                f"{max(worst):4.1f} s" if worst else ""))
     for line in figures.refused[:5]:
         say(f"[{t}] refused: {line[:400]}")
 
@@ -710,7 +854,9 @@ def report(figures: Figures) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--transport", choices=("postgres", "kafka", "both"), default="both")
+    parser.add_argument("--transport", choices=("postgres", "kafka", "cluster", "both"),
+                        default="both", help="both: postgres and kafka; cluster: kafka on "
+                        f"three brokers, {INSTANCES} instances of each service")
     parser.add_argument("--faults", type=int, default=50, help="faults per transport")
     parser.add_argument("--rate", type=float, default=10.0, help="new flows per second")
     parser.add_argument("--every", type=float, nargs=2, default=(3.0, 8.0),
@@ -725,8 +871,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"transports, their {len(SHORT['kafka'])} faults of SHORT, 5 flows/s")
     args = parser.parse_args(argv)
     configure_logging("WARNING")
-    if args.short:
-        args.rate, args.every = 5.0, (1.0, 3.0)
+    if args.short:  # the cluster's faults apart, so that each fail-over is timed alone
+        args.rate, args.every = 5.0, (8.0, 10.0) if args.transport == "cluster" else (1.0, 3.0)
     transports = ["postgres", "kafka"] if args.transport == "both" else [args.transport]
     failed = False
     for transport in transports:

@@ -73,6 +73,16 @@ async def database(settings: Settings) -> AsyncIterator[str]:
         await asyncio.to_thread(embedded.stop)
 
 
+async def migrate_command(settings: Settings) -> int:
+    """`relais migrate`: every service's schema brought up to date, and nothing started (a
+    deployment's job before its services roll); each service applies the same at start."""
+    async with database(settings) as dsn:
+        for spec in service_specs(SERVICE_NAMES):
+            await db.migrated(dsn, spec.schema, spec.package)
+            print(f"{spec.schema}: migrations applied", flush=True)
+    return 0
+
+
 async def _auth_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
     await db.migrated(dsn, "auth", "services.auth")
     return await db.create_pool(dsn, 2)
@@ -700,6 +710,7 @@ def _main(argv: Sequence[str] | None) -> None:
     restore = sub.add_parser("restore", help="a backup back, Relais stopped; the erasures "
                              "made after it are made again")
     restore.add_argument("file", type=Path)
+    sub.add_parser("migrate", help="apply every service's missing migrations, start nothing")
     sub.add_parser("openapi", help="print the OpenAPI document (schemas/openapi.json)")
     sub.add_parser("asyncapi", help="print the AsyncAPI document (schemas/asyncapi.json)")
     sub.add_parser("settings", help="print the effective settings as JSON")
@@ -742,6 +753,8 @@ def _main(argv: Sequence[str] | None) -> None:
         sys.exit(asyncio.run(intake_command(settings, args)))
     elif args.command == "master-key":
         sys.exit(asyncio.run(master_key_command(settings, args)))
+    elif args.command == "migrate":
+        sys.exit(asyncio.run(migrate_command(settings)))
     elif args.command in ("backup", "restore"):
         sys.exit(asyncio.run(backup_command(settings, args)))
     elif args.command == "asyncapi":

@@ -1,7 +1,11 @@
-"""A real Apache Kafka broker (KRaft, single node) for tests and local runs.
+"""A real Apache Kafka broker (KRaft, single node), or a cluster of three, for tests and local
+runs.
 
 The jars come from Maven Central through `pom.xml` (Maven caches them); this module formats
 the storage, starts the broker on free loopback ports, waits until it answers and stops it.
+`KafkaCluster` runs several nodes (each broker and controller, a static quorum of all of
+them), with the internal topics replicated on three and `min.insync.replicas=2`, so that
+one node may die without losing an acknowledged write.
 Run one by hand with `python -m deploy.kafka.broker` (then `relais up --kafka ...`)."""
 
 from __future__ import annotations
@@ -56,23 +60,44 @@ def free_port() -> int:
 
 
 class KafkaBroker:
-    def __init__(self, workdir: Path, port: int | None = None, heap: str = "512m") -> None:
+    def __init__(self, workdir: Path, port: int | None = None, heap: str = "512m",
+                 node_id: int = 1, controller_port: int | None = None,
+                 voters: dict[int, int] | None = None, cluster: str | None = None) -> None:
         self.workdir = workdir.resolve()
         self.port = port or free_port()
-        self.controller_port = free_port()
+        self.controller_port = controller_port or free_port()
         self.heap = heap
+        self.node_id = node_id
+        self.voters = voters
+        """Node id -> controller port of every node of a cluster; None: a single node."""
+        self.cluster = cluster
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def _quorum(self) -> list[str]:
+        if self.voters is None:
+            return [f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}"]
+        voters = ",".join(f"{n}@127.0.0.1:{p}" for n, p in sorted(self.voters.items()))
+        replicas = min(3, len(self.voters))
+        return [f"controller.quorum.voters={voters}",
+                f"default.replication.factor={replicas}",
+                f"min.insync.replicas={max(1, replicas - 1)}",
+                # A dead broker's partitions get a new leader after 3 s, not Kafka's 9 s.
+                "broker.heartbeat.interval.ms=500", "broker.session.timeout.ms=3000"]
+
+    def _replicas(self) -> int:
+        return 1 if self.voters is None else min(3, len(self.voters))
+
     def _properties(self) -> Path:
         path = self.workdir / "server.properties"
+        replicas = self._replicas()
         path.write_text("\n".join([
             "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
+            f"node.id={self.node_id}",
+            *self._quorum(),
             f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
             f"CONTROLLER://127.0.0.1:{self.controller_port}",
             f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
@@ -80,10 +105,10 @@ class KafkaBroker:
             "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             f"log.dirs={self.workdir / 'data'}",
             "num.partitions=4",
-            "offsets.topic.replication.factor=1",
+            f"offsets.topic.replication.factor={replicas}",
             "offsets.topic.num.partitions=4",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
+            f"transaction.state.log.replication.factor={replicas}",
+            f"transaction.state.log.min.isr={max(1, replicas - 1)}",
             "group.initial.rebalance.delay.ms=0",
             "auto.create.topics.enable=false",
             "",
@@ -99,19 +124,29 @@ class KafkaBroker:
                 "-cp", f"{ensure_jars()}/*", main, *args]
 
     def start(self, timeout: float = 90.0) -> KafkaBroker:
+        self.launch()
+        self._wait_ready(timeout)
+        return self
+
+    def launch(self) -> None:
+        """Format the storage the first time, and start the process (without waiting)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         props = self._properties()
         if not (self.workdir / "data" / "meta.properties").exists():
+            single = ["--standalone"] if self.voters is None else []
             subprocess.run(
-                self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id()}",
-                           "-c", str(props), "--standalone"),
+                self._java("kafka.tools.StorageTool", "format",
+                           f"--cluster-id={self.cluster or cluster_id()}", "-c", str(props),
+                           *single),
                 check=True, stdout=subprocess.DEVNULL,
             )
         log = (self.workdir / "broker.log").open("ab")
         self._process = subprocess.Popen(self._java("kafka.Kafka", str(props)), stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
-        self._wait_ready(timeout)
-        return self
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -142,6 +177,46 @@ class KafkaBroker:
             os.killpg(self._process.pid, signal.SIGKILL)
             self._process.wait()
             self._process = None
+
+
+class KafkaCluster:
+    """`nodes` KRaft nodes, each broker and controller, on free loopback ports; topics made
+    with replication factor 3 (`replication`) keep every acknowledged write while one node is
+    down."""
+
+    def __init__(self, workdir: Path, nodes: int = 3, heap: str = "384m") -> None:
+        controllers = {n: free_port() for n in range(1, nodes + 1)}
+        cluster = cluster_id()
+        self.nodes = [KafkaBroker(workdir / f"node-{n}", heap=heap, node_id=n,
+                                  controller_port=controllers[n], voters=controllers,
+                                  cluster=cluster) for n in controllers]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    @property
+    def replication(self) -> int:
+        return min(3, len(self.nodes))
+
+    def start(self, timeout: float = 120.0) -> KafkaCluster:
+        """Every node at once (the quorum needs a majority before any answers)."""
+        for node in self.nodes:
+            node.launch()
+        for node in self.nodes:
+            node._wait_ready(timeout)
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def kill(self, node: int) -> None:
+        """Node `node` (1-based) stopped abruptly."""
+        self.nodes[node - 1].kill()
+
+    def restart(self, node: int, timeout: float = 120.0) -> None:
+        self.nodes[node - 1].start(timeout)
 
 
 async def _answers(bootstrap: str) -> bool:

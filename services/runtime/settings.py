@@ -95,7 +95,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("RELAIS_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
     )
     kafka_partitions: int = 4
-    kafka_replication: int = 1
+    kafka_replication: int = Field(
+        default=1, ge=1, description="Replicas of each topic Relais creates (3 on a cluster: "
+        "with min.insync.replicas one less, an acknowledged event survives a lost broker).")
     kafka_namespace: str = Field(
         default="", description="Prefix of topic and group names, to share one cluster."
     )

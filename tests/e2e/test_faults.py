@@ -24,7 +24,8 @@ def test_nothing_is_lost_sent_twice_or_stuck_under_a_handful_of_faults() -> None
                             capture_output=True, text=True, timeout=840)
     report = result.stdout
     assert result.returncode == 0, report + result.stderr[-3000:]
-    for transport, kinds in SHORT.items():
+    for transport in ("postgres", "kafka"):  # the cluster: test_multi_instance.py
+        kinds = SHORT[transport]
         assert f"[{transport}] OK: nothing lost" in report, report
         lines = report.splitlines()
         for kind in kinds:  # every fault was injected, and flows came through after it

@@ -76,11 +76,18 @@ class KafkaTransport:
             missing = sorted({self.namespace + t for t in topics} - existing)
             for topic in missing:
                 with contextlib.suppress(TopicAlreadyExistsError):
-                    await admin.create_topics(
-                        [NewTopic(topic, self.partitions, self.replication)]
-                    )
+                    await admin.create_topics([NewTopic(
+                        topic, self.partitions, self.replication,
+                        topic_configs={"min.insync.replicas": str(self.min_insync)})])
         finally:
             await admin.close()
+
+    @property
+    def min_insync(self) -> int:
+        """Replicas that must have a write before it is acknowledged (acks=all): all but one,
+        so that one broker may be lost without losing an acknowledged event, nor stopping
+        (3 replicas: 2)."""
+        return max(1, self.replication - 1)
 
     def producer(self) -> KafkaProducer:
         return KafkaProducer(self.bootstrap, self.namespace)
