@@ -29,7 +29,9 @@ The `cluster` transport (issue #13) runs the kafka transport on a cluster of thr
 (topics replicated on three, `min.insync.replicas=2`) with INSTANCES processes of every
 service behind a round-robin balancer each (as a Kubernetes Service would be): a fault kills
 one instance or one broker, which stays down for RESTART_AFTER seconds while the others
-carry on, and its recovery time is from the kill (the fail-over as the partner sees it).
+carry on, and its recovery time is from the kill (the fail-over as the partner sees it);
+`rolling` stops (SIGTERM) and starts again every instance, one after the other, as a rolling
+upgrade does.
 
 It exits 1 on any loss, unconsented hand-off, duplicate other than the allowed one, stuck work,
 dead letter or refused call, and prints the figures either way."""
@@ -387,7 +389,7 @@ KINDS = {
               "kill9:broker", "postgres:fast", "postgres:immediate", "smtp"],
     "cluster": [*(f"kill9:{s}-{i}" for s in SERVICE_NAMES for i in range(1, INSTANCES + 1)),
                 *(f"sigterm:{s}-1" for s in SERVICE_NAMES),
-                *(f"kill9:broker-{n}" for n in (1, 2, 3)), "postgres:fast", "smtp"],
+                *(f"kill9:broker-{n}" for n in (1, 2, 3)), "postgres:fast", "smtp", "rolling"],
 }
 
 
@@ -395,7 +397,7 @@ SHORT = {
     "postgres": ["kill9:all", "postgres:immediate", "smtp", "sigterm:all"],
     "kafka": ["kill9:notify", "postgres:fast", "kill9:broker", "kill9:referral"],
     "cluster": ["kill9:intake-1", "kill9:broker-2", "kill9:consent-2", "kill9:referral-1",
-                "kill9:notify-2", "kill9:auth-1"],
+                "kill9:notify-2", "kill9:auth-1", "rolling"],
 }
 """The handful of `--short` (make test): the faults that broke something once."""
 
@@ -506,6 +508,12 @@ class Run:
         fault.target = target
         if self.transport == "cluster" and what in ("kill9", "sigterm"):
             await self.fail_over(what, target)
+        elif kind == "rolling":  # an upgrade: every instance stopped and started, one by one
+            await self.settle()
+            for process in self.processes.values():
+                await process.stop(signal.SIGTERM)
+                process.start()
+                await process.ready()
         elif what in ("kill9", "sigterm") and target != "broker":
             process = self.processes[target]
             await process.stop(signal.SIGKILL if what == "kill9" else signal.SIGTERM)
@@ -710,13 +718,14 @@ WINDOW = 1.0
 
 def slowest(faults: Sequence[Fault], started: Mapping[str, float],
             arrived: Mapping[str, float]) -> dict[str, list[float]]:
-    """Per kind of fault: the longest a flow begun in the WINDOW after it took to its email
-    (the worst a person met at that moment waits: with several instances, the time their
-    events waited for a partition to move to a surviving instance)."""
+    """Per kind of fault: the longest a flow begun while it lasted or in the WINDOW after it
+    began took to its email (the worst a person met at that moment waits: with several
+    instances, the time their events waited for a partition to move to a surviving one)."""
     times: dict[str, list[float]] = {}
     for fault in faults:
+        until = max(fault.at + WINDOW, fault.healed)
         took = [arrived[r] - t for r, t in started.items()
-                if fault.at <= t <= fault.at + WINDOW and r in arrived]
+                if fault.at <= t <= until and r in arrived]
         if took:
             times.setdefault(fault.kind, []).append(max(took))
     return times
@@ -845,8 +854,8 @@ def report(figures: Figures) -> None:
         say(f"[{t}] {kind:<20} x{len(down):<3} down median {statistics.median(down):4.1f} s; "
             "then the first email of a flow begun after it: " + (
                 f"median {statistics.median(back):4.1f} s, max {max(back):4.1f} s" if back
-                else "none") + (f"; the slowest flow begun within {WINDOW:g} s of it: "
-                                f"{max(worst):4.1f} s" if worst else ""))
+                else "none") + (f"; the slowest flow begun within {WINDOW:g} s of it or "
+                                f"while it lasted: {max(worst):4.1f} s" if worst else ""))
     for line in figures.refused[:5]:
         say(f"[{t}] refused: {line[:400]}")
 

@@ -62,7 +62,8 @@ def free_port() -> int:
 class KafkaBroker:
     def __init__(self, workdir: Path, port: int | None = None, heap: str = "512m",
                  node_id: int = 1, controller_port: int | None = None,
-                 voters: dict[int, int] | None = None, cluster: str | None = None) -> None:
+                 voters: dict[int, int] | None = None, cluster: str | None = None,
+                 users: dict[str, str] | None = None) -> None:
         self.workdir = workdir.resolve()
         self.port = port or free_port()
         self.controller_port = controller_port or free_port()
@@ -71,6 +72,9 @@ class KafkaBroker:
         self.voters = voters
         """Node id -> controller port of every node of a cluster; None: a single node."""
         self.cluster = cluster
+        self.users = None if users is None else {"broker": uuid.uuid4().hex} | users
+        """SCRAM-SHA-512 users and their passwords: a SASL_PLAINTEXT listener (None: PLAINTEXT,
+        no authentication)."""
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -91,18 +95,41 @@ class KafkaBroker:
     def _replicas(self) -> int:
         return 1 if self.voters is None else min(3, len(self.voters))
 
+    @property
+    def protocol(self) -> str:
+        return "PLAINTEXT" if self.users is None else "SASL_PLAINTEXT"
+
+    def security(self, user: str = "broker") -> dict[str, str]:
+        """aiokafka's arguments to connect as `user`."""
+        if self.users is None:
+            return {}
+        return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512",
+                "sasl_plain_username": user, "sasl_plain_password": self.users[user]}
+
+    def _sasl(self) -> list[str]:
+        if self.users is None:
+            return []
+        return ["inter.broker.listener.name=SASL_PLAINTEXT",
+                "sasl.enabled.mechanisms=SCRAM-SHA-512",
+                "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+                "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config="
+                "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                f'username="broker" password="{self.users["broker"]}";']
+
     def _properties(self) -> Path:
         path = self.workdir / "server.properties"
         replicas = self._replicas()
+        protocol = self.protocol
         path.write_text("\n".join([
             "process.roles=broker,controller",
             f"node.id={self.node_id}",
             *self._quorum(),
-            f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+            f"listeners={protocol}://127.0.0.1:{self.port},"
             f"CONTROLLER://127.0.0.1:{self.controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+            f"advertised.listeners={protocol}://127.0.0.1:{self.port}",
             "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"listener.security.protocol.map={protocol}:{protocol},CONTROLLER:PLAINTEXT",
+            *self._sasl(),
             f"log.dirs={self.workdir / 'data'}",
             "num.partitions=4",
             f"offsets.topic.replication.factor={replicas}",
@@ -134,6 +161,8 @@ class KafkaBroker:
         props = self._properties()
         if not (self.workdir / "data" / "meta.properties").exists():
             single = ["--standalone"] if self.voters is None else []
+            for user, password in (self.users or {}).items():
+                single += ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]
             subprocess.run(
                 self._java("kafka.tools.StorageTool", "format",
                            f"--cluster-id={self.cluster or cluster_id()}", "-c", str(props),
@@ -154,7 +183,7 @@ class KafkaBroker:
             if self._process is not None and self._process.poll() is not None:
                 raise RuntimeError(f"Kafka exited; see {self.workdir / 'broker.log'}")
             with concurrent.futures.ThreadPoolExecutor(1) as pool:
-                if pool.submit(asyncio.run, _answers(self.bootstrap)).result():
+                if pool.submit(asyncio.run, _answers(self.bootstrap, self.security())).result():
                     return
             time.sleep(0.3)
         self.stop()
@@ -219,7 +248,7 @@ class KafkaCluster:
         self.nodes[node - 1].start(timeout)
 
 
-async def _answers(bootstrap: str) -> bool:
+async def _answers(bootstrap: str, security: dict[str, str]) -> bool:
     from aiokafka.admin import AIOKafkaAdminClient
 
     host, port = bootstrap.rsplit(":", 1)
@@ -229,7 +258,8 @@ async def _answers(bootstrap: str) -> bool:
     except OSError:
         return False
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000,
+                                **security)
     try:
         await admin.start()
         await admin.list_topics()

@@ -98,6 +98,19 @@ class Settings(BaseSettings):
     kafka_replication: int = Field(
         default=1, ge=1, description="Replicas of each topic Relais creates (3 on a cluster: "
         "with min.insync.replicas one less, an acknowledged event survives a lost broker).")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How Relais talks to the brokers: SASL_SSL with a "
+        "managed or Strimzi cluster (a KafkaUser's SCRAM password over TLS).")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = Field(
+        default=None, description="The SASL user (with SASL_PLAINTEXT or SASL_SSL).")
+    kafka_sasl_password: str | None = None
+    kafka_sasl_password_file: Path | None = Field(
+        default=None, description="The SASL password from a file (a mounted Secret, such as "
+        "the `password` key of a Strimzi KafkaUser's).")
+    kafka_ca_file: Path | None = Field(
+        default=None, description="CA certificates that sign the brokers' (SSL, SASL_SSL); "
+        "the system's by default.")
     kafka_namespace: str = Field(
         default="", description="Prefix of topic and group names, to share one cluster."
     )
@@ -346,6 +359,17 @@ class Settings(BaseSettings):
                              f"{', '.join(previous)}")
         return self
 
+    @model_validator(mode="after")
+    def _sasl_has_a_user(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL_"):
+            if not self.kafka_sasl_username:
+                raise ValueError(f"{self.kafka_security_protocol} needs "
+                                 "RELAIS_KAFKA_SASL_USERNAME")
+            if bool(self.kafka_sasl_password) == bool(self.kafka_sasl_password_file):
+                raise ValueError("give the SASL password one way: RELAIS_KAFKA_SASL_PASSWORD "
+                                 "or RELAIS_KAFKA_SASL_PASSWORD_FILE")
+        return self
+
     @property
     def erasure_ledger_path(self) -> Path:
         return self.erasure_ledger or self.data_dir / "keys" / "erasures.log"
@@ -360,7 +384,8 @@ class Settings(BaseSettings):
 
 
 SECRETS = ("smtp_password", "oidc_client_secret", "master_key", "master_key_command",
-           "previous_master_key", "previous_master_key_command", "sms_token")
+           "previous_master_key", "previous_master_key_command", "sms_token",
+           "kafka_sasl_password")
 """Settings never printed (`relais settings`): a password, a client secret, the master key."""
 HIDDEN = "**********"
 

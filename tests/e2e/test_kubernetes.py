@@ -201,6 +201,18 @@ def test_each_kafka_user_may_use_exactly_its_own_topics_and_group() -> None:
         for group in declared[name]["group"]:
             expected[("group", group)] = {"Read"}
         assert dict(granted) == expected, name
+    for name, deployment in of_kind("operators", "Deployment").items():  # and logs in as it
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["RELAIS_KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT", name
+        assert env["RELAIS_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512", name
+        assert env["RELAIS_KAFKA_SASL_USERNAME"] == name and name in users
+        mounted = {m["mountPath"] for m in container["volumeMounts"]}
+        assert env["RELAIS_KAFKA_SASL_PASSWORD_FILE"] == "/etc/relais/kafka/password"
+        assert "/etc/relais/kafka" in mounted
+    for deployment in of_kind("no-kafka-users", "Deployment").values():
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        assert "RELAIS_KAFKA_SECURITY_PROTOCOL" not in {e["name"] for e in container["env"]}
     assert not of_kind("no-kafka-users", "KafkaUser")
     assert "authorization" not in next(iter(of_kind("no-kafka-users", "Kafka").values()))[
         "spec"]["kafka"]

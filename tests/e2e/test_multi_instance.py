@@ -2,7 +2,8 @@
 Apache Kafka brokers (topics replicated on three, min.insync.replicas=2), two processes of
 every service behind a round-robin balancer each, one PostgreSQL; consented flows at a fixed
 rate while one instance of each service and one broker are killed (kill -9) and stay down
-for a while. bench/faults.py counts what was lost, handed off without consent, sent twice or
+for a while, then every instance is stopped (SIGTERM) and started again, one by one (a rolling
+upgrade). bench/faults.py counts what was lost, handed off without consent, sent twice or
 left stuck (none allowed), and how long the flows begun at each kill waited (the fail-over:
 partitions moving to the surviving instance, the workers' leases taken over)."""
 
@@ -36,5 +37,6 @@ def test_two_instances_of_every_service_on_three_brokers_lose_nothing_when_kille
     for kind in SHORT["cluster"]:
         line = next(x for x in lines if x.startswith(f"[cluster] {kind:<20} x1 "))
         assert "begun after it: median" in line, line
-        waited = re.search(r"the slowest flow begun within 1 s of it: +([\d.]+) s", line)
+        waited = re.search(r"the slowest flow begun within 1 s of it or while it lasted: +"
+                           r"([\d.]+) s", line)
         assert waited is not None and float(waited.group(1)) < BOUND, line

@@ -61,15 +61,18 @@ class KafkaTransport:
     name = "kafka"
 
     def __init__(self, bootstrap: str, partitions: int = 4, replication: int = 1,
-                 namespace: str = "", membership: Membership | None = None) -> None:
+                 namespace: str = "", membership: Membership | None = None,
+                 security: dict[str, Any] | None = None) -> None:
         self.bootstrap = bootstrap
+        self.security = security or {}
+        """aiokafka's security arguments (TLS, SASL), for every client it makes."""
         self.partitions = partitions
         self.replication = replication
         self.namespace = namespace
         self.membership = membership or Membership()
 
     async def setup(self, topics: Iterable[str]) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **self.security)
         await admin.start()
         try:
             existing = set(await admin.list_topics())
@@ -90,13 +93,13 @@ class KafkaTransport:
         return max(1, self.replication - 1)
 
     def producer(self) -> KafkaProducer:
-        return KafkaProducer(self.bootstrap, self.namespace)
+        return KafkaProducer(self.bootstrap, self.namespace, self.security)
 
     async def read_topic(self, topic: str, timeout: float = 30.0) -> list[Message]:
         """No group: every partition assigned by hand, read from its beginning up to the end
         offsets taken at the start (what arrives meanwhile is left for the next read)."""
         wire = self.namespace + topic
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **self.security)
         await admin.start()
         try:
             if wire not in await admin.list_topics():  # (describing it could create it)
@@ -107,7 +110,7 @@ class KafkaTransport:
         tps = [TopicPartition(wire, p["partition"]) for p in described["partitions"]]
         if not tps:
             return []
-        reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
+        reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, **self.security,
                                   enable_auto_commit=False, auto_offset_reset="earliest",
                                   isolation_level="read_committed")
         await reader.start()
@@ -131,14 +134,16 @@ class KafkaTransport:
         return sorted(records, key=lambda m: (m.partition, m.offset))
 
     def consumer(self, group: str, topics: Sequence[str]) -> KafkaConsumer:
-        return KafkaConsumer(self.bootstrap, group, topics, self.namespace, self.membership)
+        return KafkaConsumer(self.bootstrap, group, topics, self.namespace, self.membership,
+                             self.security)
 
 
 class KafkaProducer:
-    def __init__(self, bootstrap: str, namespace: str = "") -> None:
+    def __init__(self, bootstrap: str, namespace: str = "",
+                 security: dict[str, Any] | None = None) -> None:
         self.namespace = namespace
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
+            bootstrap_servers=bootstrap, **(security or {}),
             enable_idempotence=True,
             acks="all",
             linger_ms=1,
@@ -182,12 +187,13 @@ class KafkaConsumer:
     """Topic and group names carry the transport's namespace on the wire only."""
 
     def __init__(self, bootstrap: str, group: str, topics: Sequence[str],
-                 namespace: str = "", membership: Membership | None = None) -> None:
+                 namespace: str = "", membership: Membership | None = None,
+                 security: dict[str, Any] | None = None) -> None:
         self.busy = asyncio.Lock()
         self.namespace = namespace
         self.topics = [namespace + t for t in topics]
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
+            bootstrap_servers=bootstrap, **(security or {}),
             **group_options(namespace + group, membership or Membership()),
         )
 
