@@ -280,8 +280,10 @@ class Balancer:
                     kept = {k: v for k, v in answer.headers.items() if k.lower() not in
                             ("content-length", "transfer-encoding", "connection")}
                     return web.Response(status=answer.status, body=payload, headers=kept)
-            except (aiohttp.ClientConnectionError, TimeoutError):
-                continue
+            except aiohttp.ClientConnectorError:
+                continue  # refused before anything was sent: the next instance, as a proxy does
+            except (aiohttp.ClientConnectionError, TimeoutError) as cut:
+                return web.Response(status=502, text=f"{self.name}: {cut!r}")  # partner retries
         return web.Response(status=503, headers={"Retry-After": "1"},
                             text=f"no instance of {self.name} answered")
 
@@ -424,6 +426,7 @@ class Run:
         self.processes: dict[str, Process] = {}
         self.balancers: dict[str, Balancer] = {}
         self.restarts: set[asyncio.Task[None]] = set()
+        self.down: set[str] = set()
         self.faults: list[Fault] = []
         self.url = ""
 
@@ -542,7 +545,11 @@ class Run:
 
     async def fail_over(self, what: str, target: str) -> None:
         """An instance or a broker down, the others carrying on: it comes back RESTART_AFTER
-        seconds later, in the background (the fault itself is healed by the fail-over)."""
+        seconds later, in the background (the fault itself is healed by the fail-over). One
+        already down is left as it is."""
+        if target in self.down:
+            return
+        self.down.add(target)
         if target.startswith("broker-"):
             assert isinstance(self.broker, KafkaCluster)
             node = int(target.removeprefix("broker-"))
@@ -559,6 +566,7 @@ class Run:
         async def later() -> None:
             await asyncio.sleep(RESTART_AFTER)
             await back()
+            self.down.discard(target)
 
         task = asyncio.create_task(later())
         self.restarts.add(task)

@@ -83,6 +83,17 @@ async def migrate_command(settings: Settings) -> int:
     return 0
 
 
+def sealed_columns(specs: Sequence[ServiceSpec]) -> list[tuple[str, sealing.SealedColumn]]:
+    return [(spec.schema, column) for spec in specs for column in spec.sealed]
+
+
+async def keyring(db_: asyncpg.Pool | asyncpg.Connection, settings: Settings
+                  ) -> sealing.Keyring:
+    """The services' keyring, for a command (refused under a master key that does not open
+    what they sealed)."""
+    return await sealing.keyring(db_, settings, sealed_columns(service_specs(SERVICE_NAMES)))
+
+
 async def _auth_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
     await db.migrated(dsn, "auth", "services.auth")
     return await db.create_pool(dsn, 2)
@@ -99,7 +110,7 @@ async def rotate_trail_key(settings: Settings) -> int:
         await db.migrated(dsn, "consent", "services.consent")
         pool = await db.create_pool(dsn, max_size=2)
         try:
-            master = await sealing.keyring(pool, "consent", settings)
+            master = await keyring(pool, settings)
             kid, retired = await trail_store.rotate_key(pool, master)
         except (sealing.SealError, sealing.MasterKeyUnavailable):
             print("relais audit rotate-key: the current key cannot be opened with this master "
@@ -252,7 +263,7 @@ async def intake_command(settings: Settings, args: argparse.Namespace) -> int:
         try:
             await db.migrate_service(conn, "intake", "services.intake")
             try:
-                master = await sealing.keyring(conn, "intake", settings)
+                master = await keyring(conn, settings)
                 read, named = await search.reindex(conn, master)
             except (vault.VaultError, sealing.MasterKeyUnavailable):
                 print("the vault cannot be opened with this master key (RELAIS_MASTER_KEY or "
@@ -272,23 +283,25 @@ async def master_key_command(settings: Settings, args: argparse.Namespace) -> in
     from services.runtime import rewrap
 
     action, left, unopened = args.action, 0, 0
+    # The master keys alone: nothing here derives a key, nor writes one that is missing.
+    ring = sealing.Keyring(sealing.master_key(settings), sealing.previous_master_key(settings))
     async with database(settings) as dsn:
         pool = await db.create_pool(dsn, 2)
         try:
-            for spec in service_specs(SERVICE_NAMES):
+            specs = service_specs(SERVICE_NAMES)
+            for spec in specs:
                 await db.migrated(dsn, spec.schema, spec.package)
-                ring = await sealing.keyring(pool, spec.schema, settings)
-                for column in (rewrap.ROOT, *spec.sealed):
-                    if action == "rewrap":
-                        done = await rewrap.rewrap(pool, spec.schema, column, ring,
-                                                   args.batch, told=_every(5.0))
-                        unopened += done.unopened
-                        print(f"{done.name}: {done.resealed} sealed again", flush=True)
-                    count = await rewrap.left(pool, spec.schema, column, ring.prefix)
-                    left += count
-                    if action == "status":
-                        print(f"{spec.schema}.{column.table}.{column.column}: {count} not yet "
-                              "under the current master key", flush=True)
+            for schema, column in (rewrap.DERIVED, *sealed_columns(specs)):
+                if action == "rewrap":
+                    done = await rewrap.rewrap(pool, schema, column, ring, args.batch,
+                                               told=_every(5.0))
+                    unopened += done.unopened
+                    print(f"{done.name}: {done.resealed} sealed again", flush=True)
+                count = await rewrap.left(pool, schema, column, ring.prefix)
+                left += count
+                if action == "status":
+                    print(f"{schema}.{column.table}.{column.column}: {count} not yet under the "
+                          "current master key", flush=True)
         finally:
             await pool.close()
     current = sealing.key_id(sealing.master_key(settings)).hex()
@@ -427,7 +440,7 @@ async def client_command(settings: Settings, args: argparse.Namespace) -> int:
                     return 1
                 print(f"revoked {args.client_id}")
             elif args.action == "rotate":
-                master = await sealing.keyring(pool, "auth", settings)
+                master = await keyring(pool, settings)
                 print(json.dumps({"kid": await keys.rotate(pool, master)}))
         finally:
             await pool.close()

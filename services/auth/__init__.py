@@ -8,7 +8,7 @@ from services.auth import api, domain, keys, links, oidc, pages, second_factor, 
 from services.runtime import links as magic
 from services.runtime.app import RUNTIME, Runtime, ServiceSpec
 from services.runtime.auth import KeySource, RevokedLoader
-from services.runtime.rewrap import SealedColumn
+from services.runtime.sealing import SealedColumn
 
 
 async def start(runtime: Runtime) -> None:
@@ -19,7 +19,7 @@ async def start(runtime: Runtime) -> None:
         settings.token_failures_per_client, settings.token_failures_per_address)
     keys = runtime.app[api.KEYS]
     keys.token_ttl = settings.token_ttl
-    keys.master = runtime.keyring("auth")
+    keys.master = runtime.keyring()
     runtime.app[links.LINK_KEY] = magic.key(keys.master)
     await keys.ensure()
 

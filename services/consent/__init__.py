@@ -19,7 +19,7 @@ from services.consent import (
     trail_store,
 )
 from services.runtime.app import ConsumerSpec, Runtime, ServiceSpec
-from services.runtime.rewrap import SealedColumn
+from services.runtime.sealing import SealedColumn
 
 DEMO_NOTICE = "2026-01"
 
@@ -34,7 +34,7 @@ async def first_notice(runtime: Runtime) -> None:
 
 async def start(runtime: Runtime) -> None:
     await first_notice(runtime)
-    master = runtime.keyring("consent")
+    master = runtime.keyring()
     await trail_store.seal_keys_in_clear(runtime.pool, master)
     runtime.app[person_pages.KEYS] = receipt.keys(master)
     runtime.app[outreach.MASTER] = master

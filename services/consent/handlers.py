@@ -71,7 +71,7 @@ async def expirer(runtime: Runtime) -> None:
 
 
 async def checkpointer(runtime: Runtime) -> None:
-    master = runtime.keyring("consent")
+    master = runtime.keyring()
     await trail_store.signing_key(runtime.pool, master)
     while True:
         await trail_store.checkpoint(runtime.pool, master)

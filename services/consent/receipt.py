@@ -38,8 +38,8 @@ from services.runtime.codes import grouped as grouped
 from services.runtime.codes import new_code as new_code
 from services.runtime.sealing import Keyring
 
-LINK_CONTEXT = "relais-consent-receipt-link-v1"
-CODE_CONTEXT = "relais-consent-receipt-code-v1"
+LINK_CONTEXT = sealing.derived("relais-consent-receipt-link-v1")
+CODE_CONTEXT = sealing.derived("relais-consent-receipt-code-v1")
 
 
 class ReceiptError(Exception):

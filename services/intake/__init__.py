@@ -26,11 +26,11 @@ from services.intake.directory import publish
 from services.runtime.app import ConsumerSpec, Runtime, ServiceSpec
 from services.runtime.failures import CannotStart
 from services.runtime.pruning import Prune
-from services.runtime.rewrap import SealedColumn
+from services.runtime.sealing import SealedColumn
 
 
 async def load_master_key(runtime: Runtime) -> None:
-    runtime.app[api.MASTER_KEY] = runtime.keyring("intake")
+    runtime.app[api.MASTER_KEY] = runtime.keyring()
 
 
 async def first_directory(runtime: Runtime) -> None:

@@ -15,9 +15,9 @@ is a lost card, and a lost card must not let whoever finds it pass for the perso
 from __future__ import annotations
 
 from services.runtime import codes
-from services.runtime.sealing import Keyring
+from services.runtime.sealing import Keyring, derived
 
-CARD_CONTEXT = "relais-person-card-v1"
+CARD_CONTEXT = derived("relais-person-card-v1")
 
 
 def key(master: Keyring) -> bytes:

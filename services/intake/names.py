@@ -28,9 +28,9 @@ import unicodedata
 from collections.abc import Mapping
 
 from services.runtime import codes
-from services.runtime.sealing import Keyring
+from services.runtime.sealing import Keyring, derived
 
-NAME_INDEX_CONTEXT = "relais-name-index-v1"
+NAME_INDEX_CONTEXT = derived("relais-name-index-v1")
 MIN_LETTERS = 2
 """A shorter query is refused: "Li", "Ly" or "Bá" are names, a single letter is not."""
 MAX_TYPED = 160

@@ -22,9 +22,9 @@ import secrets
 import string
 
 from services.runtime import codes
-from services.runtime.sealing import Keyring
+from services.runtime.sealing import Keyring, derived
 
-LINK_CONTEXT = "relais-relay-link-v1"
+LINK_CONTEXT = derived("relais-relay-link-v1")
 TOKEN_BYTES = 32
 TOKEN_LENGTH = 43
 """The token as the link carries it: TOKEN_BYTES in URL-safe base64, without padding."""

@@ -199,7 +199,7 @@ async def _one_in_transaction(
 
 async def email_sender(runtime: Runtime) -> None:
     mailer = Mailer(runtime.settings)
-    link_key = links.key(runtime.keyring("notify"))
+    link_key = links.key(runtime.keyring())
     try:
         await deliver_forever(runtime, "email",
                               lambda conn, pending: send_email(conn, mailer, link_key, pending))

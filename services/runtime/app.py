@@ -36,7 +36,6 @@ from services.runtime.outbox import OutboxRelay
 from services.runtime.problem import Problem, problem_middleware
 from services.runtime.pruning import IDEMPOTENCY, Prune, prune_all
 from services.runtime.ratelimit import LIMITER, RateLimiter
-from services.runtime.rewrap import SealedColumn
 from services.runtime.server import harden
 from services.runtime.settings import Settings
 from services.runtime.transport import Transport, make_transport
@@ -59,11 +58,13 @@ class Runtime:
     """The names of the services this process runs."""
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     """What time it is for the deadlines; tests replace it to move time forward."""
-    keyrings: dict[str, sealing.Keyring] = field(default_factory=dict)
-    """Per schema: the master keys and the derivation root sealed in it (set at start)."""
+    keys: sealing.Keyring | None = None
+    """The master keys and the derived keys (set at start)."""
 
-    def keyring(self, schema: str) -> sealing.Keyring:
-        return self.keyrings[schema]
+    def keyring(self) -> sealing.Keyring:
+        if self.keys is None:
+            raise RuntimeError("the services have not started: no keyring")
+        return self.keys
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ class ServiceSpec:
     """Background work every instance does for itself (e.g. feeding its live streams)."""
     prunes: tuple[Prune, ...] = ()
     """What it keeps only for a while, besides its idempotency records (pruning.py)."""
-    sealed: tuple[SealedColumn, ...] = ()
+    sealed: tuple[sealing.SealedColumn, ...] = ()
     """What it seals under the master key, for `relais master-key rewrap` (rewrap.py)."""
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
     key_source: Callable[[web.Application], KeySource] | None = None
@@ -248,8 +249,12 @@ async def start_services(
     # seconds (RELAIS_MASTER_KEY_COMMAND); every later call reads it from memory.
     await asyncio.to_thread(sealing.master_key, settings)
     await asyncio.to_thread(sealing.previous_master_key, settings)
-    for spec in services:
-        runtime.keyrings[spec.schema] = await sealing.keyring(pool, spec.schema, settings)
+    runtime.keys = await sealing.keyring(pool, settings, [
+        (spec.schema, column) for spec in services for column in spec.sealed])
+    names = [lease_name(spec.schema, w) for spec in services
+             for w in (*spec.workers, _pruner(spec.schema, ()))]
+    if len(set(names)) != len(names):  # a worker whose lease another has would never run
+        raise ValueError(f"two background workers share a lease name: {sorted(names)}")
     for spec in services:
         if spec.on_start is not None:
             await spec.on_start(runtime)

@@ -33,6 +33,9 @@ POLL = 1.0
 """Seconds between two asks for a lease someone else holds: the fail-over time."""
 CHECK = 1.0
 """Seconds between two checks that the holder's lock connection is still there."""
+CHECK_TIMEOUT = 5.0
+"""How long a check may take before the lock is taken for lost (a second's stall of the
+database, a failover's pause, must not stop a worker in the middle of its work)."""
 
 KEEPALIVE = {"tcp_keepalives_idle": "5", "tcp_keepalives_interval": "2",
              "tcp_keepalives_count": "3"}
@@ -65,7 +68,7 @@ async def run_alone(name: str, dsn: str, work: Callable[[], Awaitable[None]],
                 done, _ = await asyncio.wait({task}, timeout=check)
                 if done:
                     return task.result()
-                await conn.fetchval("SELECT 1", timeout=check)  # the lock is still ours
+                await conn.fetchval("SELECT 1", timeout=CHECK_TIMEOUT)  # still ours
         finally:
             running[name] -= 1
             if not task.done():
@@ -73,7 +76,7 @@ async def run_alone(name: str, dsn: str, work: Callable[[], Awaitable[None]],
                 await asyncio.gather(task, return_exceptions=True)
     finally:
         try:
-            await conn.close(timeout=check)
+            await conn.close(timeout=CHECK_TIMEOUT)
         except (TimeoutError, OSError, asyncpg.PostgresError):
             conn.terminate()  # gone already: the lock went with it
 

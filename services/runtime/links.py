@@ -22,7 +22,7 @@ from services.runtime import sealing
 
 PREFIX = "link:"
 """The client id of a link's session: `link:<notification id>`."""
-CONTEXT = "relais-magic-link-v1"
+CONTEXT = sealing.derived("relais-magic-link-v1")
 LINK_DAYS = 14
 SESSION_MINUTES = 30
 COOKIE = "relais_lien"

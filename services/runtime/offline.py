@@ -35,7 +35,7 @@ from pydantic import BaseModel, Field, ValidationError
 from services.runtime import sealing
 from services.runtime.problem import Problem
 
-CONTEXT = "relais/offline-queue/v1"
+CONTEXT = sealing.derived("relais/offline-queue/v1", 48)
 """The HKDF label of the server's key pair, and of each entry's key."""
 ORDER = int("FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551", 16)
 """The order of P-256's group."""

@@ -3,7 +3,7 @@ sealed again under the current one, in batches, while Relais serves (`relais mas
 rewrap`).
 
 Each service declares the columns it seals under the master key (`ServiceSpec.sealed`); the
-derivation root of each schema is one more. A batch reads at most `batch` rows not yet under
+derived keys (`relais_keys.derived`) are one more. A batch reads at most `batch` rows not yet under
 the current key (what is sealed under a keyring starts with the key's id: `sealing.PREFIX`),
 opens and seals them again in Python, and writes each back only if it has not changed
 meanwhile (an erasure that emptied it, a key replaced): nothing a service writes at the same
@@ -17,30 +17,21 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from services.runtime.sealing import PREFIX, ROOT_CONTEXT, Keyring, SealError
+from services.runtime.sealing import (
+    DERIVED_COLUMN,
+    KEYS_SCHEMA,
+    PREFIX,
+    Keyring,
+    SealedColumn,
+    SealError,
+)
+
+__all__ = ["DERIVED", "SealedColumn", "left", "rewrap"]
+
+DERIVED = (KEYS_SCHEMA, DERIVED_COLUMN)
+"""The derived keys, kept once for every service (sealing.py)."""
 
 BATCH = 1000
-
-
-@dataclass(frozen=True)
-class SealedColumn:
-    table: str
-    """In the service's schema."""
-    key: str
-    """The row's primary key (one column)."""
-    column: str
-    """bytea, sealed under the master key; NULL when there is nothing (erased, none yet)."""
-    context: str
-    """The sealing context, `{}` standing for the key's value (e.g. `person-key/{}`)."""
-    key_type: str = "uuid"
-    """The key's SQL type (the batch's update finds its rows by the primary key's index)."""
-
-    def context_of(self, key: object) -> str:
-        return self.context.format(key)
-
-
-ROOT = SealedColumn("sealed_root", "only_row", "sealed", ROOT_CONTEXT, "boolean")
-"""Every schema's derivation root (a `{}`-free context: the same for its one row)."""
 
 
 @dataclass

@@ -9,9 +9,10 @@ The master key can change while Relais serves (`Keyring`): what is sealed under 
 the id of the key that sealed it; during a rotation the previous key
 (`RELAIS_PREVIOUS_MASTER_KEY`, or its `_FILE` or `_COMMAND`) still opens what it sealed,
 and `relais master-key rewrap` seals it all again under the new one, in batches. The keys of
-codes, cards, links, the name index and the offline key pair are derived from a derivation
-root sealed in each schema (the first master key), not from the master key: they do not
-change with it, so nobody's card or receipt code stops working."""
+codes, cards, links, the name index and the offline key pair (each derived by HKDF from the
+master key the first time, `derived`) are kept sealed in `relais_keys.derived`, one row per
+use, shared by every service: they do not change with the master key, so nobody's card or
+receipt code stops working, and none of them gives the master key away."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import hashlib
 import hmac
 import os
 import subprocess
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -185,7 +187,15 @@ MARK = b"RK"
 bytes). Data sealed before keyrings has no mark: it starts with its random nonce, and is
 opened by trying the keys."""
 PREFIX = len(MARK) + 6
-ROOT_CONTEXT = "derivation-root"
+DERIVED_CONTEXT = "derived-key/{}"
+DERIVED: dict[str, int] = {}
+"""Every use of a derived key (its HKDF info) and its length, as the modules declare them."""
+
+
+def derived(info: str, length: int = 32) -> str:
+    """Declare a derived key (at import): the keyring has it from `relais_keys.derived`."""
+    DERIVED[info] = length
+    return info
 
 
 def key_id(master: bytes) -> bytes:
@@ -193,20 +203,47 @@ def key_id(master: bytes) -> bytes:
     return hmac.new(master, b"relais/master-key-id", hashlib.sha256).digest()[:6]
 
 
+def hkdf(secret: bytes, info: str, length: int = 32) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None,
+                info=info.encode()).derive(secret)
+
+
+@dataclass(frozen=True)
+class SealedColumn:
+    """A column a service seals under the master key (`ServiceSpec.sealed`, rewrap.py)."""
+
+    table: str
+    """In the service's schema."""
+    key: str
+    """The row's primary key (one column)."""
+    column: str
+    """bytea, sealed under the master key; NULL when there is nothing (erased, none yet)."""
+    context: str
+    """The sealing context, `{}` standing for the key's value (e.g. `person-key/{}`)."""
+    key_type: str = "uuid"
+    """The key's SQL type (the batch's update finds its rows by the primary key's index)."""
+
+    def context_of(self, key: object) -> str:
+        return self.context.format(key)
+
+
+KEYS_SCHEMA = "relais_keys"
+DERIVED_COLUMN = SealedColumn("derived", "info", "sealed", DERIVED_CONTEXT, "text")
+
+
 @dataclass(frozen=True)
 class Keyring:
     """The master key that seals (`current`), the one being replaced that still opens what it
-    sealed (`previous`, during a rotation only), and the derivation root."""
+    sealed (`previous`, during a rotation only), and the derived keys (`derived`: info ->
+    key, as stored; None: derived from `current` on demand, for tests and tools)."""
 
     current: bytes
-    previous: bytes | None
-    root: bytes
-    """The secret derived keys come from (codes, cards, links, name index, offline key)."""
+    previous: bytes | None = None
+    derived: Mapping[str, bytes] | None = None
 
     @classmethod
     def single(cls, master: bytes) -> Keyring:
-        """One master key, which is also the root (a schema that first runs with it)."""
-        return cls(master, None, master)
+        return cls(master)
 
     @property
     def prefix(self) -> bytes:
@@ -241,35 +278,69 @@ class Keyring:
         return sealed[:PREFIX] == self.prefix
 
     def derive(self, info: str, length: int = 32) -> bytes:
-        """A key of its own for one use (HKDF-SHA-256 of the root, `info` naming the use)."""
-        return HKDF(algorithm=hashes.SHA256(), length=length, salt=None,
-                    info=info.encode()).derive(self.root)
+        """The key of one use (`info`, declared with `derived`)."""
+        if self.derived is None:
+            return hkdf(self.current, info, length)
+        return self.derived[info]
 
 
-async def keyring(db: asyncpg.Pool | asyncpg.Connection, schema: str,
-                  settings: Settings) -> Keyring:
-    """The keyring of a service's schema: the master keys from the settings, and the root
-    sealed in the schema (made the first time from the master key).
-    MasterKeyUnavailable if the master keys given do not open it."""
+async def keyring(db: asyncpg.Pool | asyncpg.Connection, settings: Settings,
+                  sealed: Sequence[tuple[str, SealedColumn]] = ()) -> Keyring:
+    """The keyring: the master keys from the settings, and the derived keys stored in
+    `relais_keys.derived` (made the first time, from the previous master key during a
+    rotation, else the current one; refused if that key does not open what the services
+    already sealed, `sealed` as (schema, column)). MasterKeyUnavailable when the keys given
+    do not open the stored ones."""
     current, previous = master_key(settings), previous_master_key(settings)
     if previous == current:
         raise MasterKeyUnavailable("RELAIS_PREVIOUS_MASTER_KEY is the master key itself: "
                                    "give the new key as RELAIS_MASTER_KEY")
-    ring = Keyring(current, previous, current)
-    sealed = await db.fetchval(f'SELECT sealed FROM "{schema}".sealed_root')
-    if sealed is None:
-        if previous is not None:
-            raise MasterKeyUnavailable(
-                f"the {schema} service has never run with one master key: start it once "
-                "without RELAIS_PREVIOUS_MASTER_KEY before a rotation")
-        await db.execute(f'INSERT INTO "{schema}".sealed_root (sealed) VALUES ($1) '
-                         "ON CONFLICT DO NOTHING", ring.seal(current, ROOT_CONTEXT))
-        sealed = await db.fetchval(f'SELECT sealed FROM "{schema}".sealed_root')
+    ring = Keyring(current, previous)
+    stored = await _stored(db, ring)
+    missing = sorted(set(DERIVED) - set(stored))
+    if missing:
+        source = previous or current
+        await _fits(db, source, sealed)
+        await db.executemany(
+            f"INSERT INTO {KEYS_SCHEMA}.derived (info, sealed) VALUES ($1, $2)"
+            " ON CONFLICT DO NOTHING",
+            [(info, ring.seal(hkdf(source, info, DERIVED[info]), DERIVED_CONTEXT.format(info)))
+             for info in missing])
+        stored = await _stored(db, ring)
+    return Keyring(current, previous, stored)
+
+
+async def _stored(db: asyncpg.Pool | asyncpg.Connection, ring: Keyring) -> dict[str, bytes]:
+    rows = await db.fetch(f"SELECT info, sealed FROM {KEYS_SCHEMA}.derived")
     try:
-        root = ring.open(sealed, ROOT_CONTEXT)
+        return {r["info"]: ring.open(r["sealed"], DERIVED_CONTEXT.format(r["info"]))
+                for r in rows}
     except SealError as exc:
         raise MasterKeyUnavailable(
-            f"the master key given does not open the {schema} service's keys (they were "
+            "the master key given does not open Relais's keys in this database (they were "
             "sealed under another one: give that one as RELAIS_MASTER_KEY, or as "
             "RELAIS_PREVIOUS_MASTER_KEY during a rotation)") from exc
-    return Keyring(current, previous, root)
+
+
+async def _fits(db: asyncpg.Pool | asyncpg.Connection, key: bytes,
+                sealed: Sequence[tuple[str, SealedColumn]]) -> None:
+    """Refuse to derive keys from a master key that opens nothing the services sealed (a new
+    key given without the previous one: codes and cards would silently change)."""
+    ring = Keyring.single(key)
+    for schema, column in sealed:
+        try:
+            row = await db.fetchrow(
+                f'SELECT {column.key} AS key, {column.column} AS sealed FROM "{schema}".'
+                f'"{column.table}" WHERE {column.column} IS NOT NULL LIMIT 1')
+        except asyncpg.UndefinedTableError:
+            continue
+        if row is None:
+            continue
+        try:
+            ring.open(row["sealed"], column.context_of(row["key"]))
+        except SealError as exc:
+            raise MasterKeyUnavailable(
+                f"the master key given does not open what the {schema} service sealed: give "
+                "that key as RELAIS_MASTER_KEY (or, during a rotation, as "
+                "RELAIS_PREVIOUS_MASTER_KEY)") from exc
+        return

@@ -140,7 +140,7 @@ async def test_a_forwarded_altered_or_expired_link_shows_nothing(
             answer = await elsewhere.get(f"/lien/{bad}")
             assert answer.status == 404 and "Lien non valable" in await answer.text()
 
-        key = links.key(client.app[RUNTIME].keyring("notify"))
+        key = links.key(client.app[RUNTIME].keyring())
         made = links.open_link(key, token)
         old = links.make(key, links.Link(uuid.uuid4(), made.referral, made.person, made.org,
                                          made.email, datetime.now(UTC) - timedelta(minutes=1)))

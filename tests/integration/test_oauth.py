@@ -117,7 +117,7 @@ async def test_keys_rotate_without_downtime(client: Client) -> None:
     client_id, secret = await new_client(client, "ccas", "intake:read")
     before = (await (await get_token(client, client_id, secret)).json())["access_token"]
     runtime = client.app[RUNTIME]
-    await keys.rotate(runtime.pool, runtime.keyring("auth"))
+    await keys.rotate(runtime.pool, runtime.keyring())
     await client.app[keys_key()].signing()  # the in-process cache would refresh within 30 s
     client.app[keys_key()]._loaded_at = -1e9
     after = (await (await get_token(client, client_id, secret)).json())["access_token"]

@@ -38,7 +38,7 @@ def up(database: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess
     ({"RELAIS_ERASURE_LEDGER": "{tmp}"},
      "relais: the erasure ledger {tmp} cannot be read or written (Is a directory)"),
     ({"RELAIS_MASTER_KEY": "bWFzdGVyLWtleS1zZWNyZXQtMy0zMi1ieXRlcy0tLS0="},
-     "relais: the master key given does not open the intake service's keys"),
+     "relais: the master key given does not open Relais's keys in this database"),
 ])
 async def test_a_start_refused_says_why_in_one_line(
         database: str, tmp_path: Path, env: dict[str, str], said: str) -> None:
@@ -46,9 +46,10 @@ async def test_a_start_refused_says_why_in_one_line(
         conn = await db.connect(database)
         try:
             await db.migrate_service(conn, "intake", "services.intake")
-            await conn.execute("INSERT INTO intake.sealed_root (sealed) VALUES ($1)",
+            await conn.execute("INSERT INTO relais_keys.derived (info, sealed) VALUES"
+                               " ('relais-name-index-v1', $1)",
                                sealing.Keyring.single(sealing.new_key()).seal(
-                                   sealing.new_key(), sealing.ROOT_CONTEXT))
+                                   sealing.new_key(), "derived-key/relais-name-index-v1"))
         finally:
             await conn.close()
     env = {name: value.format(tmp=tmp_path) for name, value in env.items()}

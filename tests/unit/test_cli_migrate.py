@@ -25,6 +25,9 @@ def test_migrate_applies_every_services_migrations_and_starts_nothing(
     monkeypatch.setattr(db, "migrated", migrated)
     monkeypatch.setattr(cli, "EmbeddedPostgres", must_not_start)
     monkeypatch.setattr(cli, "create_app", must_not_start)
+    # Not the process's logging bound to this test's captured stderr (closed after it: a later
+    # test that logs would write to a closed file).
+    monkeypatch.setattr(cli, "configure_logging", lambda *_args: None)
     with pytest.raises(SystemExit) as exited:
         cli.main(["migrate"])
     assert exited.value.code == 0
