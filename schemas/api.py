@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Literal
@@ -65,6 +68,13 @@ def _no_nir(text: str | None) -> str | None:
             "must not contain a social security number (NIR): keep it out of Relais"
         )
     return text
+
+
+def identity_tag(identity: Mapping[str, object]) -> str:
+    """The ETag of a person's identity as the API gives it (its JSON without the fields it
+    lacks): what `If-Match` names to correct it only if nobody changed it since."""
+    canonical = json.dumps(dict(identity), sort_keys=True, separators=(",", ":"))
+    return '"' + hashlib.sha256(canonical.encode()).hexdigest()[:32] + '"'
 
 
 class Identity(StrictModel):

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from markupsafe import Markup, escape
 
 from schemas import vocab_fr as fr
-from schemas.api import ConsentHistory, Identity
+from schemas.api import ConsentHistory, Identity, identity_tag
 from schemas.vocab import ConsentMethod, WithdrawalChannel, WithdrawalRequester
 from services.consent import art30, audit, store, trail, trail_store
 from services.directory import Directory
@@ -410,15 +410,42 @@ def _identity_errors(refused: Problem) -> dict[str, str]:
     return errors or {"form": "Relais n'a pas accepté ces valeurs : vérifiez-les."}
 
 
-def _changed(before: str, after: dict[str, str]) -> list[str]:
-    """The fields whose value differs from what the form was opened with (as the intake
-    service counts them for the trail)."""
+def _opened(before: str) -> dict[str, object]:
+    """What the form was opened with (its hidden field): the identity as the API gave it."""
     try:
         known = json.loads(before)
     except ValueError:
         known = None
-    known = known if isinstance(known, dict) else {}
+    return known if isinstance(known, dict) else {}
+
+
+def _changed(before: str, after: dict[str, str]) -> list[str]:
+    """The fields whose value differs from what the form was opened with (as the intake
+    service counts them for the trail)."""
+    known = _opened(before)
     return sorted(k for k in known.keys() | after.keys() if known.get(k) != after.get(k))
+
+
+async def _changed_meanwhile(request: web.Request, person_id: uuid.UUID,
+                             typed: Mapping[str, str]) -> web.Response:
+    """The form again, opened on the identity as it is now, with what was typed lost to no
+    one: the officer sees both and saves again."""
+    try:
+        held = await peers.person_export(request, person_id)
+    except Problem as unavailable:
+        raise _intake_unavailable() from unavailable
+    if held is None or held.erased_at is not None:
+        raise pages.PageError(410, "Personne effacée", "Les données de cette personne ont été "
+                              "effacées : il n'y a plus rien à corriger.")
+    known = _known(held.identity)
+    now = _form_values(known)
+    errors = {"form": "L'identité a changé depuis l'ouverture de ce formulaire (une rencontre "
+              "a pu ajouter un téléphone, par exemple) : rien n'a été enregistré. Le "
+              "formulaire montre maintenant ce que Relais garde ; reportez-y votre correction "
+              "puis enregistrez."}
+    errors |= {name: f"Vous aviez saisi : « {value} »." if value else "Vous l'aviez laissé "
+               "vide." for name, value in typed.items() if value != now.get(name)}
+    return _identity_page(request, person_id, now, json.dumps(known), errors, 409)
 
 
 @pages.page
@@ -431,11 +458,14 @@ async def rectify_page(request: web.Request) -> web.StreamResponse:
     values = {name: fields.get(name, "").strip() for name in IDENTITY_FIELDS}
     before = fields.get("avant", "")
     try:
-        corrected = await peers.rectify(request, person_id, _api_identity(values))
+        corrected = await peers.rectify(request, person_id, _api_identity(values),
+                                        identity_tag(_opened(before)))
     except Problem as refused:
         if refused.status == 422:
             return _identity_page(request, person_id, values, before,
                                   _identity_errors(refused), 422)
+        if refused.status == 412:  # changed meanwhile (a contact added a phone, say)
+            return await _changed_meanwhile(request, person_id, values)
         said = {403: "votre rôle ne permet pas de corriger l'identité d'une personne.",
                 404: "aucune rencontre n'est enregistrée pour cette personne.",
                 410: "cette personne a été effacée : il n'y a plus rien à corriger."}

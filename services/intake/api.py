@@ -29,6 +29,7 @@ from schemas.api import (
     SignalList,
     SignalOut,
     StandingOut,
+    identity_tag,
 )
 from schemas.events import (
     INTAKE_RECORDED,
@@ -337,8 +338,12 @@ async def get_person(request: web.Request) -> web.Response:
                 person_id=person_id, org=principal.org, client_id=principal.client_id,
                 consent_id=consent_id, categories=sorted(categories), read_at=now,
                 read_by=principal.who if principal.name else None))])
+    whole = {"identity", "contact"} <= categories  # the identity as a correction replaces it
+    tag = identity_tag({} if identity is None else identity.model_dump(
+        mode="json", exclude_none=True)) if whole else None
     return json_response(PersonOut(person_id=person_id, categories=sorted(categories),
-                                   identity=identity, notes=notes, consent_id=consent_id))
+                                   identity=identity, notes=notes, consent_id=consent_id),
+                         headers={"ETag": tag} if tag else None)
 
 
 async def open_vault(conn: asyncpg.Connection, person_id: uuid.UUID,

@@ -23,7 +23,7 @@ from uuid import UUID
 import asyncpg
 from aiohttp import web
 
-from schemas.api import Identity, PersonOut, RestrictionIn, RestrictionOut
+from schemas.api import Identity, PersonOut, RestrictionIn, RestrictionOut, identity_tag
 from schemas.events import (
     PERSON_RECTIFIED,
     PERSON_RESTRICTED,
@@ -50,7 +50,8 @@ def changed(before: dict[str, object], after: dict[str, object]) -> list[str]:
 
 
 async def rectify(conn: asyncpg.Connection, principal: Principal, person_id: UUID,
-                  identity: Identity, master: Keyring) -> list[str]:
+                  identity: Identity, master: Keyring, expected: str | None = None
+                  ) -> list[str]:
     """In the caller's transaction: the identity replaced, the name index following, the
     correction on its way to the trail. The fields changed (none: nothing written)."""
     if not await store.contacts_of(conn, person_id):
@@ -62,6 +63,11 @@ async def rectify(conn: asyncpg.Connection, principal: Principal, person_id: UUI
     before: dict[str, object] = {}
     if person is not None and person["identity"] is not None:
         before = json.loads(vault.open_sealed(key, person["identity"], f"identity/{person_id}"))
+    if expected is not None and expected.strip() not in ("*", identity_tag(before)):
+        raise Problem(412, "Precondition failed",
+                      "The identity changed since you read it: read it again (its ETag is in "
+                      "this answer's ETag header), then retry.",
+                      headers={"ETag": identity_tag(before)})
     after = identity.model_dump(mode="json", exclude_none=True)
     fields = changed(before, after)
     if not fields:
@@ -84,9 +90,12 @@ async def put_identity(request: web.Request) -> web.Response:
     person_id = path_uuid(request)
     identity = parse(Identity, await read_json(request))
     async with request.app[RUNTIME].pool.acquire() as conn, conn.transaction():
-        await rectify(conn, principal, person_id, identity, request.app[MASTER_KEY])
+        await rectify(conn, principal, person_id, identity, request.app[MASTER_KEY],
+                      request.headers.get("If-Match"))
+    known = identity.model_dump(mode="json", exclude_none=True)
     return json_response(PersonOut(person_id=person_id, categories=sorted(identity.categories),
-                                   identity=identity, notes=None, consent_id=None))
+                                   identity=identity, notes=None, consent_id=None),
+                         headers={"ETag": identity_tag(known)})
 
 
 async def restrict(conn: asyncpg.Connection, principal: Principal, person_id: UUID,
@@ -132,7 +141,7 @@ OPERATIONS = [
               "Correct a person's identity and contact details at their request (GDPR art. "
               "16): what is given replaces what was known, a field left out is removed; "
               "logged", "People", "people:rectify", request=Identity, response=PersonOut,
-              path_example={"id": EXAMPLE_ID}, errors=(404, 410),
+              path_example={"id": EXAMPLE_ID}, errors=(404, 410), if_match=True,
               example={"first_name": "Léa", "last_name": "Martin-Dubois",
                        "phone": "06 12 34 56 78"}),
     Operation("POST", "/v1/people/{id}/restriction", post_restriction,

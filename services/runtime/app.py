@@ -224,10 +224,20 @@ def _runtime_ctx(
 async def start_services(
     app: web.Application, settings: Settings, dsn: str, services: Sequence[ServiceSpec]
 ) -> tuple[Runtime, list[asyncio.Task[None]]]:
+    # The master key had once, off the event loop: from a KMS or a PKCS#11 token it may take
+    # seconds (RELAIS_MASTER_KEY_COMMAND); every later call reads it from memory.
+    await asyncio.to_thread(sealing.master_key, settings)
+    await asyncio.to_thread(sealing.previous_master_key, settings)
+    names = [lease_name(spec.schema, w) for spec in services
+             for w in (*spec.workers, _pruner(spec.schema, ()))]
+    if len(set(names)) != len(names):  # a worker whose lease another has would never run
+        raise ValueError(f"two background workers share a lease name: {sorted(names)}")
     conn = await db.connect(dsn)
     try:
         for spec in services:
             await db.migrate_service(conn, spec.schema, spec.package)
+        keys = await sealing.keyring(conn, settings, [
+            (spec.schema, column) for spec in services for column in spec.sealed])
     finally:
         await conn.close()
     transport = make_transport(settings, dsn)
@@ -237,7 +247,7 @@ async def start_services(
     await transport.setup(sorted(topics))
     pool = await db.create_pool(dsn, settings.db_pool_max)
     runtime = Runtime(app, settings, dsn, pool, transport,
-                      services=tuple(spec.name for spec in services))
+                      services=tuple(spec.name for spec in services), keys=keys)
     app[RUNTIME] = runtime
     consumer_settings = ConsumerSettings(
         max_attempts=settings.consumer_max_attempts,
@@ -245,19 +255,14 @@ async def start_services(
         poll_timeout=settings.poll_interval,
     )
     tasks: list[asyncio.Task[None]] = []
-    # The master key had once, off the event loop: from a KMS or a PKCS#11 token it may take
-    # seconds (RELAIS_MASTER_KEY_COMMAND); every later call reads it from memory.
-    await asyncio.to_thread(sealing.master_key, settings)
-    await asyncio.to_thread(sealing.previous_master_key, settings)
-    runtime.keys = await sealing.keyring(pool, settings, [
-        (spec.schema, column) for spec in services for column in spec.sealed])
-    names = [lease_name(spec.schema, w) for spec in services
-             for w in (*spec.workers, _pruner(spec.schema, ()))]
-    if len(set(names)) != len(names):  # a worker whose lease another has would never run
-        raise ValueError(f"two background workers share a lease name: {sorted(names)}")
+    try:
+        for spec in services:
+            if spec.on_start is not None:
+                await spec.on_start(runtime)
+    except BaseException:  # refused at start: nothing left open behind (a test goes on)
+        await pool.close()
+        raise
     for spec in services:
-        if spec.on_start is not None:
-            await spec.on_start(runtime)
         relay = OutboxRelay(spec.schema, dsn, transport, settings.poll_interval)
         runtime.relays.append(relay)
         tasks.append(asyncio.create_task(relay.run(), name=f"relay:{spec.name}"))

@@ -190,9 +190,10 @@ def _operation(op: Operation, keys: dict[Any, Any]) -> dict[str, Any]:
                        "example": "3f1c2a9e-8d4b-4f0e-9a51-0c7d2b6e1f00"})
     if op.if_match:
         params.append({"name": "If-Match", "in": "header", "required": False,
-                       "description": "The ETag you read (GET /v1/directory): the change is "
-                                      "made only if nobody changed the directory since (412 "
-                                      "otherwise). Without it, the last change wins.",
+                       "description": "The ETag you read (the directory's, or the identity's "
+                                      "in GET /v1/people/{id}): the change is made only if "
+                                      "nobody changed it since (412 otherwise). Without it, "
+                                      "the last change wins.",
                        "schema": {"type": "string"}, "example": '"1"'})
     if params:
         spec["parameters"] = params

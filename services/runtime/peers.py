@@ -112,14 +112,16 @@ async def get_all(request: web.Request, path: str, model: type[M], base: str,
 
 
 async def _post(request: web.Request, path: str, body: dict[str, object], model: type[M],
-                base: str | None = None, service: str = "Intake", method: str = "POST") -> M:
+                base: str | None = None, service: str = "Intake", method: str = "POST",
+                headers: dict[str, str] | None = None) -> M:
     """POST (or `method`) to the intake service (or the service at `base`) as the caller: the
     answer, or the other service's own problem raised again here (its status, title, detail
     and invalid fields, `errors`) when it refuses; a 503 when it does not answer as itself."""
     try:
         async with request.app[HTTP].request(
             method, f"{base or intake_base(request)}{path}", json=body,
-            headers={"Authorization": f"Bearer {bearer(request)}"}, allow_redirects=False,
+            headers={"Authorization": f"Bearer {bearer(request)}", **(headers or {})},
+            allow_redirects=False,
         ) as response:
             if 400 <= response.status < 500 \
                     and response.content_type == "application/problem+json":
@@ -242,12 +244,13 @@ async def person_export(request: web.Request, person_id: uuid.UUID) -> PersonExp
     return await _get(request, f"/v1/people/{person_id}/export", PersonExport)
 
 
-async def rectify(request: web.Request, person_id: uuid.UUID,
-                  identity: dict[str, str]) -> PersonOut:
+async def rectify(request: web.Request, person_id: uuid.UUID, identity: dict[str, str],
+                  if_match: str | None = None) -> PersonOut:
     """Correct the person's identity and contact details at their request
-    (`PUT /v1/people/{id}/identity`), as the caller: what is given replaces what was known."""
+    (`PUT /v1/people/{id}/identity`), as the caller: what is given replaces what was known
+    (only if it is still what `if_match` names: 412 otherwise)."""
     return await _post(request, f"/v1/people/{person_id}/identity", dict(identity), PersonOut,
-                       method="PUT")
+                       method="PUT", headers={"If-Match": if_match} if if_match else None)
 
 
 class Restriction(BaseModel):

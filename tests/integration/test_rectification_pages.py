@@ -194,3 +194,40 @@ async def test_unknown_erased_or_unreachable_people_get_a_french_page(
                                        data={"csrf": token, "prenom": "Léa"})):
         assert answered.status == 503
         assert "Le service d'accueil ne répond pas" in text(await answered.text())
+
+
+async def test_a_change_made_meanwhile_is_not_overwritten(client: Client,
+                                                          tokens: Tokens) -> None:
+    """The form was opened, then a contact changed the phone: saving the form would erase the
+    new phone without anyone seeing it. The API's If-Match refuses it (412); the page shows
+    the identity as it is now, with what was typed beside each field, and saves nothing."""
+    person = await met(client, tokens)
+    await auditor(client, OFFICER, "dpo")
+    form = await (await client.get(f"/audit/personne/{person}/identite")).text()
+    read = await get(client, tokens, f"/v1/people/{person}")
+    tag = read.headers["ETag"]
+    changed = await client.put(f"/v1/people/{person}/identity", headers=tokens.headers(
+        "coordination", "people:rectify") | {"If-Match": tag},
+        json=IDENTITY | {"phone": "07 98 76 54 32"})
+    assert changed.status == 200 and changed.headers["ETag"] != tag
+    stale = await client.put(f"/v1/people/{person}/identity", headers=tokens.headers(
+        "coordination", "people:rectify") | {"If-Match": tag}, json=IDENTITY)
+    assert stale.status == 412 and stale.headers["ETag"] == changed.headers["ETag"]
+
+    typed = {"csrf": csrf(form), "avant": before(form), "prenom": "Léa", "nom": "Martin-Dubois",
+             "naissance": "02/04/2006", "telephone": "06 12 34 56 78",
+             "courriel": "lea.martin@example.org"}
+    refused = await client.post(f"/audit/personne/{person}/identite", data=typed,
+                                allow_redirects=False)
+    page = await refused.text()
+    assert refused.status == 409, page
+    assert "L'identité a changé depuis l'ouverture de ce formulaire" in text(page)
+    assert 'value="07 98 76 54 32"' in field_group(page, "telephone")
+    assert "Vous aviez saisi : « 06 12 34 56 78 »." in text(field_group(page, "telephone"))
+    assert "Martin-Dubois" in text(field_group(page, "nom"))
+    assert (await identity_of(client, tokens, person))["phone"] == "07 98 76 54 32", (
+        "nothing saved")
+    again = await client.post(f"/audit/personne/{person}/identite", allow_redirects=False,
+                              data=typed | {"csrf": csrf(page), "avant": before(page)})
+    assert again.status == 303, await again.text()
+    assert (await identity_of(client, tokens, person))["last_name"] == "Martin-Dubois"
