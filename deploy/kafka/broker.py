@@ -213,7 +213,7 @@ class KafkaCluster:
     with replication factor 3 (`replication`) keep every acknowledged write while one node is
     down."""
 
-    def __init__(self, workdir: Path, nodes: int = 3, heap: str = "384m") -> None:
+    def __init__(self, workdir: Path, nodes: int = 3, heap: str = "512m") -> None:
         controllers = {n: free_port() for n in range(1, nodes + 1)}
         cluster = cluster_id()
         self.nodes = [KafkaBroker(workdir / f"node-{n}", heap=heap, node_id=n,

@@ -36,6 +36,9 @@ async def start(runtime: Runtime) -> None:
     await first_notice(runtime)
     master = runtime.keyring()
     await trail_store.seal_keys_in_clear(runtime.pool, master)
+    # The checkpoint key made (and published at /v1/audit/keys) before the first request, not
+    # when the checkpointer, which waits for its lease, first runs.
+    await trail_store.signing_key(runtime.pool, master)
     runtime.app[person_pages.KEYS] = receipt.keys(master)
     runtime.app[outreach.MASTER] = master
 
