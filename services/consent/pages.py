@@ -381,6 +381,12 @@ async def identity_form(request: web.Request) -> web.StreamResponse:
     through the export, as the signed-in officer (who sees them: the read is logged)."""
     await pages.require(request, "people:rectify")
     person_id = _path_person(request)
+    known = await _held_identity(request, person_id)
+    return _identity_page(request, person_id, _form_values(known), json.dumps(known))
+
+
+async def _held_identity(request: web.Request, person_id: uuid.UUID) -> dict[str, str]:
+    """The identity as Relais holds it now, read through the export (a logged read)."""
     try:
         held = await peers.person_export(request, person_id)
     except Problem as unavailable:
@@ -391,8 +397,7 @@ async def identity_form(request: web.Request) -> web.StreamResponse:
     if held.erased_at is not None:
         raise pages.PageError(410, "Personne effacée", "Les données de cette personne ont été "
                               "effacées : il n'y a plus rien à corriger.")
-    known = _known(held.identity)
-    return _identity_page(request, person_id, _form_values(known), json.dumps(known))
+    return _known(held.identity)
 
 
 def _identity_errors(refused: Problem) -> dict[str, str]:
@@ -430,14 +435,7 @@ async def _changed_meanwhile(request: web.Request, person_id: uuid.UUID,
                              typed: Mapping[str, str]) -> web.Response:
     """The form again, opened on the identity as it is now, with what was typed lost to no
     one: the officer sees both and saves again."""
-    try:
-        held = await peers.person_export(request, person_id)
-    except Problem as unavailable:
-        raise _intake_unavailable() from unavailable
-    if held is None or held.erased_at is not None:
-        raise pages.PageError(410, "Personne effacée", "Les données de cette personne ont été "
-                              "effacées : il n'y a plus rien à corriger.")
-    known = _known(held.identity)
+    known = await _held_identity(request, person_id)
     now = _form_values(known)
     errors = {"form": "L'identité a changé depuis l'ouverture de ce formulaire (une rencontre "
               "a pu ajouter un téléphone, par exemple) : rien n'a été enregistré. Le "

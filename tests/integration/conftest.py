@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,19 @@ def settings(database: str, tmp_path: Path) -> Settings:
                                     "chase_interval": 0.2})
 
 
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[Client]:
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Client]:
+    """Relais on these settings, for as long as the block lasts (a test may run several, one
+    after the other or side by side: instances, restarts with other keys)."""
     assert settings.database_url
     app = create_app(settings, settings.database_url, service_specs(SERVICE_NAMES))
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        yield client
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[Client]:
+    async with running(settings) as client:
         yield client
 
 

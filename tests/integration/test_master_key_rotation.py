@@ -13,12 +13,9 @@ import base64
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
 from services.auth import totp
 from services.auth.api import KEYS
@@ -27,25 +24,17 @@ from services.consent import trail_store
 from services.intake import api as intake_api
 from services.intake import card, names
 from services.runtime import db, links, offline, rewrap, sealing
-from services.runtime.app import RUNTIME, create_app
+from services.runtime.app import RUNTIME
 from services.runtime.settings import Settings
 from tests.conftest import wait_until
 from tests.e2e.conftest import Tokens
-from tests.integration.conftest import Client
+from tests.integration.conftest import running
 from tests.integration.test_intake import IDENTITY, INTAKE, get, post
 from tests.integration.test_totp import Clock, enrol
 
 HINT = "Un jeune au city stade le mercredi"
 SIGNAL = {"relay_kind": "sports_club", "relay_name": "US Étouvie foot", "commune": "80021",
           "age_bracket": "16_17", "needs": ["training"], "hint": HINT}
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Client]:
-    assert settings.database_url
-    app = create_app(settings, settings.database_url, service_specs(SERVICE_NAMES))
-    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-        yield client
 
 
 def with_keys(settings: Settings, master: bytes, previous: bytes | None = None) -> Settings:

@@ -11,19 +11,16 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-from aiohttp.test_utils import TestClient, TestServer
-
 from services.cli import SERVICE_NAMES, service_specs
 from services.runtime import db, leases, sealing
-from services.runtime.app import RUNTIME, create_app, lease_name
+from services.runtime.app import RUNTIME, lease_name
 from services.runtime.settings import Settings
 from tests.conftest import wait_until
-from tests.integration.conftest import Client
+from tests.integration.conftest import Client, running
 from tests.integration.test_start_refusals import free_port
 
 KEY = base64.b64encode(sealing.new_key()).decode()
@@ -34,14 +31,6 @@ NAMES = {lease_name(spec.schema, w) for spec in service_specs(SERVICE_NAMES)
 def instance(settings: Settings, name: str) -> Settings:
     return settings.model_copy(update={"instance_id": name, "master_key": KEY,
                                        "data_dir": settings.data_dir / name})
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Client]:
-    assert settings.database_url
-    app = create_app(settings, settings.database_url, service_specs(SERVICE_NAMES))
-    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-        yield client
 
 
 async def holders(pool: Any) -> dict[str, list[str]]:
