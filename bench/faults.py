@@ -23,7 +23,11 @@ every process is started again after its fault. Then a drain, and the counts:
 - work left after the drain (stuck): outbox rows not published, notifications not sent,
   referrals waiting for a consent they have;
 - dead letters, and each fault's recovery time (from the fault to the first email of a flow
-  started after it).
+  started after it);
+- the order of each person's events: every event read back from the bus, each thing's
+  (referral, consent, notification, intake) events must come in the order its service wrote
+  them to its outbox (out of order), and all of a person's events of one topic on one
+  partition (split), which is what keeps that order across instances and rebalances.
 
 The `cluster` transport (issue #13) runs the kafka transport on a cluster of three brokers
 (topics replicated on three, `min.insync.replicas=2`) with INSTANCES processes of every
@@ -68,11 +72,14 @@ from bench.database import Restartable
 from deploy.kafka.broker import KafkaBroker, KafkaCluster, free_port
 from services.auth import domain as auth_domain
 from services.auth import store as auth_store
-from services.cli import SERVICE_NAMES
+from services.cli import SERVICE_NAMES, service_specs
 from services.referral.handlers import REFERRAL_IDS
 from services.runtime import db
 from services.runtime.embedded import ensure_database
+from services.runtime.events import Message, decode
 from services.runtime.logging import configure_logging
+from services.runtime.transport.kafka import KafkaTransport
+from services.runtime.transport.postgres import PostgresTransport, headers_from_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SCOPES = ["intake:write", "consent:write"]
@@ -603,6 +610,7 @@ class Figures:
     told_twice: int = 0
     stuck: dict[str, int] = field(default_factory=dict)
     dead_letters: int = 0
+    ordered: Order = field(default_factory=lambda: Order(0, 0, 0, 0))
     refused: list[str] = field(default_factory=list)
     retries: int = 0
     faults: list[Fault] = field(default_factory=list)
@@ -625,6 +633,9 @@ class Figures:
             "referrals told twice (two Message-IDs)": self.told_twice,
             "stuck work after the drain": sum(self.stuck.values()),
             "dead letters": self.dead_letters,
+            "things whose events came out of the order they were written":
+                self.ordered.out_of_order,
+            "people whose events of one topic went to two partitions": self.ordered.split,
             "calls refused (4xx other than 429)": len(self.refused)}
         return [f"{n} {what}" for what, n in problems.items() if n]
 
@@ -669,6 +680,7 @@ async def count(run: Run, partner: Partner, figures: Figures) -> None:
     figures.copies = {i: sorted(t) for i, t in times.items() if len(t) > 1}
     figures.told_twice = told_twice(received, mails)
     figures.dead_letters = await dead_letters(run)
+    figures.ordered = await order_on_the_bus(run)
     arrived: dict[str, float] = {}
     for m in received:
         referral = mails.get(m.message_id)
@@ -758,6 +770,63 @@ STUCK = {
     " r.status = 'awaiting_consent' AND EXISTS (SELECT 1 FROM consent.consents c WHERE"
     " c.person_id = r.person_id AND c.status = 'active')",
 }
+
+
+@dataclass(frozen=True)
+class Order:
+    events: int
+    things: int
+    out_of_order: int
+    split: int
+    examples: tuple[str, ...] = ()
+    """The first things out of order: topic, thing, and (partition:offset, outbox row)."""
+
+
+THINGS = ("notification_id", "referral_id", "consent_id", "intake_id")
+"""What an event is about, the first of these its data has: one thing's events are written
+one after the other under its row's lock, so their outbox order is the order they happened."""
+
+
+def order_of(messages: Sequence[Message], written: Mapping[str, int]) -> Order:
+    """How the events read back from the bus keep the order they were written in: `written`
+    gives each event id's outbox row id (its service's order). An event published again (a
+    relay stopped between the send and the mark) counts at its first place: consumers drop
+    the copy (their inbox)."""
+    of_thing: dict[tuple[str, str], list[tuple[int, int, int]]] = defaultdict(list)
+    partitions: dict[tuple[str, bytes | None], set[int]] = defaultdict(set)
+    seen: set[str] = set()
+    for m in sorted(messages, key=lambda m: (m.topic, m.partition, m.offset)):
+        event = decode(m)
+        partitions[(m.topic, m.key)].add(m.partition)
+        thing = next((str(event.data[k]) for k in THINGS if k in event.data), event.subject)
+        if event.id in written and event.id not in seen:
+            seen.add(event.id)
+            of_thing[(m.topic, thing)].append((m.partition, m.offset, written[event.id]))
+    broken = [(key, sorted(seq)) for key, seq in of_thing.items()
+              if [w for _, _, w in sorted(seq)] != sorted(w for _, _, w in seq)]
+    return Order(len(messages), len(of_thing), len(broken),
+                 sum(1 for parts in partitions.values() if len(parts) > 1),
+                 tuple(f"{topic} {thing}: " + ", ".join(f"{p}:{o} row {w}" for p, o, w in seq)
+                       for (topic, thing), seq in broken[:5]))
+
+
+async def order_on_the_bus(run: Run) -> Order:
+    """Every event of every service's topic, read back from the bus, against the outboxes."""
+    topics = sorted({t for spec in service_specs(SERVICE_NAMES) for t in spec.produces})
+    transport: PostgresTransport | KafkaTransport = (
+        PostgresTransport(run.url) if run.broker is None
+        else KafkaTransport(run.broker.bootstrap))
+    messages = [m for topic in topics for m in await transport.read_topic(topic)]
+    written: dict[str, int] = {}
+    conn = await db.connect(run.url)
+    try:
+        for schema in ("intake", "consent", "referral", "notify"):
+            for row in await conn.fetch(f"SELECT id, headers FROM {schema}.outbox"):
+                headers = dict(headers_from_json(row["headers"]))
+                written[headers["ce_id"].decode()] = row["id"]
+    finally:
+        await conn.close()
+    return order_of(messages, written)
 
 
 async def dead_letters(run: Run) -> int:
@@ -852,6 +921,12 @@ def report(figures: Figures) -> None:
         f"stuck: {sum(figures.stuck.values())} "
         f"({', '.join(f'{n} {k}' for k, n in figures.stuck.items() if n) or 'none'}); "
         f"drained in {figures.drained_s:.1f} s")
+    o = figures.ordered
+    say(f"[{t}] order: {o.events} events of {o.things} things read back from the bus; "
+        f"{o.out_of_order} things out of order; {o.split} people's events of one topic on two "
+        "partitions")
+    for example in o.examples:
+        say(f"[{t}]   out of order: {example}")
     for message_id, at in figures.copies.items():
         say(f"[{t}]   {message_id} received at "
             f"{', '.join(f'{a - figures.started:.2f} s' for a in at)}")

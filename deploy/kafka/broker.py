@@ -23,6 +23,9 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
+
+from deploy.kafka.tls import make_certificates
 
 HERE = Path(__file__).resolve().parent
 LIB = HERE / "target" / "lib"
@@ -63,7 +66,7 @@ class KafkaBroker:
     def __init__(self, workdir: Path, port: int | None = None, heap: str = "512m",
                  node_id: int = 1, controller_port: int | None = None,
                  voters: dict[int, int] | None = None, cluster: str | None = None,
-                 users: dict[str, str] | None = None) -> None:
+                 users: dict[str, str] | None = None, tls: bool = False) -> None:
         self.workdir = workdir.resolve()
         self.port = port or free_port()
         self.controller_port = controller_port or free_port()
@@ -75,6 +78,9 @@ class KafkaBroker:
         self.users = None if users is None else {"broker": uuid.uuid4().hex} | users
         """SCRAM-SHA-512 users and their passwords: a SASL_PLAINTEXT listener (None: PLAINTEXT,
         no authentication)."""
+        self.certificates = make_certificates(self.workdir / "tls") if tls else None
+        """With `tls`: the listener is SSL (SASL_SSL with users), its certificate signed by a
+        CA of its own (`certificates.ca`, what clients must trust)."""
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -97,22 +103,38 @@ class KafkaBroker:
 
     @property
     def protocol(self) -> str:
-        return "PLAINTEXT" if self.users is None else "SASL_PLAINTEXT"
+        sasl = "SASL_" if self.users is not None else ""
+        return sasl + ("SSL" if self.certificates is not None else "PLAINTEXT")
 
-    def security(self, user: str = "broker") -> dict[str, str]:
+    def security(self, user: str = "broker") -> dict[str, Any]:
         """aiokafka's arguments to connect as `user`."""
-        if self.users is None:
-            return {}
-        return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512",
-                "sasl_plain_username": user, "sasl_plain_password": self.users[user]}
+        options: dict[str, Any] = {}
+        if self.certificates is not None:
+            from aiokafka.helpers import create_ssl_context
+
+            options = {"security_protocol": "SSL", "ssl_context": create_ssl_context(
+                cafile=str(self.certificates.ca))}
+        if self.users is not None:
+            options |= {"security_protocol": self.protocol, "sasl_mechanism": "SCRAM-SHA-512",
+                        "sasl_plain_username": user, "sasl_plain_password": self.users[user]}
+        return options
+
+    def _tls(self) -> list[str]:
+        if self.certificates is None:
+            return []
+        alone = ["inter.broker.listener.name=SSL"] if self.users is None else []
+        return [*alone, "ssl.keystore.type=PEM",
+                f"ssl.keystore.location={self.certificates.keystore}",
+                "ssl.truststore.type=PEM", f"ssl.truststore.location={self.certificates.ca}"]
 
     def _sasl(self) -> list[str]:
         if self.users is None:
             return []
-        return ["inter.broker.listener.name=SASL_PLAINTEXT",
+        listener = self.protocol.lower()
+        return [f"inter.broker.listener.name={self.protocol}",
                 "sasl.enabled.mechanisms=SCRAM-SHA-512",
                 "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
-                "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config="
+                f"listener.name.{listener}.scram-sha-512.sasl.jaas.config="
                 "org.apache.kafka.common.security.scram.ScramLoginModule required "
                 f'username="broker" password="{self.users["broker"]}";']
 
@@ -130,6 +152,7 @@ class KafkaBroker:
             "controller.listener.names=CONTROLLER",
             f"listener.security.protocol.map={protocol}:{protocol},CONTROLLER:PLAINTEXT",
             *self._sasl(),
+            *self._tls(),
             f"log.dirs={self.workdir / 'data'}",
             "num.partitions=4",
             f"offsets.topic.replication.factor={replicas}",
@@ -248,7 +271,7 @@ class KafkaCluster:
         self.nodes[node - 1].start(timeout)
 
 
-async def _answers(bootstrap: str, security: dict[str, str]) -> bool:
+async def _answers(bootstrap: str, security: dict[str, Any]) -> bool:
     from aiokafka.admin import AIOKafkaAdminClient
 
     host, port = bootstrap.rsplit(":", 1)

@@ -8,6 +8,7 @@ from services.auth import api, domain, keys, links, oidc, pages, second_factor, 
 from services.runtime import links as magic
 from services.runtime.app import RUNTIME, Runtime, ServiceSpec
 from services.runtime.auth import KeySource, RevokedLoader
+from services.runtime.ratelimit import buckets
 from services.runtime.sealing import SealedColumn
 
 
@@ -16,7 +17,8 @@ async def start(runtime: Runtime) -> None:
     if problem := oidc.settings_problem(settings):
         raise ValueError(problem)
     runtime.app[api.THROTTLE] = domain.FailureThrottle.per_minute(
-        settings.token_failures_per_client, settings.token_failures_per_address)
+        settings.token_failures_per_client, settings.token_failures_per_address,
+        buckets(runtime.app))
     keys = runtime.app[api.KEYS]
     keys.token_ttl = settings.token_ttl
     keys.master = runtime.keyring()

@@ -105,7 +105,7 @@ async def token(request: web.Request) -> web.Response:
             client_id = None
     settings = runtime.settings
     throttle, address = request.app[THROTTLE], client_address(request, settings.trusted_proxies)
-    wait = throttle.wait(client_id or "", address)
+    wait = await throttle.wait(client_id or "", address)
     if wait:
         raise Problem(429, "Too many failed attempts", "Too many failed client authentications "
                       "for this client or from this address: try again later.",
@@ -118,7 +118,7 @@ async def token(request: web.Request) -> web.Response:
     # The secret check (scrypt) is CPU work: keep it off the event loop.
     response: web.Response = await asyncio.to_thread(server.create_token_response, oauth_request)
     if response.status == 401:
-        throttle.failed(client_id or "", address)
+        await throttle.failed(client_id or "", address)
     return response
 
 

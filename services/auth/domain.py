@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from authlib.oauth2.rfc6749 import ClientMixin
 
-from services.runtime.ratelimit import RateLimiter
+from services.runtime.ratelimit import Buckets, SharedLimiter
 
 SCOPES = {
     "intake:write": "record contacts (one or a batch), signals and the proof of a signed "
@@ -126,18 +126,18 @@ class FailureThrottle:
     past `per_client` (or `per_address`) a minute, the next requests get 429 without a
     secret being checked, until the bucket refills."""
 
-    by_client: RateLimiter
-    by_address: RateLimiter
+    by_client: SharedLimiter
+    by_address: SharedLimiter
 
     @classmethod
-    def per_minute(cls, per_client: int, per_address: int) -> FailureThrottle:
-        return cls(RateLimiter(per_client / 60, per_client),
-                   RateLimiter(per_address / 60, per_address))
+    def per_minute(cls, per_client: int, per_address: int, buckets: Buckets) -> FailureThrottle:
+        return cls(SharedLimiter.per_minute("auth-failures:client", per_client, buckets),
+                   SharedLimiter.per_minute("auth-failures:address", per_address, buckets))
 
-    def wait(self, client_id: str, address: str) -> float:
+    async def wait(self, client_id: str, address: str) -> float:
         """The seconds before this client id may try again from this address (0: now)."""
-        return max(self.by_client.wait_time(client_id), self.by_address.wait_time(address))
+        return max(await self.by_client.wait(client_id), await self.by_address.wait(address))
 
-    def failed(self, client_id: str, address: str) -> None:
-        self.by_client.wait_for(client_id)
-        self.by_address.wait_for(address)
+    async def failed(self, client_id: str, address: str) -> None:
+        await self.by_client.take(client_id)
+        await self.by_address.take(address)

@@ -48,7 +48,7 @@ from services.runtime.app import RUNTIME
 from services.runtime.auth import LEEWAY, RemoteJWKS
 from services.runtime.http import client_address
 from services.runtime.logging import get_logger
-from services.runtime.ratelimit import RateLimiter
+from services.runtime.ratelimit import SharedLimiter, buckets
 from services.runtime.settings import Settings
 
 log = get_logger("relais.oidc")
@@ -435,7 +435,7 @@ async def verified_claims(provider: OpenIdProvider, metadata: Metadata, settings
 # --- the pages --------------------------------------------------------------------------------
 
 PROVIDER = web.AppKey("oidc_provider", OpenIdProvider)
-STARTS = web.AppKey("oidc_starts", RateLimiter)
+STARTS = web.AppKey("oidc_starts", SharedLimiter)
 STARTS_PER_SECOND, STARTS_BURST = 0.5, 20
 """Sign-ins started per address (each writes a row, kept 10 minutes): a person needs a few."""
 EXPIRED = pages.PageError(400, "Connexion expirée", "Cette connexion a expiré, a déjà servi ou "
@@ -459,7 +459,7 @@ async def start(request: web.Request) -> web.StreamResponse:
     if await pages.signed_in(request) is not None:
         raise web.HTTPSeeOther(suite)
     address = client_address(request, settings.trusted_proxies)
-    if request.app[STARTS].wait_for(f"oidc:{address}") > 0:
+    if await request.app[STARTS].take(address) > 0:
         raise pages.PageError(429, "Trop de connexions commencées", "Trop de connexions ont "
                               "été commencées depuis cette adresse. Réessayez dans une "
                               "minute.")
@@ -545,6 +545,6 @@ async def callback(request: web.Request) -> web.StreamResponse:
 
 def routes(app: web.Application) -> None:
     app[PROVIDER] = OpenIdProvider()
-    app[STARTS] = RateLimiter(STARTS_PER_SECOND, STARTS_BURST)
+    app[STARTS] = SharedLimiter("oidc-starts", STARTS_PER_SECOND, STARTS_BURST, buckets(app))
     app.router.add_get(START, start)
     app.router.add_get(CALLBACK, callback)

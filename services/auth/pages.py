@@ -69,7 +69,7 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
     throttle = request.app[THROTTLE]
     address = client_address(request, runtime.settings.trusted_proxies)
-    if throttle.wait(f"connexion:{email.lower()}", address):
+    if await throttle.wait(f"connexion:{email.lower()}", address):
         return pages.render(request, "auth/connexion.html", status=429, suite=suite,
                             email=email, error=accounts.TOO_MANY, notice=None,
                             oidc=oidc.button(runtime.settings))
@@ -95,7 +95,7 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
             await store.insert_pending_login(conn, digest, user["id"], suite, now + timedelta(
                 minutes=accounts.PENDING_MINUTES))
     if not attempt.ok or user is None:
-        throttle.failed(f"connexion:{email.lower()}", address)
+        await throttle.failed(f"connexion:{email.lower()}", address)
         return pages.render(request, "auth/connexion.html", status=401, suite=suite,
                             email=email, error=attempt.message, notice=None,
                             oidc=oidc.button(runtime.settings))

@@ -102,7 +102,7 @@ async def check_code(request: web.Request) -> web.StreamResponse:
     digest, pending = await _pending(request)
     runtime, throttle = request.app[RUNTIME], request.app[THROTTLE]
     address, key = _address(request), f"connexion:{pending['email']}"
-    if throttle.wait(key, address):
+    if await throttle.wait(key, address):
         return _code_page(request, 429, accounts.TOO_MANY)
     async with runtime.pool.acquire() as conn, conn.transaction():
         judged = await _judge_code(conn, _master(request), pending["user_id"], digest,
@@ -111,7 +111,7 @@ async def check_code(request: web.Request) -> web.StreamResponse:
         raise _expired()
     user, checked, attempt = judged
     if not attempt.ok:
-        throttle.failed(key, address)
+        await throttle.failed(key, address)
         replayed = checked.replayed and attempt.locked_until is None \
             and user["disabled_at"] is None
         return _code_page(request, 401,
@@ -170,7 +170,7 @@ async def change_second_factor(request: web.Request) -> web.StreamResponse:
     action, code = fields.get("action"), fields.get("code", "")
     runtime, throttle = request.app[RUNTIME], request.app[THROTTLE]
     address, key = _address(request), f"connexion:{user['email']}"
-    if throttle.wait(key, address):
+    if await throttle.wait(key, address):
         return _account_page(request, user, 429, accounts.TOO_MANY)
     master, now = _master(request), runtime.clock()
     done, error = "", accounts.CODE_REFUSAL
@@ -188,7 +188,7 @@ async def change_second_factor(request: web.Request) -> web.StreamResponse:
             await store.record_attempt(conn, locked["id"], attempt.failures,
                                        attempt.locked_until)
         if not attempt.ok:
-            throttle.failed(key, address)
+            await throttle.failed(key, address)
             return _account_page(request, user, 401, password_error=PASSWORD_REFUSAL
                                  if attempt.locked_until is None else accounts.GENERIC_REFUSAL)
     async with runtime.pool.acquire() as conn, conn.transaction():
@@ -220,7 +220,7 @@ async def change_second_factor(request: web.Request) -> web.StreamResponse:
             done = "-"
     if done:
         raise web.HTTPSeeOther(ACCOUNT_PAGE if done == "-" else f"{ACCOUNT_PAGE}?message={done}")
-    throttle.failed(key, address)
+    await throttle.failed(key, address)
     return _account_page(request, await store.user_by_id(runtime.pool, user["id"]) or user,
                          422, error)
 

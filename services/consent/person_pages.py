@@ -37,6 +37,7 @@ from services.runtime.app import RUNTIME
 from services.runtime.http import client_address
 from services.runtime.logging import get_logger
 from services.runtime.problem import Problem
+from services.runtime.ratelimit import buckets
 
 log = get_logger("relais.consent.receipt")
 KEYS = web.AppKey("receipt_keys", receipt.Keys)
@@ -171,7 +172,7 @@ async def code_entered(request: web.Request) -> web.StreamResponse:
     wrong; no code is checked while this address (or everyone) must wait."""
     fields = await pages.form(request, with_session=False)
     address, throttle = _address(request), request.app[THROTTLE]
-    wait = throttle.wait(address)
+    wait = await throttle.wait(address)
     if wait:
         log.warning("receipt_code_throttled", address=address)
         response = pages.render(request, "consent/mon-accord-code.html", status=429,
@@ -182,7 +183,7 @@ async def code_entered(request: web.Request) -> web.StreamResponse:
     code = receipt.clean(fields.get("code", ""))
     found = await store.receipt_by_code(pool, receipt.code_hash(keys, code)) if code else None
     if found is None:
-        throttle.failed(address)
+        await throttle.failed(address)
         log.warning("receipt_code_refused", address=address)
         return _private(pages.render(request, "consent/mon-accord-code.html", status=401,
                                      error=REFUSED))
@@ -199,7 +200,7 @@ async def _receipt_of(request: web.Request) -> asyncpg.Record:
     found = await store.receipt(pool, receipt_id) if receipt_id else None
     if found is None:
         address = _address(request)
-        request.app[THROTTLE].failed(address)
+        await request.app[THROTTLE].failed(address)
         log.warning("receipt_link_refused", address=address)
         raise pages.PageError(404, "Lien non valable", NO_LINK)
     return found
@@ -289,7 +290,7 @@ async def withdraw(request: web.Request) -> web.StreamResponse:
 
 
 def routes(app: web.Application) -> None:
-    app[THROTTLE] = receipt.Throttle.per_minute()
+    app[THROTTLE] = receipt.Throttle.per_minute("receipt-codes", buckets(app))
     app.router.add_post("/terrain/accord/{id}/{consent}/recu", give)
     app.router.add_get("/mon-accord", code_form)
     app.router.add_post("/mon-accord", code_entered)

@@ -239,7 +239,7 @@ async def post_batch(request: web.Request) -> web.Response:
     """Up to 500 intakes, each with its own idempotency key and its own transaction."""
     principal = await authenticate(request, "intake:write")
     batch = parse(BatchIn, await read_json(request))
-    charge(request, principal.client_id, len(batch.items) - 1)  # one per intake in all
+    await charge(request, principal.client_id, len(batch.items) - 1)  # one per intake in all
     pool, master = request.app[RUNTIME].pool, request.app[MASTER_KEY]
     directory = await request.app[DIRECTORY].get(pool)
     results: list[BatchResult] = []

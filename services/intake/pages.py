@@ -50,6 +50,7 @@ from services.runtime.auth import Principal
 from services.runtime.http import client_address
 from services.runtime.logging import get_logger
 from services.runtime.problem import Problem
+from services.runtime.ratelimit import buckets
 
 SCOPE = "intake:write"
 COOKIE = "relais_terrain"
@@ -377,7 +378,7 @@ async def record(request: web.Request) -> web.StreamResponse:
     elif fields.get("carte", "").strip():  # a person met before, by the code of their card
         address = client_address(request, request.app[RUNTIME].settings.trusted_proxies)
         throttle = request.app[THROTTLE]
-        wait = throttle.wait(address)
+        wait = await throttle.wait(address)
         if wait:
             log.warning("card_code_throttled", address=address, org=principal.org)
             response = _contact_form(request, principal, directory, place, status=429,
@@ -386,7 +387,7 @@ async def record(request: web.Request) -> web.StreamResponse:
             return response
         person_id = await _person_of_card(request, principal.org, fields["carte"])
         if person_id is None:
-            throttle.failed(address)
+            await throttle.failed(address)
             log.warning("card_code_refused", address=address, org=principal.org)
             refused_card = {"card": CARD_REFUSED}
         else:
@@ -500,14 +501,14 @@ async def find_person(request: web.Request) -> web.StreamResponse:
         return await _search_page(request, principal, place, status=422, typed=typed,
                                   errors={"name": SEARCH_TOO_SHORT})
     throttle, account = request.app[SEARCH_THROTTLE], principal.who
-    wait = throttle.wait(account)
+    wait = await throttle.wait(account)
     if wait:
         search_log.warning("name_search_throttled", org=principal.org)
         response = await _search_page(request, principal, place, status=429, typed=typed,
                                       errors={"name": SEARCH_TOO_MANY})
         response.headers["Retry-After"] = str(max(1, round(wait)))
         return response
-    throttle.failed(account)  # every search counts: each may show personal data
+    await throttle.failed(account)  # every search counts: each may show personal data
     people, more = await search.find(request.app[RUNTIME].pool, principal, master, term)
     search_log.info("name_search", org=principal.org, shown=len(people), more=more)
     paths = await _paths(request, people)
@@ -693,5 +694,6 @@ def routes(app: web.Application) -> None:
     app.router.add_get("/terrain/contacts/{id}", proposal)
     app.router.add_post("/terrain/contacts/{id}/carte", give_card)
     app.router.add_static("/static/intake/", STATIC, name="intake")
-    app[THROTTLE] = codes.Throttle.per_minute()
-    app[SEARCH_THROTTLE] = codes.Throttle.per_minute(SEARCHES_PER_ACCOUNT, SEARCHES_OVERALL)
+    app[THROTTLE] = codes.Throttle.per_minute("card-codes", buckets(app))
+    app[SEARCH_THROTTLE] = codes.Throttle.per_minute("name-searches", buckets(app),
+                                                     SEARCHES_PER_ACCOUNT, SEARCHES_OVERALL)

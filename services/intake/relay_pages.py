@@ -41,6 +41,7 @@ from services.runtime.app import RUNTIME
 from services.runtime.http import client_address
 from services.runtime.logging import get_logger
 from services.runtime.problem import Problem
+from services.runtime.ratelimit import buckets
 
 SCOPE = "directory:write"
 TEAM_KIND = "outreach_team"
@@ -168,7 +169,7 @@ async def _relay_of(request: web.Request) -> asyncpg.Record | web.Response:
     settings = request.app[RUNTIME].settings
     address = client_address(request, settings.trusted_proxies)
     throttle = request.app[THROTTLE]
-    wait = throttle.wait(address)
+    wait = await throttle.wait(address)
     if wait:
         log.warning("relay_link_throttled", address=address)
         response = _refused(request, 429, "Trop d'essais", TOO_MANY)
@@ -180,7 +181,7 @@ async def _relay_of(request: web.Request) -> asyncpg.Record | web.Response:
         relay = await store.relay_by_link(request.app[RUNTIME].pool, relays.link_hash(
             relays.key(request.app[api.MASTER_KEY]), token))
     if relay is None:
-        throttle.failed(address)
+        await throttle.failed(address)
         log.warning("relay_link_refused", address=address)
         return _refused(request, 404, "Lien non valable", NO_LINK)
     if relay["revoked_at"] is not None:
@@ -348,7 +349,7 @@ async def open_signals(request: web.Request, org: str) -> list[dict[str, Any]]:
 
 
 def routes(app: web.Application) -> None:
-    app[THROTTLE] = codes.Throttle.per_minute()
+    app[THROTTLE] = codes.Throttle.per_minute("relay-links", buckets(app))
     app.router.add_get("/coordination/relais", relay_list)
     app.router.add_post("/coordination/relais/nouveau", create_relay)
     app.router.add_post("/coordination/relais/{id}/retrait", revoke_relay)

@@ -30,7 +30,7 @@ SPEC = ServiceSpec(
     routes=routes,
     consumers=(ConsumerSpec("notify", ("relais.referral", "relais.intake"), handlers.handler),),
     workers=(handlers.email_sender, handlers.webhook_sender),
-    per_instance=(live.listener,),
+    per_instance=(live.listener, live.counted),
     prunes=(Prune("deliveries", "at", "retention_notifications_days"),
             Prune("notifications", "created_at", "retention_notifications_days",
                   keep="t.status = 'pending' OR EXISTS (SELECT 1 FROM notify.deliveries d "

@@ -205,17 +205,17 @@ async def inbox_stream(request: web.Request) -> web.StreamResponse:
     after = _sequence("Last-Event-ID" if header else "after",
                       header or request.query.get("after"))
     settings = request.app[RUNTIME].settings
-    hub = request.app[live.HUB]
+    hub, pool = request.app[live.HUB], request.app[RUNTIME].pool
     try:
-        stream = hub.open(principal.org, principal.client_id, settings.sse_max_per_client,
-                          settings.sse_max_per_org)
+        stream = await hub.open(pool, principal.org, principal.client_id,
+                                settings.sse_max_per_client, settings.sse_max_per_org)
     except live.TooManyStreams as exc:
         raise Problem(429, "Too many streams", str(exc),
                       headers={"Retry-After": str(STREAM_RETRY_AFTER)}) from exc
     try:
         return await _stream(request, hub, stream, after, bearer(request))
     finally:
-        hub.close(stream)
+        await hub.close(pool, stream)
 
 
 @pages.page
@@ -234,8 +234,9 @@ async def page_stream(request: web.Request) -> web.StreamResponse:
     settings = request.app[RUNTIME].settings
     hub = request.app[live.HUB]
     try:
-        stream = hub.open(principal.org, principal.client_id, settings.sse_max_per_client,
-                          settings.sse_max_per_org, page=True)
+        stream = await hub.open(pool, principal.org, principal.client_id,
+                                settings.sse_max_per_client, settings.sse_max_per_org,
+                                page=True)
     except live.TooManyStreams as exc:
         raise pages.PageError(429, "Trop de pages ouvertes", "Fermez les onglets de Relais "
                               "dont vous n'avez plus besoin.") from exc
@@ -243,7 +244,7 @@ async def page_stream(request: web.Request) -> web.StreamResponse:
         return await _stream(request, hub, stream, after or 0,
                              pages.session_token(request) or "")
     finally:
-        hub.close(stream)
+        await hub.close(pool, stream)
 
 
 async def _stream(request: web.Request, hub: live.InboxHub, stream: live.Stream,

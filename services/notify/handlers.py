@@ -21,7 +21,7 @@ from aiohttp import web
 from schemas import events as ev
 from services.directory import Directory
 from services.notify import domain, egress, store
-from services.runtime import db, links, outbox
+from services.runtime import db, links, metrics, outbox
 from services.runtime.app import Runtime
 from services.runtime.consumer import Handler
 from services.runtime.events import Event, new_event
@@ -92,6 +92,7 @@ async def fan_out(conn: asyncpg.Connection, event_id: str, sender_org: str | Non
 async def emit_sent(conn: asyncpg.Connection, notification_id: uuid.UUID,
                     referral_id: uuid.UUID, person_id: uuid.UUID, org: str, channel: str,
                     message_id: str) -> None:
+    metrics.current().notified(channel, "sent")
     await outbox.add(conn, store.SCHEMA, [new_event(
         ev.NOTIFICATION_SENT, SOURCE, str(person_id), ev.NotificationSentV1(
             notification_id=notification_id, referral_id=referral_id, recipient_org=org,
@@ -100,6 +101,7 @@ async def emit_sent(conn: asyncpg.Connection, notification_id: uuid.UUID,
 
 async def emit_outcome(conn: asyncpg.Connection, row: Any, delivered: bool,
                        reason: str | None = None) -> None:
+    metrics.current().notified(row["channel"], "delivered" if delivered else "failed")
     await outbox.add(conn, store.SCHEMA, [new_event(
         ev.NOTIFICATION_DELIVERED if delivered else ev.NOTIFICATION_FAILED, SOURCE,
         str(row["person_id"]), ev.NotificationOutcomeV1(

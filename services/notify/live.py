@@ -1,11 +1,13 @@
 """The live inbox's plumbing: one PostgreSQL LISTEN connection per process, whatever the
 number of open streams, fanned out to the streams of the organisation each notification is
-for; and the streams a client and an organisation may hold open at once."""
+for; and the streams a client and an organisation may hold open at once, counted across every
+instance (`notify.open_streams`: each instance says every ALIVE_EVERY seconds that its streams
+are open; those of an instance that died stop counting after STALE seconds)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
+import uuid
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -19,6 +21,10 @@ from services.runtime.logging import get_logger
 log = get_logger("relais.notify.live")
 RECONNECT = 1.0
 """Seconds before listening again after the connection was lost or refused."""
+ALIVE_EVERY = 10.0
+"""Seconds between an instance's sayings that its streams are still open."""
+STALE = 30.0
+"""Seconds after which a stream no instance said was open stops counting."""
 
 
 class TooManyStreams(Exception):
@@ -27,6 +33,7 @@ class TooManyStreams(Exception):
 
 @dataclass(eq=False)
 class Stream:
+    id: uuid.UUID
     org: str
     client_id: str
     page: bool = False
@@ -41,34 +48,42 @@ class InboxHub:
 
     def __init__(self) -> None:
         self.streams: dict[str, set[Stream]] = {}
-        self.per_client: Counter[tuple[str, str]] = Counter()
         self.stopping = False
 
-    def open(self, org: str, client_id: str, max_per_client: int,
-             max_per_org: int, page: bool = False) -> Stream:
-        """A stream held open until `close`; TooManyStreams beyond the caps (the
-        organisation's counted apart for pages and for the API)."""
-        alike = sum(1 for s in self.streams.get(org, ()) if s.page == page)
-        refused = domain.stream_refused(self.per_client[(org, client_id)], alike,
-                                        max_per_client, max_per_org)
+    async def open(self, pool: asyncpg.Pool, org: str, client_id: str, max_per_client: int,
+                   max_per_org: int, page: bool = False) -> Stream:
+        """A stream held open until `close`; TooManyStreams beyond the caps, counted across
+        the instances (the organisation's apart for pages and for the API)."""
+        stream = Stream(uuid.uuid4(), org, client_id, page)
+        refused = await store.open_stream(
+            pool, stream.id, org, client_id, page, STALE,
+            lambda client, alike: domain.stream_refused(client, alike, max_per_client,
+                                                        max_per_org))
         if refused:
             raise TooManyStreams(refused)
-        stream = Stream(org, client_id, page)
         self.streams.setdefault(org, set()).add(stream)
-        self.per_client[(org, client_id)] += 1
         return stream
 
-    def close(self, stream: Stream) -> None:
+    async def close(self, pool: asyncpg.Pool, stream: Stream) -> None:
         group = self.streams.get(stream.org, set())
         if stream not in group:
             return
         group.discard(stream)
         if not group:
             del self.streams[stream.org]
-        key = (stream.org, stream.client_id)
-        self.per_client[key] -= 1
-        if self.per_client[key] <= 0:
-            del self.per_client[key]
+        try:
+            await store.close_stream(pool, stream.id)
+        except Exception as exc:  # not seen again, it stops counting after STALE seconds
+            if not db.unavailable(exc):
+                raise
+            log.warning("inbox_stream_close_unrecorded", error=repr(exc))
+
+    async def keep_counted(self, pool: asyncpg.Pool) -> None:
+        """Forever: say every ALIVE_EVERY seconds that this instance's streams are open."""
+        while True:
+            await asyncio.sleep(ALIVE_EVERY)
+            await store.streams_seen(pool, [s.id for group in self.streams.values()
+                                            for s in group], STALE)
 
     def wake(self, org: str | None = None) -> None:
         """Wake the streams of an organisation (of every one when None)."""
@@ -123,3 +138,8 @@ def install(app: web.Application) -> None:
 async def listener(runtime: Runtime) -> None:
     """The notify service's worker that keeps the hub listening."""
     await runtime.app[HUB].listen(runtime.dsn)
+
+
+async def counted(runtime: Runtime) -> None:
+    """The notify service's worker that keeps this instance's streams counted."""
+    await runtime.app[HUB].keep_counted(runtime.pool)

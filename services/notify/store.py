@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeAlias
 from uuid import UUID
@@ -247,3 +248,41 @@ async def for_referral(db: Db, referral_id: UUID, org: str) -> list[asyncpg.Reco
         referral_id, org,
     )
     return rows
+
+
+# --- live streams (services/notify/live.py) ----------------------------------------------------
+
+STREAMS_LOCK = 7_240_006
+"""First key of the transaction advisory lock taken per organisation while a stream opens."""
+
+
+async def open_stream(pool: asyncpg.Pool, stream: UUID, org: str, client_id: str, page: bool,
+                      stale: float, refused: Callable[[int, int], str | None]) -> str | None:
+    """Record a stream open unless `refused(the client's streams, the organisation's streams
+    of this kind)` says why not (then nothing is written): one at a time per organisation."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", STREAMS_LOCK, org)
+        held = await conn.fetchrow(
+            "SELECT count(*) FILTER (WHERE client_id = $2) AS client,"
+            " count(*) FILTER (WHERE page = $3) AS alike FROM notify.open_streams"
+            " WHERE org = $1 AND seen > now() - make_interval(secs => $4)",
+            org, client_id, page, stale)
+        reason = refused(held["client"], held["alike"])
+        if reason is None:
+            await conn.execute(
+                "INSERT INTO notify.open_streams (id, org, client_id, page)"
+                " VALUES ($1, $2, $3, $4)", stream, org, client_id, page)
+        return reason
+
+
+async def close_stream(pool: asyncpg.Pool, stream: UUID) -> None:
+    await pool.execute("DELETE FROM notify.open_streams WHERE id = $1", stream)
+
+
+async def streams_seen(pool: asyncpg.Pool, streams: list[UUID], stale: float) -> None:
+    """This instance's streams are still open; those of no instance for twice `stale` go."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("UPDATE notify.open_streams SET seen = now() WHERE id = ANY($1)",
+                           streams)
+        await conn.execute("DELETE FROM notify.open_streams"
+                           " WHERE seen < now() - make_interval(secs => $1)", 2 * stale)

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from schemas.api import Health
 from schemas.asyncapi import dead_letter_topic
-from services.runtime import db, leases, openapi, sealing
+from services.runtime import db, leases, metrics, openapi, sealing
 from services.runtime.assets import add_static
 from services.runtime.auth import (
     VERIFIER,
@@ -35,7 +35,7 @@ from services.runtime.openapi import Operation, register
 from services.runtime.outbox import OutboxRelay
 from services.runtime.problem import Problem, problem_middleware
 from services.runtime.pruning import IDEMPOTENCY, Prune, prune_all
-from services.runtime.ratelimit import LIMITER, RateLimiter
+from services.runtime.ratelimit import LIMITER, SharedLimiter, buckets, forget_full
 from services.runtime.server import harden
 from services.runtime.settings import Settings
 from services.runtime.transport import Transport, make_transport
@@ -43,6 +43,9 @@ from services.runtime.transport import Transport, make_transport
 log = get_logger("relais.app")
 MAX_BODY = 1024 * 1024
 STOP_TIMEOUT = 10.0
+BUCKETS_FORGOTTEN_EVERY = 60.0
+LIMITS = "relais_limits"
+"""The schema of the rate limits' buckets, shared by the services (ratelimit.py)."""
 
 
 @dataclass
@@ -152,7 +155,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def create_app(settings: Settings, dsn: str, services: Sequence[ServiceSpec]) -> web.Application:
-    app = web.Application(middlewares=[request_context, problem_middleware, readable_text],
+    app = web.Application(middlewares=[metrics.middleware, request_context, problem_middleware,
+                                       readable_text],
                           client_max_size=MAX_BODY)
     app.on_response_prepare.append(harden)
     register(app, [
@@ -161,13 +165,17 @@ def create_app(settings: Settings, dsn: str, services: Sequence[ServiceSpec]) ->
         Operation("GET", "/readyz", readyz, "Ready: database reachable, consumers started",
                   "Operations", response=Health, errors=(503,), authenticated=False),
     ])
+    metrics.setup(app, settings.metrics_networks)
     app.router.add_get("/openapi.json", openapi.serve)
     add_static(app, settings.dsfr_dir)
     for spec in services:
         if spec.routes is not None:
             spec.routes(app)
-    app[LIMITER] = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst,
-                               trusted_proxies=settings.trusted_proxies)
+    app[LIMITER] = SharedLimiter("api", settings.rate_limit_per_second,
+                                 settings.rate_limit_burst, buckets(app),
+                                 lease=max(1, min(settings.rate_limit_burst // 10,
+                                                  int(settings.rate_limit_per_second / 10))),
+                                 trusted_proxies=settings.trusted_proxies)
     app[VERIFIER] = TokenVerifier(_key_source(app, settings, services), settings.issuer,
                                   settings.jwt_audience, settings.jwt_algorithms,
                                   settings.jwt_org_claim,
@@ -210,6 +218,7 @@ def _runtime_ctx(
         app[TASKS] = tasks
         yield
         await stop_tasks(tasks)
+        buckets(app).pool = None
         try:
             async with asyncio.timeout(STOP_TIMEOUT):
                 await runtime.pool.close()
@@ -229,7 +238,8 @@ async def start_services(
     await asyncio.to_thread(sealing.master_key, settings)
     await asyncio.to_thread(sealing.previous_master_key, settings)
     names = [lease_name(spec.schema, w) for spec in services
-             for w in (*spec.workers, _pruner(spec.schema, ()))]
+             for w in (*spec.workers, _pruner(spec.schema, ()))] \
+        + [lease_name(LIMITS, forget_full_buckets)]
     if len(set(names)) != len(names):  # a worker whose lease another has would never run
         raise ValueError(f"two background workers share a lease name: {sorted(names)}")
     conn = await db.connect(dsn)
@@ -249,6 +259,7 @@ async def start_services(
     runtime = Runtime(app, settings, dsn, pool, transport,
                       services=tuple(spec.name for spec in services), keys=keys)
     app[RUNTIME] = runtime
+    metrics.bind(app, runtime, names)  # before the tasks: they see it (metrics.current())
     consumer_settings = ConsumerSettings(
         max_attempts=settings.consumer_max_attempts,
         backoff=settings.consumer_backoff,
@@ -262,6 +273,9 @@ async def start_services(
     except BaseException:  # refused at start: nothing left open behind (a test goes on)
         await pool.close()
         raise
+    buckets(app).pool = pool
+    tasks.append(asyncio.create_task(
+        _supervised(_alone(LIMITS, forget_full_buckets), runtime), name="worker:limits"))
     for spec in services:
         relay = OutboxRelay(spec.schema, dsn, transport, settings.poll_interval)
         runtime.relays.append(relay)
@@ -297,6 +311,14 @@ def _alone(schema: str, worker: Callable[[Runtime], Awaitable[None]]
 
     alone.__name__ = getattr(worker, "__name__", "worker")
     return alone
+
+
+async def forget_full_buckets(runtime: Runtime) -> None:
+    """Every minute, the rate limits' buckets full again go: their keys come from callers
+    (addresses), and a full bucket is the same as none."""
+    while True:
+        await forget_full(runtime.pool)
+        await asyncio.sleep(BUCKETS_FORGOTTEN_EVERY)
 
 
 def _pruner(schema: str, rules: tuple[Prune, ...]) -> Callable[[Runtime], Awaitable[None]]:

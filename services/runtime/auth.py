@@ -307,7 +307,7 @@ async def authenticate(request: web.Request, scope: str | None, *,
         raise Problem(401, "Unauthorized", "A bearer access token is required.",
                       headers={"WWW-Authenticate": 'Bearer realm="relais"'})
     principal = await request.app[VERIFIER].verify(token.strip())
-    charge(request, principal.client_id)
+    await charge(request, principal.client_id)
     if principal.referral is not None and not link:
         raise Problem(403, "Forbidden", "A magic link opens its one referral's pages only.")
     if scope is not None and scope not in principal.scopes:

@@ -14,7 +14,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from services.runtime.ratelimit import RateLimiter
+from services.runtime.ratelimit import Buckets, SharedLimiter
 from services.runtime.sealing import Keyring
 
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -60,20 +60,21 @@ def keyed_hash(key: bytes, kind: str, code: str) -> bytes:
 class Throttle:
     """Wrong codes: past FAILURES_PER_ADDRESS a minute from one address, or FAILURES_OVERALL
     a minute from all, the next codes are refused (429) without being checked, until the
-    buckets refill. Per process, as the API's rate limit."""
+    buckets refill. Per deployment, as the API's rate limit (`family` names the codes)."""
 
-    by_address: RateLimiter
-    overall: RateLimiter
+    by_address: SharedLimiter
+    overall: SharedLimiter
 
     @classmethod
-    def per_minute(cls, per_address: int = FAILURES_PER_ADDRESS,
+    def per_minute(cls, family: str, buckets: Buckets, per_address: int = FAILURES_PER_ADDRESS,
                    overall: int = FAILURES_OVERALL) -> Throttle:
-        return cls(RateLimiter(per_address / 60, per_address), RateLimiter(overall / 60, overall))
+        return cls(SharedLimiter.per_minute(f"{family}:address", per_address, buckets),
+                   SharedLimiter.per_minute(f"{family}:overall", overall, buckets))
 
-    def wait(self, address: str) -> float:
+    async def wait(self, address: str) -> float:
         """The seconds before a code may be tried from this address (0: now)."""
-        return max(self.by_address.wait_time(address), self.overall.wait_time("*"))
+        return max(await self.by_address.wait(address), await self.overall.wait("*"))
 
-    def failed(self, address: str) -> None:
-        self.by_address.wait_for(address)
-        self.overall.wait_for("*")
+    async def failed(self, address: str) -> None:
+        await self.by_address.take(address)
+        await self.overall.take("*")

@@ -67,6 +67,8 @@ class EventConsumer:
         self.tracer = tracer_for(schema)  # a service's schema is its name
         self.ready = asyncio.Event()
         self.counts: dict[Outcome, int] = {"done": 0, "duplicate": 0, "dead": 0}
+        self.retries = 0
+        """Failed attempts tried again (GET /metrics, with `counts`)."""
 
     async def run(self) -> None:
         """Consume until cancelled; on an infrastructure failure, start again from the last
@@ -191,6 +193,7 @@ class EventConsumer:
                     return await self._dead_letter(message, producer, repr(exc), attempt)
                 delay = self.settings.backoff * 2 ** (attempt - 1)
                 log.warning("message_retry", attempt=attempt, error=repr(exc), retry_in=delay)
+            self.retries += 1
             await asyncio.sleep(delay)
 
     async def _apply(self, event: Event) -> Outcome:

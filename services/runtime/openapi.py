@@ -86,6 +86,8 @@ class Operation:
     """Scopes that also open the operation (each alone), besides `scope`."""
     if_match: bool = False
     """Takes an optional `If-Match` (the ETag read): 412 when it is no longer current."""
+    error_text: dict[int, str] = field(default_factory=dict)
+    """What an error status means here, when not what ERROR_TEXT says."""
 
     @property
     def operation_id(self) -> str:
@@ -118,7 +120,7 @@ def register(app: web.Application, operations: Sequence[Operation]) -> None:
 
 def _by_address(handler: Handler) -> Handler:
     async def limited(request: web.Request) -> web.StreamResponse:
-        charge_address(request)
+        await charge_address(request)
         return await handler(request)
     return limited
 
@@ -223,7 +225,8 @@ def _operation(op: Operation, keys: dict[Any, Any]) -> dict[str, Any]:
         media = ({"application/json": {"schema": {"$ref": "#/components/schemas/OAuthError"}}}
                  if op.oauth_errors and code in (400, 401) else
                  {"application/problem+json": {"schema": PROBLEM_REF}})
-        responses[str(code)] = {"description": ERROR_TEXT[code], "content": media}
+        responses[str(code)] = {"description": op.error_text.get(code, ERROR_TEXT[code]),
+                                "content": media}
     spec["responses"] = responses
     if op.authenticated:
         spec["security"] = [{"oauth2": [op.scope] if op.scope else []}] + [

@@ -1,19 +1,34 @@
-"""A per-client token bucket: each API client gets `rate` requests a second on average, with
-bursts up to `burst`. Over it: 429 with Retry-After. Per process (behind several processes, a
-client gets their sum). A request that does the work of several (a batch) costs several."""
+"""Rate limits: a token bucket per key (an API client, an address, an account), `rate`
+requests a second on average with bursts up to `burst`. Over it: 429 with Retry-After. A request
+that does the work of several (a batch) costs several.
+
+The buckets are per deployment (`SharedLimiter`): kept in PostgreSQL (`relais_limits.buckets`,
+one row per key, GCRA), so that a client spreading its calls over several instances of the
+services gets the same limit as against one. An instance takes tokens a few at a time (one at
+first, twice as many each time it spent all it took, at most `lease`) and spends them in
+memory; what it has not spent within HOLD seconds is dropped, so a client is never let through
+more than its limit, and may at worst be refused a few tokens early when its calls are spread.
+When the database does not answer within ANSWER_WITHIN seconds, each instance counts alone
+(`RateLimiter`, in memory: the limit is then per process) until it answers again."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import asyncpg
 from aiohttp import web
 
+from services.runtime import db
 from services.runtime.http import client_address
+from services.runtime.logging import get_logger
 from services.runtime.problem import Problem
+
+log = get_logger("relais.ratelimit")
 
 MAX_KEYS = 100_000
 
@@ -30,8 +45,6 @@ class RateLimiter:
     burst: int
     max_keys: int = MAX_KEYS
     """Buckets kept at most (keys may come from callers: client ids, addresses)."""
-    trusted_proxies: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = ()
-    """Reverse proxies whose X-Forwarded-For names the caller (for `charge_address`)."""
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
 
     def wait_for(self, client: str, now: float | None = None, cost: float = 1.0) -> float:
@@ -75,16 +88,159 @@ class RateLimiter:
         return str(max(1, math.ceil(wait)))
 
 
-LIMITER = web.AppKey("rate_limiter", RateLimiter)
+HOLD = 1.0
+"""Seconds an instance keeps tokens it took from a shared bucket before dropping them."""
+ANSWER_WITHIN = 0.5
+"""Seconds the database has to answer for a bucket before the instance counts alone."""
+RETRY_ALONE = 5.0
+"""Seconds an instance counts alone before asking the database again."""
+TAKE = "SELECT granted, wait FROM relais_limits.take($1, $2, $3, $4, $5)"
+PEEK = ("SELECT greatest(0, tat - extract(epoch FROM clock_timestamp()) + (1 - $2::float8)"
+        " / $3::float8) "
+        "FROM relais_limits.buckets WHERE key = $1")
+FORGET_FULL = ("DELETE FROM relais_limits.buckets WHERE key = ANY(ARRAY(SELECT key FROM "
+               "relais_limits.buckets WHERE tat < extract(epoch FROM clock_timestamp()) "
+               "LIMIT 1000))")
 
 
-def charge(request: web.Request, client: str, cost: int = 1) -> None:
+@dataclass
+class Buckets:
+    """Where the shared buckets are: the services' database, once its pool is open (until
+    then, and when it does not answer, each limiter counts in memory)."""
+
+    pool: asyncpg.Pool | None = None
+
+
+BUCKETS = web.AppKey("rate_buckets", Buckets)
+
+
+def buckets(app: web.Application) -> Buckets:
+    """The application's buckets (made by the first one to ask, before the app starts)."""
+    if BUCKETS not in app:
+        app[BUCKETS] = Buckets()
+    return app[BUCKETS]
+
+
+@dataclass
+class _Held:
+    tokens: int
+    at: float
+    size: int
+
+
+class _Alone(Exception):
+    """The database gave no answer for a bucket: count in memory."""
+
+
+@dataclass
+class SharedLimiter:
+    """A rate limit per deployment: `family` names the limit (keys of different limits never
+    meet), the tokens are in `buckets`."""
+
+    family: str
+    rate: float
+    burst: int
+    buckets: Buckets
+    lease: int = 1
+    """Tokens taken at most at once from the database (1: every request asks it)."""
+    trusted_proxies: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = ()
+    """Reverse proxies whose X-Forwarded-For names the caller (for `charge_address`)."""
+    _held: dict[str, _Held] = field(default_factory=dict)
+    _alone: RateLimiter | None = None
+    _alone_since: float = 0.0
+
+    @classmethod
+    def per_minute(cls, family: str, count: int, buckets: Buckets) -> SharedLimiter:
+        return cls(family, count / 60, count, buckets)
+
+    async def take(self, key: str, cost: int = 1) -> float:
+        """0 when `cost` requests may go now (and are counted); else the seconds to wait
+        (infinite when `cost` is over the burst)."""
+        if cost > self.burst:
+            return math.inf
+        now = time.monotonic()
+        held = self._held.get(key)
+        fresh = held is not None and now - held.at < HOLD
+        if held is not None and fresh and held.tokens >= cost:
+            held.tokens -= cost
+            return 0.0
+        # All it took spent in time: take twice as many; else (or first) one at a time.
+        size = min(held.size * 2, self.lease) if held is not None and fresh else 1
+        have = held.tokens if held is not None and fresh else 0
+        need = cost - have
+        try:
+            row = await self._fetch(TAKE, key, need, max(need, size), self.rate, self.burst)
+        except _Alone:
+            return self._counting_alone().wait_for(key, cost=cost)
+        assert row is not None
+        granted: int = row["granted"]
+        if not granted:
+            return max(float(row["wait"]), 1e-3)
+        if len(self._held) >= MAX_KEYS:
+            self._held = {k: h for k, h in self._held.items() if now - h.at < HOLD}
+        self._held[key] = _Held(have + granted - cost, now, size)
+        return 0.0
+
+    async def wait(self, key: str) -> float:
+        """The seconds before one request may go, counting nothing."""
+        held = self._held.get(key)
+        if held is not None and held.tokens and time.monotonic() - held.at < HOLD:
+            return 0.0
+        try:
+            row = await self._fetch(PEEK, key, self.burst, self.rate)
+        except _Alone:
+            return self._counting_alone().wait_time(key)
+        return 0.0 if row is None else float(row[0])
+
+    async def _fetch(self, query: str, key: str, *args: object) -> asyncpg.Record | None:
+        """The database's answer for `key`'s bucket; `_Alone` when it has none in time (away,
+        slow: it is then asked again only RETRY_ALONE seconds later)."""
+        pool = self.buckets.pool
+        if pool is None or (self._alone is not None
+                            and time.monotonic() - self._alone_since < RETRY_ALONE):
+            raise _Alone
+        try:
+            async with asyncio.timeout(ANSWER_WITHIN):
+                row = await pool.fetchrow(query, f"{self.family}:{key}", *args)
+        except (TimeoutError, asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+            if not isinstance(exc, TimeoutError) and not db.unavailable(exc):
+                raise
+            if self._alone is None:
+                log.warning("rate_limit_alone", family=self.family, reason=type(exc).__name__)
+            self._counting_alone()
+            self._alone_since = time.monotonic()
+            raise _Alone from exc
+        if self._alone is not None:
+            log.info("rate_limit_shared", family=self.family)
+            self._alone = None
+        return row
+
+    def _counting_alone(self) -> RateLimiter:
+        if self._alone is None:
+            self._alone = RateLimiter(self.rate, self.burst)
+        return self._alone
+
+
+async def forget_full(pool: asyncpg.Pool) -> int:
+    """Delete the buckets that are full again (a full bucket is the same as none): how many."""
+    deleted = 0
+    while True:
+        count = int((await pool.execute(FORGET_FULL)).rsplit(" ", 1)[1])
+        deleted += count
+        if count < 1000:
+            return deleted
+
+
+LIMITER = web.AppKey("rate_limiter", SharedLimiter)
+
+
+async def charge(request: web.Request, client: str, cost: int = 1) -> None:
     """Count `cost` requests for this client, or refuse with 429 (with Retry-After when
     waiting would help)."""
     if cost <= 0:
         return
     limiter = request.app[LIMITER]
-    wait = limiter.wait_for(client, cost=cost)
+    wait = await limiter.take(client, cost=cost)
     if not wait:
         return
     if math.isinf(wait):
@@ -96,7 +252,7 @@ def charge(request: web.Request, client: str, cost: int = 1) -> None:
                   headers={"Retry-After": RateLimiter.retry_after(wait)})
 
 
-def charge_address(request: web.Request) -> None:
+async def charge_address(request: web.Request) -> None:
     """Count one request for the caller's address (behind a trusted proxy, the client's) on
     this operation, or refuse with 429: the limit of the operations that take no token. One
     bucket per operation, so that a flood of one public read does not hold back the health
@@ -104,5 +260,5 @@ def charge_address(request: web.Request) -> None:
     limiter = request.app[LIMITER]
     operation = request.match_info.route.resource.canonical if request.match_info.route \
         .resource is not None else request.path
-    charge(request, f"address:{operation}:"
+    await charge(request, f"address:{operation}:"
                     + client_address(request, limiter.trusted_proxies))

@@ -1,7 +1,9 @@
 """Issue #13: Relais on a Kafka cluster that asks who is calling, as Strimzi's KafkaUsers and
-managed clusters do: a real broker with a SASL_PLAINTEXT listener and SCRAM-SHA-512 users;
-Relais given its user and the password from a file (a mounted Secret) carries a consented
-flow to the partner's email; the wrong password is refused by the broker."""
+managed clusters do: a real broker with a SASL_PLAINTEXT listener, then a SASL_SSL one (TLS,
+its certificate signed by a CA of its own, as Strimzi's cluster CA), and SCRAM-SHA-512 users;
+Relais given its user, the password from a file (a mounted Secret) and the CA carries a
+consented flow to the partner's email; the wrong password is refused by the broker, and so is
+a client that does not trust the broker's CA."""
 
 from __future__ import annotations
 
@@ -27,17 +29,20 @@ from tests.integration.test_intake import SCOPES, TEAM
 PASSWORD = "un mot de passe de courtier"
 
 
-def sasl(settings: dict[str, object], broker: KafkaBroker, secret: Path) -> Settings:
+def sasl(settings: dict[str, object], broker: KafkaBroker, secret: Path,
+         trusted: bool = True) -> Settings:
+    ca = broker.certificates.ca if broker.certificates is not None and trusted else None
     return Settings.model_validate(settings | {
         "transport": "kafka", "kafka_bootstrap_servers": broker.bootstrap,
-        "kafka_security_protocol": "SASL_PLAINTEXT", "kafka_sasl_username": "relais",
-        "kafka_sasl_password_file": secret})
+        "kafka_security_protocol": broker.protocol, "kafka_sasl_username": "relais",
+        "kafka_sasl_password_file": secret, "kafka_ca_file": ca})
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["SASL_PLAINTEXT", "SASL_SSL"])
 async def test_a_consented_flow_crosses_a_cluster_that_asks_for_a_password(
-        database: str, smtp_server: Mailbox, tmp_path: Path) -> None:
+        database: str, smtp_server: Mailbox, tmp_path: Path, tls: bool) -> None:
     broker = await asyncio.to_thread(
-        KafkaBroker(tmp_path / "kafka", users={"relais": PASSWORD}).start)
+        KafkaBroker(tmp_path / "kafka", users={"relais": PASSWORD}, tls=tls).start)
     try:
         secret = tmp_path / "kafka-password"
         secret.write_text(PASSWORD + "\n")
@@ -62,6 +67,11 @@ async def test_a_consented_flow_crosses_a_cluster_that_asks_for_a_password(
             [email] = await smtp_server.wait_for(1, timeout=60)
             assert "mission-locale" in email["To"]
 
+        if tls:  # a client that trusts only the system's CAs does not reach the broker
+            untrusting = make_transport(
+                sasl({"database_url": database}, broker, secret, trusted=False), database)
+            with pytest.raises((KafkaError, TimeoutError)):
+                await asyncio.wait_for(untrusting.setup(["relais.refused"]), 20)
         secret.write_text("pas le bon\n")
         wrong = make_transport(sasl({"database_url": database}, broker, secret), database)
         with pytest.raises(KafkaError):

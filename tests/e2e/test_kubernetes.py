@@ -204,15 +204,27 @@ def test_each_kafka_user_may_use_exactly_its_own_topics_and_group() -> None:
     for name, deployment in of_kind("operators", "Deployment").items():  # and logs in as it
         [container] = deployment["spec"]["template"]["spec"]["containers"]
         env = {e["name"]: e.get("value") for e in container["env"]}
-        assert env["RELAIS_KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT", name
+        assert env["RELAIS_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL", name
         assert env["RELAIS_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512", name
         assert env["RELAIS_KAFKA_SASL_USERNAME"] == name and name in users
         mounted = {m["mountPath"] for m in container["volumeMounts"]}
         assert env["RELAIS_KAFKA_SASL_PASSWORD_FILE"] == "/etc/relais/kafka/password"
         assert "/etc/relais/kafka" in mounted
+        # over TLS, the brokers' certificates checked against the cluster CA Strimzi made
+        assert env["RELAIS_KAFKA_CA_FILE"] == "/etc/relais/kafka-ca/ca.crt"
+        assert "/etc/relais/kafka-ca" in mounted
+        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["kafka-ca"]["secret"]["secretName"] == "relais-kafka-cluster-ca-cert"
+    [listener] = next(iter(of_kind("operators", "Kafka").values()))["spec"]["kafka"][
+        "listeners"]
+    assert (listener["port"], listener["tls"]) == (9093, True)
+    assert of_kind("operators", "ConfigMap")["relais-settings"]["data"][
+        "RELAIS_KAFKA_BOOTSTRAP_SERVERS"].endswith(":9093")
     for deployment in of_kind("no-kafka-users", "Deployment").values():
         [container] = deployment["spec"]["template"]["spec"]["containers"]
-        assert "RELAIS_KAFKA_SECURITY_PROTOCOL" not in {e["name"] for e in container["env"]}
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["RELAIS_KAFKA_SECURITY_PROTOCOL"] == "SSL", "TLS without a user"
+        assert "RELAIS_KAFKA_SASL_USERNAME" not in env
     assert not of_kind("no-kafka-users", "KafkaUser")
     assert "authorization" not in next(iter(of_kind("no-kafka-users", "Kafka").values()))[
         "spec"]["kafka"]
@@ -227,6 +239,18 @@ def test_external_kafka_and_postgresql_render_no_operator_resources() -> None:
     settings = of_kind("external", "ConfigMap")["relais-settings"]["data"]
     assert settings["RELAIS_KAFKA_BOOTSTRAP_SERVERS"] == \
         values["kafka"]["external"]["bootstrapServers"]
+    for name, deployment in of_kind("external", "Deployment").items():  # SCRAM over TLS
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["RELAIS_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL", name
+        assert env["RELAIS_KAFKA_SASL_USERNAME"] == values["kafka"]["external"]["sasl"][
+            "username"]
+        assert env["RELAIS_KAFKA_CA_FILE"] == "/etc/relais/kafka-ca/ca.crt"
+        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["kafka-user"]["secret"]["secretName"] == \
+            values["kafka"]["external"]["sasl"]["passwordSecret"]
+        assert volumes["kafka-ca"]["secret"]["secretName"] == \
+            values["kafka"]["external"]["caSecret"]
     [cluster] = of_kind("operators", "Cluster").values()
     assert cluster["spec"]["instances"] >= 2
     assert "barmanObjectStore" in cluster["spec"]["backup"]
@@ -268,6 +292,32 @@ def test_network_policies_let_in_only_the_peers_that_call_each_service() -> None
             assert bool(public) == (name == "notify"), name
 
 
+def test_prometheus_may_scrape_each_pod_and_nobody_outside() -> None:
+    """Each pod is annotated for Prometheus's pod discovery, its NetworkPolicy lets in the
+    Prometheus pods, and RELAIS_METRICS_NETWORKS names who may read GET /metrics; the Ingress
+    routes no /metrics (see test_the_ingress_sends_every_route_to_the_service_that_owns_it)."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["metrics"]
+    for variant in VARIANTS:
+        settings = of_kind(variant, "ConfigMap")["relais-settings"]["data"]
+        assert json.loads(settings["RELAIS_METRICS_NETWORKS"]) == values["networks"]
+        policies = of_kind(variant, "NetworkPolicy")
+        for name in SERVICE_NAMES:
+            pod = of_kind(variant, "Deployment")[f"relais-{name}"]["spec"]["template"]
+            annotations = pod["metadata"]["annotations"]
+            assert annotations["prometheus.io/scrape"] == "true"
+            assert (annotations["prometheus.io/port"], annotations["prometheus.io/path"]) == \
+                ("8080", "/metrics")
+            peers = [peer for rule in policies[f"relais-{name}"]["spec"]["ingress"]
+                     for peer in rule["from"]]
+            assert {"namespaceSelector": {"matchLabels": {
+                "kubernetes.io/metadata.name": values["prometheusNamespace"]}},
+                "podSelector": {"matchLabels": values["prometheusPodLabels"]}} in peers, name
+    paths = [(p["pathType"], p["path"], p["backend"]["service"]["name"])
+             for ingress in of_kind("operators", "Ingress").values()
+             for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert _ingress_owner(paths, "/metrics") is None
+
+
 def _ingress_owner(paths: list[tuple[str, str, str]], path: str) -> str | None:
     """The backend Kubernetes gives `path`: an Exact match, else the longest Prefix that
     matches whole path segments."""
@@ -297,8 +347,8 @@ def test_the_ingress_sends_every_route_to_the_service_that_owns_it() -> None:
             if route.resource is None:
                 continue
             path = re.sub(r"\{[^}]+\}", "x", route.resource.canonical)
-            if path in ("/healthz", "/readyz", "/openapi.json"):
-                continue  # each pod's own (the probes ask the pod itself)
+            if path in ("/healthz", "/readyz", "/openapi.json", "/metrics"):
+                continue  # each pod's own (the probes and Prometheus ask the pod itself)
             owner = _ingress_owner(paths, path)
             if path.startswith("/internal/"):
                 assert owner is None, path

@@ -67,7 +67,7 @@ def test_the_proxy_sends_every_route_to_the_service_that_owns_it() -> None:
         for route in app.router.routes():
             path = re.sub(r"\{[^}]+\}", "x", route.resource.canonical) \
                 if route.resource is not None else ""
-            if path in ("/healthz", "/readyz", "/openapi.json"):
+            if path in ("/healthz", "/readyz", "/openapi.json", "/metrics"):
                 continue  # each container's own; the proxy answers /healthz and the document
             if path.startswith("/internal/"):
                 assert proxied_to(conf, path) == "return 404", path
@@ -78,6 +78,7 @@ def test_the_proxy_sends_every_route_to_the_service_that_owns_it() -> None:
             assert owner == name or (path.startswith("/static/") and owner == "auth"), \
                 (name, route.method, path, owner)
     assert proxied_to(conf, "/openapi.json") == "default_type application/json"
+    assert proxied_to(conf, "/metrics") is None  # scraped from each container, never outside
     # a location with a proxy_set_header of its own would drop the server's (Host,
     # X-Forwarded-For: the throttles would see nginx's address for everyone)
     assert not [body for _, _, body in LOCATION.findall(conf) if "proxy_set_header" in body]

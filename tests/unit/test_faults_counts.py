@@ -3,11 +3,25 @@ that miscounts would call a broken Relais sound."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
 
-from bench.faults import KINDS, Fault, Figures, Received, duplicates, recovery, schedule, told_twice
+from bench.faults import (
+    KINDS,
+    Fault,
+    Figures,
+    Order,
+    Received,
+    duplicates,
+    order_of,
+    recovery,
+    schedule,
+    told_twice,
+)
+from schemas.events import REFERRAL_STATUS_CHANGED
+from services.runtime.events import Message, decode, encode, new_event
 
 
 def mail(message_id: str, at: float, subject: str = "Nouvelle orientation",
@@ -65,3 +79,29 @@ def test_any_loss_or_unexplained_duplicate_fails_the_run() -> None:
     assert failures == ["1 consented flows never handed off or emailed",
                         "2 duplicate emails not explained by a kill -9 of notify",
                         "2 stuck work after the drain"]
+
+
+def test_events_read_back_out_of_their_written_order_or_split_are_counted() -> None:
+    """Two referrals of one person on the referral topic: r1's events in the order its
+    outbox wrote them, r2's two swapped; a third person's events on two partitions."""
+    def on_bus(partition: int, offset: int, person: str, data: dict[str, str]) -> Message:
+        event = new_event(REFERRAL_STATUS_CHANGED, "relais/referral", person, data)
+        record = encode(event)
+        return Message(record.topic, partition, offset, record.key, record.value,
+                       record.headers)
+
+    placed = [(0, 0, "p1", "r1"), (0, 1, "p1", "r2"), (0, 2, "p1", "r1"), (0, 3, "p1", "r2"),
+              (1, 0, "p2", "r3"), (2, 0, "p2", "r4")]
+    messages = [on_bus(partition, offset, person, {"referral_id": referral})
+                for partition, offset, person, referral in placed]
+    ids = [decode(m).id for m in messages]
+    written = {ids[0]: 10, ids[1]: 14, ids[2]: 11, ids[3]: 12, ids[4]: 20, ids[5]: 21}
+    broken = order_of(messages, written)
+    assert (broken.events, broken.things, broken.out_of_order, broken.split) == (6, 4, 1, 1)
+    assert broken.examples == ("relais.referral r2: 0:1 row 14, 0:3 row 12",)
+    in_order = written | {ids[1]: 12, ids[3]: 14}
+    assert order_of(messages, in_order) == Order(events=6, things=4, out_of_order=0, split=1)
+    # r1's first event published again after r1's second (a relay stopped before its mark):
+    # the copy counts at its first place, and consumers drop it
+    again = dataclasses.replace(messages[0], offset=9)
+    assert order_of([*messages, again], in_order).out_of_order == 0

@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from services.consent import receipt
+from services.runtime.ratelimit import Buckets
 from services.runtime.sealing import Keyring
 
 MASTER = Keyring.single(bytes(range(32)))
@@ -46,11 +47,13 @@ def test_a_link_opens_only_as_made() -> None:
     assert not receipt.form_token_matches(keys, token, receipt.form_token(keys, token + "x"))
 
 
-def test_failures_are_throttled_per_address_and_overall() -> None:
-    throttle = receipt.Throttle.per_minute(per_address=2, overall=3)
+async def test_failures_are_throttled_per_address_and_overall() -> None:
+    """Counted in memory here (no database: as an instance does while it does not answer);
+    shared by instances through PostgreSQL: tests/integration/test_shared_limits.py."""
+    throttle = receipt.Throttle.per_minute("receipt-codes", Buckets(), per_address=2, overall=3)
     for _ in range(2):
-        assert throttle.wait("192.0.2.1") == 0
-        throttle.failed("192.0.2.1")
-    assert throttle.wait("192.0.2.1") > 0 and throttle.wait("192.0.2.2") == 0
-    throttle.failed("192.0.2.2")
-    assert throttle.wait("192.0.2.3") > 0  # everyone waits once too many failed overall
+        assert await throttle.wait("192.0.2.1") == 0
+        await throttle.failed("192.0.2.1")
+    assert await throttle.wait("192.0.2.1") > 0 and await throttle.wait("192.0.2.2") == 0
+    await throttle.failed("192.0.2.2")
+    assert await throttle.wait("192.0.2.3") > 0  # everyone waits once too many failed overall

@@ -35,9 +35,33 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{- .Files.Get "topology.yaml" -}}
 {{- end -}}
 
+{{/* The Strimzi listener's port: 9093 with TLS, 9092 without. */}}
+{{- define "relais.kafkaPort" -}}
+{{- ternary 9093 9092 (eq .Values.kafka.mode "strimzi" | and .Values.kafka.tls) -}}
+{{- end -}}
+
+{{/* RELAIS_KAFKA_SECURITY_PROTOCOL: with Strimzi, from kafka.tls and kafka.authentication. */}}
+{{- define "relais.kafkaProtocol" -}}
+{{- if eq .Values.kafka.mode "strimzi" -}}
+{{- $sasl := ne .Values.kafka.authentication "none" -}}
+{{- if .Values.kafka.tls -}}{{ ternary "SASL_SSL" "SSL" $sasl }}{{- else -}}{{ ternary "SASL_PLAINTEXT" "PLAINTEXT" $sasl }}{{- end -}}
+{{- else -}}
+{{- .Values.kafka.external.securityProtocol | default "PLAINTEXT" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret holding the brokers' CA certificate (key ca.crt), if any. */}}
+{{- define "relais.kafkaCaSecret" -}}
+{{- if eq .Values.kafka.mode "strimzi" -}}
+{{- if .Values.kafka.tls }}{{ printf "%s-cluster-ca-cert" .Values.kafka.strimzi.clusterName }}{{ end -}}
+{{- else -}}
+{{- .Values.kafka.external.caSecret | default "" -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "relais.kafkaBootstrap" -}}
 {{- if eq .Values.kafka.mode "strimzi" -}}
-{{- printf "%s-kafka-bootstrap:9092" .Values.kafka.strimzi.clusterName -}}
+{{- printf "%s-kafka-bootstrap:%s" .Values.kafka.strimzi.clusterName (include "relais.kafkaPort" .) -}}
 {{- else -}}
 {{- required "kafka.external.bootstrapServers is required with kafka.mode=external" .Values.kafka.external.bootstrapServers -}}
 {{- end -}}

@@ -1,0 +1,35 @@
+-- The rate limits' buckets (services/runtime/ratelimit.py), shared by every instance of every
+-- service so that a client spreading its calls over instances gets the same limit. GCRA: one
+-- time per key, `tat` (the theoretical arrival time, in epoch seconds); the bucket is full
+-- once it is past. Unlogged: a bucket lost in a crash or a failover is a full bucket, and no
+-- write-ahead log is spent on counting requests.
+CREATE SCHEMA IF NOT EXISTS relais_limits;
+CREATE UNLOGGED TABLE IF NOT EXISTS relais_limits.buckets (
+    key text             PRIMARY KEY,
+    tat double precision NOT NULL
+);
+
+-- Take between `need` and `want` tokens from `k`'s bucket (`rate` a second, `burst` at most):
+-- `granted` tokens (0 when fewer than `need` are there), else `wait`, the seconds until
+-- `need` are.
+CREATE OR REPLACE FUNCTION relais_limits.take(
+    k text, need integer, want integer, rate double precision, burst integer,
+    OUT granted integer, OUT wait double precision)
+LANGUAGE plpgsql AS $$
+DECLARE
+    now_ double precision := extract(epoch FROM clock_timestamp());
+    base double precision;
+    free integer;
+BEGIN
+    INSERT INTO relais_limits.buckets (key, tat) VALUES (k, now_) ON CONFLICT (key) DO NOTHING;
+    SELECT greatest(tat, now_) INTO base FROM relais_limits.buckets WHERE key = k FOR UPDATE;
+    free := floor((burst / rate - (base - now_)) * rate + 1e-9);
+    IF free >= need THEN
+        granted := least(want, free);
+        wait := 0;
+        UPDATE relais_limits.buckets SET tat = base + granted / rate WHERE key = k;
+    ELSE
+        granted := 0;
+        wait := (base - now_) + (need - burst) / rate;
+    END IF;
+END $$;
