@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import structlog
@@ -39,11 +39,15 @@ from services.runtime.ratelimit import LIMITER, SharedLimiter, buckets, forget_f
 from services.runtime.server import harden
 from services.runtime.settings import Settings
 from services.runtime.transport import Transport, make_transport
+from services.runtime.transport.postgres import PostgresTransport
 
 log = get_logger("relais.app")
 MAX_BODY = 1024 * 1024
 STOP_TIMEOUT = 10.0
 BUCKETS_FORGOTTEN_EVERY = 60.0
+BUS_PRUNED_EVERY = 600.0
+BUS = "relais_bus"
+"""The postgres transport's schema (its pruning is leased under this name)."""
 LIMITS = "relais_limits"
 """The schema of the rate limits' buckets, shared by the services (ratelimit.py)."""
 
@@ -239,7 +243,8 @@ async def start_services(
     await asyncio.to_thread(sealing.previous_master_key, settings)
     names = [lease_name(spec.schema, w) for spec in services
              for w in (*spec.workers, _pruner(spec.schema, ()))] \
-        + [lease_name(LIMITS, forget_full_buckets)]
+        + [lease_name(LIMITS, forget_full_buckets)] \
+        + ([lease_name(BUS, prune_bus)] if settings.transport == "postgres" else [])
     if len(set(names)) != len(names):  # a worker whose lease another has would never run
         raise ValueError(f"two background workers share a lease name: {sorted(names)}")
     conn = await db.connect(dsn)
@@ -276,6 +281,9 @@ async def start_services(
     buckets(app).pool = pool
     tasks.append(asyncio.create_task(
         _supervised(_alone(LIMITS, forget_full_buckets), runtime), name="worker:limits"))
+    if isinstance(transport, PostgresTransport):
+        tasks.append(asyncio.create_task(
+            _supervised(_alone(BUS, prune_bus), runtime), name="worker:bus"))
     for spec in services:
         relay = OutboxRelay(spec.schema, dsn, transport, settings.poll_interval)
         runtime.relays.append(relay)
@@ -319,6 +327,21 @@ async def forget_full_buckets(runtime: Runtime) -> None:
     while True:
         await forget_full(runtime.pool)
         await asyncio.sleep(BUCKETS_FORGOTTEN_EVERY)
+
+
+async def prune_bus(runtime: Runtime) -> None:
+    """Every ten minutes, the postgres transport's events past RELAIS_BUS_RETENTION_DAYS that
+    every group has read (dead letters: RELAIS_BUS_DEAD_LETTER_RETENTION_DAYS) go."""
+    transport, settings = runtime.transport, runtime.settings
+    assert isinstance(transport, PostgresTransport)
+    while True:
+        now = runtime.clock()
+        deleted = await transport.prune(
+            now - timedelta(days=settings.bus_retention_days),
+            now - timedelta(days=settings.bus_dead_letter_retention_days))
+        if deleted:
+            log.info("bus_pruned", records=deleted)
+        await asyncio.sleep(BUS_PRUNED_EVERY)
 
 
 def _pruner(schema: str, rules: tuple[Prune, ...]) -> Callable[[Runtime], Awaitable[None]]:

@@ -290,6 +290,13 @@ class Settings(BaseSettings):
     retention_notifications_days: int = Field(
         default=365, ge=30, le=3650, description="Days sent or failed notifications and "
         "their delivery attempts are kept.")
+    bus_retention_days: int = Field(
+        default=7, ge=1, le=3650, description="Days the postgres transport keeps an event "
+        "that every consumer group has read (as Kafka's retention.ms): older ones are deleted "
+        "every ten minutes; one a group has yet to read is kept whatever its age.")
+    bus_dead_letter_retention_days: int = Field(
+        default=30, ge=1, le=3650, description="Days the postgres transport keeps a dead letter "
+        "(relais.dlq.*): the time on-call has to read it (`relais dlq`).")
     retention_idempotency_days: int = Field(
         default=30, ge=8, le=365, description="Days an idempotency key is remembered (more "
         "than a week: an offline device sends days later).")

@@ -17,7 +17,14 @@ from typing import Any
 
 from services.cli import SERVICE_NAMES, service_specs
 from services.runtime import db, leases, sealing
-from services.runtime.app import LIMITS, RUNTIME, forget_full_buckets, lease_name
+from services.runtime.app import (
+    BUS,
+    LIMITS,
+    RUNTIME,
+    forget_full_buckets,
+    lease_name,
+    prune_bus,
+)
 from services.runtime.settings import Settings
 from tests.conftest import wait_until
 from tests.integration.conftest import Client, running
@@ -26,7 +33,7 @@ from tests.integration.test_start_refusals import free_port
 KEY = base64.b64encode(sealing.new_key()).decode()
 NAMES = {lease_name(spec.schema, w) for spec in service_specs(SERVICE_NAMES)
          for w in spec.workers} | {f"relais.worker.{name}.prune" for name in SERVICE_NAMES} \
-    | {lease_name(LIMITS, forget_full_buckets)}
+    | {lease_name(LIMITS, forget_full_buckets), lease_name(BUS, prune_bus)}
 
 
 def instance(settings: Settings, name: str) -> Settings:

@@ -12,6 +12,7 @@ import asyncio
 import time
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from itertools import groupby
 from typing import Any
 
@@ -36,6 +37,28 @@ CROSS JOIN LATERAL (
 ) r
 ORDER BY r.topic, r.partition, r."offset"
 """
+
+_PRUNE_BELOW = f"""
+SELECT p.topic, p.partition, (SELECT min(r."offset") FROM {SCHEMA}.records r
+                              WHERE r.topic = p.topic AND r.partition = p.partition) AS first,
+       least((SELECT min(g.committed) FROM {SCHEMA}.group_offsets g
+              WHERE g.topic = p.topic AND g.partition = p.partition),
+             coalesce((SELECT r."offset" FROM {SCHEMA}.records r
+                       WHERE r.topic = p.topic AND r.partition = p.partition
+                         AND r.created_at >= CASE WHEN p.topic LIKE 'relais.dlq.%'
+                                                  THEN $2::timestamptz ELSE $1 END
+                       ORDER BY r."offset" LIMIT 1), p.next_offset)) AS below
+FROM {SCHEMA}.partitions p
+"""
+"""Per partition, its first record and the offset below which every record is past its
+retention and read by every group that reads it (`$1`: the events' cutoff, `$2`: the dead
+letters')."""
+
+_PRUNE = f"""
+DELETE FROM {SCHEMA}.records
+WHERE topic = $1 AND partition = $2 AND "offset" >= $3 AND "offset" < $4
+"""
+PRUNE_BATCH = 1000
 
 _READ_TOPIC = f"""
 SELECT partition, "offset", key, value, headers FROM {SCHEMA}.records
@@ -87,6 +110,25 @@ class PostgresTransport:
 
     def consumer(self, group: str, topics: Sequence[str]) -> PostgresConsumer:
         return PostgresConsumer(self.dsn, group, topics, self.partitions, self.poll_interval)
+
+    async def prune(self, events_before: datetime, dead_letters_before: datetime) -> int:
+        """Delete the records written before their topic's cutoff that every group reading
+        them has read (as Kafka's retention, but never what a group has yet to read), a
+        thousand offsets per statement: the writers, who lock only the partitions' counters,
+        never wait. How many went."""
+        conn = await db.connect(self.dsn)
+        deleted = 0
+        try:
+            for row in await conn.fetch(_PRUNE_BELOW, events_before, dead_letters_before):
+                if row["first"] is None:
+                    continue
+                for start in range(row["first"], row["below"], PRUNE_BATCH):
+                    status = await conn.execute(_PRUNE, row["topic"], row["partition"], start,
+                                                min(start + PRUNE_BATCH, row["below"]))
+                    deleted += int(status.rsplit(" ", 1)[1])
+        finally:
+            await conn.close()
+        return deleted
 
 
 class PostgresProducer:
