@@ -59,8 +59,11 @@ async def has_partners(pool: asyncpg.Pool) -> bool:
 
 _PARTNERS = (
     "SELECT p.*, (SELECT count(*) FROM referral.referrals r WHERE r.target = p.id"
-    " AND r.status = ANY($1::text[])) AS load FROM referral.partners p"
+    f" AND r.status IN ({', '.join(repr(str(s)) for s in ACTIVE_STATUSES)})) AS load"
+    " FROM referral.partners p"
 )
+"""The partners and the referrals each follows now: the statuses written out, as in the
+predicate of the index that counts them (migration 010)."""
 
 
 def _partner(r: asyncpg.Record) -> Partner:
@@ -70,19 +73,17 @@ def _partner(r: asyncpg.Record) -> Partner:
 
 async def partners(conn: Db) -> list[Partner]:
     """The candidates: the organisations in the directory now."""
-    return [_partner(r) for r in await conn.fetch(_PARTNERS + " WHERE p.active ORDER BY p.id",
-                                                 ACTIVE_STATUSES)]
+    return [_partner(r) for r in await conn.fetch(_PARTNERS + " WHERE p.active ORDER BY p.id")]
 
 
 async def partner_rows(db: Db) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await db.fetch(_PARTNERS + " WHERE p.active ORDER BY p.id",
-                                                ACTIVE_STATUSES)
+    rows: list[asyncpg.Record] = await db.fetch(_PARTNERS + " WHERE p.active ORDER BY p.id")
     return rows
 
 
 async def partner_row(db: Db, partner_id: str) -> asyncpg.Record | None:
     row: asyncpg.Record | None = await db.fetchrow(
-        _PARTNERS + " WHERE p.id = $2 AND p.active", ACTIVE_STATUSES, partner_id)
+        _PARTNERS + " WHERE p.id = $1 AND p.active", partner_id)
     return row
 
 
@@ -409,13 +410,16 @@ async def drop_timers(conn: asyncpg.Connection, referral_id: UUID) -> None:
                        referral_id)
 
 
+DUE_TIMERS = (
+    "SELECT t.kind, t.due_at AS timer_due_at, r.* FROM referral.timers t"
+    " JOIN referral.referrals r ON r.id = t.referral_id"
+    " WHERE t.fired_at IS NULL AND t.due_at <= $1 ORDER BY t.due_at, t.kind"
+    " LIMIT $2 FOR UPDATE OF t, r SKIP LOCKED")
+
+
 async def lock_due_timers(conn: asyncpg.Connection, now: datetime,
                           limit: int) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT t.kind, t.due_at AS timer_due_at, r.* FROM referral.timers t"
-        " JOIN referral.referrals r ON r.id = t.referral_id"
-        " WHERE t.fired_at IS NULL AND t.due_at <= $1 ORDER BY t.due_at, t.kind"
-        " LIMIT $2 FOR UPDATE OF t, r SKIP LOCKED", now, limit)
+    rows: list[asyncpg.Record] = await conn.fetch(DUE_TIMERS, now, limit)
     return rows
 
 

@@ -32,6 +32,12 @@ PRUNE_EVERY = 600.0
 TRACE_HEADERS = ("traceparent", "ce_traceparent")
 
 
+def unpublished(schema: str) -> str:
+    """The relay's query: the oldest events not yet published (index outbox_unpublished)."""
+    return (f'SELECT id, topic, key, value, headers FROM "{schema}".outbox'
+            " WHERE published_at IS NULL ORDER BY id LIMIT $1")
+
+
 def channel(schema: str) -> str:
     return f"relais_outbox_{schema}"
 
@@ -110,11 +116,7 @@ class OutboxRelay:
             await conn.close()
 
     async def _publish_batch(self, conn: asyncpg.Connection, producer: Producer) -> int:
-        rows = await conn.fetch(
-            f'SELECT id, topic, key, value, headers FROM "{self.schema}".outbox'
-            " WHERE published_at IS NULL ORDER BY id LIMIT $1",
-            BATCH,
-        )
+        rows = await conn.fetch(unpublished(self.schema), BATCH)
         if not rows:
             return 0
         records = [
