@@ -5,6 +5,7 @@ and the whole trail. The API (`api.py`) and the audit page (`pages.py`) both cal
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import uuid
 from collections.abc import Sequence
@@ -61,12 +62,14 @@ async def extract(pool: asyncpg.Pool, person_id: uuid.UUID, since: datetime | No
     an auditor checks them without the rest of the trail."""
     last = await trail_store.checkpoints(pool, 1)
     checkpoint = signed(last[0]) if last else None
-    tree = await trail_store.leaves(pool, checkpoint.size) if checkpoint else []
+    size = checkpoint.size if checkpoint else 0
+    rows = await trail_store.entries_of(pool, person_id, since, until)
+    paths = {r["seq"]: merkle.inclusion_ranges(r["seq"], size) for r in rows if r["seq"] < size}
+    roots = await trail_store.subtree_roots(pool, {r for p in paths.values() for r in p})
     entries = [ProvenEntry(
         seq=r["seq"], entry=parsed(r["entry"]), leaf_hash=r["leaf_hash"].hex(),
-        inclusion_proof=[p.hex() for p in merkle.inclusion_proof(r["seq"], tree)]
-        if r["seq"] < len(tree) else None)
-        for r in await trail_store.entries_of(pool, person_id, since, until)]
+        inclusion_proof=[roots[p].hex() for p in paths[r["seq"]]] if r["seq"] in paths
+        else None) for r in rows]
     return TrailExtract(checkpoint=checkpoint, entries=entries)
 
 
@@ -74,15 +77,15 @@ async def heads(pool: asyncpg.Pool, limit: int) -> CheckpointList:
     """The last `limit` signed tree heads, oldest first, each with its consistency proof from
     the one before: the trail only ever grew between them."""
     rows = await trail_store.checkpoints(pool, limit)
-    tree = await trail_store.leaves(pool, rows[-1]["size"]) if rows else []
+    paths = [merkle.consistency_ranges(old["size"], new["size"])
+             for old, new in itertools.pairwise(rows)]
+    roots = await trail_store.subtree_roots(pool, {r for p in paths for r in p})
     items = []
     for index, row in enumerate(rows):
         item = signed(row)
         if index:
-            previous = rows[index - 1]
-            item.consistency_from = previous["size"]
-            item.consistency_proof = [p.hex() for p in merkle.consistency_proof(
-                previous["size"], tree[:row["size"]])]
+            item.consistency_from = rows[index - 1]["size"]
+            item.consistency_proof = [roots[r].hex() for r in paths[index - 1]]
         items.append(item)
     return CheckpointList(items=items)
 

@@ -5,7 +5,7 @@ to read, and tested against RFC 6962's test vectors."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 
 def leaf_hash(entry: bytes) -> bytes:
@@ -123,21 +123,89 @@ def verify_consistency(old: int, new: int, old_root: bytes, new_root: bytes,
     return sn == 0 and fr == old_root and sr == new_root
 
 
+Range = tuple[int, int]
+"""Leaves [lo, hi) of the tree."""
+
+
+def perfect(lo: int, hi: int) -> list[Range]:
+    """The perfect subtrees whose hashes make MTH(D[lo:hi]) (lo a multiple of the first's
+    size, as every subtree RFC 6962's splits make), largest first."""
+    found = []
+    while hi > lo:
+        size = 1 << ((hi - lo).bit_length() - 1)
+        found.append((lo, lo + size))
+        lo += size
+    return found
+
+
+def range_root(lo: int, hi: int, of_perfect: Mapping[Range, bytes]) -> bytes:
+    """MTH(D[lo:hi]) from the hashes of its perfect subtrees (`perfect(lo, hi)`)."""
+    parts = [of_perfect[r] for r in perfect(lo, hi)]
+    head = parts[-1]
+    for part in reversed(parts[:-1]):
+        head = node_hash(part, head)
+    return head
+
+
+def inclusion_ranges(index: int, size: int) -> list[Range]:
+    """The subtrees whose roots are PATH(index, D[size]), in the proof's order: the
+    `inclusion_proof` of a tree whose leaves are not all at hand."""
+    path: list[Range] = []
+    lo, hi = 0, size
+    while hi - lo > 1:
+        k = _split(hi - lo)
+        if index < lo + k:
+            path.append((lo + k, hi))
+            hi = lo + k
+        else:
+            path.append((lo, lo + k))
+            lo += k
+    return path[::-1]
+
+
+def consistency_ranges(old: int, size: int) -> list[Range]:
+    """The subtrees whose roots are PROOF(old, D[size]), in the proof's order."""
+    if old == 0 or old == size:
+        return []
+    path: list[Range] = []
+    lo, hi, m, complete = 0, size, old, True
+    while hi - lo != m:
+        k = _split(hi - lo)
+        if m <= k:
+            path.append((lo + k, hi))
+            hi = lo + k
+        else:
+            path.append((lo, lo + k))
+            lo, m, complete = lo + k, m - k, False
+    if not complete:
+        path.append((lo, hi))
+    return path[::-1]
+
+
 class Frontier:
     """The roots of the perfect subtrees of a growing tree, largest first: enough to append
-    in O(1) amortized and to give the RFC 6962 tree head in O(log n), without the leaves."""
+    in O(1) amortized and to give the RFC 6962 tree head in O(log n), without the leaves.
+    With `keep_from`, the perfect subtrees of that height or more closed by the appends are
+    kept in `closed` ((height, index, hash): the leaves [index << height, index + 1 <<
+    height)), to be stored."""
 
-    def __init__(self, size: int = 0, nodes: Sequence[bytes] = (), last: str = "") -> None:
+    def __init__(self, size: int = 0, nodes: Sequence[bytes] = (), last: str = "",
+                 keep_from: int | None = None) -> None:
         self.size = size
         self.nodes = list(nodes)
         self.last = last  # hex of the last leaf hash: what the next entry's `prev` must be
+        self.keep_from = keep_from
+        self.closed: list[tuple[int, int, bytes]] = []
 
     def append(self, leaf: bytes) -> None:
         self.last = leaf.hex()
-        node, merged = leaf, self.size
+        node, merged, height = leaf, self.size, 0
         while merged & 1:  # each trailing 1 bit closes a perfect subtree
             node = node_hash(self.nodes.pop(), node)
             merged >>= 1
+            height += 1
+            if self.keep_from is not None and height >= self.keep_from:
+                self.closed.append((height, ((self.size + 1) >> height) - 1, node))
         self.nodes.append(node)
         self.size += 1
 

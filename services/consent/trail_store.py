@@ -4,7 +4,7 @@ the hash chain have no gaps), checkpoints and the export."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +18,8 @@ from services.consent import merkle, trail
 from services.runtime.sealing import Keyring
 
 APPEND_LOCK = "relais.consent.trail"
+STORED_FROM = 10
+"""The height from which the tree's perfect subtrees are stored (blocks of 1,024 leaves)."""
 
 
 async def append(conn: asyncpg.Connection, items: Sequence[tuple[str, uuid.UUID | None,
@@ -104,14 +106,20 @@ async def checkpoint(pool: asyncpg.Pool, master: Keyring) -> int | None:
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", APPEND_LOCK)
         last = await conn.fetchrow("SELECT size, frontier, last_leaf FROM consent.checkpoints"
                                    " ORDER BY size DESC LIMIT 1")
-        tree = (merkle.Frontier(last["size"], last["frontier"], last["last_leaf"]) if last
-                else merkle.Frontier())
+        tree = (merkle.Frontier(last["size"], last["frontier"], last["last_leaf"],
+                                STORED_FROM) if last else merkle.Frontier(keep_from=STORED_FROM))
+        if tree.size >= 1 << STORED_FROM and not await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM consent.trail_nodes)"):
+            tree = merkle.Frontier(keep_from=STORED_FROM)  # a trail older than the stored tree
         leaves = await conn.fetch("SELECT leaf_hash FROM consent.trail WHERE seq >= $1"
                                   " ORDER BY seq", tree.size)
         if not leaves:
             return None
         for row in leaves:
             tree.append(row["leaf_hash"])
+        await conn.executemany(
+            "INSERT INTO consent.trail_nodes (height, idx, hash) VALUES ($1, $2, $3)"
+            " ON CONFLICT DO NOTHING", tree.closed)
         kid, key = await signing_key(conn, master)
         root, signed_at = tree.root(), datetime.now(UTC).isoformat()
         await conn.execute(
@@ -153,10 +161,33 @@ async def access_log(pool: asyncpg.Pool, person_id: uuid.UUID) -> list[asyncpg.R
     return rows
 
 
-async def leaves(pool: asyncpg.Pool, size: int) -> list[bytes]:
-    rows = await pool.fetch("SELECT leaf_hash FROM consent.trail WHERE seq < $1 ORDER BY seq",
-                            size)
-    return [r["leaf_hash"] for r in rows]
+async def subtree_roots(pool: asyncpg.Pool,
+                        ranges: Iterable[merkle.Range]) -> dict[merkle.Range, bytes]:
+    """The roots of the subtrees `ranges` (each the leaves [lo, hi) of a tree), from the
+    stored perfect subtrees and, below STORED_FROM or where none is stored yet, the leaves."""
+    wanted = {p for lo, hi in ranges for p in merkle.perfect(lo, hi)}
+    big = [(lo, hi) for lo, hi in wanted if hi - lo >= 1 << STORED_FROM]
+    found: dict[merkle.Range, bytes] = {}
+    if big:
+        heights = [(hi - lo).bit_length() - 1 for lo, hi in big]
+        for row in await pool.fetch(
+                "SELECT n.height, n.idx, n.hash FROM unnest($1::smallint[], $2::bigint[])"
+                " AS w(height, idx) JOIN consent.trail_nodes n USING (height, idx)",
+                heights, [lo >> h for (lo, _), h in zip(big, heights, strict=True)]):
+            found[(row["idx"] << row["height"], (row["idx"] + 1) << row["height"])] = row["hash"]
+    block = 1 << STORED_FROM
+    # the rest from leaves: one read per block of 1,024 (a subtree smaller than a block is
+    # within one), or per subtree not stored yet (a trail older than the stored tree)
+    reads = {(lo // block * block, lo // block * block + block) if hi - lo < block else (lo, hi)
+             for lo, hi in wanted - found.keys()}
+    for start, end in sorted(reads):
+        leaves = [r["leaf_hash"] for r in await pool.fetch(
+            "SELECT leaf_hash FROM consent.trail WHERE seq >= $1 AND seq < $2 ORDER BY seq",
+            start, end)]
+        for lo, hi in wanted - found.keys():
+            if start <= lo and hi <= end:
+                found[(lo, hi)] = merkle.root(leaves[lo - start:hi - start])
+    return {(lo, hi): merkle.range_root(lo, hi, found) for lo, hi in ranges}
 
 
 async def checkpoints(pool: asyncpg.Pool, limit: int) -> list[asyncpg.Record]:

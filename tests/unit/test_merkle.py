@@ -3,6 +3,8 @@ trips for every pair of sizes up to 40."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from services.consent import merkle
@@ -58,3 +60,33 @@ def test_the_frontier_gives_the_same_heads_as_the_whole_tree() -> None:
     resumed = merkle.Frontier(frontier.size, frontier.nodes)
     resumed.append(merkle.leaf_hash(b"next"))
     assert resumed.root() == merkle.root([*leaves, merkle.leaf_hash(b"next")])
+
+
+def test_proofs_from_subtree_hashes_are_the_proofs_from_all_leaves() -> None:
+    """What the trail's store does (the ranges a proof needs, their roots from the stored
+    perfect subtrees) gives the same proofs as reading every leaf."""
+    rng = random.Random(7)
+    for n in [*range(1, 70), 1023, 1024, 1025, 3000]:
+        leaves = [rng.randbytes(32) for _ in range(n)]
+
+        def root_of(lo: int, hi: int, leaves: list[bytes] = leaves) -> bytes:
+            return merkle.range_root(lo, hi, {p: merkle.root(leaves[p[0]:p[1]])
+                                              for p in merkle.perfect(lo, hi)})
+
+        for i in ([0, n - 1, n // 2] if n > 100 else range(n)):
+            assert [root_of(*r) for r in merkle.inclusion_ranges(i, n)] == \
+                merkle.inclusion_proof(i, leaves), (n, i)
+        for old in ([1, n // 2, n - 1, n] if n > 100 else range(n + 1)):
+            assert [root_of(*r) for r in merkle.consistency_ranges(old, n)] == \
+                merkle.consistency_proof(old, leaves), (n, old)
+
+
+def test_a_growing_tree_keeps_each_perfect_subtree_it_closes() -> None:
+    rng = random.Random(8)
+    leaves = [rng.randbytes(32) for _ in range(1000)]
+    tree = merkle.Frontier(keep_from=3)
+    for leaf in leaves:
+        tree.append(leaf)
+    assert len(tree.closed) == sum(1000 >> h for h in range(3, 10))
+    for height, index, node in tree.closed:
+        assert node == merkle.root(leaves[index << height:(index + 1) << height])
