@@ -82,7 +82,8 @@ class InboxHub:
         """Forever: say every ALIVE_EVERY seconds that this instance's streams are open."""
         while True:
             await asyncio.sleep(ALIVE_EVERY)
-            await store.streams_seen(pool, [s.id for group in self.streams.values()
+            await store.streams_seen(pool, [(s.id, s.org, s.client_id, s.page)
+                                            for group in self.streams.values()
                                             for s in group], STALE)
 
     def wake(self, org: str | None = None) -> None:

@@ -279,10 +279,16 @@ async def close_stream(pool: asyncpg.Pool, stream: UUID) -> None:
     await pool.execute("DELETE FROM notify.open_streams WHERE id = $1", stream)
 
 
-async def streams_seen(pool: asyncpg.Pool, streams: list[UUID], stale: float) -> None:
-    """This instance's streams are still open; those of no instance for twice `stale` go."""
+async def streams_seen(pool: asyncpg.Pool, streams: list[tuple[UUID, str, str, bool]],
+                       stale: float) -> None:
+    """This instance's streams (id, org, client, page) are still open (recorded again if
+    another instance took them for dead while this one was late); those no instance said
+    were open for twice `stale` go."""
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("UPDATE notify.open_streams SET seen = now() WHERE id = ANY($1)",
-                           streams)
+        await conn.execute(
+            "INSERT INTO notify.open_streams (id, org, client_id, page)"
+            " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::boolean[])"
+            " ON CONFLICT (id) DO UPDATE SET seen = now()",
+            *([list(column) for column in zip(*streams, strict=True)] or [[], [], [], []]))
         await conn.execute("DELETE FROM notify.open_streams"
                            " WHERE seen < now() - make_interval(secs => $1)", 2 * stale)

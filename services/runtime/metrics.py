@@ -17,7 +17,7 @@ templates, `/v1/referrals/{id}`), methods and statuses, all bounded sets.
 
 Access (`RELAIS_METRICS_NETWORKS`): the figures say how busy Relais is, nothing about anyone,
 so a scraper inside the cluster needs no token; the endpoint answers only a peer whose own
-address is in those networks (loopback and the private ranges by default) and that is not a
+address is in those networks (loopback only by default) and that is not a
 proxy relaying someone else (any `Forwarded`, `X-Forwarded-For` or `X-Real-IP` header). Any
 other caller gets a 403 problem. The Ingress routes no `/metrics`.
 """

@@ -6,14 +6,18 @@ The buckets are per deployment (`SharedLimiter`): kept in PostgreSQL (`relais_li
 one row per key, GCRA), so that a client spreading its calls over several instances of the
 services gets the same limit as against one. An instance takes tokens a few at a time (one at
 first, twice as many each time it spent all it took, at most `lease`) and spends them in
-memory; what it has not spent within HOLD seconds is dropped, so a client is never let through
-more than its limit, and may at worst be refused a few tokens early when its calls are spread.
+memory (a client's parallel calls wait for one request to the database, then share what it
+brought); what it has not spent within HOLD seconds is dropped. Over any stretch of time a client
+is let through its rate, plus its burst, plus at most what each instance holds for it (a lease:
+a tenth of the rate for the API); spread over instances it may be refused a few tokens early.
+Keys are hashed before they reach the database (bounded, and no address or email kept).
 When the database does not answer within ANSWER_WITHIN seconds, each instance counts alone
 (`RateLimiter`, in memory: the limit is then per process) until it answers again."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import math
 import time
@@ -100,7 +104,9 @@ PEEK = ("SELECT greatest(0, tat - extract(epoch FROM clock_timestamp()) + (1 - $
         "FROM relais_limits.buckets WHERE key = $1")
 FORGET_FULL = ("DELETE FROM relais_limits.buckets WHERE key = ANY(ARRAY(SELECT key FROM "
                "relais_limits.buckets WHERE tat < extract(epoch FROM clock_timestamp()) "
-               "LIMIT 1000))")
+               "LIMIT 1000)) AND tat < extract(epoch FROM clock_timestamp())")
+"""Full buckets, a thousand at a time; a bucket taken from meanwhile is no longer full (the
+second condition, checked again once its row is free) and stays."""
 
 
 @dataclass
@@ -126,6 +132,8 @@ class _Held:
     tokens: int
     at: float
     size: int
+    refill: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held while tokens are asked of the database for this key: one request at a time."""
 
 
 class _Alone(Exception):
@@ -158,28 +166,44 @@ class SharedLimiter:
         (infinite when `cost` is over the burst)."""
         if cost > self.burst:
             return math.inf
-        now = time.monotonic()
         held = self._held.get(key)
-        fresh = held is not None and now - held.at < HOLD
-        if held is not None and fresh and held.tokens >= cost:
-            held.tokens -= cost
+        if held is None:
+            if len(self._held) >= MAX_KEYS:
+                now = time.monotonic()
+                self._held = {k: h for k, h in self._held.items()
+                              if now - h.at < HOLD or h.refill.locked()}
+            held = self._held[key] = _Held(0, 0.0, 0)
+        if self._spend(held, cost):
             return 0.0
-        # All it took spent in time: take twice as many; else (or first) one at a time.
-        size = min(held.size * 2, self.lease) if held is not None and fresh else 1
-        have = held.tokens if held is not None and fresh else 0
-        need = cost - have
-        try:
-            row = await self._fetch(TAKE, key, need, max(need, size), self.rate, self.burst)
-        except _Alone:
-            return self._counting_alone().wait_for(key, cost=cost)
-        assert row is not None
-        granted: int = row["granted"]
-        if not granted:
-            return max(float(row["wait"]), 1e-3)
-        if len(self._held) >= MAX_KEYS:
-            self._held = {k: h for k, h in self._held.items() if now - h.at < HOLD}
-        self._held[key] = _Held(have + granted - cost, now, size)
-        return 0.0
+        async with held.refill:  # one request to the database per key; the others wait
+            if self._spend(held, cost):  # for it, then spend what it brought
+                return 0.0
+            now = time.monotonic()
+            fresh = now - held.at < HOLD
+            # All it took spent in time: take twice as many; else (or first) one at a time.
+            size = min(held.size * 2, self.lease) if fresh and held.size else 1
+            have = held.tokens if fresh else 0
+            held.tokens = 0  # claimed: nobody spends them while the database answers
+            try:
+                row = await self._fetch(TAKE, key, cost - have,
+                                        max(cost - have, size), self.rate, self.burst)
+            except _Alone:
+                held.tokens = have
+                return self._counting_alone().wait_for(key, cost=cost)
+            assert row is not None
+            granted: int = row["granted"] or 0
+            if not granted:
+                held.tokens = have
+                return max(float(row["wait"] or 0.0), 1e-3)
+            held.tokens, held.at, held.size = have + granted - cost, now, size
+            return 0.0
+
+    @staticmethod
+    def _spend(held: _Held, cost: int) -> bool:
+        if held.tokens >= cost and time.monotonic() - held.at < HOLD:
+            held.tokens -= cost
+            return True
+        return False
 
     async def wait(self, key: str) -> float:
         """The seconds before one request may go, counting nothing."""
@@ -196,12 +220,16 @@ class SharedLimiter:
         """The database's answer for `key`'s bucket; `_Alone` when it has none in time (away,
         slow: it is then asked again only RETRY_ALONE seconds later)."""
         pool = self.buckets.pool
-        if pool is None or (self._alone is not None
-                            and time.monotonic() - self._alone_since < RETRY_ALONE):
+        if pool is None:
             raise _Alone
-        try:
+        if self._alone is not None:
+            if time.monotonic() - self._alone_since < RETRY_ALONE:
+                raise _Alone
+            self._alone_since = time.monotonic()  # this request looks; the others count on
+        digest = hashlib.sha256(key.encode()).hexdigest()[:32]  # bounded, and no address
+        try:  # or email kept in the database
             async with asyncio.timeout(ANSWER_WITHIN):
-                row = await pool.fetchrow(query, f"{self.family}:{key}", *args)
+                row = await pool.fetchrow(query, f"{self.family}:{digest}", *args)
         except (TimeoutError, asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
             if not isinstance(exc, TimeoutError) and not db.unavailable(exc):
                 raise

@@ -181,13 +181,12 @@ class Settings(BaseSettings):
         description="Networks of the reverse proxies in front of Relais (e.g. 10.0.0.0/8): "
         "their X-Forwarded-For gives the client's address.")
     metrics_networks: Networks = Field(
-        default_factory=lambda: [ipaddress.ip_network(n) for n in (
-            "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
-            "fc00::/7")],
+        default_factory=lambda: [ipaddress.ip_network(n) for n in ("127.0.0.0/8", "::1/128")],
         description="Networks GET /metrics answers (Prometheus's, in the cluster): a peer "
         "whose own address is in them, asking directly (no Forwarded, X-Forwarded-For or "
-        "X-Real-IP header: a proxy relays someone else); 403 for anyone else. Loopback and "
-        "the private ranges by default; empty: nobody.")
+        "X-Real-IP header: a proxy relays someone else); 403 for anyone else. Loopback only "
+        "by default (behind a load balancer that translates addresses without a header, "
+        "everyone would come from a private one); empty: nobody.")
 
     oidc_issuer: str | None = Field(
         default=None, description="An OpenID Connect provider people sign in to the console "

@@ -70,8 +70,8 @@ async def test_a_consented_flow_crosses_a_cluster_that_asks_for_a_password(
         if tls:  # a client that trusts only the system's CAs does not reach the broker
             untrusting = make_transport(
                 sasl({"database_url": database}, broker, secret, trusted=False), database)
-            with pytest.raises((KafkaError, TimeoutError)):
-                await asyncio.wait_for(untrusting.setup(["relais.refused"]), 20)
+            with pytest.raises(KafkaError):  # not a hang: the handshake fails
+                await asyncio.wait_for(untrusting.setup(["relais.refused"]), 30)
         secret.write_text("pas le bon\n")
         wrong = make_transport(sasl({"database_url": database}, broker, secret), database)
         with pytest.raises(KafkaError):

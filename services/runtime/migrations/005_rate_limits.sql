@@ -21,8 +21,10 @@ DECLARE
     base double precision;
     free integer;
 BEGIN
-    INSERT INTO relais_limits.buckets (key, tat) VALUES (k, now_) ON CONFLICT (key) DO NOTHING;
-    SELECT greatest(tat, now_) INTO base FROM relais_limits.buckets WHERE key = k FOR UPDATE;
+    -- one statement that makes the row or locks it as it is: none can be deleted in between
+    INSERT INTO relais_limits.buckets AS b (key, tat) VALUES (k, now_)
+        ON CONFLICT (key) DO UPDATE SET tat = b.tat
+        RETURNING greatest(b.tat, now_) INTO base;
     free := floor((burst / rate - (base - now_)) * rate + 1e-9);
     IF free >= need THEN
         granted := least(want, free);
