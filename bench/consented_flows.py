@@ -166,7 +166,8 @@ async def token_for(port: int, secret: str) -> str:
         return token
 
 
-async def run(args: argparse.Namespace, admin_url: str, work: Path) -> None:
+async def run(args: argparse.Namespace, admin_url: str, work: Path,
+              loop: str = "uvloop") -> float:
     url, secret = await prepare(admin_url)
     arrivals = Arrivals()
     smtp_port, port = free_port(), free_port()
@@ -174,7 +175,8 @@ async def run(args: argparse.Namespace, admin_url: str, work: Path) -> None:
     controller.start()
     env = os.environ | {"RELAIS_DATA_DIR": str(work), "RELAIS_LOG_LEVEL": "WARNING",
                         "RELAIS_RATE_LIMIT_PER_SECOND": "1000000",
-                        "RELAIS_SMTP_PORT": str(smtp_port), "RELAIS_TOKEN_TTL": "3600"}
+                        "RELAIS_SMTP_PORT": str(smtp_port), "RELAIS_TOKEN_TTL": "3600",
+                        "RELAIS_EVENT_LOOP": loop}
     groups = (["auth,intake,consent", "referral,notify"] if args.split
               else ["auth,intake,consent,referral,notify"])
     ports = [port] + [free_port() for _ in groups[1:]]
@@ -187,8 +189,8 @@ async def run(args: argparse.Namespace, admin_url: str, work: Path) -> None:
             await asyncio.to_thread(wait_ready, f"http://127.0.0.1:{p}/readyz", server)
         token = await token_for(port, secret)
         print(f"complete consented flows, {args.rounds} rounds x {args.seconds:.0f} s, "
-              f"{args.concurrency} concurrent flows; processes: {' | '.join(groups)}",
-              flush=True)
+              f"{args.concurrency} concurrent flows; processes: {' | '.join(groups)}; "
+              f"event loop: {loop}", flush=True)
         await flows(port, token, 3, args.concurrency, arrivals)  # warm-up
         results, baselines = [], []
         for i in range(args.rounds):
@@ -206,6 +208,7 @@ async def run(args: argparse.Namespace, admin_url: str, work: Path) -> None:
         print(f"median: relais {rate:.0f} flows/s, p99 consent to email "
               f"{statistics.median(r['p99_ms'] for r in results):.0f} ms; bare SMTP "
               f"{base:.0f} emails/s; ratio {rate / base:.2f}")
+        return rate
     finally:
         for server in servers:
             server.terminate()
@@ -220,10 +223,17 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--split", action="store_true", help="intake and consent in one "
                         "process, referral and notify in another (two cores)")
+    parser.add_argument("--loops", default="uvloop", help="the event loops to run Relais on, "
+                        "one after the other in this invocation (e.g. asyncio,uvloop)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="relais-bench-"))
     with database.server(work) as admin_url:
-        asyncio.run(run(args, admin_url, work))
+        rates = {loop: asyncio.run(run(args, admin_url, work, loop))
+                 for loop in args.loops.split(",")}
+    if len(rates) > 1:
+        first = next(iter(rates.values()))
+        print("flows/s by event loop: " + ", ".join(
+            f"{loop} {rate:.0f} ({rate / first:.2f})" for loop, rate in rates.items()))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiosmtplib
 import asyncpg
+import uvloop
 from aiohttp import web
 
 from services.runtime import db, mail, sealing
@@ -743,7 +744,9 @@ def _main(argv: Sequence[str] | None) -> None:
         if unknown:
             parser.error(f"unknown services: {', '.join(unknown)}")
         configure_tracing(service_name_of(names))
-        asyncio.run(serve(settings, names))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop
+                            if settings.event_loop == "uvloop" else None) as runner:
+            runner.run(serve(settings, names))
     elif args.command == "user":
         sys.exit(asyncio.run(user_command(settings, args)))
     elif args.command in ("client", "keys"):

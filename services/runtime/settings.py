@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     db_pool_max: int = 20
 
     transport: Literal["postgres", "kafka"] = "postgres"
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop", description="The event loop `relais up` runs on: uvloop (libuv, "
+        "faster sockets) or Python's own asyncio loop.")
     kafka_bootstrap_servers: str | None = Field(
         default=None,
         validation_alias=AliasChoices("RELAIS_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
