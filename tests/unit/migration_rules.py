@@ -325,7 +325,7 @@ def _verdicts(stmt: ast.Node, made: _Made) -> list[Verdict]:
     if isinstance(stmt, ast.CreateFunctionStmt | ast.ViewStmt):
         name = (_relation(stmt.view) if isinstance(stmt, ast.ViewStmt)
                 else _object_name(stmt.funcname))
-        if not stmt.replace or name not in made.earlier:
+        if not stmt.replace or not _known(name, made.earlier):
             # OR REPLACE of one no earlier migration made: its first version (a runtime
             # migration runs once per schema, so a shared schema's function is replaced by
             # itself).
@@ -354,6 +354,13 @@ def _verdicts(stmt: ast.Node, made: _Made) -> list[Verdict]:
     return [Verdict("contract", f"{type(stmt).__name__} is not known to keep the previous "
                                 "version working: check it by hand and mark it, or teach "
                                 "tests/unit/migration_rules.py", type(stmt).__name__)]
+
+
+def _known(name: str, earlier: frozenset[str]) -> bool:
+    """Whether `name` is one of `earlier`, written with or without its schema (a migration
+    runs with its service's schema first on the search path)."""
+    bare = name.rsplit(".", 1)[-1]
+    return name in earlier or any(e.rsplit(".", 1)[-1] == bare for e in earlier)
 
 
 def created(sql: str) -> set[str]:

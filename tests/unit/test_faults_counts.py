@@ -105,3 +105,7 @@ def test_events_read_back_out_of_their_written_order_or_split_are_counted() -> N
     # the copy counts at its first place, and consumers drop it
     again = dataclasses.replace(messages[0], offset=9)
     assert order_of([*messages, again], in_order).out_of_order == 0
+    # r2's second event on another partition: split (counted there), not also out of order
+    elsewhere = dataclasses.replace(messages[3], partition=1, offset=5)
+    split = order_of([*messages[:3], elsewhere, *messages[4:]], written)
+    assert (split.out_of_order, split.split) == (0, 1 + 1)

@@ -71,10 +71,12 @@ def _rel(path: Path) -> str:
 
 
 def _earlier(path: Path) -> set[str]:
-    """The functions and views the migrations before `path` in its folder create."""
+    """The functions and views that may exist when `path` runs: those the migrations before it
+    in its folder create, and those of every other folder (folders are applied each on its
+    own, a service's before or after another's)."""
     names: set[str] = set()
-    for other in sorted(path.parent.glob("*.sql")):
-        if other.name < path.name:
+    for other in _migrations():
+        if other.parent != path.parent or other.name < path.name:
             names |= created(other.read_text("utf-8"))
     return names
 
@@ -222,6 +224,11 @@ def test_replacing_a_function_an_earlier_migration_made_is_a_contract() -> None:
     view = "CREATE OR REPLACE VIEW v AS SELECT 1"
     assert _kinds(view) == ["expand"]
     assert classify(view, earlier={"v"})[0].contracts[0].target == "v"
+    # written without its schema, or made by another service's folder (in `earlier` too)
+    unqualified = sql.replace("s.take", "take")
+    assert classify(unqualified, earlier={"s.take"})[0].contracts[0].target == "take"
+    assert "relais_limits.take" in _earlier(
+        ROOT / "services" / "intake" / "migrations" / "001_intakes.sql")
 
 
 @pytest.mark.parametrize("sql", [
