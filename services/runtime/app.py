@@ -241,10 +241,10 @@ async def start_services(
     # seconds (RELAIS_MASTER_KEY_COMMAND); every later call reads it from memory.
     await asyncio.to_thread(sealing.master_key, settings)
     await asyncio.to_thread(sealing.previous_master_key, settings)
+    shared = _shared_workers(settings)
     names = [lease_name(spec.schema, w) for spec in services
              for w in (*spec.workers, _pruner(spec.schema, ()))] \
-        + [lease_name(LIMITS, forget_full_buckets)] \
-        + ([lease_name(BUS, prune_bus)] if settings.transport == "postgres" else [])
+        + [lease_name(schema, worker) for schema, worker in shared]
     if len(set(names)) != len(names):  # a worker whose lease another has would never run
         raise ValueError(f"two background workers share a lease name: {sorted(names)}")
     conn = await db.connect(dsn)
@@ -279,11 +279,9 @@ async def start_services(
         await pool.close()
         raise
     buckets(app).pool = pool
-    tasks.append(asyncio.create_task(
-        _supervised(_alone(LIMITS, forget_full_buckets), runtime), name="worker:limits"))
-    if isinstance(transport, PostgresTransport):
-        tasks.append(asyncio.create_task(
-            _supervised(_alone(BUS, prune_bus), runtime), name="worker:bus"))
+    for schema, worker in shared:
+        tasks.append(asyncio.create_task(_supervised(_alone(schema, worker), runtime),
+                                         name=f"worker:{schema}"))
     for spec in services:
         relay = OutboxRelay(spec.schema, dsn, transport, settings.poll_interval)
         runtime.relays.append(relay)
@@ -319,6 +317,17 @@ def _alone(schema: str, worker: Callable[[Runtime], Awaitable[None]]
 
     alone.__name__ = getattr(worker, "__name__", "worker")
     return alone
+
+
+def _shared_workers(settings: Settings
+                    ) -> list[tuple[str, Callable[[Runtime], Awaitable[None]]]]:
+    """The background work of no one service, once per deployment: the rate limits' buckets,
+    and the postgres transport's log."""
+    shared: list[tuple[str, Callable[[Runtime], Awaitable[None]]]] = [
+        (LIMITS, forget_full_buckets)]
+    if settings.transport == "postgres":
+        shared.append((BUS, prune_bus))
+    return shared
 
 
 async def forget_full_buckets(runtime: Runtime) -> None:

@@ -236,8 +236,8 @@ SELECT c.consumer,
          WHERE p.topic = ANY(string_to_array(c.topics, ',')))::bigint AS lag
 FROM unnest($1::text[], $2::text[], $3::text[]) AS c(consumer, dlq, topics)
 """
-"""The postgres transport's dead letters (a topic's records are never deleted: the next offset
-is how many it ever had) and each consumer group's lag: tables of a row per partition."""
+"""The postgres transport's dead letters (the next offset of a topic is how many records it ever
+had, pruned ones included) and each consumer group's lag: tables of a row per partition."""
 
 
 def allowed(remote: str | None, headers: Iterable[str], networks: Sequence[Network]) -> bool:

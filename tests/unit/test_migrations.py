@@ -7,6 +7,7 @@ once the code no longer names what it drops or renames."""
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -77,8 +78,13 @@ def _earlier(path: Path) -> set[str]:
     names: set[str] = set()
     for other in _migrations():
         if other.parent != path.parent or other.name < path.name:
-            names |= created(other.read_text("utf-8"))
+            names |= _created(other)
     return names
+
+
+@functools.cache
+def _created(path: Path) -> frozenset[str]:
+    return frozenset(created(path.read_text("utf-8")))
 
 
 def _code() -> list[Path]:
