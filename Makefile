@@ -65,9 +65,10 @@ lint: install
 test: install $(OIDC_STAMP) $(INTEROP_STAMP) kafka-jars tools lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# A short form of every benchmark of issue #12 (under ten minutes), the report in
+# bench/results/latest.md: see README.md, "Benchmarks".
 bench: install kafka-jars
-	$(BIN)/python -m bench.intake_throughput
-	$(BIN)/python -m bench.consented_flows
+	$(BIN)/python -m bench.run_all
 
 # The fault-injection harness on both transports, 50 faults each (about 25 minutes; its
 # short form runs in `make test`): see README.md, "Delivery guarantees".

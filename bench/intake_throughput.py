@@ -110,9 +110,10 @@ async def client_token(dsn: str, port: int) -> str:
         return token
 
 
-async def prepare(admin_url: str) -> tuple[str, str]:
+async def prepare(admin_url: str, relais_runs: int = 1) -> tuple[str, list[str]]:
     urls = []
-    for name in (f"bench_base_{uuid.uuid4().hex[:6]}", f"bench_relais_{uuid.uuid4().hex[:6]}"):
+    for name in [f"bench_base_{uuid.uuid4().hex[:6]}"] + [
+            f"bench_relais_{uuid.uuid4().hex[:6]}" for _ in range(relais_runs)]:
         url = await database.new_database(admin_url, name)
         conn = await db.connect(url)
         for schema, package in (("intake", "services.runtime"), ("intake", "services.intake"),
@@ -120,7 +121,7 @@ async def prepare(admin_url: str) -> tuple[str, str]:
             await db.migrate(conn, schema, package)
         await conn.close()
         urls.append(url)
-    return urls[0], urls[1]
+    return urls[0], urls[1:]
 
 
 def main() -> None:
@@ -128,6 +129,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--variants", default="", help="several Relais servers, each with "
+                        "these settings, e.g. 'RELAIS_X=1;RELAIS_Y=2,RELAIS_X=0', measured in "
+                        "turn within each round")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="relais-bench-"))
@@ -137,36 +141,46 @@ def main() -> None:
 
 def measure(args: argparse.Namespace, admin_url: str, work: Path) -> None:
     servers: list[subprocess.Popen[bytes]] = []
+    variants = args.variants.split(",") if args.variants else [""]
+    names = ["relais" + (f" {v}" if v else "") for v in variants]
     try:
-        base_url, relais_url = asyncio.run(prepare(admin_url))
-        base_port, relais_port = free_port(), free_port()
+        base_url, relais_urls = asyncio.run(prepare(admin_url, len(variants)))
+        base_port = free_port()
         env = os.environ | {"RELAIS_DATA_DIR": str(work), "RELAIS_LOG_LEVEL": "WARNING",
                             "RELAIS_RATE_LIMIT_PER_SECOND": "1000000"}
         servers.append(subprocess.Popen([sys.executable, "-m", "bench.baseline_server",
                                          "--dsn", base_url, "--port", str(base_port)], env=env))
-        servers.append(subprocess.Popen([sys.executable, "-m", "services.cli", "up",
-                                         "--services", "auth,intake", "--database", relais_url,
-                                         "--port", str(relais_port)], env=env,
-                                        stderr=subprocess.DEVNULL))
-        wait_ready(f"http://127.0.0.1:{relais_port}/readyz", servers[1])
-        time.sleep(0.5)
-        token = asyncio.run(client_token(relais_url, relais_port))
+        ports, tokens = [], []
+        for variant, url in zip(variants, relais_urls, strict=True):
+            port = free_port()
+            servers.append(subprocess.Popen(
+                [sys.executable, "-m", "services.cli", "up", "--services", "auth,intake",
+                 "--database", url, "--port", str(port)],
+                env=env | dict(kv.split("=", 1) for kv in variant.split(";") if kv),
+                stderr=subprocess.DEVNULL))
+            wait_ready(f"http://127.0.0.1:{port}/readyz", servers[-1])
+            time.sleep(0.5)
+            ports.append(port)
+            tokens.append(asyncio.run(client_token(url, port)))
         print(f"POST /v1/intakes, {args.rounds} rounds x {args.seconds:.0f} s, "
               f"{args.concurrency} connections", flush=True)
-        results: dict[str, list[dict[str, float]]] = {"baseline": [], "relais": []}
-        run_round("warm-up", relais_port, token, 2, args.concurrency)
+        results: dict[str, list[dict[str, float]]] = {n: [] for n in ["baseline", *names]}
+        for port, token in zip(ports, tokens, strict=True):
+            run_round("warm-up", port, token, 2, args.concurrency)
         for i in range(args.rounds):
             print(f"round {i + 1}", flush=True)
-            results["baseline"].append(run_round("baseline", base_port, token, args.seconds,
+            results["baseline"].append(run_round("baseline", base_port, tokens[0], args.seconds,
                                                  args.concurrency))
-            results["relais"].append(run_round("relais", relais_port, token, args.seconds,
+            for name, port, token in zip(names, ports, tokens, strict=True):
+                results[name].append(run_round(name, port, token, args.seconds,
                                                args.concurrency))
         med = {k: {m: statistics.median(r[m] for r in v) for m in ("rps", "p99_ms")}
                for k, v in results.items()}
-        print(f"median: baseline {med['baseline']['rps']:.0f} req/s (p99 "
-              f"{med['baseline']['p99_ms']:.1f} ms); relais {med['relais']['rps']:.0f} req/s "
-              f"(p99 {med['relais']['p99_ms']:.1f} ms); ratio "
-              f"{med['relais']['rps'] / med['baseline']['rps']:.2f}")
+        base = med["baseline"]["rps"]
+        print(f"median: baseline {base:.0f} req/s (p99 {med['baseline']['p99_ms']:.1f} ms)"
+              + "".join(f"; {name} {med[name]['rps']:.0f} req/s (p99 "
+                        f"{med[name]['p99_ms']:.1f} ms), ratio {med[name]['rps'] / base:.2f}"
+                        for name in names))
     finally:
         for server in servers:
             server.terminate()

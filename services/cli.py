@@ -21,7 +21,7 @@ import asyncpg
 import uvloop
 from aiohttp import web
 
-from services.runtime import db, mail, sealing
+from services.runtime import db, mail, sealing, workers
 from services.runtime.app import ServiceSpec, create_app
 from services.runtime.embedded import EmbeddedPostgres
 from services.runtime.failures import CannotStart
@@ -513,8 +513,10 @@ async def user_command(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def serve(settings: Settings, names: Sequence[str]) -> None:
-    """Run the named services in this process until SIGINT or SIGTERM."""
+async def serve(settings: Settings, names: Sequence[str], worker: bool = False) -> None:
+    """Run the named services in this process until SIGINT or SIGTERM; with
+    `RELAIS_WORKERS` > 1, in that many processes on the same port (`workers`). `worker`:
+    one of them (the port shared, no banner)."""
     embedded: EmbeddedPostgres | None = None
     dsn = settings.database_url
     if dsn is None:
@@ -522,18 +524,24 @@ async def serve(settings: Settings, names: Sequence[str]) -> None:
         print(f"Starting the embedded PostgreSQL in {embedded.pgdata} ...", file=sys.stderr)
         dsn = await embedded.start()
     runner: web.AppRunner | None = None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     try:
+        if settings.workers > 1 and not worker:
+            await _serve_workers(settings, names, dsn, embedded is not None, stop)
+            return
         app = create_app(settings, dsn, service_specs(names))
         runner = AppRunner(app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, settings.http_host, settings.http_port).start()
-        _print_banner(settings, names, embedded is not None)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        await web.TCPSite(runner, settings.http_host, settings.http_port,
+                          reuse_port=worker or None).start()
+        if not worker:
+            _print_banner(settings, names, embedded is not None)
         await stop.wait()
-        print("Stopping ...", file=sys.stderr)
+        if not worker:
+            print("Stopping ...", file=sys.stderr)
     finally:
         if runner is not None:
             await runner.cleanup()
@@ -542,12 +550,54 @@ async def serve(settings: Settings, names: Sequence[str]) -> None:
             print("Embedded PostgreSQL stopped.", file=sys.stderr)
 
 
+async def _serve_workers(settings: Settings, names: Sequence[str], dsn: str, embedded: bool,
+                         stop: asyncio.Event) -> None:
+    overrides: dict[str, str] = {"RELAIS_TRANSPORT": settings.transport,
+                                 "RELAIS_DB_POOL_MAX": str(await _worker_pool(settings, dsn))}
+    if settings.kafka_bootstrap_servers:
+        overrides["RELAIS_KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
+    # The master key made (a first start) before the workers, who would race to write it.
+    await asyncio.to_thread(sealing.master_key, settings)
+    envs = [workers.worker_env(os.environ, i, dsn, settings.http_port, settings.instance_id,
+                               overrides) for i in range(settings.workers)]
+    serving = asyncio.Event()
+    supervisor = asyncio.create_task(workers.supervise(
+        settings.workers, workers.child_command(names), envs, stop, serving))
+    host = settings.http_host if settings.http_host not in ("0.0.0.0", "::") else "127.0.0.1"
+    if await workers.ready(f"http://{host}:{settings.http_port}/readyz", supervisor):
+        serving.set()
+        _print_banner(settings, names, embedded)
+    if not await supervisor:
+        raise CannotStart("a worker could not start: its messages are above")
+    print("Stopping ...", file=sys.stderr)
+
+
+async def _worker_pool(settings: Settings, dsn: str) -> int:
+    """Each worker's pool, within what PostgreSQL allows; refused when too many workers."""
+    conn = await db.connect(dsn)
+    try:
+        limit = int(await conn.fetchval("SHOW max_connections")) - int(
+            await conn.fetchval("SHOW superuser_reserved_connections"))
+        in_use = int(await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"))
+    finally:
+        await conn.close()
+    pool = workers.pool_per_worker(settings.workers, limit, in_use)
+    if pool < workers.MIN_POOL:
+        need = settings.workers * (workers.PER_PROCESS + workers.MIN_POOL) + in_use
+        raise CannotStart(f"{settings.workers} workers need about {need} PostgreSQL "
+                          f"connections and the server allows {limit}: run fewer workers, "
+                          "or raise its max_connections")
+    return min(settings.db_pool_max, pool)
+
+
 def _print_banner(settings: Settings, names: Sequence[str], embedded: bool) -> None:
     url = f"http://{settings.http_host}:{settings.http_port}"
     where = "embedded PostgreSQL" if embedded else "external PostgreSQL"
+    processes = f"; {settings.workers} processes" if settings.workers > 1 else ""
     print(
         f"\nRelais is running at {url}  ({', '.join(names)}; {settings.transport} transport, "
-        f"{where})\n"
+        f"{where}{processes})\n"
         f"  the console: {url}/  (an account first, in another terminal:\n"
         f"               .venv/bin/relais user create --org mission-locale "
         f"--email vous@example.org --name 'Votre Nom'\n"
@@ -559,6 +609,13 @@ def _print_banner(settings: Settings, names: Sequence[str], embedded: bool) -> N
     )
 
 
+def _workers_count(text: str) -> int:
+    count = int(text)
+    if not 1 <= count <= 64:
+        raise argparse.ArgumentTypeError("between 1 and 64")
+    return count
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, object] = {}
     if getattr(args, "kafka", None):
@@ -567,6 +624,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["database_url"] = args.database
     if getattr(args, "port", None):
         overrides["http_port"] = args.port
+    if getattr(args, "workers", None):
+        overrides["workers"] = args.workers
     settings = load_settings()
     return settings.model_copy(update=overrides) if overrides else settings
 
@@ -641,6 +700,10 @@ def _main(argv: Sequence[str] | None) -> None:
     up.add_argument("--port", type=int, help="HTTP port (RELAIS_HTTP_PORT, default 8080)")
     up.add_argument("--services", default=",".join(SERVICE_NAMES),
                     help="comma-separated services to run in this process")
+    up.add_argument("--workers", type=_workers_count, help="processes serving the same port "
+                    "side by side "
+                    "(RELAIS_WORKERS, default 1): one per core the machine gives Relais")
+    up.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     client = sub.add_parser("client", help="API clients (OAuth2 client credentials)")
     client_sub = client.add_subparsers(dest="action", required=True)
     create = client_sub.add_parser(
@@ -743,10 +806,10 @@ def _main(argv: Sequence[str] | None) -> None:
         unknown = sorted(set(names) - set(SERVICE_NAMES))
         if unknown:
             parser.error(f"unknown services: {', '.join(unknown)}")
-        configure_tracing(service_name_of(names))
+        configure_tracing(service_name_of(names), settings.trace_statements)
         with asyncio.Runner(loop_factory=uvloop.new_event_loop
                             if settings.event_loop == "uvloop" else None) as runner:
-            runner.run(serve(settings, names))
+            runner.run(serve(settings, names, worker=args.worker))
     elif args.command == "user":
         sys.exit(asyncio.run(user_command(settings, args)))
     elif args.command in ("client", "keys"):

@@ -9,7 +9,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -129,15 +129,25 @@ class Unrecorded:
     not committed: the database went away between the receiver's yes and the commit. The
     process records it once the database is back, before sending anything else of the
     channel, and never sends it again. Only a process killed in that window sends it twice
-    (under the same Message-ID or webhook-id, for the receiver to recognise). One per channel
+    (under the same Message-ID or webhook-id, for the receiver to recognise), or another
+    instance (`relais up --workers`, a second pod) that takes the sender's lease while the
+    database is away from this one: it does not know this process's list. One per channel
     and process, kept across the sender's restarts (`UNRECORDED`)."""
 
-    def __init__(self) -> None:
-        self.records: dict[uuid.UUID, Record] = {}
+    def __init__(self, records: dict[uuid.UUID, Record] | None = None) -> None:
+        self.records: dict[uuid.UUID, Record] = {} if records is None else records
+        self.mine: list[uuid.UUID] = []
+        """What this view accepted (one delivery's view, `one_delivery`)."""
 
     def accepted(self, notification_id: uuid.UUID, record: Record) -> Record:
         self.records[notification_id] = record
+        self.mine.append(notification_id)
         return record
+
+    def one_delivery(self) -> Unrecorded:
+        """A view for one delivery: the channel's records (every sender of the process skips
+        them), and the ones it adds, to forget once its transaction commits."""
+        return Unrecorded(self.records)
 
     async def record(self, pool: asyncpg.Pool) -> None:
         """Record each, in its own transaction, unless the row was settled meanwhile (the
@@ -146,7 +156,7 @@ class Unrecorded:
             async with pool.acquire() as conn, conn.transaction():
                 if await store.lock_pending(conn, notification_id):
                     await record(conn)
-            del self.records[notification_id]
+            self.records.pop(notification_id, None)  # another sender may have recorded it
             log.info("delivery_recorded_late", notification_id=str(notification_id))
 
 
@@ -157,17 +167,23 @@ def unrecorded(runtime: Runtime, channel: str) -> Unrecorded:
     return runtime.app[UNRECORDED].setdefault(channel, Unrecorded())
 
 
-async def deliver_forever(runtime: Runtime, channel: str,
-                          one: Callable[[asyncpg.Connection, Unrecorded], Awaitable[bool]]
-                          ) -> None:
+One = Callable[[asyncpg.Connection, Unrecorded], Awaitable[bool]]
+
+
+async def deliver_forever(runtime: Runtime, channel: str, senders: Sequence[One]) -> None:
     """Deliver due notifications of a channel as soon as they are written (NOTIFY), when the
     next retry is due, or at the latest every poll interval; first, what was accepted but
-    not recorded (`Unrecorded`)."""
-    wake = asyncio.Event()
+    not recorded (`Unrecorded`). Each sender (an SMTP session, say) delivers one at a time;
+    the senders side by side, each locking the next due notification (SKIP LOCKED)."""
+    wakes = [asyncio.Event() for _ in senders]
     pending = unrecorded(runtime, channel)
     listener = await db.connect(runtime.dsn)
-    try:
-        await listener.add_listener(store.PENDING_CHANNEL, lambda *_: wake.set())
+
+    def wake_all(*_: object) -> None:
+        for wake in wakes:
+            wake.set()
+
+    async def deliver(one: One, wake: asyncio.Event) -> None:
         while True:
             wake.clear()
             await finish(pending.record(runtime.pool))
@@ -179,20 +195,23 @@ async def deliver_forever(runtime: Runtime, channel: str,
             wait = runtime.settings.poll_interval if due is None else max(
                 0.0, min(due, runtime.settings.poll_interval))
             await wait_for_event(wake, wait)
+
+    try:
+        await listener.add_listener(store.PENDING_CHANNEL, wake_all)
+        async with asyncio.TaskGroup() as group:
+            for one, wake in zip(senders, wakes, strict=True):
+                group.create_task(deliver(one, wake))
     finally:
         await listener.close()
 
 
-async def _one_in_transaction(
-        conn: asyncpg.Connection,
-        one: Callable[[asyncpg.Connection, Unrecorded], Awaitable[bool]],
-        pending: Unrecorded) -> bool:
+async def _one_in_transaction(conn: asyncpg.Connection, one: One, pending: Unrecorded) -> bool:
     """One delivery and its recording; once committed, nothing of it is left unrecorded."""
-    before = set(pending.records)
+    mine = pending.one_delivery()
     async with conn.transaction():
-        result = await one(conn, pending)
-    for notification_id in set(pending.records) - before:
-        del pending.records[notification_id]
+        result = await one(conn, mine)
+    for notification_id in mine.mine:
+        pending.records.pop(notification_id, None)
     return result
 
 
@@ -200,13 +219,18 @@ async def _one_in_transaction(
 
 
 async def email_sender(runtime: Runtime) -> None:
-    mailer = Mailer(runtime.settings)
+    """`RELAIS_EMAIL_SENDERS` SMTP sessions side by side."""
+    mailers = [Mailer(runtime.settings) for _ in range(runtime.settings.email_senders)]
     link_key = links.key(runtime.keyring())
+
+    def sender(mailer: Mailer) -> One:
+        return lambda conn, pending: send_email(conn, mailer, link_key, pending)
+
     try:
-        await deliver_forever(runtime, "email",
-                              lambda conn, pending: send_email(conn, mailer, link_key, pending))
+        await deliver_forever(runtime, "email", [sender(m) for m in mailers])
     finally:
-        await mailer.close()
+        for mailer in mailers:
+            await mailer.close()
 
 
 async def send_email(conn: asyncpg.Connection, mailer: Mailer, link_key: bytes,
@@ -314,7 +338,7 @@ async def webhook_sender(runtime: Runtime) -> None:
     async with egress.webhook_session(settings.webhook_allowed_networks,
                                       settings.webhook_timeout) as http:
         await deliver_forever(runtime, "webhook",
-                              lambda conn, pending: send_webhook(conn, http, pending))
+                              [lambda conn, pending: send_webhook(conn, http, pending)])
 
 
 async def webhook_accepted(conn: asyncpg.Connection, row: Any, attempt: int,

@@ -155,7 +155,8 @@ async def settle(conn: asyncpg.Connection, person_id: uuid.UUID, now: datetime) 
 
 async def hand_off(conn: asyncpg.Connection, referral: Any, consent_id: uuid.UUID,
                    now: datetime) -> None:
-    timers = deadlines.schedule(now, await store.answer_days(conn, referral["target"]))
+    days = referral["target_answer_days"]  # read with the referral (referrals_of_person)
+    timers = deadlines.schedule(now, store.DEFAULT_ANSWER_DAYS if days is None else int(days))
     await store.set_status(conn, referral["id"], S.awaiting_consent, S.requested, RELAIS,
                            "request", f"consent {consent_id}", {"consent_id": str(consent_id)},
                            consent_id=consent_id, requested_at=now,

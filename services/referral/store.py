@@ -100,10 +100,8 @@ async def coordinators(conn: Db) -> list[str]:
         " ORDER BY id")]
 
 
-async def answer_days(conn: Db, partner_id: str) -> int:
-    days = await conn.fetchval("SELECT answer_days FROM referral.partners WHERE id = $1",
-                               partner_id)
-    return int(days) if days is not None else 5
+DEFAULT_ANSWER_DAYS = 5
+"""Days a partner has to answer when the directory does not say."""
 
 
 # --- intakes (what routing and the statistics need) ----------------------------------------
@@ -143,29 +141,31 @@ async def insert_referral(
     sender_org: str, target: str, purpose: str, explanation: dict[str, Any], *,
     origin: str = "routing", part_of: UUID | None = None, actor: str = "relais",
 ) -> bool:
-    """False when it exists already (a redelivered event, a retried request)."""
+    """False when it exists already (a redelivered event, a retried request). The referral
+    and the first line of its history in one statement."""
     inserted = await conn.fetchval(
-        "INSERT INTO referral.referrals (id, person_id, intake_id, sender_org, target, purpose,"
-        " status, explanation, origin, part_of)"
+        "WITH added AS (INSERT INTO referral.referrals (id, person_id, intake_id, sender_org,"
+        " target, purpose, status, explanation, origin, part_of)"
         " VALUES ($1, $2, $3, $4, $5, $6, 'awaiting_consent', $7, $8, $9)"
-        " ON CONFLICT (id) DO NOTHING RETURNING true",
+        " ON CONFLICT (id) DO NOTHING RETURNING id), told AS ("
+        + _HISTORY.format(rows="SELECT id, NULL, 'awaiting_consent', 'create', $10, $11, $12"
+                          " FROM added") +
+        ") SELECT count(*) > 0 FROM added",
         referral_id, person_id, intake_id, sender_org, target, purpose, explanation, origin,
-        part_of,
+        part_of, actor, explanation.get("rule"), {"origin": origin},
     )
-    if inserted:
-        await add_history(conn, referral_id, None, "awaiting_consent", actor, "create",
-                          explanation.get("rule"), {"origin": origin})
     return bool(inserted)
+
+
+_HISTORY = ("INSERT INTO referral.referral_history (referral_id, from_status, status, actor,"
+            " org, reason, detail) {rows}")
 
 
 async def add_history(conn: asyncpg.Connection, referral_id: UUID, from_status: str | None,
                       status: str, org: str, action: str, reason: str | None,
                       detail: dict[str, Any] | None = None) -> None:
-    await conn.execute(
-        "INSERT INTO referral.referral_history (referral_id, from_status, status, actor, org,"
-        " reason, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        referral_id, from_status, status, action, org, reason, detail or {},
-    )
+    await conn.execute(_HISTORY.format(rows="VALUES ($1, $2, $3, $4, $5, $6, $7)"),
+                       referral_id, from_status, status, action, org, reason, detail or {})
 
 
 async def open_referral(conn: asyncpg.Connection, person_id: UUID, sender_org: str,
@@ -197,9 +197,12 @@ async def add_visit(conn: asyncpg.Connection, referral: asyncpg.Record, intake_i
 
 async def referrals_of_person(conn: asyncpg.Connection,
                               person_id: UUID) -> list[asyncpg.Record]:
+    """A person's referrals still running, locked, each with its target's `answer_days`."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT * FROM referral.referrals WHERE person_id = $1 AND stopped_at IS NULL"
-        " ORDER BY created_at, id FOR UPDATE",
+        "SELECT r.*, p.answer_days AS target_answer_days FROM referral.referrals r"
+        " LEFT JOIN referral.partners p ON p.id = r.target"
+        " WHERE r.person_id = $1 AND r.stopped_at IS NULL"
+        " ORDER BY r.created_at, r.id FOR UPDATE OF r",
         person_id,
     )
     return rows
@@ -214,13 +217,15 @@ async def lock_referral(conn: asyncpg.Connection, referral_id: UUID) -> asyncpg.
 async def set_status(conn: asyncpg.Connection, referral_id: UUID, from_status: str,
                      status: str, org: str, action: str, reason: str | None,
                      detail: dict[str, Any], **columns: Any) -> None:
-    """Move a referral (already locked) and record who, when and why."""
+    """Move a referral (already locked) and record who, when and why, in one statement."""
     names = list(columns)
-    sets = "".join(f", {name} = ${i + 3}" for i, name in enumerate(names))
+    sets = "".join(f", {name} = ${i + 8}" for i, name in enumerate(names))
     await conn.execute(
-        f"UPDATE referral.referrals SET status = $2, updated_at = now(){sets} WHERE id = $1",
-        referral_id, status, *[columns[n] for n in names])
-    await add_history(conn, referral_id, from_status, status, org, action, reason, detail)
+        f"WITH moved AS (UPDATE referral.referrals SET status = $2, updated_at = now(){sets}"
+        " WHERE id = $1 RETURNING id) "
+        + _HISTORY.format(rows="SELECT id, $3, $2, $4, $5, $6, $7 FROM moved"),
+        referral_id, status, from_status, action, org, reason, detail,
+        *[columns[n] for n in names])
 
 
 async def mark_stopped(conn: asyncpg.Connection, referral_id: UUID) -> None:

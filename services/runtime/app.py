@@ -269,6 +269,7 @@ async def start_services(
         max_attempts=settings.consumer_max_attempts,
         backoff=settings.consumer_backoff,
         poll_timeout=settings.poll_interval,
+        lanes=settings.consumer_lanes,
     )
     tasks: list[asyncio.Task[None]] = []
     try:

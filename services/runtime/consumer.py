@@ -6,6 +6,7 @@ goes on."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -44,6 +45,8 @@ class ConsumerSettings:
     max_records: int = 500
     batch: int = 50
     """Messages applied in one transaction when all goes well."""
+    lanes: int = 4
+    """Partitions processed side by side."""
 
 
 class EventConsumer:
@@ -86,6 +89,9 @@ class EventConsumer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():  # a lane failed as we were stopped
+                    raise asyncio.CancelledError from exc
                 log.warning("consumer_restart", consumer=self.name, error=repr(exc),
                             retry_in=backoff)
                 await asyncio.sleep(backoff)
@@ -96,21 +102,39 @@ class EventConsumer:
                 await _quietly(producer.stop())
 
     async def _loop(self, consumer: Consumer, producer: Producer) -> None:
+        """Each partition's messages in order, the partitions side by side (a connection
+        each): a consumer's handlers mostly wait for the database, so one partition's round
+        trips overlap another's. Offsets are committed after each round of chunks."""
         while True:
             messages = await consumer.poll(self.settings.poll_timeout, self.settings.max_records)
-            for start in range(0, len(messages), self.settings.batch):
-                chunk = [m for m in messages[start:start + self.settings.batch]
-                         if consumer.owns((m.topic, m.partition))]
-                if not chunk:
-                    continue
-                async with consumer.busy:
-                    if not await self._apply_together(chunk):
-                        for message in chunk:
-                            await self.process(message, producer)
-                done: dict[TopicPartition, int] = {}
-                for message in chunk:
-                    done[(message.topic, message.partition)] = message.offset + 1
-                await consumer.commit(done)
+            lanes: dict[TopicPartition, list[Message]] = {}
+            for message in messages:
+                lanes.setdefault((message.topic, message.partition), []).append(message)
+            longest = max((len(lane) for lane in lanes.values()), default=0)
+            for start in range(0, longest, self.settings.batch):
+                async with consumer.busy:  # a rebalance waits for the round to end
+                    for lost in [tp for tp in lanes if not consumer.owns(tp)]:
+                        del lanes[lost]  # the rest of its messages are its next owner's
+                    chunks = [chunk for lane in lanes.values()
+                              if (chunk := lane[start:start + self.settings.batch])]
+                    if not chunks:
+                        continue
+                    for wave in range(0, len(chunks), self.settings.lanes):
+                        side_by_side = chunks[wave:wave + self.settings.lanes]
+                        if len(side_by_side) == 1:
+                            await self._apply_chunk(side_by_side[0], producer)
+                            continue
+                        async with asyncio.TaskGroup() as group:
+                            for chunk in side_by_side:
+                                group.create_task(self._apply_chunk(chunk, producer))
+                await consumer.commit({(chunk[-1].topic, chunk[-1].partition):
+                                       chunk[-1].offset + 1 for chunk in chunks})
+
+    async def _apply_chunk(self, chunk: Sequence[Message], producer: Producer) -> None:
+        """One partition's messages, in order: together if all goes well, else one by one."""
+        if not await self._apply_together(chunk):
+            for message in chunk:
+                await self.process(message, producer)
 
     async def _apply_together(self, messages: Sequence[Message]) -> bool:
         """Several messages in one transaction (their inbox rows in one statement), which
@@ -130,6 +154,8 @@ class EventConsumer:
                     f'INSERT INTO "{self.schema}".inbox (consumer, event_id)'
                     " SELECT $1, e FROM unnest($2::text[]) AS e ON CONFLICT DO NOTHING"
                     " RETURNING event_id", self.name, sorted({e.id for e in events}))}
+                await one_at_a_time(conn, self.schema, [e.subject for e in events
+                                                         if e.id in fresh])
                 for event, message in zip(events, messages, strict=True):
                     if event.id not in fresh:
                         duplicate += 1
@@ -205,6 +231,7 @@ class EventConsumer:
             )
             if not fresh:
                 return "duplicate"
+            await one_at_a_time(conn, self.schema, [event.subject])
             await self.handler(conn, event)
         return "done"
 
@@ -227,6 +254,25 @@ class EventConsumer:
                   partition=message.partition,
                   offset=message.offset, error=error[:500])
         return "dead"
+
+
+async def one_at_a_time(conn: asyncpg.Connection, schema: str, subjects: Sequence[str]) -> None:
+    """A subject's (a person's) events are applied one transaction at a time in a service,
+    whatever their topics, partitions, lanes or instances: a transaction-scoped advisory lock
+    per subject, taken in one order (no deadlock between two batches). Without it an intake
+    and its consent, applied side by side, each miss the other's uncommitted row (the referral
+    opened without the consent, the consent recorded without the referral) and the person is
+    never handed off. Taken before the handler reads anything: in READ COMMITTED each later
+    statement sees what the transaction it waited for committed."""
+    keys = sorted({subject_lock(schema, s) for s in subjects if s})
+    if keys:
+        await conn.execute("SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM"
+                           " unnest($1::bigint[]) AS k ORDER BY k) AS ordered", keys)
+
+
+def subject_lock(schema: str, subject: str) -> int:
+    digest = hashlib.blake2b(f"{schema}/{subject}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 async def _quietly(awaitable: Awaitable[object]) -> None:

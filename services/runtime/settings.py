@@ -93,6 +93,13 @@ class Settings(BaseSettings):
     event_loop: Literal["uvloop", "asyncio"] = Field(
         default="uvloop", description="The event loop `relais up` runs on: uvloop (libuv, "
         "faster sockets) or Python's own asyncio loop.")
+    workers: int = Field(
+        default=1, ge=1, le=64, description="Processes `relais up` runs on the same port "
+        "(SO_REUSEPORT), each an instance of the deployment: one per core given to Relais.")
+    trace_statements: bool | None = Field(
+        default=None, description="A span per SQL statement: by default only when traces are "
+        "exported (OTEL_EXPORTER_OTLP_ENDPOINT); they cost about a tenth of a busy process's "
+        "CPU.")
     kafka_bootstrap_servers: str | None = Field(
         default=None,
         validation_alias=AliasChoices("RELAIS_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
@@ -142,6 +149,12 @@ class Settings(BaseSettings):
     poll_interval: float = Field(default=1.0, description="Fallback polling when no NOTIFY came.")
     consumer_max_attempts: int = 5
     consumer_backoff: float = 0.2
+    email_senders: int = Field(
+        default=4, ge=1, le=32, description="SMTP sessions sending the notifications' emails "
+        "side by side (each one email at a time).")
+    consumer_lanes: int = Field(
+        default=4, ge=1, description="Partitions a consumer processes side by side, each in "
+        "order on a connection of its own (1: one partition at a time).")
 
     jwt_issuer: str | None = Field(
         default=None, description="Issuer of the access tokens; the base URL by default."

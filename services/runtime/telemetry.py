@@ -33,9 +33,9 @@ def service_name_of(services: Sequence[str]) -> str:
     return f"relais-{services[0]}" if len(services) == 1 else "relais"
 
 
-def configure_tracing(service_name: str = "relais") -> None:
+def configure_tracing(service_name: str = "relais", statements: bool | None = None) -> None:
     """Install a tracer provider (OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set) and the
-    aiohttp and asyncpg instrumentations. Idempotent.
+    aiohttp instrumentations, and asyncpg's when statements are traced. Idempotent.
 
     Not the aiokafka instrumentation: it would add a second `traceparent` header, of a span
     started in whatever context the producer runs (the relay's, outside any trace), and make
@@ -63,7 +63,15 @@ def configure_tracing(service_name: str = "relais") -> None:
     # The server instrumentor adds its middleware to every web.Application created after this.
     AioHttpServerInstrumentor().instrument()
     AioHttpClientInstrumentor().instrument()
-    AsyncPGInstrumentor().instrument()  # type: ignore[no-untyped-call]
+    if traces_statements(statements):
+        AsyncPGInstrumentor().instrument()  # type: ignore[no-untyped-call]
+
+
+def traces_statements(said: bool | None = None) -> bool:
+    """A span per SQL statement costs about a tenth of the CPU of a busy process (dozens per
+    flow): made only when spans leave the process (`OTEL_EXPORTER_OTLP_ENDPOINT`), unless the
+    setting `RELAIS_TRACE_STATEMENTS` says otherwise."""
+    return bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")) if said is None else said
 
 
 def current_traceparent() -> str | None:

@@ -147,6 +147,30 @@ async def test_a_restart_mid_sending_sends_nothing_twice(
         assert len(await notifications(client, "pending")) == 0
 
 
+async def test_the_emails_go_out_side_by_side_and_each_once(
+    client: Client, tokens: Tokens, settings: Settings, smtp_server: Mailbox,
+    receiver: Receiver
+) -> None:
+    in_flight = peak = 0
+
+    async def slowly(_message: Any) -> None:  # a slow server: the sessions overlap or queue
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.2)
+        in_flight -= 1
+
+    smtp_server.before_accepting = slowly
+    await setup_recipient(client, tokens, receiver)
+    await hand_off(client, tokens, 6)
+    await smtp_server.wait_for(13, 60)  # two addresses per referral, and the notice
+    await asyncio.sleep(1.0)  # anything sent twice would show up now
+    counts = per_recipient(smtp_server)
+    assert len(counts) == 12 and set(counts.values()) == {1}, counts
+    assert 1 < peak <= settings.email_senders, peak
+    assert len(await notifications(client, "pending")) == 0
+
+
 async def test_webhook_retries_then_dead_and_replay(
     client: Client, tokens: Tokens, receiver: Receiver
 ) -> None:

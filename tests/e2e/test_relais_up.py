@@ -24,9 +24,9 @@ def _env(data_dir: Path, port: int) -> dict[str, str]:
                   "RELAIS_LOG_LEVEL": "WARNING"}
 
 
-def _start(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], float]:
+def _start(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[bytes], float]:
     started = time.monotonic()
-    process = subprocess.Popen([*RELAIS, "up"], env=env, stderr=subprocess.PIPE)
+    process = subprocess.Popen([*RELAIS, "up", *args], env=env, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{env['RELAIS_HTTP_PORT']}/readyz"
     while time.monotonic() - started < 60:
         assert process.poll() is None, process.stderr.read().decode()  # type: ignore[union-attr]
@@ -69,12 +69,13 @@ def _token(env: dict[str, str], scopes: str | None = None) -> str:
 
 
 def _request(env: dict[str, str], method: str, path: str, token: str,
-             body: dict[str, object] | None = None) -> tuple[int, dict[str, object]]:
+             body: dict[str, object] | None = None,
+             key: str = "first-contact") -> tuple[int, dict[str, object]]:
     request = urllib.request.Request(
         f"http://127.0.0.1:{env['RELAIS_HTTP_PORT']}{path}", method=method,
         data=json.dumps(body).encode() if body else None,
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
-                 "Idempotency-Key": "first-contact"},
+                 "Idempotency-Key": key},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return response.status, json.loads(response.read())
@@ -118,3 +119,67 @@ def test_relais_up_keeps_its_data_across_a_restart_and_stops_cleanly(tmp_path: P
         assert again["person_id"] == intake["person_id"]
     finally:
         _stop(process)
+
+
+def _workers(parent: int) -> set[int]:
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return {int(pid) for pid in children}
+
+
+def _handed_off(env: dict[str, str], token: str, n: int) -> None:
+    """A consented flow through whichever processes the kernel gives the connections to."""
+    status, intake = _request(env, "POST", "/v1/intakes", token, {
+        "site": "qpv-etouvie", "channel": "mobile_permanence",
+        "contacted_at": "2026-11-20T10:00:00+01:00", "needs": ["employment"]}, key=f"i{n}")
+    assert status == 201
+    status, _ = _request(env, "POST", "/v1/consents", token, {
+        "person_id": intake["person_id"], "purposes": ["referral_partner"],
+        "recipients": ["mission-locale"], "categories": ["needs"], "notice_version": "2026-01",
+        "method": "signed_screen", "captured_by": "conseillere-camion"}, key=f"c{n}")
+    assert status == 201
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        _, found = _request(env, "GET", f"/v1/referrals?intake_id={intake['id']}", token)
+        items = found["items"]
+        assert isinstance(items, list)
+        if [r for r in items if r["status"] == "requested"]:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"intake {intake['id']} not handed off within 30 s")
+
+
+def test_relais_up_on_two_processes_shares_the_port_and_keeps_them_running(
+        tmp_path: Path) -> None:
+    env = _env(tmp_path / "data", free_port())
+    process, _ = _start(env, "--workers", "2")
+    try:
+        workers = _workers(process.pid)
+        assert len(workers) == 2, workers
+        token = _token(env)
+        for n in range(6):
+            _handed_off(env, token, n)
+        killed = min(workers)
+        os.kill(killed, signal.SIGKILL)  # a worker dies: it is started again
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (
+                killed in _workers(process.pid) or len(_workers(process.pid)) < 2):
+            time.sleep(0.2)
+        assert len(_workers(process.pid) - {killed}) == 2
+        for n in range(6, 12):
+            _handed_off(env, token, n)
+        survivors = _workers(process.pid)
+    finally:
+        log = _stop(process)
+    assert "2 processes" in log and ("worker 0 exited" in log or "worker 1 exited" in log), log
+    assert all(not Path(f"/proc/{pid}").exists() for pid in survivors), "a worker was left"
+    assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists()
+
+
+def test_relais_up_refuses_more_workers_than_postgresql_connections(tmp_path: Path) -> None:
+    env = _env(tmp_path / "data", free_port())
+    refused = subprocess.run([*RELAIS, "up", "--workers", "3"], env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert refused.returncode == 1, refused.stderr
+    assert "3 workers need about" in refused.stderr and "max_connections" in refused.stderr
+    assert "Embedded PostgreSQL stopped." in refused.stderr
+    assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists()

@@ -3,6 +3,7 @@ consent and its withdrawal (order across topics is not guaranteed), on a real Po
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -10,10 +11,16 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from schemas import events as ev
+from schemas.asyncapi import dead_letter_topic
 from schemas.events import ConsentChangedV1, ConsentGrantedV1, IntakeRecordedV1
 from services import directory
 from services.referral import handlers, routing, store
 from services.runtime import db
+from services.runtime.consumer import ConsumerSettings, EventConsumer, one_at_a_time
+from services.runtime.events import Event, encode, new_event
+from services.runtime.transport.postgres import PostgresTransport
+from tests.conftest import wait_until
 
 NOW = datetime.now(UTC)
 
@@ -93,3 +100,78 @@ async def test_with_a_withdrawal_every_order_ends_cancelled(conn: asyncpg.Connec
         assert ("stop_processing" in emitted) == handed_off, (order, emitted)
         assert handed_off == (list(order) in (["intake", "consent", "withdraw"],
                                               ["consent", "intake", "withdraw"])), order
+
+
+@pytest.mark.parametrize("batch", [1, 50])
+async def test_an_intake_and_its_consent_applied_side_by_side_hand_off(
+        conn: asyncpg.Connection, database: str, batch: int) -> None:
+    """The intake's and the consent's events are on two topics: two lanes of a consumer (or
+    two instances) apply them at the same time. Each transaction must see the other's work
+    once committed, or the referral waits for a consent that is already there."""
+    people = [facts() for _ in range(96)]
+    transport = PostgresTransport(database, partitions=4, poll_interval=0.2)
+    await transport.setup(["relais.intake", "relais.consent", dead_letter_topic("referral")])
+    producer = transport.producer()
+    await producer.start()
+    try:  # both on the bus before the consumer starts: its first poll gets them all
+        await producer.send_batch([encode(new_event(kind, "/tests", str(fact.person_id), fact))
+                                   for intake, consent, _ in people
+                                   for kind, fact in ((ev.INTAKE_RECORDED, intake),
+                                                      (ev.CONSENT_GRANTED, consent))])
+    finally:
+        await producer.stop()
+    rules = routing.load_rules()
+
+    async def handle(c: asyncpg.Connection, event: Event) -> None:
+        await asyncio.sleep(0.002)  # a busier database: the transactions overlap more
+        if event.type == ev.INTAKE_RECORDED:
+            await handlers.on_intake(c, IntakeRecordedV1.model_validate(event.data), rules, NOW)
+        else:
+            await handlers.on_consent(c, ConsentGrantedV1.model_validate(event.data), NOW)
+
+    pool = await db.create_pool(database, 10)
+    consumer = EventConsumer("referral", "referral", ["relais.intake", "relais.consent"],
+                             handle, pool, transport,
+                             ConsumerSettings(poll_timeout=0.2, lanes=8, batch=batch))
+    task = asyncio.create_task(consumer.run())
+    try:
+        async def all_applied() -> bool:
+            return consumer.counts["done"] >= 2 * len(people)
+
+        await wait_until(all_applied, 30, "every event applied")
+        statuses = await conn.fetch(
+            "SELECT status, count(*) AS n FROM referral.referrals WHERE person_id ="
+            " ANY($1::uuid[]) GROUP BY status", [intake.person_id for intake, _, _ in people])
+        assert {r["status"]: r["n"] for r in statuses} == {"requested": len(people)}
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await pool.close()
+
+
+async def test_a_consent_waits_for_the_intake_being_applied(conn: asyncpg.Connection,
+                                                            database: str) -> None:
+    """The same race, step by step: the intake's transaction is open when the consent's
+    starts; the consent's waits for it, then sees its referral and hands it off."""
+    intake, consent, _ = facts()
+    rules = routing.load_rules()
+    other = await db.connect(database)
+    try:
+        async with conn.transaction():
+            await one_at_a_time(conn, "referral", [str(intake.person_id)])
+            await handlers.on_intake(conn, intake, rules, NOW)
+
+            async def the_consent() -> None:
+                async with other.transaction():
+                    await one_at_a_time(other, "referral", [str(consent.person_id)])
+                    await handlers.on_consent(other, consent, NOW)
+
+            applying = asyncio.create_task(the_consent())
+            await asyncio.sleep(0.3)
+            assert not applying.done(), "the consent did not wait for the intake"
+        await applying
+    finally:
+        await other.close()
+    status = await conn.fetchval("SELECT status FROM referral.referrals WHERE person_id = $1",
+                                 intake.person_id)
+    assert status == "requested"

@@ -6,6 +6,7 @@ loses nothing while the broker is away."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -137,6 +138,39 @@ async def test_events_of_one_key_are_applied_in_order(harness: Harness) -> None:
     assert len(effects) == 200
     for key in keys:
         assert [r["seq"] for r in effects if r["key"] == key] == list(range(40))
+
+
+async def test_the_partitions_are_applied_side_by_side_each_in_order(harness: Harness) -> None:
+    in_flight = peak = 0
+
+    async def slow_tick(conn: asyncpg.Connection, event: Event) -> None:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            await asyncio.sleep(0.01)  # a handler waits for its database round trips
+            await apply_tick(conn, event)
+        finally:
+            in_flight -= 1
+
+    keys = [str(uuid.uuid4()) for _ in range(16)]  # on more than one of the 4 partitions
+    for key in keys:
+        await harness.publish(key, range(10))
+    harness.relay()
+    await wait_until(lambda: _none_left(harness), 30, "everything published")
+    two = dataclasses.replace(FAST, lanes=2)
+    consumer = EventConsumer(GROUP, SCHEMA, [TOPIC], slow_tick, harness.pool,
+                             harness.transport, two)
+    harness.tasks.append(asyncio.create_task(consumer.run()))
+    await harness.wait_for_effects(160)
+    effects = await harness.effects()
+    for key in keys:
+        assert [r["seq"] for r in effects if r["key"] == key] == list(range(10))
+    assert peak == two.lanes, peak  # side by side, and no more than told
+
+
+async def _none_left(harness: Harness) -> bool:
+    return await harness.unpublished() == 0
 
 
 class _CrashOnFirstCommit:
