@@ -31,7 +31,7 @@ import aiosmtplib
 from aiosmtpd.controller import Controller
 
 from bench import database, preload
-from bench.intake_throughput import wait_ready
+from bench.intake_throughput import consent_of, wait_ready
 from bench.memory import Peaks
 from deploy.kafka.broker import KafkaBroker, free_port
 from services.auth import domain as auth_domain
@@ -159,12 +159,6 @@ async def offered(bases: dict[str, str], token: str, rate: float, seconds: float
             "late_ms": 1000 * late, "referrals": list(consented),
             "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else 0.0,
             "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)] if latencies else 0.0}
-
-
-def consent_of(person_id: str) -> dict[str, Any]:
-    return {"person_id": person_id, "purposes": ["referral_partner"],
-            "recipients": ["mission-locale"], "categories": ["needs"],
-            "notice_version": "2026-01", "method": "signed_screen", "captured_by": "bench"}
 
 
 async def smtp_baseline(port: int, seconds: float, concurrency: int) -> float:
