@@ -48,7 +48,8 @@ BENCHES = (
     Bench("verify", "`relais audit verify` against reading and parsing the export (point 5)",
           ("bench.verify_trail", "--entries", "200000", "--runs", "3"), ()),
     Bench("proofs", "Inclusion and consistency proofs on a large trail (point 5)",
-          ("bench.trail_proofs", "--entries", "1000000", "--rounds", "3"), ()),
+          ("bench.trail_proofs", "--entries", "1000000", "--rounds", "3"),
+          ("trail of", "  a person", "  two tree", "  baseline")),
 )
 
 
