@@ -70,12 +70,16 @@ async def answer_consent(conn: asyncpg.Connection, org: str,
     granted = domain.granted_event(consent)
     await outbox.add(conn, store.SCHEMA, [
         new_event(CONSENT_GRANTED, SOURCE, str(consent.person_id), granted)])
-    await trail_store.append(conn, [("consent.granted", consent.person_id,
-                                     granted.model_dump(mode="json"))])
     await store.add_change(conn, consent.id, "granted", list(consent.purposes),
                            consent.recipients, org)
+
+    async def append(conn: asyncpg.Connection) -> None:
+        await trail_store.append(conn, [("consent.granted", consent.person_id,
+                                         granted.model_dump(mode="json"))])
+
+    # The trail's append lock is held until the commit: appended last, after the key's row.
     return idempotency.Answer(201, consent.model_dump(mode="json"),
-                              {"Location": f"/v1/consents/{consent.id}"})
+                              {"Location": f"/v1/consents/{consent.id}"}, last=append)
 
 
 async def may_record(request: web.Request, body: ConsentIn) -> None:

@@ -23,6 +23,7 @@ from services.runtime.http import parse, read_json
 from services.runtime.problem import Problem
 
 MAX_KEY = 200
+Last = Callable[[asyncpg.Connection], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,9 @@ class Answer:
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    last: Last | None = field(default=None, compare=False)
+    """Work left for the end of the transaction, after the key's row (a lock taken there is
+    held for the commit only: the consent trail's append)."""
 
 
 class _Replay(Exception):
@@ -68,6 +72,8 @@ async def once(pool: asyncpg.Pool, schema: str, org: str, operation: str, key: s
             first = await _record(conn, schema, org, operation, key, digest, answer)
             if first is not None:
                 raise _Replay(first)
+            if answer.last is not None:
+                await answer.last(conn)
     except _Replay as replay:
         return replay.answer, True
     return answer, False
