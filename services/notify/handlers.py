@@ -187,10 +187,8 @@ async def deliver_forever(runtime: Runtime, channel: str, senders: Sequence[One]
         while True:
             wake.clear()
             await finish(pending.record(runtime.pool))
-            while True:
-                async with runtime.pool.acquire() as conn:
-                    if not await finish(_one_in_transaction(conn, one, pending)):
-                        break
+            while await finish(_one_in_transaction(runtime.pool, one, pending)):
+                pass
             due = await store.next_due_in(runtime.pool, channel)
             wait = runtime.settings.poll_interval if due is None else max(
                 0.0, min(due, runtime.settings.poll_interval))
@@ -205,10 +203,13 @@ async def deliver_forever(runtime: Runtime, channel: str, senders: Sequence[One]
         await listener.close()
 
 
-async def _one_in_transaction(conn: asyncpg.Connection, one: One, pending: Unrecorded) -> bool:
-    """One delivery and its recording; once committed, nothing of it is left unrecorded."""
+async def _one_in_transaction(pool: asyncpg.Pool, one: One, pending: Unrecorded) -> bool:
+    """One delivery and its recording; once committed, nothing of it is left unrecorded.
+    The connection is taken and given back here, inside the work `finish` lets run on: a
+    sender cancelled mid-send (a sibling sender failed, the service stops) must not hand the
+    pool a connection this delivery is still using."""
     mine = pending.one_delivery()
-    async with conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         result = await one(conn, mine)
     for notification_id in mine.mine:
         pending.records.pop(notification_id, None)
