@@ -134,10 +134,37 @@ class Unrecorded:
     database is away from this one: it does not know this process's list. One per channel
     and process, kept across the sender's restarts (`UNRECORDED`)."""
 
-    def __init__(self, records: dict[uuid.UUID, Record] | None = None) -> None:
+    def __init__(self, records: dict[uuid.UUID, Record] | None = None,
+                 sending: set[uuid.UUID] | None = None) -> None:
         self.records: dict[uuid.UUID, Record] = {} if records is None else records
+        self.sending: set[uuid.UUID] = set() if sending is None else sending
+        """Being sent now by a sender of this process. Its row lock is not enough: when the
+        database goes away, the lock goes with the sender's connection at once, and another
+        sender whose connection lives a moment longer can lock the row and send it too."""
         self.mine: list[uuid.UUID] = []
         """What this view accepted (one delivery's view, `one_delivery`)."""
+        self.claimed: uuid.UUID | None = None
+
+    def skip(self) -> list[uuid.UUID]:
+        """What no sender of the process takes now: accepted and not recorded, or being
+        sent."""
+        return [*self.records, *self.sending]
+
+    def claim(self, notification_id: uuid.UUID) -> bool:
+        """This delivery sends the notification it locked, unless another sender of the
+        process is sending it or it awaits its recording (False: leave it)."""
+        if notification_id in self.sending or notification_id in self.records:
+            return False
+        self.sending.add(notification_id)
+        self.claimed = notification_id
+        return True
+
+    def done(self) -> None:
+        """The delivery's transaction is over (committed or not): what it claimed may be
+        sent again, if it was not accepted (then `records` keeps it)."""
+        if self.claimed is not None:
+            self.sending.discard(self.claimed)
+            self.claimed = None
 
     def accepted(self, notification_id: uuid.UUID, record: Record) -> Record:
         self.records[notification_id] = record
@@ -147,7 +174,7 @@ class Unrecorded:
     def one_delivery(self) -> Unrecorded:
         """A view for one delivery: the channel's records (every sender of the process skips
         them), and the ones it adds, to forget once its transaction commits."""
-        return Unrecorded(self.records)
+        return Unrecorded(self.records, self.sending)
 
     async def record(self, pool: asyncpg.Pool) -> None:
         """Record each, in its own transaction, unless the row was settled meanwhile (the
@@ -209,10 +236,13 @@ async def _one_in_transaction(pool: asyncpg.Pool, one: One, pending: Unrecorded)
     sender cancelled mid-send (a sibling sender failed, the service stops) must not hand the
     pool a connection this delivery is still using."""
     mine = pending.one_delivery()
-    async with pool.acquire() as conn, conn.transaction():
-        result = await one(conn, mine)
-    for notification_id in mine.mine:
-        pending.records.pop(notification_id, None)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            result = await one(conn, mine)
+        for notification_id in mine.mine:
+            pending.records.pop(notification_id, None)
+    finally:
+        mine.done()
     return result
 
 
@@ -237,9 +267,11 @@ async def email_sender(runtime: Runtime) -> None:
 async def send_email(conn: asyncpg.Connection, mailer: Mailer, link_key: bytes,
                      pending: Unrecorded) -> bool:
     """Send one due email; False when none is due."""
-    row = await store.lock_next_due(conn, "email", list(pending.records))
+    row = await store.lock_next_due(conn, "email", pending.skip())
     if row is None:
         return False
+    if not pending.claim(row["id"]):
+        return True  # another sender of this process has it: the next one
     to = [a.strip() for a in row["address"].split(",")]
     body = domain.with_link(row["body"], magic_link(row, mailer.settings, link_key))
     msg = domain.email(row["id"], mailer.settings.smtp_from, to, row["subject"], body)
@@ -364,9 +396,11 @@ async def send_webhook(conn: asyncpg.Connection, http: aiohttp.ClientSession,
                        pending: Unrecorded) -> bool:
     """Deliver one due webhook with the session of `egress.webhook_session` (which connects
     only to addresses a webhook may reach); False when none is due."""
-    row = await store.lock_next_due(conn, "webhook", list(pending.records))
+    row = await store.lock_next_due(conn, "webhook", pending.skip())
     if row is None:
         return False
+    if not pending.claim(row["id"]):
+        return True  # another sender of this process has it: the next one
     if not row["endpoint_active"]:  # removed by its organisation meanwhile
         await store.mark(conn, row["id"], "failed", attempted=False, error="endpoint removed")
         await emit_outcome(conn, row, False, "endpoint removed")

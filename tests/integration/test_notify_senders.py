@@ -7,6 +7,7 @@ while a cancelled sender was still recording its email on the same connection)."
 from __future__ import annotations
 
 import asyncio
+import uuid
 from types import SimpleNamespace
 from typing import cast
 
@@ -14,7 +15,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from services.notify import handlers
+from services.notify import handlers, store
 from services.runtime import db
 from services.runtime.app import Runtime
 
@@ -74,3 +75,47 @@ async def test_a_sender_cancelled_mid_send_keeps_its_connection_until_its_send_e
     finally:
         answered.set()
         await pool.close()
+
+
+async def test_a_row_whose_lock_went_with_a_dying_connection_is_not_sent_twice(
+        database: str) -> None:
+    """When the database goes away, a sender's row lock goes with its connection at once; a
+    sender whose connection lives a moment longer can then lock the row the first one is
+    sending. `Unrecorded.claim` makes it leave it (seen in CI: an email sent twice as the
+    database stopped)."""
+    conn = await db.connect(database)
+    for schema, package in (("notify", "services.runtime"), ("notify", "services.notify")):
+        await db.migrate(conn, schema, package)
+    await conn.execute(
+        "INSERT INTO notify.notifications (id, event_id, referral_id, person_id, recipient_org,"
+        " channel, address, subject, body) VALUES ($1, 'e1', $2, $2, 'mission-locale', 'email',"
+        " 'accueil@mission-locale.example.org', 'Orientation', 'Bonjour')",
+        uuid.uuid4(), uuid.uuid4())
+    pending = handlers.Unrecorded()
+    first, second = pending.one_delivery(), pending.one_delivery()
+    sending, other = await db.connect(database), await db.connect(database)
+    try:
+        skip = second.skip()  # read before the first sender's lock, as a sender may
+        await sending.execute("BEGIN")
+        row = await store.lock_next_due(sending, "email", first.skip())
+        assert row is not None and first.claim(row["id"])
+        async with other.transaction():  # while the first holds it: locked, skipped
+            assert await store.lock_next_due(other, "email", skip) is None
+        await conn.execute("SELECT pg_terminate_backend($1)", sending.get_server_pid())
+        async with other.transaction():  # its lock gone with its connection
+            again = await store.lock_next_due(other, "email", skip)
+            assert again is not None and again["id"] == row["id"]
+            assert not second.claim(again["id"])  # the first sender is still sending it
+            assert await store.lock_next_due(other, "email", second.skip()) is None
+        first.done()  # its delivery over, not accepted: it may be sent again
+        assert second.claim(row["id"])
+        second.done()
+        async def record(_conn: asyncpg.Connection) -> None:
+            return None
+
+        pending.one_delivery().accepted(row["id"], record)
+        assert not pending.one_delivery().claim(row["id"])  # accepted, awaiting its recording
+    finally:
+        sending.terminate()
+        await other.close()
+        await conn.close()
