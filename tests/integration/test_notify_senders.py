@@ -101,7 +101,9 @@ async def test_a_row_whose_lock_went_with_a_dying_connection_is_not_sent_twice(
         assert row is not None and first.claim(row["id"])
         async with other.transaction():  # while the first holds it: locked, skipped
             assert await store.lock_next_due(other, "email", skip) is None
-        await conn.execute("SELECT pg_terminate_backend($1)", sending.get_server_pid())
+        # (with a timeout, it returns once the backend is gone, its locks with it)
+        assert await conn.fetchval("SELECT pg_terminate_backend($1, 10000)",
+                                   sending.get_server_pid())
         async with other.transaction():  # its lock gone with its connection
             again = await store.lock_next_due(other, "email", skip)
             assert again is not None and again["id"] == row["id"]
