@@ -61,21 +61,32 @@ class Arrivals:
         return "250 OK"
 
 
+class Api:
+    """Relais's API as the flows call it: a POST answered 201 gives its body, anything else
+    counts as an error (None)."""
+
+    def __init__(self, bases: dict[str, str], token: str) -> None:
+        self.bases, self.token, self.errors = bases, token, 0
+
+    async def post(self, session: aiohttp.ClientSession, path: str,
+                   body: dict[str, Any]) -> Any:
+        headers = {"Authorization": f"Bearer {self.token}",
+                   "Idempotency-Key": uuid.uuid4().hex}
+        async with session.post(self.bases[path] + path, json=body,
+                                headers=headers) as response:
+            if response.status != 201:
+                self.errors += 1
+                return None
+            return await response.json()
+
+
 async def flows(bases: dict[str, str], token: str, seconds: float, concurrency: int,
                 arrivals: Arrivals) -> dict[str, Any]:
     consented: dict[str, float] = {}
     ids: dict[str, str] = {}
-    errors = 0
+    api = Api(bases, token)
+    post = api.post
     stop = time.monotonic() + seconds
-
-    async def post(session: aiohttp.ClientSession, path: str, body: dict[str, Any]) -> Any:
-        nonlocal errors
-        headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex}
-        async with session.post(bases[path] + path, json=body, headers=headers) as response:
-            if response.status != 201:
-                errors += 1
-                return None
-            return await response.json()
 
     async def worker(session: aiohttp.ClientSession) -> None:
         while time.monotonic() < stop:
@@ -98,7 +109,7 @@ async def flows(bases: dict[str, str], token: str, seconds: float, concurrency: 
         await asyncio.sleep(0.1)
     latencies = sorted(arrivals.at[r] - t for r, t in consented.items() if r in arrivals.at)
     last = max((arrivals.at[r] for r in consented if r in arrivals.at), default=started)
-    return {"flows": len(consented), "emailed": len(latencies), "errors": errors,
+    return {"flows": len(consented), "emailed": len(latencies), "errors": api.errors,
             "missing": [ids[r] for r in consented if r not in arrivals.at],
             "posted_s": posted, "flows_per_s": len(latencies) / (last - started),
             "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else 0.0,
@@ -111,23 +122,14 @@ async def offered(bases: dict[str, str], token: str, rate: float, seconds: float
     closed loop of N workers slows its own offer when Relais slows, and hides the queue).
     Latency: from the consent's 201 to the email accepted by SMTP."""
     consented: dict[str, float] = {}
-    errors = 0
-
-    async def post(session: aiohttp.ClientSession, path: str, body: dict[str, Any]) -> Any:
-        nonlocal errors
-        headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex}
-        async with session.post(bases[path] + path, json=body, headers=headers) as response:
-            if response.status != 201:
-                errors += 1
-                return None
-            return await response.json()
+    api = Api(bases, token)
+    post = api.post
 
     async def flow(session: aiohttp.ClientSession) -> None:
-        nonlocal errors
         try:
             await one_flow(session)
         except (aiohttp.ClientError, TimeoutError):
-            errors += 1
+            api.errors += 1
 
     async def one_flow(session: aiohttp.ClientSession) -> None:
         intake = await post(session, "/v1/intakes", INTAKE)
@@ -154,7 +156,8 @@ async def offered(bases: dict[str, str], token: str, rate: float, seconds: float
         await asyncio.sleep(0.05)
     latencies = sorted(arrivals.at[r[:8]] - t for r, t in consented.items()
                        if r[:8] in arrivals.at)
-    return {"rate": rate, "flows": len(consented), "emailed": len(latencies), "errors": errors,
+    return {"rate": rate, "flows": len(consented), "emailed": len(latencies),
+            "errors": api.errors,
             "missing": [r for r in consented if r[:8] not in arrivals.at],
             "late_ms": 1000 * late, "referrals": list(consented),
             "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else 0.0,
