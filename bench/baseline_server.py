@@ -2,7 +2,8 @@
 validation, idempotency or events.
 
 `POST /v1/intakes`: the same two inserts (the intake row and its outbox row), in one
-transaction.
+transaction; left out, the upsert of the person's last activity that Relais makes in the
+intake's statement (for retention).
 
 `POST /v1/consents`: what `answer_consent` (services/consent/api.py) does in its transaction,
 statement for statement and in its order: the notice's hash read; the consent row; its outbox

@@ -18,7 +18,8 @@ What two years of the territory look like (sizes are proportionate to the three 
 - consents: 70 % of `--trail` (at most one a person), granted in time order, valid a year
   (`active` when still valid, else `expired`; one in twenty `withdrawn`), in
   `consent.consents` (with their `granted` change) and the projections `intake.consents`,
-  `referral.consents`; `intake.activity` for each consented person.
+  `referral.consents`; `intake.activity` for each person (their last contact, or their
+  consent when later, as the intake service keeps it).
 - the consent trail: `--trail` entries, the consents' `consent.granted` and
   `personal_data.read` entries between them, each a real chained entry (canonical JSON with
   `seq` and the previous leaf hash, as `trail.encode_entry` makes it), with the stored tree
@@ -122,6 +123,11 @@ class Plan:
     def contact_at(self, i: int) -> datetime:
         return self.start + SPAN * (i / max(1, self.intakes))
 
+    def last_activity(self, p: int) -> datetime:
+        """Person p's last contact (intake p + k * people), or their consent when later."""
+        last = self.contact_at(p + self.people * ((self.intakes - 1 - p) // self.people))
+        return max(last, self.granted_at(p)) if p < self.consents else last
+
     def granted_at(self, j: int) -> datetime:
         """Consent j's trail entry's time (after its person's first contact, intake j)."""
         return self.start + SPAN * ((j + 0.5) / max(1, self.consents))
@@ -134,7 +140,7 @@ class Plan:
     def rows(self) -> dict[str, int]:
         c, r = self.consents, self.consents
         return {"intake.intakes": self.intakes, "referral.intakes": self.intakes,
-                "consents (x4)": 4 * c, "intake.activity": c, "consent.trail": self.trail,
+                "consents (x4)": 4 * c, "intake.activity": self.people, "consent.trail": self.trail,
                 "referral.referrals": r, "referral.referral_history": 3 * r,
                 "referral.timers": r, "notify.notifications": 2 * len(self.notified()),
                 "inboxes": 2 * self.intakes + c + r, "outboxes": self.week * 4,
@@ -215,7 +221,7 @@ async def preload(url: str, intakes: int = 5_000_000, trail_entries: int = 5_000
         progress = Progress(sum(plan.rows().values()), say)
         written: dict[str, int] = {}
         started = time.monotonic()
-        for fill in (_intakes, _consents, _trail, _referrals, _notifications, _inboxes,
+        for fill in (_intakes, _consents, _activity, _trail, _referrals, _notifications, _inboxes,
                      _outboxes, _bus):
             written |= await fill(conn, plan, progress)
         loaded = time.monotonic() - started
@@ -290,10 +296,16 @@ async def _consents(conn: asyncpg.Connection, plan: Plan, progress: Progress
          "status"],
         ((CONSENT(j), PERSON(j), purposes, target(j), categories, *_consent(plan, j)[1:])
          for j in range(n)), progress)
-    done["intake.activity"] = await copy(
-        conn, "intake.activity", ["person_id", "last_at"],
-        ((PERSON(j), plan.granted_at(j)) for j in range(n)), progress)
     return done
+
+
+async def _activity(conn: asyncpg.Connection, plan: Plan, progress: Progress
+                    ) -> dict[str, int]:
+    """Each person's last activity: their last contact, or their consent when later (as the
+    intake service keeps it)."""
+    return {"intake.activity": await copy(
+        conn, "intake.activity", ["person_id", "last_at"],
+        ((PERSON(p), plan.last_activity(p)) for p in range(plan.people)), progress)}
 
 
 async def _trail(conn: asyncpg.Connection, plan: Plan, progress: Progress) -> dict[str, int]:

@@ -27,12 +27,14 @@ async def insert_intake(
     body: IntakeIn, age_bracket: str | None, visit_number: int, note: bytes | None,
     basis: str,
 ) -> asyncpg.Record:
+    """The contact, and the person's last activity kept current with it (one statement)."""
     row: asyncpg.Record = await conn.fetchrow(
-        "INSERT INTO intake.intakes (id, org, person_id, site, channel, contacted_at,"
-        " duration_minutes, needs, flags, age_bracket, commune, visit_number, note,"
-        " has_identity, signal_id, permanence, gender, basis, arrival, for_org)"
+        "WITH i AS (INSERT INTO intake.intakes (id, org, person_id, site, channel,"
+        " contacted_at, duration_minutes, needs, flags, age_bracket, commune, visit_number,"
+        " note, has_identity, signal_id, permanence, gender, basis, arrival, for_org)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
-        " $18, $19, $20) RETURNING *",
+        " $18, $19, $20) RETURNING *), a AS (" + _TOUCH.format(
+            rows="SELECT person_id, contacted_at FROM i") + ") SELECT * FROM i",
         intake_id, org, person_id, site, body.channel, body.contacted_at,
         body.duration_minutes, list(body.needs), list(body.flags), age_bracket,
         body.commune, visit_number, note, body.identity is not None, body.signal_id,
@@ -122,26 +124,31 @@ async def erase(conn: asyncpg.Connection, person_id: UUID) -> None:
                        " (SELECT signal_id FROM intake.intakes WHERE person_id = $1)", person_id)
 
 
+# A person's last activity: their latest contact, or one seen in another service's event
+# (the latest one stays).
+_TOUCH = ("INSERT INTO intake.activity (person_id, last_at) {rows} ON CONFLICT (person_id)"
+          " DO UPDATE SET last_at = greatest(intake.activity.last_at, EXCLUDED.last_at)")
+
+
 async def touch_activity(conn: asyncpg.Connection, person_id: UUID, at: datetime) -> None:
-    """An activity of the person seen in another service's event (the latest one stays)."""
-    await conn.execute(
-        "INSERT INTO intake.activity (person_id, last_at) VALUES ($1, $2) ON CONFLICT"
-        " (person_id) DO UPDATE SET last_at = greatest(intake.activity.last_at, $2)",
-        person_id, at)
+    """An activity of the person seen in another service's event."""
+    await conn.execute(_TOUCH.format(rows="VALUES ($1, $2)"), person_id, at)
 
 
+# The people past the cut-off, by the index on `activity.last_at` (every contact keeps it
+# current): never a read of the whole intakes table (tests/integration/test_hot_queries.py).
 _LAST_ACTIVITY = """
-    SELECT c.person_id, greatest(c.last_contact, a.last_at) AS last_activity, c.orgs
-    FROM (SELECT person_id, max(contacted_at) AS last_contact,
-                 array_agg(DISTINCT org ORDER BY org) FILTER (WHERE basis = 'met') AS orgs
-          FROM intake.intakes {where} GROUP BY person_id) c
-    LEFT JOIN intake.people p ON p.person_id = c.person_id
-    LEFT JOIN intake.activity a ON a.person_id = c.person_id
-    WHERE p.erased_at IS NULL
-      AND greatest(c.last_contact, a.last_at) < $1
-      AND NOT EXISTS (SELECT 1 FROM intake.consents k WHERE k.person_id = c.person_id
+    SELECT a.person_id, a.last_at AS last_activity,
+           (SELECT array_agg(DISTINCT i.org ORDER BY i.org) FROM intake.intakes i
+            WHERE i.person_id = a.person_id AND i.basis = 'met') AS orgs
+    FROM intake.activity a
+    LEFT JOIN intake.people p ON p.person_id = a.person_id
+    WHERE a.last_at < $1 {where}
+      AND p.erased_at IS NULL
+      AND EXISTS (SELECT 1 FROM intake.intakes i WHERE i.person_id = a.person_id)
+      AND NOT EXISTS (SELECT 1 FROM intake.consents k WHERE k.person_id = a.person_id
                       AND k.status = 'active' AND k.valid_until > $2)
-      AND NOT EXISTS (SELECT 1 FROM intake.restrictions r WHERE r.person_id = c.person_id)
+      AND NOT EXISTS (SELECT 1 FROM intake.restrictions r WHERE r.person_id = a.person_id)
 """
 
 
@@ -159,7 +166,7 @@ async def retention_candidate(conn: asyncpg.Connection, person_id: UUID, before:
                               now: datetime) -> asyncpg.Record | None:
     """The same for one person (read again under their lock, before erasing them)."""
     row: asyncpg.Record | None = await conn.fetchrow(
-        _LAST_ACTIVITY.format(where="WHERE person_id = $3"), before, now, person_id)
+        _LAST_ACTIVITY.format(where="AND a.person_id = $3"), before, now, person_id)
     return row
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from services.intake import store as intake_store
 from services.referral import store as referral_store
 from services.runtime import db, outbox
 from services.runtime.settings import Settings
@@ -29,10 +30,13 @@ HOT: dict[str, tuple[str, tuple[Any, ...], str]] = {
         outbox.unpublished("referral"), (500,), "outbox_unpublished"),
     "a consumer's next records on the bus": (
         bus._FETCH, (["relais.consent"], [0], [0], 500), "records_pkey"),
+    "the people past the retention cut-off, daily": (
+        intake_store._LAST_ACTIVITY.format(where=""), (NOW, NOW), "activity_last_at"),
     "the bus's pruning bounds": (
         bus._PRUNE_BELOW, (NOW, NOW), "records_pkey"),
 }
-GROWING = {"referrals", "timers", "outbox", "records", "referral_history", "intakes"}
+GROWING = {"referrals", "timers", "outbox", "records", "referral_history", "intakes",
+           "activity", "consents", "people"}
 
 
 def scans(plan: dict[str, Any]) -> list[tuple[str, str, str]]:

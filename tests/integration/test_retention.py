@@ -21,6 +21,7 @@ import pytest
 from services.intake import api as intake_api
 from services.intake.erasure import Ledger, apply_retention, retention_plan
 from services.runtime.app import RUNTIME
+from services.runtime.db import migration_files
 from services.runtime.settings import Settings
 from tests.conftest import wait_until
 from tests.e2e.conftest import Tokens
@@ -131,6 +132,31 @@ async def test_activity_seen_in_consents_and_referrals_keeps_the_person(
         "the contact was in March, but the consent and its referral came in December")
     later = await retention_plan(pool, months, datetime.now(UTC) + timedelta(days=200))
     assert [str(d.person_id) for d in later] == [person]
+
+
+async def test_people_met_before_the_upgrade_are_found_by_their_contacts(
+        client: Client, tokens: Tokens) -> None:
+    """Before intake migration 016 a contact did not touch `intake.activity`: the upgrade
+    fills it from the contacts, so retention, which now reads people by their last activity,
+    still finds those met before it (and only them)."""
+    old, recent = await met(client, tokens), await met(
+        client, tokens, contacted_at="2026-11-20T10:00:00+01:00")
+    await met(client, tokens, person_id=old, contacted_at="2026-04-01T10:00:00+02:00")
+    pool, now, months = client.app[RUNTIME].pool, datetime.now(UTC), {TEAM: 6}
+    assert [str(d.person_id) for d in await retention_plan(pool, months, now)] == [old]
+    await pool.execute("DELETE FROM intake.activity")  # what the old contacts left
+    assert await retention_plan(pool, months, now) == []
+    [upgrade] = [sql for name, sql in migration_files("services.intake")
+                 if name == "016_activity_of_contacts.sql"]
+    async with pool.acquire() as conn:
+        await conn.execute("SET search_path TO intake")
+        await conn.execute(upgrade)
+        await conn.execute("RESET search_path")
+    [due] = await retention_plan(pool, months, now)
+    assert (str(due.person_id), due.last_activity) == (
+        old, datetime(2026, 4, 1, 8, tzinfo=UTC)), "the last of the two contacts"
+    assert await pool.fetchval("SELECT last_at FROM intake.activity WHERE person_id = $1",
+                               uuid.UUID(recent)) == datetime(2026, 11, 20, 9, tzinfo=UTC)
 
 
 @pytest.fixture
