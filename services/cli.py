@@ -806,7 +806,8 @@ def _main(argv: Sequence[str] | None) -> None:
         unknown = sorted(set(names) - set(SERVICE_NAMES))
         if unknown:
             parser.error(f"unknown services: {', '.join(unknown)}")
-        configure_tracing(service_name_of(names), settings.trace_statements)
+        configure_tracing(service_name_of(names), settings.trace_statements,
+                          settings.trace_requests)
         with asyncio.Runner(loop_factory=uvloop.new_event_loop
                             if settings.event_loop == "uvloop" else None) as runner:
             runner.run(serve(settings, names, worker=args.worker))

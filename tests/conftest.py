@@ -34,7 +34,7 @@ def pytest_configure(config: pytest.Config) -> None:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(SPANS))
     trace.set_tracer_provider(provider)
-    configure_tracing(statements=True)  # as a deployment exporting its traces
+    configure_tracing(statements=True, requests=True)  # as a deployment exporting traces
     configure_logging("WARNING", json=True)
 
 

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from schemas.api import Health
 from schemas.asyncapi import dead_letter_topic
-from services.runtime import db, leases, metrics, openapi, sealing
+from services.runtime import db, leases, metrics, openapi, sealing, telemetry
 from services.runtime.assets import add_static
 from services.runtime.auth import (
     VERIFIER,
@@ -159,8 +159,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def create_app(settings: Settings, dsn: str, services: Sequence[ServiceSpec]) -> web.Application:
-    app = web.Application(middlewares=[metrics.middleware, request_context, problem_middleware,
-                                       readable_text],
+    app = web.Application(middlewares=[*telemetry.server_middlewares(), metrics.middleware,
+                                       request_context, problem_middleware, readable_text],
                           client_max_size=MAX_BODY)
     app.on_response_prepare.append(harden)
     register(app, [

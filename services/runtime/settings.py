@@ -100,6 +100,10 @@ class Settings(BaseSettings):
         default=None, description="A span per SQL statement: by default only when traces are "
         "exported (OTEL_EXPORTER_OTLP_ENDPOINT); they cost about a tenth of a busy process's "
         "CPU.")
+    trace_requests: bool | None = Field(
+        default=None, description="The HTTP server instrumentation (a span per request with "
+        "its attributes and metrics): by default only when traces are exported; otherwise a "
+        "light span carries the caller's trace id into the logs and the events.")
     kafka_bootstrap_servers: str | None = Field(
         default=None,
         validation_alias=AliasChoices("RELAIS_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),

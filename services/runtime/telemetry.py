@@ -13,8 +13,10 @@ container per service), `relais` when it runs several (`relais up`)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
+from aiohttp import web
+from aiohttp.typedefs import Middleware
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
@@ -23,6 +25,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 _configured = False
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 W3C = TraceContextTextMapPropagator()
 EXCLUDED_URLS = "OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS"
 SECRET_PATHS = ("^/lien/", "^/invitation/", "^/mon-accord/", "^/signalement/")
@@ -33,15 +36,18 @@ def service_name_of(services: Sequence[str]) -> str:
     return f"relais-{services[0]}" if len(services) == 1 else "relais"
 
 
-def configure_tracing(service_name: str = "relais", statements: bool | None = None) -> None:
-    """Install a tracer provider (OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set) and the
-    aiohttp instrumentations, and asyncpg's when statements are traced. Idempotent.
+def configure_tracing(service_name: str = "relais", statements: bool | None = None,
+                      requests: bool | None = None) -> None:
+    """Install a tracer provider (OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set), the
+    aiohttp client instrumentation, the server's when requests are traced in detail (else
+    `server_middlewares` gives a lighter one), and asyncpg's when statements are traced.
+    Idempotent.
 
     Not the aiokafka instrumentation: it would add a second `traceparent` header, of a span
     started in whatever context the producer runs (the relay's, outside any trace), and make
     a root span per poll; the relay's and the consumers' spans do its work for both
     transports."""
-    global _configured
+    global _configured, _light_server
     if _configured:
         return
     _configured = True
@@ -60,8 +66,11 @@ def configure_tracing(service_name: str = "relais", statements: bool | None = No
     # URL would carry it to the collector. Read when instrumenting, added to the operator's.
     own = os.environ.get(EXCLUDED_URLS, "")
     os.environ[EXCLUDED_URLS] = ",".join(filter(None, [own, *SECRET_PATHS]))
-    # The server instrumentor adds its middleware to every web.Application created after this.
-    AioHttpServerInstrumentor().instrument()
+    if traces_statements(requests):
+        # It adds its middleware to every web.Application created after this.
+        AioHttpServerInstrumentor().instrument()
+    else:
+        _light_server = True
     AioHttpClientInstrumentor().instrument()
     if traces_statements(statements):
         AsyncPGInstrumentor().instrument()  # type: ignore[no-untyped-call]
@@ -69,9 +78,29 @@ def configure_tracing(service_name: str = "relais", statements: bool | None = No
 
 def traces_statements(said: bool | None = None) -> bool:
     """A span per SQL statement costs about a tenth of the CPU of a busy process (dozens per
-    flow): made only when spans leave the process (`OTEL_EXPORTER_OTLP_ENDPOINT`), unless the
-    setting `RELAIS_TRACE_STATEMENTS` says otherwise."""
+    flow), as do the HTTP server instrumentation's attributes: made only when spans leave the
+    process (`OTEL_EXPORTER_OTLP_ENDPOINT`), unless the setting (`RELAIS_TRACE_STATEMENTS`,
+    `RELAIS_TRACE_REQUESTS`) says otherwise."""
     return bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")) if said is None else said
+
+
+_light_server = False
+
+
+@web.middleware
+async def _server_span(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A server span that carries the caller's trace and nothing else: its trace id goes into
+    the logs and, through the outbox, into the consumers' spans, as with the instrumentation,
+    whose attributes and metrics cost a tenth of a busy API's CPU for spans nobody reads."""
+    with tracer.start_as_current_span(request.method, context=propagate.extract(
+            request.headers), kind=trace.SpanKind.SERVER):
+        return await handler(request)
+
+
+def server_middlewares() -> list[Middleware]:
+    """What an application adds first: the light server span, when the instrumentation was
+    not installed (`configure_tracing`)."""
+    return [_server_span] if _light_server else []
 
 
 def current_traceparent() -> str | None:

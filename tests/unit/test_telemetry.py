@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from opentelemetry.instrumentation import aiohttp_server
+from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 
-from services.runtime.telemetry import configure_tracing, traces_statements
+from services.runtime import telemetry
+from services.runtime.telemetry import configure_tracing, current_traceparent, traces_statements
 
 
 def test_the_pages_whose_address_is_a_secret_are_not_traced() -> None:
@@ -26,3 +30,22 @@ def test_statements_are_traced_when_traces_leave_the_process(
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")
     assert traces_statements()
     assert not traces_statements(False)
+
+
+async def test_the_light_server_span_carries_the_caller_s_trace() -> None:
+    """Without the instrumentation (traces not exported), a request still runs in a span of
+    the caller's trace: its id goes into the logs and the events' traceparent."""
+    async def handler(_request: web.Request) -> web.Response:
+        return web.json_response({"traceparent": current_traceparent()})
+
+    app = web.Application(middlewares=[telemetry._server_span])
+    app.router.add_get("/", handler)
+    caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    async with TestClient(TestServer(app)) as client:
+        with suppress_http_instrumentation():  # (the client's would send a trace of its own)
+            followed = await (await client.get("/", headers={"traceparent": caller})).json()
+            alone = await (await client.get("/")).json()
+    trace_id, parent = caller.split("-")[1:3]
+    assert followed["traceparent"].split("-")[1] == trace_id
+    assert followed["traceparent"].split("-")[2] != parent, "a span of its own in that trace"
+    assert alone["traceparent"].split("-")[1] not in (trace_id, "0" * 32), "a trace of its own"
