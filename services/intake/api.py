@@ -43,7 +43,7 @@ from schemas.events import (
 from services import directory as reference
 from services.intake import domain, erasure, names, store, vault
 from services.intake.directory import CachedDirectory
-from services.runtime import access, idempotency, outbox, paging
+from services.runtime import access, idempotency, outbox, paging, peers
 from services.runtime.access import Act
 from services.runtime.app import RUNTIME
 from services.runtime.auth import Principal, authenticate
@@ -452,17 +452,26 @@ async def get_standing(request: web.Request) -> web.Response:
     """What the caller's organisation is to a person: the services ask it before acting for
     the caller (the consent service before recording a consent). 404 when it is nothing."""
     principal = await authenticate(request, None)
-    person_id = path_uuid(request)
-    pool = request.app[RUNTIME].pool
-    standing = await _standing(pool, person_id, principal.org)
-    if not standing.known:
+    found = await standing_of(request.app, path_uuid(request), principal.org)
+    if found is None:
         raise _not_found("person")
-    return json_response(StandingOut(
+    return json_response(found)
+
+
+async def standing_of(app: web.Application, person_id: uuid.UUID, org: str
+                      ) -> StandingOut | None:
+    """What `org` is to the person, None when nothing (`GET /v1/people/{id}/standing`, and
+    the consent service's question when it runs in this process: services/runtime/peers.py)."""
+    pool = app[RUNTIME].pool
+    standing = await _standing(pool, person_id, org)
+    if not standing.known:
+        return None
+    return StandingOut(
         person_id=person_id, met=standing.met,
         consent_id=standing.consent.consent_id if standing.consent else None,
         categories=sorted(standing.categories),
         may=[act.value for act in Act if standing.may(act)],
-        restricted=await store.restriction(pool, person_id) is not None))
+        restricted=await store.restriction(pool, person_id) is not None)
 
 
 # --- signals from the network --------------------------------------------------------------
@@ -638,4 +647,5 @@ OPERATIONS = [
 
 def routes(app: web.Application) -> None:
     app[DIRECTORY] = CachedDirectory()
+    app[peers.LOCAL_STANDING] = standing_of
     register(app, OPERATIONS)

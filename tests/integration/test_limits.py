@@ -15,6 +15,7 @@ from services.cli import SERVICE_NAMES, service_specs
 from services.runtime.app import create_app
 from services.runtime.settings import Settings
 from tests.e2e.conftest import Tokens
+from tests.e2e.test_skeleton import consent_body
 from tests.integration.conftest import Client
 
 INTAKE = {"site": "qpv-etouvie", "channel": "mobile_permanence",
@@ -42,6 +43,36 @@ async def test_a_client_over_its_rate_gets_429_with_retry_after(
     limited = await client.get(f"/v1/intakes/{uuid.uuid4()}", headers=headers)
     assert limited.headers["Retry-After"] == "1"
     assert limited.content_type == "application/problem+json"
+
+
+@pytest.fixture
+async def slow(database: str, tmp_path: Path) -> AsyncIterator[tuple[Client, Tokens]]:
+    settings = Settings.model_validate({"data_dir": tmp_path, "database_url": database,
+                                        "rate_limit_per_second": 0.01, "rate_limit_burst": 4})
+    app = create_app(settings, database, service_specs(SERVICE_NAMES))
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        yield client, Tokens(await client.app[KEYS].signing(), settings)
+
+
+async def test_the_standing_asked_in_process_counts_as_the_call_it_saves(
+    slow: tuple[Client, Tokens],
+) -> None:
+    """A consent counts two requests, its own and the intake service's answer on who met the
+    person, whether that answer comes over HTTP or, in one process, without it."""
+    client, tokens = slow
+    scopes = ("equipe-aller-vers", "intake:write consent:write intake:read")
+
+    def headers() -> dict[str, str]:
+        return tokens.headers(*scopes, **{"Idempotency-Key": str(uuid.uuid4())})
+
+    met = await client.post("/v1/intakes", json=INTAKE, headers=headers())
+    assert met.status == 201, await met.text()
+    consented = await client.post("/v1/consents", headers=headers(), json=consent_body(
+        (await met.json())["person_id"]))
+    assert consented.status == 201, await consented.text()
+    after = await client.get(f"/v1/intakes/{uuid.uuid4()}", headers=headers())
+    assert after.status == 429, ("the intake, the consent, who met the person and the "
+                                 "directory (read once, over HTTP): 4 of a burst of 4")
 
 
 @pytest.fixture

@@ -64,6 +64,8 @@ async def test_a_consented_flow_moves_the_metrics(client: Client, tokens: Tokens
     await wait_until(sent, what="the email counted as sent")
     text, after = await scrape(client)
     assert value(after, count, **posted) == 1
+    assert value(after, count, route="/v1/people/{id}/standing", method="GET",
+                 status="200") is None, "the intake service, in process, asked without HTTP"
     # a route's template, never the id in the path
     assert (value(after, count, route="/v1/referrals/{id}", method="GET", status="200")
             or 0) >= 1
