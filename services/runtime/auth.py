@@ -306,7 +306,17 @@ async def authenticate(request: web.Request, scope: str | None, *,
     if kind.lower() != "bearer" or not token.strip():
         raise Problem(401, "Unauthorized", "A bearer access token is required.",
                       headers={"WWW-Authenticate": 'Bearer realm="relais"'})
-    principal = await request.app[VERIFIER].verify(token.strip())
+    return await authenticate_token(request, token.strip(), scope, link=link)
+
+
+async def authenticate_token(request: web.Request, token: str, scope: str | None, *,
+                             link: bool = False) -> Principal:
+    """`authenticate` for a token given (a session's, carried to another service's unit of
+    work in this process: services/runtime/peers.py)."""
+    if not token:
+        raise Problem(401, "Unauthorized", "A bearer access token is required.",
+                      headers={"WWW-Authenticate": 'Bearer realm="relais"'})
+    principal = await request.app[VERIFIER].verify(token)
     await charge(request, principal.client_id)
     if principal.referral is not None and not link:
         raise Problem(403, "Forbidden", "A magic link opens its one referral's pages only.")

@@ -28,7 +28,7 @@ from schemas.api import (
 )
 from services.directory import Directory
 from services.runtime.app import RUNTIME
-from services.runtime.auth import authenticate
+from services.runtime.auth import authenticate_token
 from services.runtime.problem import Problem
 from services.runtime.web import bearer
 
@@ -164,11 +164,14 @@ async def standing(request: web.Request, person_id: uuid.UUID) -> StandingOut | 
 
     When the intake service runs in this process and no `RELAIS_INTAKE_URL` sends the call
     elsewhere, its unit of work answers without the round trip through HTTP (a quarter of a
-    consent's CPU), after the caller's token is checked and counted again, as the endpoint
-    would (a refusal is then the endpoint's own problem, a 429 say, not a 503)."""
+    consent's CPU), after the caller's token (header or session) is checked and counted again,
+    as the endpoint would (a refusal is then the endpoint's own problem, a 429 say, not a
+    503; a magic link's session, which the endpoint refuses, gets None as from there)."""
     local = request.app.get(LOCAL_STANDING)
     if local is not None and not request.app[RUNTIME].settings.intake_url:
-        principal = await authenticate(request, None)
+        principal = await authenticate_token(request, bearer(request), None, link=True)
+        if principal.referral is not None:
+            return None
         return await local(request.app, person_id, principal.org)
     return await _get(request, f"/v1/people/{person_id}/standing", StandingOut)
 
