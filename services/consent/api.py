@@ -31,7 +31,7 @@ from schemas.events import (
 )
 from services.consent import art30, audit, domain, lifecycle, recipients, store, trail_store
 from services.directory import Directory
-from services.runtime import access, idempotency, outbox, peers
+from services.runtime import access, idempotency, peers
 from services.runtime.app import RUNTIME
 from services.runtime.auth import Principal, authenticate
 from services.runtime.events import new_event
@@ -55,7 +55,8 @@ def restricted() -> Problem:
 
 async def answer_consent(conn: asyncpg.Connection, org: str,
                          body: ConsentIn) -> idempotency.Answer:
-    """The consent, its event, its trail entry and its history line, in one transaction."""
+    """The consent, its event (written with the key's row), its trail entry and its history
+    line, in one transaction."""
     if await store.is_restricted(conn, body.person_id):
         raise restricted()
     notice = await store.notice(conn, body.notice_version)
@@ -68,8 +69,6 @@ async def answer_consent(conn: asyncpg.Connection, org: str,
     consent = domain.consent_out(
         await store.insert_consent(conn, uuid.uuid4(), org, body, notice["hash"]))
     granted = domain.granted_event(consent)
-    await outbox.add(conn, store.SCHEMA, [
-        new_event(CONSENT_GRANTED, SOURCE, str(consent.person_id), granted)])
     await store.add_change(conn, consent.id, "granted", list(consent.purposes),
                            consent.recipients, org)
 
@@ -79,7 +78,9 @@ async def answer_consent(conn: asyncpg.Connection, org: str,
 
     # The trail's append lock is held until the commit: appended last, after the key's row.
     return idempotency.Answer(201, consent.model_dump(mode="json"),
-                              {"Location": f"/v1/consents/{consent.id}"}, last=append)
+                              {"Location": f"/v1/consents/{consent.id}"}, last=append,
+                              events=[new_event(CONSENT_GRANTED, SOURCE,
+                                                str(consent.person_id), granted)])
 
 
 async def may_record(request: web.Request, body: ConsentIn) -> None:

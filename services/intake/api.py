@@ -81,7 +81,8 @@ def _not_found(what: str = "intake") -> Problem:
 
 async def record_intake(conn: asyncpg.Connection, org: str, body: IntakeIn,
                         master: Keyring, directory: reference.Directory) -> IntakeOut:
-    """One intake, its sealed personal data, and its event, in the caller's transaction."""
+    """One intake and its sealed personal data, in the caller's transaction (its event:
+    `answer_intake`)."""
     site = _place(body, directory)
     person_id = body.person_id or uuid.uuid4()
     person = None
@@ -119,10 +120,7 @@ async def record_intake(conn: asyncpg.Connection, org: str, body: IntakeIn,
                                     visits + 1, note, basis)
     if signal is not None and signal["status"] == "open":  # answered once: the first contact
         await close_signal_now(conn, signal, "reached", intake_id)
-    intake = domain.intake_out(row)
-    await outbox.add(conn, store.SCHEMA, [new_event(
-        INTAKE_RECORDED, SOURCE, str(person_id), domain.recorded_event(intake))])
-    return intake
+    return domain.intake_out(row)
 
 
 def _unknown_person() -> Problem:
@@ -203,10 +201,13 @@ the outreach pages (a key serves once, whichever recorded it)."""
 
 async def answer_intake(conn: asyncpg.Connection, org: str, body: IntakeIn, master: Keyring,
                         directory: reference.Directory) -> idempotency.Answer:
-    """POST /v1/intakes's unit of work and its answer (201, the intake, where it is)."""
+    """POST /v1/intakes's unit of work and its answer (201, the intake, where it is), with
+    its event (written with the key's row)."""
     intake = await record_intake(conn, org, body, master, directory)
     return idempotency.Answer(201, intake.model_dump(mode="json"),
-                              {"Location": f"/v1/intakes/{intake.id}"})
+                              {"Location": f"/v1/intakes/{intake.id}"}, events=[new_event(
+                                  INTAKE_RECORDED, SOURCE, str(intake.person_id),
+                                  domain.recorded_event(intake))])
 
 
 async def record_once(pool: asyncpg.Pool, org: str, key: str, payload: object,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -17,8 +17,10 @@ import asyncpg
 from aiohttp import web
 from pydantic import BaseModel
 
+from services.runtime import outbox
 from services.runtime.app import RUNTIME
 from services.runtime.auth import Principal, authenticate
+from services.runtime.events import Event
 from services.runtime.http import parse, read_json
 from services.runtime.problem import Problem
 
@@ -34,6 +36,8 @@ class Answer:
     last: Last | None = field(default=None, compare=False)
     """Work left for the end of the transaction, after the key's row (a lock taken there is
     held for the commit only: the consent trail's append)."""
+    events: Sequence[Event] = field(default=(), compare=False)
+    """The events of the work, added to the outbox in the statement of the key's row."""
 
 
 class _Replay(Exception):
@@ -89,11 +93,18 @@ async def run_once(pool: asyncpg.Pool, schema: str, org: str, operation: str, ke
 async def _record(conn: asyncpg.Connection, schema: str, org: str, operation: str, key: str,
                   digest: str, answer: Answer) -> Answer | None:
     """Record the key with its answer; None if it is new, else the first answer."""
-    fresh = await conn.fetchval(
-        f'INSERT INTO "{schema}".idempotency_keys (org, operation, key, request_hash, status,'
-        " response) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING true",
-        org, operation, key, digest, answer.status, answer.body,
-    )
+    columns = (f'INSERT INTO "{schema}".idempotency_keys (org, operation, key, request_hash,'
+               " status, response)")
+    if answer.events:  # (on a replay, rolled back with the rest)
+        ctes, args = outbox.adding(schema, answer.events, 7)
+        fresh = await conn.fetchval(
+            f"WITH {ctes} {columns} SELECT $1, $2, $3, $4, $5, $6 FROM woke"
+            " ON CONFLICT DO NOTHING RETURNING true",
+            org, operation, key, digest, answer.status, answer.body, *args)
+    else:
+        fresh = await conn.fetchval(
+            f"{columns} VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING true",
+            org, operation, key, digest, answer.status, answer.body)
     if fresh:
         return None
     row = await conn.fetchrow(

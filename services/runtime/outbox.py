@@ -44,18 +44,26 @@ def channel(schema: str) -> str:
 
 async def add(conn: asyncpg.Connection, schema: str, events: Sequence[Event]) -> None:
     """Append events to the schema's outbox, inside the caller's transaction."""
+    ctes, args = adding(schema, events, 1)
+    await conn.execute(f"WITH {ctes} SELECT * FROM woke", *args)
+
+
+def adding(schema: str, events: Sequence[Event], first: int) -> tuple[str, list[object]]:
+    """For a statement of the caller's that appends `events` to the schema's outbox on the
+    way (one round trip: the rows and the relay's wake-up, delivered at commit): the items of
+    its `WITH`, `added` and `woke` (one row, which the statement must read for the wake-up
+    to happen), numbered from `$first`, and their arguments."""
     traceparent = current_traceparent()
     records = [
         encode(dataclasses.replace(e, traceparent=e.traceparent or traceparent)) for e in events
     ]
-    # One round trip: the rows and the relay's wake-up (delivered at commit).
-    await conn.execute(
-        f'WITH added AS (INSERT INTO "{schema}".outbox (topic, key, value, headers)'
-        " SELECT t, k, v, h::jsonb FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[])"
-        " AS u(t, k, v, h)) SELECT pg_notify($5, '')",
+    n = [f"${first + i}" for i in range(5)]
+    return (f'added AS (INSERT INTO "{schema}".outbox (topic, key, value, headers)'
+            f" SELECT t, k, v, h::jsonb FROM unnest({n[0]}::text[], {n[1]}::bytea[],"
+            f" {n[2]}::bytea[], {n[3]}::text[]) AS u(t, k, v, h)),"
+            f" woke AS (SELECT pg_notify({n[4]}, '') AS woke)"), [
         [r.topic for r in records], [r.key for r in records], [r.value for r in records],
-        [json.dumps(headers_to_json(r.headers)) for r in records], channel(schema),
-    )
+        [json.dumps(headers_to_json(r.headers)) for r in records], channel(schema)]
 
 
 class OutboxRelay:
