@@ -150,12 +150,7 @@ class EventConsumer:
         done = duplicate = 0
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                fresh = {r["event_id"] for r in await conn.fetch(
-                    f'INSERT INTO "{self.schema}".inbox (consumer, event_id)'
-                    " SELECT $1, e FROM unnest($2::text[]) AS e ON CONFLICT DO NOTHING"
-                    " RETURNING event_id", self.name, sorted({e.id for e in events}))}
-                await one_at_a_time(conn, self.schema, [e.subject for e in events
-                                                         if e.id in fresh])
+                fresh = await inbox_and_locks(conn, self.schema, self.name, events)
                 for event, message in zip(events, messages, strict=True):
                     if event.id not in fresh:
                         duplicate += 1
@@ -224,14 +219,8 @@ class EventConsumer:
 
     async def _apply(self, event: Event) -> Outcome:
         async with self.pool.acquire() as conn, conn.transaction():
-            fresh = await conn.fetchval(
-                f'INSERT INTO "{self.schema}".inbox (consumer, event_id) VALUES ($1, $2)'
-                " ON CONFLICT DO NOTHING RETURNING true",
-                self.name, event.id,
-            )
-            if not fresh:
+            if not await inbox_and_locks(conn, self.schema, self.name, [event]):
                 return "duplicate"
-            await one_at_a_time(conn, self.schema, [event.subject])
             await self.handler(conn, event)
         return "done"
 
@@ -256,18 +245,29 @@ class EventConsumer:
         return "dead"
 
 
-async def one_at_a_time(conn: asyncpg.Connection, schema: str, subjects: Sequence[str]) -> None:
-    """A subject's (a person's) events are applied one transaction at a time in a service,
+async def inbox_and_locks(conn: asyncpg.Connection, schema: str, consumer: str,
+                          events: Sequence[Event]) -> set[str]:
+    """The ids of the events this consumer had not seen (their inbox rows written), with
+    their subjects' locks taken, in one statement.
+
+    A subject's (a person's) events are applied one transaction at a time in a service,
     whatever their topics, partitions, lanes or instances: a transaction-scoped advisory lock
     per subject, taken in one order (no deadlock between two batches). Without it an intake
     and its consent, applied side by side, each miss the other's uncommitted row (the referral
     opened without the consent, the consent recorded without the referral) and the person is
     never handed off. Taken before the handler reads anything: in READ COMMITTED each later
-    statement sees what the transaction it waited for committed."""
-    keys = sorted({subject_lock(schema, s) for s in subjects if s})
-    if keys:
-        await conn.execute("SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM"
-                           " unnest($1::bigint[]) AS k ORDER BY k) AS ordered", keys)
+    statement sees what the transaction it waited for committed. A duplicate takes no lock."""
+    ids = [e.id for e in events if e.subject]
+    rows = await conn.fetch(
+        f'WITH fresh AS (INSERT INTO "{schema}".inbox (consumer, event_id)'
+        " SELECT $1, e FROM unnest($2::text[]) AS e ON CONFLICT DO NOTHING RETURNING event_id),"
+        " locked AS (SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT DISTINCT u.k"
+        " FROM unnest($3::text[], $4::bigint[]) AS u(e, k) JOIN fresh f ON f.event_id = u.e"
+        " ORDER BY u.k) AS ordered)"
+        " SELECT f.event_id FROM fresh f, locked",
+        consumer, sorted({e.id for e in events}), ids,
+        [subject_lock(schema, e.subject) for e in events if e.subject])
+    return {r["event_id"] for r in rows}
 
 
 def subject_lock(schema: str, subject: str) -> int:

@@ -17,7 +17,7 @@ from schemas.events import ConsentChangedV1, ConsentGrantedV1, IntakeRecordedV1
 from services import directory
 from services.referral import handlers, routing, store
 from services.runtime import db
-from services.runtime.consumer import ConsumerSettings, EventConsumer, one_at_a_time
+from services.runtime.consumer import ConsumerSettings, EventConsumer, inbox_and_locks
 from services.runtime.events import Event, encode, new_event
 from services.runtime.transport.postgres import PostgresTransport
 from tests.conftest import wait_until
@@ -158,12 +158,14 @@ async def test_a_consent_waits_for_the_intake_being_applied(conn: asyncpg.Connec
     other = await db.connect(database)
     try:
         async with conn.transaction():
-            await one_at_a_time(conn, "referral", [str(intake.person_id)])
+            assert await inbox_and_locks(conn, "referral", "test", [new_event(
+                ev.INTAKE_RECORDED, "/test", str(intake.person_id), intake)])
             await handlers.on_intake(conn, intake, rules, NOW)
 
             async def the_consent() -> None:
                 async with other.transaction():
-                    await one_at_a_time(other, "referral", [str(consent.person_id)])
+                    assert await inbox_and_locks(other, "referral", "test", [new_event(
+                        ev.CONSENT_GRANTED, "/test", str(consent.person_id), consent)])
                     await handlers.on_consent(other, consent, NOW)
 
             applying = asyncio.create_task(the_consent())
