@@ -159,12 +159,12 @@ async def hand_off(conn: asyncpg.Connection, referral: Any, consent_id: uuid.UUI
     timers = deadlines.schedule(now, store.DEFAULT_ANSWER_DAYS if days is None else int(days))
     await store.set_status(conn, referral["id"], S.awaiting_consent, S.requested, RELAIS,
                            "request", f"consent {consent_id}", {"consent_id": str(consent_id)},
+                           timers=timers, events=[new_event(
+                               ev.REFERRAL_REQUESTED, SOURCE, str(referral["person_id"]),
+                               ev.ReferralRequestedV1(**fields(referral),
+                                                      consent_id=consent_id))],
                            consent_id=consent_id, requested_at=now,
                            due_at=timers[Timer.deadline])
-    await store.add_timers(conn, referral["id"], timers)
-    await outbox.add(conn, store.SCHEMA, [new_event(
-        ev.REFERRAL_REQUESTED, SOURCE, str(referral["person_id"]),
-        ev.ReferralRequestedV1(**fields(referral), consent_id=consent_id))])
 
 
 async def close_to_recipient(conn: asyncpg.Connection, referral: Any,

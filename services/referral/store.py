@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any, TypeAlias
 from uuid import UUID, uuid4
@@ -15,6 +15,8 @@ from services.referral.deadlines import Timer
 from services.referral.domain import ConsentScope
 from services.referral.lifecycle import ACTIVE, OPEN
 from services.referral.routing import Partner
+from services.runtime import outbox
+from services.runtime.events import Event
 
 SCHEMA = "referral"
 Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
@@ -216,16 +218,28 @@ async def lock_referral(conn: asyncpg.Connection, referral_id: UUID) -> asyncpg.
 
 async def set_status(conn: asyncpg.Connection, referral_id: UUID, from_status: str,
                      status: str, org: str, action: str, reason: str | None,
-                     detail: dict[str, Any], **columns: Any) -> None:
-    """Move a referral (already locked) and record who, when and why, in one statement."""
+                     detail: dict[str, Any], *, timers: dict[Timer, datetime] | None = None,
+                     events: Sequence[Event] = (), **columns: Any) -> None:
+    """Move a referral (already locked) and record who, when and why, with its new `timers`
+    (as `add_timers` sets them) and its `events` in the outbox, in one statement."""
     names = list(columns)
+    args: list[Any] = [referral_id, status, from_status, action, org, reason, detail,
+                       *[columns[n] for n in names]]
     sets = "".join(f", {name} = ${i + 8}" for i, name in enumerate(names))
-    await conn.execute(
-        f"WITH moved AS (UPDATE referral.referrals SET status = $2, updated_at = now(){sets}"
-        " WHERE id = $1 RETURNING id) "
-        + _HISTORY.format(rows="SELECT id, $3, $2, $4, $5, $6, $7 FROM moved"),
-        referral_id, status, from_status, action, org, reason, detail,
-        *[columns[n] for n in names])
+    ctes = (f"moved AS (UPDATE referral.referrals SET status = $2, updated_at = now(){sets}"
+            " WHERE id = $1 RETURNING id)")
+    if timers:
+        n = len(args)
+        ctes += (", timed AS (INSERT INTO referral.timers (referral_id, kind, due_at)"
+                 f" SELECT id, k, d FROM moved, unnest(${n + 1}::text[],"
+                 f" ${n + 2}::timestamptz[]) AS u(k, d) {_TIMER_CONFLICT})")
+        args += [[str(kind) for kind in timers], list(timers.values())]
+    woke = ""
+    if events:
+        added, more = outbox.adding(SCHEMA, events, len(args) + 1)
+        ctes, woke, args = f"{ctes}, {added}", ", woke", args + more
+    await conn.execute(f"WITH {ctes} " + _HISTORY.format(
+        rows=f"SELECT id, $3, $2, $4, $5, $6, $7 FROM moved{woke}"), *args)
 
 
 async def mark_stopped(conn: asyncpg.Connection, referral_id: UUID) -> None:
@@ -404,10 +418,12 @@ async def consents_of(conn: Db, person_id: UUID) -> list[ConsentScope]:
 async def add_timers(conn: asyncpg.Connection, referral_id: UUID,
                      timers: dict[Timer, datetime]) -> None:
     await conn.executemany(
-        "INSERT INTO referral.timers (referral_id, kind, due_at) VALUES ($1, $2, $3)"
-        " ON CONFLICT (referral_id, kind) DO UPDATE SET due_at = EXCLUDED.due_at,"
-        " fired_at = NULL",
-        [(referral_id, str(kind), due) for kind, due in timers.items()])
+        "INSERT INTO referral.timers (referral_id, kind, due_at) VALUES ($1, $2, $3) "
+        + _TIMER_CONFLICT, [(referral_id, str(kind), due) for kind, due in timers.items()])
+
+
+_TIMER_CONFLICT = ("ON CONFLICT (referral_id, kind) DO UPDATE SET due_at = EXCLUDED.due_at,"
+                   " fired_at = NULL")
 
 
 async def drop_timers(conn: asyncpg.Connection, referral_id: UUID) -> None:
