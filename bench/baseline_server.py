@@ -1,14 +1,14 @@
 """The baseline: bare aiohttp endpoints doing the same writes as Relais, without token check,
 validation, idempotency or events.
 
-`POST /v1/intakes`: the same two inserts (the intake row and its outbox row), in one
-transaction; left out, the upsert of the person's last activity that Relais makes in the
-intake's statement (for retention).
+`POST /v1/intakes`: the same two inserts (the intake row, with the trigger that keeps the
+person's last activity, and its outbox row), in one transaction.
 
-`POST /v1/consents`: what `answer_consent` (services/consent/api.py) does in its transaction,
-statement for statement and in its order: the notice's hash read; the consent row; its outbox
-row; the trail entry, chained as `trail_store.append` chains it (the append lock, the head
-read, the entry and its leaf hash); the consent_changes row. Left out, as for intakes: the
+`POST /v1/consents`: the writes of `answer_consent` (services/consent/api.py) in its
+transaction: the notice's hash read; the consent row; its outbox row (which Relais writes in
+the statement of its idempotency key's row); the trail entry, chained as `trail_store.append`
+chains it (the append lock, the head read, the entry and its leaf hash); the consent_changes
+row (which Relais writes before the trail entry, appended last). Left out, as for intakes: the
 token, the validation (the body's, and the restriction read), the idempotency key's row, the
 call to the intake service (who met the person) and the directory's recipients; and the
 outbox row's `pg_notify`, also left out of the intakes one. The outbox row and the trail entry

@@ -27,14 +27,13 @@ async def insert_intake(
     body: IntakeIn, age_bracket: str | None, visit_number: int, note: bytes | None,
     basis: str,
 ) -> asyncpg.Record:
-    """The contact, and the person's last activity kept current with it (one statement)."""
+    """The contact (a trigger keeps the person's last activity current: migration 016)."""
     row: asyncpg.Record = await conn.fetchrow(
-        "WITH i AS (INSERT INTO intake.intakes (id, org, person_id, site, channel,"
-        " contacted_at, duration_minutes, needs, flags, age_bracket, commune, visit_number,"
-        " note, has_identity, signal_id, permanence, gender, basis, arrival, for_org)"
+        "INSERT INTO intake.intakes (id, org, person_id, site, channel, contacted_at,"
+        " duration_minutes, needs, flags, age_bracket, commune, visit_number, note,"
+        " has_identity, signal_id, permanence, gender, basis, arrival, for_org)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
-        " $18, $19, $20) RETURNING *), a AS (" + _TOUCH.format(
-            rows="SELECT person_id, contacted_at FROM i") + ") SELECT * FROM i",
+        " $18, $19, $20) RETURNING *",
         intake_id, org, person_id, site, body.channel, body.contacted_at,
         body.duration_minutes, list(body.needs), list(body.flags), age_bracket,
         body.commune, visit_number, note, body.identity is not None, body.signal_id,
@@ -124,19 +123,18 @@ async def erase(conn: asyncpg.Connection, person_id: UUID) -> None:
                        " (SELECT signal_id FROM intake.intakes WHERE person_id = $1)", person_id)
 
 
-# A person's last activity: their latest contact, or one seen in another service's event
-# (the latest one stays).
-_TOUCH = ("INSERT INTO intake.activity (person_id, last_at) {rows} ON CONFLICT (person_id)"
-          " DO UPDATE SET last_at = greatest(intake.activity.last_at, EXCLUDED.last_at)")
-
-
 async def touch_activity(conn: asyncpg.Connection, person_id: UUID, at: datetime) -> None:
-    """An activity of the person seen in another service's event."""
-    await conn.execute(_TOUCH.format(rows="VALUES ($1, $2)"), person_id, at)
+    """An activity of the person seen in another service's event (the latest one stays; a
+    contact's is kept by a trigger, the same way)."""
+    await conn.execute(
+        "INSERT INTO intake.activity (person_id, last_at) VALUES ($1, $2) ON CONFLICT"
+        " (person_id) DO UPDATE SET last_at = EXCLUDED.last_at"
+        " WHERE intake.activity.last_at < EXCLUDED.last_at", person_id, at)
 
 
-# The people past the cut-off, by the index on `activity.last_at` (every contact keeps it
-# current): never a read of the whole intakes table (tests/integration/test_hot_queries.py).
+# The people past the cut-off, by the index on `activity.last_at` (kept current on every
+# contact by a trigger, migration 016): never a read of the whole intakes table
+# (tests/integration/test_hot_queries.py).
 _LAST_ACTIVITY = """
     SELECT a.person_id, a.last_at AS last_activity,
            (SELECT array_agg(DISTINCT i.org ORDER BY i.org) FROM intake.intakes i

@@ -221,7 +221,8 @@ async def set_status(conn: asyncpg.Connection, referral_id: UUID, from_status: s
                      detail: dict[str, Any], *, timers: dict[Timer, datetime] | None = None,
                      events: Sequence[Event] = (), **columns: Any) -> None:
     """Move a referral (already locked) and record who, when and why, with its new `timers`
-    (as `add_timers` sets them) and its `events` in the outbox, in one statement."""
+    (each kind's due time replaced, not fired) and its `events` in the outbox, in one
+    statement."""
     names = list(columns)
     args: list[Any] = [referral_id, status, from_status, action, org, reason, detail,
                        *[columns[n] for n in names]]
@@ -413,13 +414,6 @@ async def consents_of(conn: Db, person_id: UUID) -> list[ConsentScope]:
 
 
 # --- deadlines -------------------------------------------------------------------------------
-
-
-async def add_timers(conn: asyncpg.Connection, referral_id: UUID,
-                     timers: dict[Timer, datetime]) -> None:
-    await conn.executemany(
-        "INSERT INTO referral.timers (referral_id, kind, due_at) VALUES ($1, $2, $3) "
-        + _TIMER_CONFLICT, [(referral_id, str(kind), due) for kind, due in timers.items()])
 
 
 _TIMER_CONFLICT = ("ON CONFLICT (referral_id, kind) DO UPDATE SET due_at = EXCLUDED.due_at,"

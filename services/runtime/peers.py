@@ -1,5 +1,6 @@
 """Calls from one service to another over their HTTP API, on behalf of the caller (with the
-caller's own token, so the other service checks and logs it too).
+caller's own token, so the other service checks and logs it too). One is answered in
+process when the other service runs here: the person's standing (`standing`).
 
 The address is configuration, never the request: `RELAIS_INTAKE_URL`, else this very server
 (the address its socket is bound to) when it runs the service, else the base URL. A caller's

@@ -93,7 +93,8 @@ async def _server_span(request: web.Request, handler: Handler) -> web.StreamResp
     the logs and, through the outbox, into the consumers' spans, as with the instrumentation,
     whose attributes and metrics cost a tenth of a busy API's CPU for spans nobody reads."""
     with tracer.start_as_current_span(request.method, context=propagate.extract(
-            request.headers), kind=trace.SpanKind.SERVER):
+            request.headers), kind=trace.SpanKind.SERVER, record_exception=False,
+            set_status_on_exception=False):  # (a redirect is an exception in aiohttp)
         return await handler(request)
 
 
