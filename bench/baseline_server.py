@@ -1,8 +1,9 @@
 """The baseline: bare aiohttp endpoints doing the same writes as Relais, without token check,
 validation, idempotency or events.
 
-`POST /v1/intakes`: the same two inserts (the intake row, with the trigger that keeps the
-person's last activity, and its outbox row), in one transaction.
+`POST /v1/intakes`: the same two inserts (the intake row and its outbox row), in one
+transaction; left out, the upsert of the person's last activity that Relais makes in the
+intake's statement (for retention).
 
 `POST /v1/consents`: the writes of `answer_consent` (services/consent/api.py) in its
 transaction: the notice's hash read; the consent row; its outbox row (which Relais writes in

@@ -245,17 +245,11 @@ async def _intakes(conn: asyncpg.Connection, plan: Plan, progress: Progress) -> 
                 at, 20, NEEDS[i % len(NEEDS)], [], AGES[i % len(AGES)],
                 COMMUNES[i % len(COMMUNES)], i // people + 1, at + timedelta(minutes=5))
 
-    # (each person's last activity is copied by `_activity`, not upserted row by row by the
-    # trigger that keeps it for the services: migration 016)
-    await conn.execute("ALTER TABLE intake.intakes DISABLE TRIGGER activity_of_contact")
-    try:
-        done = {"intake.intakes": await copy(
-            conn, "intake.intakes",
-            ["id", "org", "person_id", "site", "channel", "contacted_at", "duration_minutes",
-             "needs", "flags", "age_bracket", "commune", "visit_number", "created_at"],
-            (row(i) for i in range(plan.intakes)), progress)}
-    finally:
-        await conn.execute("ALTER TABLE intake.intakes ENABLE TRIGGER activity_of_contact")
+    done = {"intake.intakes": await copy(
+        conn, "intake.intakes",
+        ["id", "org", "person_id", "site", "channel", "contacted_at", "duration_minutes",
+         "needs", "flags", "age_bracket", "commune", "visit_number", "created_at"],
+        (row(i) for i in range(plan.intakes)), progress)}
     done["referral.intakes"] = await copy(
         conn, "referral.intakes",
         ["intake_id", "person_id", "org", "site", "contacted_at", "needs", "flags",

@@ -27,13 +27,14 @@ async def insert_intake(
     body: IntakeIn, age_bracket: str | None, visit_number: int, note: bytes | None,
     basis: str,
 ) -> asyncpg.Record:
-    """The contact (a trigger keeps the person's last activity current: migration 016)."""
+    """The contact, and the person's last activity kept current with it (one statement)."""
     row: asyncpg.Record = await conn.fetchrow(
-        "INSERT INTO intake.intakes (id, org, person_id, site, channel, contacted_at,"
-        " duration_minutes, needs, flags, age_bracket, commune, visit_number, note,"
-        " has_identity, signal_id, permanence, gender, basis, arrival, for_org)"
+        "WITH i AS (INSERT INTO intake.intakes (id, org, person_id, site, channel,"
+        " contacted_at, duration_minutes, needs, flags, age_bracket, commune, visit_number,"
+        " note, has_identity, signal_id, permanence, gender, basis, arrival, for_org)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
-        " $18, $19, $20) RETURNING *",
+        " $18, $19, $20) RETURNING *), a AS (" + _TOUCH.format(
+            rows="SELECT person_id, contacted_at FROM i") + ") SELECT * FROM i",
         intake_id, org, person_id, site, body.channel, body.contacted_at,
         body.duration_minutes, list(body.needs), list(body.flags), age_bracket,
         body.commune, visit_number, note, body.identity is not None, body.signal_id,
@@ -123,27 +124,34 @@ async def erase(conn: asyncpg.Connection, person_id: UUID) -> None:
                        " (SELECT signal_id FROM intake.intakes WHERE person_id = $1)", person_id)
 
 
+# A person's last activity: their latest contact, or one seen in another service's event
+# (the latest one stays; a later one only is written).
+_TOUCH = ("INSERT INTO intake.activity (person_id, last_at) {rows} ON CONFLICT (person_id)"
+          " DO UPDATE SET last_at = EXCLUDED.last_at"
+          " WHERE intake.activity.last_at < EXCLUDED.last_at")
+
+
 async def touch_activity(conn: asyncpg.Connection, person_id: UUID, at: datetime) -> None:
-    """An activity of the person seen in another service's event (the latest one stays; a
-    contact's is kept by a trigger, the same way)."""
-    await conn.execute(
-        "INSERT INTO intake.activity (person_id, last_at) VALUES ($1, $2) ON CONFLICT"
-        " (person_id) DO UPDATE SET last_at = EXCLUDED.last_at"
-        " WHERE intake.activity.last_at < EXCLUDED.last_at", person_id, at)
+    """An activity of the person seen in another service's event."""
+    await conn.execute(_TOUCH.format(rows="VALUES ($1, $2)"), person_id, at)
 
 
-# The people past the cut-off, by the index on `activity.last_at` (kept current on every
-# contact by a trigger, migration 016): never a read of the whole intakes table
-# (tests/integration/test_hot_queries.py).
+# The people past the cut-off, by the index on `activity.last_at` (every contact keeps it
+# current): never a read of the whole intakes table (tests/integration/test_hot_queries.py).
+# Each candidate's last contact is read too (by intakes_person_contacted): a process of the
+# previous version, during a rolling upgrade, records contacts without touching `activity`.
 _LAST_ACTIVITY = """
-    SELECT a.person_id, a.last_at AS last_activity,
+    SELECT a.person_id, greatest(a.last_at, c.last_contact) AS last_activity,
            (SELECT array_agg(DISTINCT i.org ORDER BY i.org) FROM intake.intakes i
             WHERE i.person_id = a.person_id AND i.basis = 'met') AS orgs
     FROM intake.activity a
+    CROSS JOIN LATERAL (SELECT max(i.contacted_at) AS last_contact FROM intake.intakes i
+                        WHERE i.person_id = a.person_id) c
     LEFT JOIN intake.people p ON p.person_id = a.person_id
     WHERE a.last_at < $1 {where}
+      AND greatest(a.last_at, c.last_contact) < $1
+      AND c.last_contact IS NOT NULL
       AND p.erased_at IS NULL
-      AND EXISTS (SELECT 1 FROM intake.intakes i WHERE i.person_id = a.person_id)
       AND NOT EXISTS (SELECT 1 FROM intake.consents k WHERE k.person_id = a.person_id
                       AND k.status = 'active' AND k.valid_until > $2)
       AND NOT EXISTS (SELECT 1 FROM intake.restrictions r WHERE r.person_id = a.person_id)

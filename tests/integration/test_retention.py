@@ -138,8 +138,8 @@ async def test_people_met_before_the_upgrade_are_found_by_their_contacts(
         client: Client, tokens: Tokens) -> None:
     """Before intake migration 016 a contact did not touch `intake.activity`: the upgrade
     fills it from the contacts, so retention, which now reads people by their last activity,
-    still finds those met before it (and only them); and its trigger keeps it current for a
-    contact written by any process, one of the previous version included."""
+    still finds those met before it (and only them); and a contact written by a process of the
+    previous version, which does not touch `intake.activity`, still counts."""
     old, recent = await met(client, tokens), await met(
         client, tokens, contacted_at="2026-11-20T10:00:00+01:00")
     await met(client, tokens, person_id=old, contacted_at="2026-04-01T10:00:00+02:00")
@@ -163,7 +163,7 @@ async def test_people_met_before_the_upgrade_are_found_by_their_contacts(
         " flags, visit_number, basis) SELECT gen_random_uuid(), org, person_id, site, channel,"
         " now(), needs, flags, 3, 'met' FROM intake.intakes WHERE person_id = $1 LIMIT 1",
         uuid.UUID(old))
-    assert await retention_plan(pool, months, now) == [], "met again: kept (the trigger)"
+    assert await retention_plan(pool, months, now) == [], "met again: kept (by the contact)"
 
 
 @pytest.fixture
