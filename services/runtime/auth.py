@@ -303,10 +303,8 @@ async def authenticate(request: web.Request, scope: str | None, *,
     keeps to `principal.referral` / `principal.person`)."""
     header = request.headers.get("Authorization", "")
     kind, _, token = header.partition(" ")
-    if kind.lower() != "bearer" or not token.strip():
-        raise Problem(401, "Unauthorized", "A bearer access token is required.",
-                      headers={"WWW-Authenticate": 'Bearer realm="relais"'})
-    return await authenticate_token(request, token.strip(), scope, link=link)
+    return await authenticate_token(request, token.strip() if kind.lower() == "bearer" else "",
+                                    scope, link=link)
 
 
 async def authenticate_token(request: web.Request, token: str, scope: str | None, *,

@@ -10,13 +10,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from services.auth.api import KEYS
 from services.cli import SERVICE_NAMES, service_specs
 from services.runtime.app import create_app
 from services.runtime.settings import Settings
 from tests.e2e.conftest import Tokens
 from tests.e2e.test_skeleton import consent_body
-from tests.integration.conftest import Client
+from tests.integration.conftest import Client, rate_limited
 
 INTAKE = {"site": "qpv-etouvie", "channel": "mobile_permanence",
           "contacted_at": "2026-11-20T10:00:00+01:00", "needs": ["employment"]}
@@ -24,11 +23,8 @@ INTAKE = {"site": "qpv-etouvie", "channel": "mobile_permanence",
 
 @pytest.fixture
 async def strict(database: str, tmp_path: Path) -> AsyncIterator[tuple[Client, Tokens]]:
-    settings = Settings.model_validate({"data_dir": tmp_path, "database_url": database,
-                                        "rate_limit_per_second": 1, "rate_limit_burst": 3})
-    app = create_app(settings, database, service_specs(SERVICE_NAMES))
-    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-        yield client, Tokens(await client.app[KEYS].signing(), settings)
+    async with rate_limited(database, tmp_path, 1, 3) as limited:
+        yield limited
 
 
 async def test_a_client_over_its_rate_gets_429_with_retry_after(
@@ -47,11 +43,8 @@ async def test_a_client_over_its_rate_gets_429_with_retry_after(
 
 @pytest.fixture
 async def slow(database: str, tmp_path: Path) -> AsyncIterator[tuple[Client, Tokens]]:
-    settings = Settings.model_validate({"data_dir": tmp_path, "database_url": database,
-                                        "rate_limit_per_second": 0.01, "rate_limit_burst": 4})
-    app = create_app(settings, database, service_specs(SERVICE_NAMES))
-    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-        yield client, Tokens(await client.app[KEYS].signing(), settings)
+    async with rate_limited(database, tmp_path, 0.01, 4) as limited:
+        yield limited
 
 
 async def test_the_standing_asked_in_process_counts_as_the_call_it_saves(

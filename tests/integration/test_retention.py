@@ -21,12 +21,11 @@ import pytest
 from services.intake import api as intake_api
 from services.intake.erasure import Ledger, apply_retention, retention_plan
 from services.runtime.app import RUNTIME
-from services.runtime.db import migration_files
 from services.runtime.settings import Settings
 from tests.conftest import wait_until
 from tests.e2e.conftest import Tokens
 from tests.e2e.test_skeleton import consent_body
-from tests.integration.conftest import Client
+from tests.integration.conftest import Client, apply_again
 from tests.integration.test_intake import IDENTITY, TEAM, get, post
 from tests.integration.test_stats_pages import counted
 
@@ -147,12 +146,7 @@ async def test_people_met_before_the_upgrade_are_found_by_their_contacts(
     assert [str(d.person_id) for d in await retention_plan(pool, months, now)] == [old]
     await pool.execute("DELETE FROM intake.activity")  # what the old contacts left
     assert await retention_plan(pool, months, now) == []
-    [upgrade] = [sql for name, sql in migration_files("services.intake")
-                 if name == "016_activity_of_contacts.sql"]
-    async with pool.acquire() as conn:
-        await conn.execute("SET search_path TO intake")
-        await conn.execute(upgrade)
-        await conn.execute("RESET search_path")
+    await apply_again(pool, "intake", "016_activity_of_contacts.sql")
     [due] = await retention_plan(pool, months, now)
     assert (str(due.person_id), due.last_activity) == (
         old, datetime(2026, 4, 1, 8, tzinfo=UTC)), "the last of the two contacts"

@@ -10,15 +10,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
 from deploy.kafka.broker import free_port
-from services.auth.api import KEYS
-from services.cli import SERVICE_NAMES, service_specs
+from services.cli import service_specs
 from services.runtime.app import create_app
 from services.runtime.settings import Settings
 from tests.e2e.conftest import Tokens
-from tests.integration.conftest import Client
+from tests.integration.conftest import Client, rate_limited
 
 INTAKE = {"site": "qpv-etouvie", "channel": "mobile_permanence",
           "contacted_at": "2026-11-20T10:00:00+01:00", "needs": ["employment"]}
@@ -86,11 +84,8 @@ async def test_an_oversized_header_is_refused_without_being_echoed(
 
 @pytest.fixture
 async def strict(database: str, tmp_path: Path) -> AsyncIterator[tuple[Client, Tokens]]:
-    settings = Settings.model_validate({"data_dir": tmp_path, "database_url": database,
-                                        "rate_limit_per_second": 0.5, "rate_limit_burst": 6})
-    app = create_app(settings, database, service_specs(SERVICE_NAMES))
-    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-        yield client, Tokens(await client.app[KEYS].signing(), settings)
+    async with rate_limited(database, tmp_path, 0.5, 6) as limited:
+        yield limited
 
 
 def batch(size: int) -> dict[str, object]:

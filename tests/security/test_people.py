@@ -11,10 +11,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from services.runtime.app import RUNTIME
-from services.runtime.db import migration_files
 from tests.conftest import wait_until
 from tests.e2e.conftest import Tokens
-from tests.integration.conftest import Client
+from tests.integration.conftest import Client, apply_again
 
 TEAM, ML, FT, CCAS = "equipe-aller-vers", "mission-locale", "france-travail", "ccas"
 SCOPES = ("intake:write intake:read consent:write consent:read people:read people:erase "
@@ -278,12 +277,7 @@ async def test_contacts_recorded_before_the_rule_do_not_count_as_meeting(
         uuid.UUID(person), ML)
     assert (await client.get(f"/v1/people/{person}",
                              headers=tokens.headers(ML, SCOPES))).status == 200
-    [upgrade] = [sql for name, sql in migration_files("services.intake")
-                 if name == "006_standing_backfill.sql"]
-    async with pool.acquire() as conn:
-        await conn.execute("SET search_path TO intake")
-        await conn.execute(upgrade)
-        await conn.execute("RESET search_path")
+    await apply_again(pool, "intake", "006_standing_backfill.sql")
     assert (await client.get(f"/v1/people/{person}",
                              headers=tokens.headers(ML, SCOPES))).status == 404
     assert (await client.get(f"/v1/people/{person}",
