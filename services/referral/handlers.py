@@ -205,13 +205,9 @@ async def move(conn: asyncpg.Connection, referral: Any, to: ReferralStatus, org:
         "milestone": answer.milestone, "cause": cause, "proposal": proposal,
         "by": by}.items()
         if v is not None}
-    await store.set_status(conn, referral["id"], from_status, to, org, action,
-                           answer.text or cause, detail, **columns)
-    if to is not S.requested:
-        await store.drop_timers(conn, referral["id"])
     root = (await store.chain_root(conn, referral["id"])
             if referral["part_of"] is not None else None)
-    await outbox.add(conn, store.SCHEMA, [new_event(
+    changed = new_event(
         ev.REFERRAL_STATUS_CHANGED, SOURCE, str(referral["person_id"]),
         ev.ReferralStatusChangedV1(
             **fields(referral), from_status=from_status, status=to, actor_org=org,
@@ -219,7 +215,10 @@ async def move(conn: asyncpg.Connection, referral: Any, to: ReferralStatus, org:
             milestone=answer.milestone, cause=cause, proposal=proposal, at=now,
             first_referral_id=root["id"] if root else None,
             first_sender=root["sender_org"] if root and root["sender_org"] not in (
-                referral["sender_org"], referral["target"]) else None))])
+                referral["sender_org"], referral["target"]) else None))
+    await store.set_status(conn, referral["id"], from_status, to, org, action,
+                           answer.text or cause, detail, events=[changed],
+                           drop_timers=to is not S.requested, **columns)
 
 
 async def answer(conn: asyncpg.Connection, referral: Any, action: ReferralAction, org: str,

@@ -219,10 +219,12 @@ async def lock_referral(conn: asyncpg.Connection, referral_id: UUID) -> asyncpg.
 async def set_status(conn: asyncpg.Connection, referral_id: UUID, from_status: str,
                      status: str, org: str, action: str, reason: str | None,
                      detail: dict[str, Any], *, timers: dict[Timer, datetime] | None = None,
-                     events: Sequence[Event] = (), **columns: Any) -> None:
+                     events: Sequence[Event] = (), drop_timers: bool = False,
+                     **columns: Any) -> None:
     """Move a referral (already locked) and record who, when and why, with its new `timers`
-    (each kind's due time replaced, not fired) and its `events` in the outbox, in one
-    statement."""
+    (each kind's due time replaced, not fired) or its unfired timers dropped, and its
+    `events` in the outbox, in one statement."""
+    assert not (timers and drop_timers), "one statement cannot both add and drop timers"
     names = list(columns)
     args: list[Any] = [referral_id, status, from_status, action, org, reason, detail,
                        *[columns[n] for n in names]]
@@ -235,6 +237,9 @@ async def set_status(conn: asyncpg.Connection, referral_id: UUID, from_status: s
                  f" SELECT id, k, d FROM moved, unnest(${n + 1}::text[],"
                  f" ${n + 2}::timestamptz[]) AS u(k, d) {_TIMER_CONFLICT})")
         args += [[str(kind) for kind in timers], list(timers.values())]
+    if drop_timers:
+        ctes += (", dropped AS (DELETE FROM referral.timers t USING moved"
+                 " WHERE t.referral_id = moved.id AND t.fired_at IS NULL)")
     woke = ""
     if events:
         added, more = outbox.adding(SCHEMA, events, len(args) + 1)
@@ -418,11 +423,6 @@ async def consents_of(conn: Db, person_id: UUID) -> list[ConsentScope]:
 
 _TIMER_CONFLICT = ("ON CONFLICT (referral_id, kind) DO UPDATE SET due_at = EXCLUDED.due_at,"
                    " fired_at = NULL")
-
-
-async def drop_timers(conn: asyncpg.Connection, referral_id: UUID) -> None:
-    await conn.execute("DELETE FROM referral.timers WHERE referral_id = $1 AND fired_at IS NULL",
-                       referral_id)
 
 
 DUE_TIMERS = (
