@@ -57,20 +57,19 @@ async def answer_consent(conn: asyncpg.Connection, org: str,
                          body: ConsentIn) -> idempotency.Answer:
     """The consent, its event (written with the key's row), its trail entry and its history
     line, in one transaction."""
-    if await store.is_restricted(conn, body.person_id):
+    is_restricted, notice_hash = await store.grant_checks(conn, body.person_id,
+                                                          body.notice_version)
+    if is_restricted:
         raise restricted()
-    notice = await store.notice(conn, body.notice_version)
-    if notice is None:
+    if notice_hash is None:
         raise Problem(422, "Invalid request", "1 invalid field(s)",
                       type_="https://relais.example/problems/validation", errors=[
                           {"field": "notice_version", "code": "unknown_notice",
                            "message": f"no notice '{body.notice_version}': register it "
                                       "with POST /v1/notices"}])
     consent = domain.consent_out(
-        await store.insert_consent(conn, uuid.uuid4(), org, body, notice["hash"]))
+        await store.insert_consent(conn, uuid.uuid4(), org, body, notice_hash))
     granted = domain.granted_event(consent)
-    await store.add_change(conn, consent.id, "granted", list(consent.purposes),
-                           consent.recipients, org)
 
     async def append(conn: asyncpg.Connection) -> None:
         await trail_store.append(conn, [("consent.granted", consent.person_id,

@@ -15,17 +15,32 @@ SCHEMA = "consent"
 async def insert_consent(
     conn: asyncpg.Connection, consent_id: UUID, org: str, body: ConsentIn, notice_hash: bytes
 ) -> asyncpg.Record:
+    """The consent and its `granted` line in the history, in one statement."""
     row: asyncpg.Record = await conn.fetchrow(
-        "INSERT INTO consent.consents (id, org, person_id, purposes, recipients, categories,"
-        " notice_version, method, witness, captured_by, captured_at_site, valid_until,"
-        " notice_hash, granted_at, evidence_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
-        " $10, $11, $12, $13, COALESCE($14, now()), $15) RETURNING *",
+        "WITH added AS (INSERT INTO consent.consents (id, org, person_id, purposes, recipients,"
+        " categories, notice_version, method, witness, captured_by, captured_at_site,"
+        " valid_until, notice_hash, granted_at, evidence_sha256) VALUES ($1, $2, $3, $4, $5, $6,"
+        " $7, $8, $9, $10, $11, $12, $13, COALESCE($14, now()), $15) RETURNING *),"
+        " changed AS (INSERT INTO consent.consent_changes (consent_id, kind, purposes,"
+        " recipients, org) SELECT id, 'granted', purposes, recipients, org FROM added)"
+        " SELECT * FROM added",
         consent_id, org, body.person_id, list(body.purposes), body.recipients,
         list(body.categories), body.notice_version, body.method, body.witness,
         body.captured_by, body.captured_at_site, body.valid_until, notice_hash,
         body.granted_at, body.evidence_sha256,
     )
     return row
+
+
+async def grant_checks(conn: asyncpg.Connection, person_id: UUID, version: str
+                       ) -> tuple[bool, bytes | None]:
+    """Before a consent is recorded, in one statement: whether the person restricted the
+    processing of their data, and the hash of the notice they were shown (None: unknown)."""
+    row = await conn.fetchrow(
+        "SELECT EXISTS (SELECT 1 FROM consent.restricted WHERE person_id = $1) AS restricted,"
+        " (SELECT hash FROM consent.notices WHERE version = $2) AS hash", person_id, version)
+    assert row is not None
+    return row["restricted"], row["hash"]
 
 
 async def notice(db: asyncpg.Pool | asyncpg.Connection, version: str) -> asyncpg.Record | None:
@@ -139,10 +154,6 @@ async def restricted_since(db: asyncpg.Connection | asyncpg.Pool,
     since: datetime | None = await db.fetchval(
         "SELECT since FROM consent.restricted WHERE person_id = $1", person_id)
     return since
-
-
-async def is_restricted(db: asyncpg.Connection | asyncpg.Pool, person_id: UUID) -> bool:
-    return await restricted_since(db, person_id) is not None
 
 
 async def insert_receipt(pool: asyncpg.Pool, receipt_id: UUID, person_id: UUID,

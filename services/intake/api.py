@@ -136,11 +136,15 @@ def _unknown_person() -> Problem:
 async def _standing(db: store.Db, person_id: uuid.UUID, org: str,
                     consent_id: uuid.UUID | None = None) -> access.Standing:
     """What `org` is to the person; under `consent_id` only, when given (a dossier)."""
-    met_by, consents = await store.standing_facts(db, person_id)
-    grants = [domain.grant(r) for r in consents]
+    return _decide(await store.standing_facts(db, person_id), org, consent_id)
+
+
+def _decide(facts: store.StandingFacts, org: str,
+            consent_id: uuid.UUID | None = None) -> access.Standing:
+    grants = [domain.grant(r) for r in facts.consents]
     if consent_id is not None:
-        return access.under_consent(org, met_by, grants, consent_id, datetime.now(UTC))
-    return access.standing(org, met_by, grants, datetime.now(UTC))
+        return access.under_consent(org, facts.met_by, grants, consent_id, datetime.now(UTC))
+    return access.standing(org, facts.met_by, grants, datetime.now(UTC))
 
 
 def _place(body: IntakeIn, directory: reference.Directory) -> str:
@@ -463,8 +467,8 @@ async def standing_of(app: web.Application, person_id: uuid.UUID, org: str
                       ) -> StandingOut | None:
     """What `org` is to the person, None when nothing (`GET /v1/people/{id}/standing`, and
     the consent service's question when it runs in this process: services/runtime/peers.py)."""
-    pool = app[RUNTIME].pool
-    standing = await _standing(pool, person_id, org)
+    facts = await store.standing_facts(app[RUNTIME].pool, person_id)
+    standing = _decide(facts, org)
     if not standing.known:
         return None
     return StandingOut(
@@ -472,7 +476,7 @@ async def standing_of(app: web.Application, person_id: uuid.UUID, org: str
         consent_id=standing.consent.consent_id if standing.consent else None,
         categories=sorted(standing.categories),
         may=[act.value for act in Act if standing.may(act)],
-        restricted=await store.restriction(pool, person_id) is not None)
+        restricted=facts.restricted)
 
 
 # --- signals from the network --------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 from uuid import UUID
 
 import asyncpg
@@ -373,16 +373,23 @@ async def narrow_consent(conn: asyncpg.Connection, consent_id: UUID, person_id: 
         consent_id, person_id, purposes, recipients, status)
 
 
-async def standing_facts(db: Db, person_id: UUID) -> tuple[set[str], list[asyncpg.Record]]:
-    """What the access rule needs about a person: who met them, and their consents."""
-    return await orgs_that_met(db, person_id), await consents_of(db, person_id)
+class StandingFacts(NamedTuple):
+    met_by: set[str]
+    consents: list[asyncpg.Record]
+    restricted: bool
 
 
-async def consents_of(db: Db, person_id: UUID) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await db.fetch(
-        "SELECT * FROM intake.consents WHERE person_id = $1", person_id
-    )
-    return rows
+async def standing_facts(db: Db, person_id: UUID) -> StandingFacts:
+    """What the access rule needs about a person, in one statement: who met them, their
+    consents, and whether they restricted the processing of their data (art. 18)."""
+    rows = await db.fetch(
+        "SELECT c.*, f.met_by, f.restricted FROM (SELECT"
+        " ARRAY(SELECT DISTINCT org FROM intake.intakes WHERE person_id = $1"
+        "       AND basis = 'met') AS met_by,"
+        " EXISTS (SELECT 1 FROM intake.restrictions WHERE person_id = $1) AS restricted) f"
+        " LEFT JOIN intake.consents c ON c.person_id = $1", person_id)
+    return StandingFacts(set(rows[0]["met_by"]), [r for r in rows if r["consent_id"] is not None],
+                         rows[0]["restricted"])
 
 
 # --- signals -------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ def handler(runtime: Runtime) -> Handler:
 async def fan_out(conn: asyncpg.Connection, event_id: str, sender_org: str | None,
                   message: domain.Message) -> None:
     """One notification per channel the recipient wants (and per webhook endpoint)."""
-    recipient = await store.recipient(conn, message.recipient_org)
+    recipient = await store.recipient_of(conn, message.recipient_org, message.kind)
     if recipient is None:
         raise LookupError(f"no recipient organisation {message.recipient_org}")
     wanted = message.kind in domain.MANDATORY or message.kind not in recipient["muted"]
@@ -82,11 +82,12 @@ async def fan_out(conn: asyncpg.Connection, event_id: str, sender_org: str | Non
                 "sent_at": datetime.now(UTC)}):
             await emit_sent(conn, notification, message.referral_id, message.person_id,
                             message.recipient_org, "inbox", f"inbox:{notification}")
-    for endpoint in await store.endpoints_for(conn, message.recipient_org, message.kind):
+    for endpoint, url in zip(recipient["endpoint_ids"], recipient["endpoint_urls"],
+                             strict=True):
         await store.add_notification(conn, common | {
             "id": domain.notification_id(event_id, message.recipient_org, "webhook",
-                                         endpoint["id"]),
-            "channel": "webhook", "address": endpoint["url"], "endpoint_id": endpoint["id"]})
+                                         endpoint),
+            "channel": "webhook", "address": url, "endpoint_id": endpoint})
 
 
 async def emit_sent(conn: asyncpg.Connection, notification_id: uuid.UUID,

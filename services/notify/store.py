@@ -83,11 +83,17 @@ async def endpoints(db: Db, org: str) -> list[asyncpg.Record]:
     return rows
 
 
-async def endpoints_for(db: Db, org: str, kind: str) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await db.fetch(
-        "SELECT * FROM notify.webhook_endpoints WHERE org = $1 AND active"
-        " AND (kinds = '{}' OR $2 = ANY(kinds)) ORDER BY id", org, kind)
-    return rows
+async def recipient_of(conn: asyncpg.Connection, org: str, kind: str
+                       ) -> asyncpg.Record | None:
+    """The recipient organisation with its active webhook endpoints for this kind of
+    notification (`endpoint_ids`, `endpoint_urls`, in the same order), in one statement."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT r.*, e.ids AS endpoint_ids, e.urls AS endpoint_urls FROM notify.recipients r,"
+        " LATERAL (SELECT coalesce(array_agg(id ORDER BY id), '{}') AS ids,"
+        "  coalesce(array_agg(url ORDER BY id), '{}') AS urls FROM notify.webhook_endpoints"
+        "  WHERE org = r.org AND active AND (kinds = '{}' OR $2 = ANY(kinds))) e"
+        " WHERE r.org = $1", org, kind)
+    return row
 
 
 async def deactivate_endpoint(db: Db, endpoint_id: UUID, org: str) -> bool:
@@ -112,13 +118,13 @@ async def endpoints_shown(db: Db, org: str, limit: int = 50) -> list[asyncpg.Rec
 async def add_notification(conn: asyncpg.Connection, values: dict[str, Any]) -> bool:
     """False when this (event, recipient, channel, endpoint) has its notification already."""
     names_ = list(values)
-    inserted = await conn.fetchval(
-        f"INSERT INTO notify.notifications ({', '.join(names_)}) VALUES"
-        f" ({', '.join(f'${i + 1}' for i in range(len(names_)))}) ON CONFLICT DO NOTHING"
-        " RETURNING true", *values.values())
-    if inserted:
-        channel = INBOX_CHANNEL if values["channel"] == "inbox" else PENDING_CHANNEL
-        await conn.execute("SELECT pg_notify($1, $2)", channel, values["recipient_org"])
+    n = len(names_)
+    channel = INBOX_CHANNEL if values["channel"] == "inbox" else PENDING_CHANNEL
+    inserted = await conn.fetchval(  # the senders (or the inbox's readers) woken if it is new
+        f"WITH added AS (INSERT INTO notify.notifications ({', '.join(names_)}) VALUES"
+        f" ({', '.join(f'${i + 1}' for i in range(n))}) ON CONFLICT DO NOTHING RETURNING id)"
+        f" SELECT count(pg_notify(${n + 1}, ${n + 2})) FROM added",
+        *values.values(), channel, values["recipient_org"])
     return bool(inserted)
 
 
