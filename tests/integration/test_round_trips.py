@@ -1,0 +1,74 @@
+"""How many statements a request sends to PostgreSQL (issue #12): each is a round trip, paid in
+the service's CPU and the database's, at every intake and every consent. Counted from the
+statement spans under the request's server span (the consumers' spans, in the same trace, are
+not the request's); the reads of the token revocation lists (auth.*, cached between refreshes)
+and the rate limit's (relais_limits.*, whose tokens are leased ahead, up to ten at once) are
+left out. A change that adds a statement to one of these paths fails here: make it part of
+another one (a CTE, a subquery), or raise the count with the reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind
+
+from tests.conftest import SPANS, wait_until
+from tests.e2e.conftest import Tokens
+from tests.e2e.test_skeleton import consent_body, intake_body, post
+from tests.integration.conftest import Client
+
+
+def target(span: ReadableSpan) -> str:
+    attributes = span.attributes or {}
+    return str(attributes.get("http.target", attributes.get("url.path", "")))
+
+
+def statements_of(path: str) -> list[str]:
+    """The statements sent under the last request to `path`, in order."""
+    spans = SPANS.get_finished_spans()
+    by_id = {s.context.span_id: s for s in spans if s.context is not None}
+    [server] = [s for s in spans if s.kind is SpanKind.SERVER and s.name.startswith("POST")
+                and path in target(s)][-1:]
+
+    def under_server(span: ReadableSpan) -> bool:
+        parent = span.parent and by_id.get(span.parent.span_id)
+        while parent is not None and parent.kind not in (SpanKind.SERVER, SpanKind.CONSUMER):
+            parent = parent.parent and by_id.get(parent.parent.span_id)
+        return parent is server
+
+    return [str(statement) for s in spans
+            if (statement := (s.attributes or {}).get("db.statement")) is not None
+            and under_server(s) and not any(f" {schema}." in f" {statement}"
+                                            for schema in ("auth", "relais_limits"))]
+
+
+async def posted(client: Client, tokens: Tokens, path: str, body: dict[str, Any]) -> list[str]:
+    SPANS.clear()
+    answer = await post(client, tokens, path, body)
+    await wait_until(lambda: any(s.kind is SpanKind.SERVER and path in target(s)
+                                 for s in SPANS.get_finished_spans()),
+                     10, f"the span of POST {path} to end")
+    assert answer
+    return statements_of(path)
+
+
+async def test_an_intake_and_a_consent_take_few_round_trips(client: Client,
+                                                            tokens: Tokens) -> None:
+    await post(client, tokens, "/v1/intakes", intake_body())  # caches warm (notice, directory)
+    intake = await post(client, tokens, "/v1/intakes", intake_body())
+    await post(client, tokens, "/v1/consents", consent_body(intake["person_id"]))
+
+    sent = await posted(client, tokens, "/v1/intakes", intake_body())
+    # in one transaction: the contact with the person's activity, the key's row with the event
+    assert [s.split()[0] for s in sent] == ["BEGIN;", "WITH", "WITH", "COMMIT;"], "\n".join(sent)
+
+    intake = await post(client, tokens, "/v1/intakes", intake_body())
+    sent = await posted(client, tokens, "/v1/consents", consent_body(intake["person_id"]))
+    # the person's standing (who met them, their consents, their restriction); then, in one
+    # transaction: the restriction and the notice, the consent with its history line, the
+    # key's row with the event, the trail's lock, its last entry, the new entry
+    assert [s.split()[0] for s in sent] == [
+        "SELECT", "BEGIN;", "SELECT", "WITH", "WITH", "SELECT", "SELECT", "INSERT", "COMMIT;"
+    ], "\n".join(sent)
+    assert "intake.intakes" in sent[0] and "intake.restrictions" in sent[0]
