@@ -69,10 +69,10 @@ VISIT = ("Nouveau passage de la personne : ce contact rejoint l'orientation déj
 
 async def on_intake(conn: asyncpg.Connection, intake: ev.IntakeRecordedV1,
                     rules: routing.Rules, now: datetime) -> None:
-    await store.save_intake(conn, intake)
+    partners = await store.save_intake(conn, intake)
     routed = routing.route(
         routing.IntakeFacts(intake.needs, intake.flags, intake.age_bracket, intake.commune),
-        await store.partners(conn), rules)
+        partners, rules)
     if routed is None:
         log.warning("intake_not_routed", intake_id=str(intake.intake_id),
                     why="no partner fits and the directory has no commission")
@@ -103,17 +103,14 @@ async def create(conn: asyncpg.Connection, referral_id: uuid.UUID, person_id: uu
                  explanation: dict[str, Any], now: datetime, *, origin: str = "routing",
                  part_of: uuid.UUID | None = None, actor: str = RELAIS) -> bool:
     """A referral, then straight through the gate if a consent covers it already."""
+    created = new_event(ev.REFERRAL_CREATED, SOURCE, str(person_id), ev.ReferralCreatedV1(
+        referral_id=referral_id, person_id=person_id, intake_id=intake_id, sender_org=sender,
+        target=target, purpose=purpose, status=S.awaiting_consent, explanation=explanation,
+        part_of=part_of))
     if not await store.insert_referral(conn, referral_id, person_id, intake_id, sender, target,
                                        purpose, explanation, origin=origin, part_of=part_of,
-                                       actor=actor):
+                                       actor=actor, events=[created]):
         return False
-    await outbox.add(conn, store.SCHEMA, [new_event(
-        ev.REFERRAL_CREATED, SOURCE, str(person_id),
-        ev.ReferralCreatedV1(
-            referral_id=referral_id, person_id=person_id, intake_id=intake_id,
-            sender_org=sender, target=target, purpose=purpose, status=S.awaiting_consent,
-            explanation=explanation, part_of=part_of),
-    )])
     await settle(conn, person_id, now)
     return True
 

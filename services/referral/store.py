@@ -109,16 +109,19 @@ DEFAULT_ANSWER_DAYS = 5
 # --- intakes (what routing and the statistics need) ----------------------------------------
 
 
-async def save_intake(conn: asyncpg.Connection, i: IntakeRecordedV1) -> None:
-    await conn.execute(
-        "INSERT INTO referral.intakes (intake_id, person_id, org, site, permanence,"
-        " contacted_at, needs, flags, age_bracket, commune, gender, visit_number,"
+async def save_intake(conn: asyncpg.Connection, i: IntakeRecordedV1) -> list[Partner]:
+    """The contact (a redelivered one is there already), and the partners it may be routed to
+    now (`partners`), in one statement."""
+    rows = await conn.fetch(
+        "WITH saved AS (INSERT INTO referral.intakes (intake_id, person_id, org, site,"
+        " permanence, contacted_at, needs, flags, age_bracket, commune, gender, visit_number,"
         " duration_minutes, arrival, for_org)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
-        " ON CONFLICT (intake_id) DO NOTHING",
+        " ON CONFLICT (intake_id) DO NOTHING) " + _PARTNERS + " WHERE p.active ORDER BY p.id",
         i.intake_id, i.person_id, i.org, i.site, i.permanence, i.contacted_at,
         [str(n) for n in i.needs], [str(f) for f in i.flags], i.age_bracket, i.commune,
         i.gender, i.visit_number, i.duration_minutes, i.arrival, i.for_org)
+    return [_partner(r) for r in rows]
 
 
 async def intake(db: Db, intake_id: UUID) -> asyncpg.Record | None:
@@ -142,20 +145,24 @@ async def insert_referral(
     conn: asyncpg.Connection, referral_id: UUID, person_id: UUID, intake_id: UUID,
     sender_org: str, target: str, purpose: str, explanation: dict[str, Any], *,
     origin: str = "routing", part_of: UUID | None = None, actor: str = "relais",
+    events: Sequence[Event] = (),
 ) -> bool:
-    """False when it exists already (a redelivered event, a retried request). The referral
-    and the first line of its history in one statement."""
+    """False when it exists already (a redelivered event, a retried request). The referral,
+    the first line of its history and its `events` (in the outbox, only if it is new) in one
+    statement."""
+    args: list[Any] = [referral_id, person_id, intake_id, sender_org, target, purpose,
+                       explanation, origin, part_of, actor, explanation.get("rule"),
+                       {"origin": origin}]
+    added, more = outbox.adding(SCHEMA, events, len(args) + 1,
+                                when="EXISTS (SELECT 1 FROM created)")
     inserted = await conn.fetchval(
-        "WITH added AS (INSERT INTO referral.referrals (id, person_id, intake_id, sender_org,"
+        "WITH created AS (INSERT INTO referral.referrals (id, person_id, intake_id, sender_org,"
         " target, purpose, status, explanation, origin, part_of)"
         " VALUES ($1, $2, $3, $4, $5, $6, 'awaiting_consent', $7, $8, $9)"
         " ON CONFLICT (id) DO NOTHING RETURNING id), told AS ("
         + _HISTORY.format(rows="SELECT id, NULL, 'awaiting_consent', 'create', $10, $11, $12"
-                          " FROM added") +
-        ") SELECT count(*) > 0 FROM added",
-        referral_id, person_id, intake_id, sender_org, target, purpose, explanation, origin,
-        part_of, actor, explanation.get("rule"), {"origin": origin},
-    )
+                          " FROM created") +
+        f"), {added} SELECT count(*) > 0 FROM created, woke", *args, *more)
     return bool(inserted)
 
 

@@ -48,11 +48,13 @@ async def add(conn: asyncpg.Connection, schema: str, events: Sequence[Event]) ->
     await conn.execute(f"WITH {ctes} SELECT * FROM woke", *args)
 
 
-def adding(schema: str, events: Sequence[Event], first: int) -> tuple[str, list[object]]:
+def adding(schema: str, events: Sequence[Event], first: int, *, when: str = ""
+           ) -> tuple[str, list[object]]:
     """For a statement of the caller's that appends `events` to the schema's outbox on the
     way (one round trip: the rows and the relay's wake-up, delivered at commit): the items of
     its `WITH`, `added` and `woke` (one row, which the statement must read for the wake-up
-    to happen), numbered from `$first`, and their arguments."""
+    to happen), numbered from `$first`, and their arguments. `when`: a condition of the
+    statement's (`EXISTS (SELECT 1 FROM created)`, say) without which no row is added."""
     traceparent = current_traceparent()
     records = [
         encode(dataclasses.replace(e, traceparent=e.traceparent or traceparent)) for e in events
@@ -60,7 +62,8 @@ def adding(schema: str, events: Sequence[Event], first: int) -> tuple[str, list[
     n = [f"${first + i}" for i in range(5)]
     return (f'added AS (INSERT INTO "{schema}".outbox (topic, key, value, headers)'
             f" SELECT t, k, v, h::jsonb FROM unnest({n[0]}::text[], {n[1]}::bytea[],"
-            f" {n[2]}::bytea[], {n[3]}::text[]) AS u(t, k, v, h)),"
+            f" {n[2]}::bytea[], {n[3]}::text[]) AS u(t, k, v, h){' WHERE ' if when else ''}"
+            f"{when}),"
             f" woke AS (SELECT pg_notify({n[4]}, '') AS woke)"), [
         [r.topic for r in records], [r.key for r in records], [r.value for r in records],
         [json.dumps(headers_to_json(r.headers)) for r in records], channel(schema)]
