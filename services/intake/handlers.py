@@ -27,8 +27,7 @@ def handler(_runtime: Runtime) -> Handler:
     async def handle(conn: asyncpg.Connection, event: Event) -> None:
         if event.type == CONSENT_GRANTED:
             consent = ConsentGrantedV1.model_validate(event.data)
-            await store.upsert_consent(conn, consent.model_dump())
-            await store.touch_activity(conn, consent.person_id, event.time)
+            await store.upsert_consent(conn, consent.model_dump(), event.time)
         elif event.type in (CONSENT_WITHDRAWN, CONSENT_EXPIRED):
             change = ConsentChangedV1.model_validate(event.data)
             await store.narrow_consent(conn, change.consent_id, change.person_id,

@@ -352,13 +352,16 @@ async def people_to_index(conn: asyncpg.Connection, after: UUID | None,
 
 # --- consents seen (projection of consent.* events) ------------------------------------------
 
-async def upsert_consent(conn: asyncpg.Connection, data: dict[str, Any]) -> None:
+async def upsert_consent(conn: asyncpg.Connection, data: dict[str, Any], at: datetime) -> None:
+    """The grant, and the person's activity at `at` (the event's time), in one statement."""
     await conn.execute(
-        "INSERT INTO intake.consents (consent_id, person_id, purposes, recipients, categories,"
-        " valid_until, status, org) VALUES ($1, $2, $3, $4, $5, $6, 'active', $7)"
-        " ON CONFLICT (consent_id) DO UPDATE SET org = EXCLUDED.org",
+        "WITH granted AS (INSERT INTO intake.consents (consent_id, person_id, purposes,"
+        " recipients, categories, valid_until, status, org)"
+        " VALUES ($1, $2, $3, $4, $5, $6, 'active', $7)"
+        " ON CONFLICT (consent_id) DO UPDATE SET org = EXCLUDED.org) "
+        + _TOUCH.format(rows="VALUES ($2, $8)"),
         data["consent_id"], data["person_id"], data["purposes"], data["recipients"],
-        data["categories"], data["valid_until"], data["org"],
+        data["categories"], data["valid_until"], data["org"], at,
     )
 
 

@@ -133,8 +133,8 @@ async def on_consent_change(conn: asyncpg.Connection, change: ev.ConsentChangedV
 
 async def settle(conn: asyncpg.Connection, person_id: uuid.UUID, now: datetime) -> None:
     """Apply what the person's consents now allow to each of their referrals."""
-    consents = await store.consents_of(conn, person_id)
-    for referral in await store.referrals_of_person(conn, person_id):
+    referrals, consents = await store.referrals_of_person(conn, person_id)
+    for referral in referrals:
         status = S(referral["status"])
         verdict = domain.judge(status, referral["consent_id"] is not None, referral["target"],
                                referral["purpose"], consents, now)

@@ -204,17 +204,20 @@ async def add_visit(conn: asyncpg.Connection, referral: asyncpg.Record, intake_i
     return bool(joined)
 
 
-async def referrals_of_person(conn: asyncpg.Connection,
-                              person_id: UUID) -> list[asyncpg.Record]:
-    """A person's referrals still running, locked, each with its target's `answer_days`."""
+async def referrals_of_person(conn: asyncpg.Connection, person_id: UUID
+                              ) -> tuple[list[asyncpg.Record], list[ConsentScope]]:
+    """A person's referrals still running, locked, each with its target's `answer_days`, and
+    the person's consents (none read when they have no referral: nothing to settle), in one
+    statement."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT r.*, p.answer_days AS target_answer_days FROM referral.referrals r"
-        " LEFT JOIN referral.partners p ON p.id = r.target"
+        "SELECT r.*, p.answer_days AS target_answer_days,"
+        " ARRAY(SELECT c FROM referral.consents c WHERE c.person_id = $1) AS person_consents"
+        " FROM referral.referrals r LEFT JOIN referral.partners p ON p.id = r.target"
         " WHERE r.person_id = $1 AND r.stopped_at IS NULL"
         " ORDER BY r.created_at, r.id FOR UPDATE OF r",
         person_id,
     )
-    return rows
+    return rows, [_scope(c) for c in rows[0]["person_consents"]] if rows else []
 
 
 async def lock_referral(conn: asyncpg.Connection, referral_id: UUID) -> asyncpg.Record | None:
@@ -414,15 +417,16 @@ async def narrow_consent(conn: asyncpg.Connection, consent_id: UUID, person_id: 
 
 async def consents_of(conn: Db, person_id: UUID) -> list[ConsentScope]:
     rows = await conn.fetch("SELECT * FROM referral.consents WHERE person_id = $1", person_id)
-    return [
-        ConsentScope(
-            r["consent_id"], frozenset(r["purposes"]), frozenset(r["recipients"]),
-            r["valid_until"], r["status"] == "active", r["status"],
-            None if r["granted_purposes"] is None else frozenset(r["granted_purposes"]),
-            None if r["granted_recipients"] is None else frozenset(r["granted_recipients"]),
-            frozenset(r["categories"]))
-        for r in rows
-    ]
+    return [_scope(r) for r in rows]
+
+
+def _scope(r: Any) -> ConsentScope:
+    return ConsentScope(
+        r["consent_id"], frozenset(r["purposes"]), frozenset(r["recipients"]),
+        r["valid_until"], r["status"] == "active", r["status"],
+        None if r["granted_purposes"] is None else frozenset(r["granted_purposes"]),
+        None if r["granted_recipients"] is None else frozenset(r["granted_recipients"]),
+        frozenset(r["categories"]))
 
 
 # --- deadlines -------------------------------------------------------------------------------
