@@ -217,7 +217,7 @@ async def deliver_forever(runtime: Runtime, channel: str, senders: Sequence[One]
             await finish(pending.record(runtime.pool))
             while await finish(_one_in_transaction(runtime.pool, one, pending)):
                 pass
-            due = await store.next_due_in(runtime.pool, channel)
+            due = await store.next_due_in(runtime.pool, channel, pending.skip())
             wait = runtime.settings.poll_interval if due is None else max(
                 0.0, min(due, runtime.settings.poll_interval))
             await wait_for_event(wake, wait)

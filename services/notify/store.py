@@ -148,11 +148,13 @@ async def lock_pending(conn: asyncpg.Connection, notification_id: UUID) -> bool:
         " FOR UPDATE", notification_id))
 
 
-async def next_due_in(db: Db, channel: str) -> float | None:
-    """Seconds until the next pending notification of the channel is due, if any."""
+async def next_due_in(db: Db, channel: str, skip: list[UUID]) -> float | None:
+    """Seconds until the next pending notification of the channel is due, if any; not one of
+    `skip` (being sent by a sender of this process: an idle sender that counted it would
+    find it due, try to lock it, and spin until it is sent)."""
     value = await db.fetchval(
         "SELECT extract(epoch FROM min(next_attempt_at) - now()) FROM notify.notifications"
-        " WHERE status = 'pending' AND channel = $1", channel)
+        " WHERE status = 'pending' AND channel = $1 AND id <> ALL($2::uuid[])", channel, skip)
     return None if value is None else float(value)
 
 
