@@ -1,10 +1,11 @@
-"""How many statements a request sends to PostgreSQL (issue #12): each is a round trip, paid in
-the service's CPU and the database's, at every intake and every consent. Counted from the
-statement spans under the request's server span (the consumers' spans, in the same trace, are
-not the request's); the reads of the token revocation lists (auth.*, cached between refreshes)
-and the rate limit's (relais_limits.*, whose tokens are leased ahead, up to ten at once) are
-left out. A change that adds a statement to one of these paths fails here: make it part of
-another one (a CTE, a subquery), or raise the count with the reason."""
+"""How many statements a request, or a consumer's handling of an event, sends to PostgreSQL
+(issue #12): each is a round trip, paid in the service's CPU and the database's, at every
+intake and every consent. Counted from the statement spans under the request's server span,
+or the event's consumer span (the other spans of the same trace are not theirs); the reads of
+the token revocation lists (auth.*, cached between refreshes) and the rate limit's
+(relais_limits.*, whose tokens are leased ahead, up to ten at once) are left out. A change
+that adds a statement to one of these paths fails here: make it part of another one (a CTE, a
+subquery), or raise the count with the reason."""
 
 from __future__ import annotations
 
@@ -24,23 +25,42 @@ def target(span: ReadableSpan) -> str:
     return str(attributes.get("http.target", attributes.get("url.path", "")))
 
 
-def statements_of(path: str) -> list[str]:
-    """The statements sent under the last request to `path`, in order."""
+def statements_under(top: ReadableSpan) -> list[str]:
+    """The statements sent under `top` (a request's server span, or a consumer's span), in
+    order: not those of another request or event of the same trace."""
     spans = SPANS.get_finished_spans()
     by_id = {s.context.span_id: s for s in spans if s.context is not None}
-    [server] = [s for s in spans if s.kind is SpanKind.SERVER and s.name.startswith("POST")
-                and path in target(s)][-1:]
 
-    def under_server(span: ReadableSpan) -> bool:
+    def under_top(span: ReadableSpan) -> bool:
         parent = span.parent and by_id.get(span.parent.span_id)
         while parent is not None and parent.kind not in (SpanKind.SERVER, SpanKind.CONSUMER):
             parent = parent.parent and by_id.get(parent.parent.span_id)
-        return parent is server
+        return parent is top
 
     return [str(statement) for s in spans
             if (statement := (s.attributes or {}).get("db.statement")) is not None
-            and under_server(s) and not any(f" {schema}." in f" {statement}"
-                                            for schema in ("auth", "relais_limits"))]
+            and under_top(s) and not any(f" {schema}." in f" {statement}"
+                                         for schema in ("auth", "relais_limits"))]
+
+
+def statements_of(path: str) -> list[str]:
+    """The statements sent under the last request to `path`, in order."""
+    [server] = [s for s in SPANS.get_finished_spans() if s.kind is SpanKind.SERVER
+                and s.name.startswith("POST") and path in target(s)][-1:]
+    return statements_under(server)
+
+
+async def handled(name: str) -> list[str]:
+    """The statements of a consumer's handler for an event (`name`: its span's), without
+    the transaction and the inbox row around it (one per batch of events)."""
+    def span() -> ReadableSpan | None:
+        return next((s for s in SPANS.get_finished_spans() if s.name == name), None)
+
+    await wait_until(span, 30, f"the span {name!r}")
+    top = span()
+    assert top is not None
+    return [s for s in statements_under(top)
+            if s not in ("BEGIN;", "COMMIT;") and ".inbox " not in s]
 
 
 async def posted(client: Client, tokens: Tokens, path: str, body: dict[str, Any]) -> list[str]:
@@ -72,3 +92,28 @@ async def test_an_intake_and_a_consent_take_few_round_trips(client: Client,
         "SELECT", "BEGIN;", "SELECT", "WITH", "WITH", "SELECT", "SELECT", "INSERT", "COMMIT;"
     ], "\n".join(sent)
     assert "intake.intakes" in sent[0] and "intake.restrictions" in sent[0]
+
+
+async def test_the_consumers_hand_off_in_few_statements(client: Client, tokens: Tokens) -> None:
+    """The referral and notify consumers' work for a consented flow, each handler's statements
+    (the batch's transaction and inbox rows aside)."""
+    SPANS.clear()
+    intake = await post(client, tokens, "/v1/intakes", intake_body())
+    routed = await handled("referral process fr.relais.intake.recorded.v1")
+    # the contact with the partners it may go to; the referral already open to the same
+    # partner, if any; the new referral with its history and event; the person's referrals
+    # with their consents (settle)
+    assert [s.split()[0] for s in routed] == ["WITH", "SELECT", "WITH", "SELECT"], \
+        "\n".join(routed)
+
+    SPANS.clear()
+    await post(client, tokens, "/v1/consents", consent_body(intake["person_id"]))
+    granted = await handled("referral process fr.relais.consent.granted.v1")
+    # the consent; the person's referrals with their consents; the hand-off (status, history,
+    # timers and event)
+    assert [s.split()[0] for s in granted] == ["INSERT", "SELECT", "WITH"], "\n".join(granted)
+    told = await handled("notify process fr.relais.referral.requested.v1")
+    # the organisations' names; the recipient with its webhook endpoints; its email and its
+    # inbox notification, each with its wake-up; the inbox one's notification.sent event
+    assert [s.split()[0] for s in told] == ["SELECT", "SELECT", "WITH", "WITH", "WITH"], \
+        "\n".join(told)
