@@ -68,9 +68,13 @@ async def refuse_if_restricted(conn: asyncpg.Connection, person_id: uuid.UUID,
     """A restricted person (services/intake/rights.py) is not processed: no new contact
     (409), no read (403)."""
     if await store.restriction(conn, person_id) is not None:
-        raise Problem(status, "Processing restricted", "At the person's request, their data "
-                      "is not processed for now (restriction or objection): ask the "
-                      "data-protection officer.")
+        raise _restricted(status)
+
+
+def _restricted(status: int) -> Problem:
+    return Problem(status, "Processing restricted", "At the person's request, their data is "
+                   "not processed for now (restriction or objection): ask the data-protection "
+                   "officer.")
 
 
 def _not_found(what: str = "intake") -> Problem:
@@ -91,12 +95,14 @@ async def record_intake(conn: asyncpg.Connection, org: str, body: IntakeIn,
     if body.person_id:
         person = await store.person(conn, person_id, lock=True)
         visits = await store.visits_so_far(conn, person_id)
-        standing = await _standing(conn, person_id, org)
+        facts = await store.standing_facts(conn, person_id)
+        standing = _decide(facts, org)
         if visits == 0 or not standing.may(Act.attach):
             raise _unknown_person()
         if person is not None and person["erased_at"] is not None:
             raise Problem(422, "Person erased", "This person was erased; record a new contact.")
-        await refuse_if_restricted(conn, person_id, 409)
+        if facts.restricted:
+            raise _restricted(409)
         if body.identity and not standing.may(Act.correct):
             raise Problem(403, "Forbidden", "The consent naming your organisation does not "
                           "cover this person's identity or contact: leave them out.")

@@ -90,25 +90,37 @@ async def fan_out(conn: asyncpg.Connection, event_id: str, sender_org: str | Non
             "channel": "webhook", "address": url, "endpoint_id": endpoint})
 
 
-async def emit_sent(conn: asyncpg.Connection, notification_id: uuid.UUID,
-                    referral_id: uuid.UUID, person_id: uuid.UUID, org: str, channel: str,
-                    message_id: str) -> None:
+def sent_event(notification_id: uuid.UUID, referral_id: uuid.UUID, person_id: uuid.UUID,
+               org: str, channel: str, message_id: str) -> Event:
+    """notification.sent (counted in the metrics), for the outbox."""
     metrics.current().notified(channel, "sent")
-    await outbox.add(conn, store.SCHEMA, [new_event(
+    return new_event(
         ev.NOTIFICATION_SENT, SOURCE, str(person_id), ev.NotificationSentV1(
             notification_id=notification_id, referral_id=referral_id, recipient_org=org,
-            channel=channel, message_id=message_id, sent_at=datetime.now(UTC)))])
+            channel=channel, message_id=message_id, sent_at=datetime.now(UTC)))
 
 
-async def emit_outcome(conn: asyncpg.Connection, row: Any, delivered: bool,
-                       reason: str | None = None) -> None:
+def outcome_event(row: Any, delivered: bool, reason: str | None = None) -> Event:
+    """notification.delivered or .failed (counted in the metrics), for the outbox."""
     metrics.current().notified(row["channel"], "delivered" if delivered else "failed")
-    await outbox.add(conn, store.SCHEMA, [new_event(
+    return new_event(
         ev.NOTIFICATION_DELIVERED if delivered else ev.NOTIFICATION_FAILED, SOURCE,
         str(row["person_id"]), ev.NotificationOutcomeV1(
             notification_id=row["id"], referral_id=row["referral_id"],
             recipient_org=row["recipient_org"], channel=row["channel"], kind=row["kind"],
-            reason=reason, at=datetime.now(UTC)))])
+            reason=reason, at=datetime.now(UTC)))
+
+
+async def emit_sent(conn: asyncpg.Connection, notification_id: uuid.UUID,
+                    referral_id: uuid.UUID, person_id: uuid.UUID, org: str, channel: str,
+                    message_id: str) -> None:
+    await outbox.add(conn, store.SCHEMA, [sent_event(notification_id, referral_id, person_id,
+                                                     org, channel, message_id)])
+
+
+async def emit_outcome(conn: asyncpg.Connection, row: Any, delivered: bool,
+                       reason: str | None = None) -> None:
+    await outbox.add(conn, store.SCHEMA, [outcome_event(row, delivered, reason)])
 
 
 async def finish(work: Awaitable[T]) -> T:
@@ -282,8 +294,8 @@ async def send_email(conn: asyncpg.Connection, mailer: Mailer, link_key: bytes,
     except aiosmtplib.SMTPRecipientsRefused as exc:  # every address refused
         reason = "; ".join(f"{r.code} {r.message} ({r.recipient})" for r in exc.recipients)
         if all(500 <= r.code < 600 for r in exc.recipients):
-            await store.mark(conn, row["id"], "failed", error=reason)
-            await emit_outcome(conn, row, False, reason)
+            await store.mark(conn, row["id"], "failed", error=reason,
+                             events=[outcome_event(row, False, reason)])
         else:
             await store.retry_later(conn, row["id"], reason, email_retry(row["attempts"]))
         log.warning("email_refused", notification_id=str(row["id"]))
@@ -296,8 +308,8 @@ async def send_email(conn: asyncpg.Connection, mailer: Mailer, link_key: bytes,
         return False
     except aiosmtplib.SMTPResponseException as exc:
         if 500 <= exc.code < 600:  # permanent: a bounce, a refused recipient or message
-            await store.mark(conn, row["id"], "failed", error=f"{exc.code} {exc.message}")
-            await emit_outcome(conn, row, False, f"{exc.code} {exc.message}")
+            await store.mark(conn, row["id"], "failed", error=f"{exc.code} {exc.message}",
+                             events=[outcome_event(row, False, f"{exc.code} {exc.message}")])
         else:
             await store.retry_later(conn, row["id"], f"{exc.code} {exc.message}",
                                     email_retry(row["attempts"]))
@@ -317,14 +329,15 @@ async def email_accepted(conn: asyncpg.Connection, row: Any,
                          refused: dict[str, aiosmtplib.SMTPResponse]) -> None:
     """Record that the SMTP server accepted the email (for some addresses only: `refused`)."""
     message_id = domain.message_id(row["id"])
-    await emit_sent(conn, row["id"], row["referral_id"], row["person_id"],
-                    row["recipient_org"], "email", message_id)
+    sent = sent_event(row["id"], row["referral_id"], row["person_id"], row["recipient_org"],
+                      "email", message_id)
     if refused:  # accepted for some addresses only
         error = "; ".join(f"{a}: {r.code} {r.message}" for a, r in refused.items())
-        await store.mark(conn, row["id"], "sent", error=error, message_id=message_id)
+        await store.mark(conn, row["id"], "sent", error=error, message_id=message_id,
+                         events=[sent])
     else:  # accepted for every address: as far as SMTP can tell, delivered
-        await store.mark(conn, row["id"], "delivered", message_id=message_id)
-        await emit_outcome(conn, row, True)
+        await store.mark(conn, row["id"], "delivered", message_id=message_id,
+                         events=[sent, outcome_event(row, True)])
 
 
 def magic_link(row: Any, settings: Settings, link_key: bytes) -> str:
@@ -379,11 +392,10 @@ async def webhook_accepted(conn: asyncpg.Connection, row: Any, attempt: int,
                            status: int | None, took: int) -> None:
     """Record that the endpoint accepted the webhook (a 2xx)."""
     await store.add_delivery(conn, uuid.uuid4(), row, attempt, status, None, took, "delivered")
-    if row["sent_at"] is None:
-        await emit_sent(conn, row["id"], row["referral_id"], row["person_id"],
-                        row["recipient_org"], "webhook", str(row["id"]))
-    await store.mark(conn, row["id"], "delivered", message_id=str(row["id"]))
-    await emit_outcome(conn, row, True)
+    sent = [sent_event(row["id"], row["referral_id"], row["person_id"], row["recipient_org"],
+                       "webhook", str(row["id"]))] if row["sent_at"] is None else []
+    await store.mark(conn, row["id"], "delivered", message_id=str(row["id"]),
+                     events=[*sent, outcome_event(row, True)])
 
 
 def webhook_body(row: Any) -> bytes:
@@ -403,8 +415,8 @@ async def send_webhook(conn: asyncpg.Connection, http: aiohttp.ClientSession,
     if not pending.claim(row["id"]):
         return True  # another sender of this process has it: the next one
     if not row["endpoint_active"]:  # removed by its organisation meanwhile
-        await store.mark(conn, row["id"], "failed", attempted=False, error="endpoint removed")
-        await emit_outcome(conn, row, False, "endpoint removed")
+        await store.mark(conn, row["id"], "failed", attempted=False, error="endpoint removed",
+                         events=[outcome_event(row, False, "endpoint removed")])
         return True
     body = webhook_body(row)
     msg_id, stamp = str(row["id"]), int(time.time())
@@ -432,8 +444,7 @@ async def send_webhook(conn: asyncpg.Connection, http: aiohttp.ClientSession,
                              "retry" if wait is not None else "dead")
     if wait is None:
         await store.mark(conn, row["id"], "failed", error=f"dead after {attempt} attempts: "
-                         f"{error}")
-        await emit_outcome(conn, row, False, error)
+                         f"{error}", events=[outcome_event(row, False, error)])
     else:
         await store.retry_later(conn, row["id"], error, wait)
     log.warning("webhook_failed", notification_id=msg_id, attempt=attempt, error=error)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeAlias
 from uuid import UUID
@@ -10,6 +10,8 @@ from uuid import UUID
 import asyncpg
 
 from services.directory import Directory
+from services.runtime import outbox
+from services.runtime.events import Event
 
 SCHEMA = "notify"
 PENDING_CHANNEL = "relais_notify_pending"
@@ -150,8 +152,9 @@ async def lock_pending(conn: asyncpg.Connection, notification_id: UUID) -> bool:
 
 async def next_due_in(db: Db, channel: str, skip: list[UUID]) -> float | None:
     """Seconds until the next pending notification of the channel is due, if any; not one of
-    `skip` (being sent by a sender of this process: an idle sender that counted it would
-    find it due, try to lock it, and spin until it is sent)."""
+    `skip` (being sent by a sender of this process, or accepted by its receiver with its
+    recording still to commit: an idle sender that counted it would find it due, fail to lock
+    it, and try again until it is recorded)."""
     value = await db.fetchval(
         "SELECT extract(epoch FROM min(next_attempt_at) - now()) FROM notify.notifications"
         " WHERE status = 'pending' AND channel = $1 AND id <> ALL($2::uuid[])", channel, skip)
@@ -160,18 +163,21 @@ async def next_due_in(db: Db, channel: str, skip: list[UUID]) -> float | None:
 
 async def mark(conn: asyncpg.Connection, notification_id: UUID, status: str, *,
                attempted: bool = True, error: str | None = None,
-               message_id: str | None = None) -> None:
-    """sent, delivered or failed (with the time of each)."""
+               message_id: str | None = None, events: Sequence[Event] = ()) -> None:
+    """sent, delivered or failed (with the time of each), and its `events` in the outbox, in
+    one statement."""
+    added, more = outbox.adding(SCHEMA, events, 6) if events else ("", [])
     await conn.execute(
-        "UPDATE notify.notifications SET status = $2,"
+        (f"WITH {added} " if events else "") + "UPDATE notify.notifications SET status = $2,"
         " attempts = attempts + CASE WHEN $3 THEN 1 ELSE 0 END, last_error = $4,"
         " message_id = coalesce($5, message_id),"
         " sent_at = CASE WHEN $2 IN ('sent', 'delivered') THEN coalesce(sent_at, now())"
         " ELSE sent_at END,"
         " delivered_at = CASE WHEN $2 = 'delivered' THEN now() ELSE delivered_at END,"
-        " failed_at = CASE WHEN $2 = 'failed' THEN now() ELSE failed_at END WHERE id = $1",
+        " failed_at = CASE WHEN $2 = 'failed' THEN now() ELSE failed_at END"
+        + (" FROM woke" if events else "") + " WHERE id = $1",
         notification_id, status, attempted, None if error is None else error[:1000],
-        message_id)
+        message_id, *more)
 
 
 async def retry_later(conn: asyncpg.Connection, notification_id: UUID, error: str,

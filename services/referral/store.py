@@ -208,7 +208,9 @@ async def referrals_of_person(conn: asyncpg.Connection, person_id: UUID
                               ) -> tuple[list[asyncpg.Record], list[ConsentScope]]:
     """A person's referrals still running, locked, each with its target's `answer_days`, and
     the person's consents (none read when they have no referral: nothing to settle), in one
-    statement."""
+    statement. (The consents come as rows of the table's type, which asyncpg learns once per
+    connection; after a migration changes that table, the first read on a connection fails
+    once, asyncpg forgets the type, and the consumer's retry reads it again.)"""
     rows: list[asyncpg.Record] = await conn.fetch(
         "SELECT r.*, p.answer_days AS target_answer_days,"
         " ARRAY(SELECT c FROM referral.consents c WHERE c.person_id = $1) AS person_consents"
