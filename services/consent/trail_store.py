@@ -24,11 +24,12 @@ STORED_FROM = 10
 
 async def append(conn: asyncpg.Connection, items: Sequence[tuple[str, uuid.UUID | None,
                                                                  Mapping[str, Any]]]) -> None:
-    """Append (kind, person_id, fields) entries, in the caller's transaction."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", APPEND_LOCK)
-    head = await conn.fetchrow("SELECT seq, leaf_hash FROM consent.trail ORDER BY seq DESC"
-                               " LIMIT 1")
-    seq, prev = (head["seq"] + 1, head["leaf_hash"]) if head else (0, None)
+    """Append (kind, person_id, fields) entries, in the caller's transaction: the append lock
+    and the head in one round trip (held until the commit: appended one at a time)."""
+    head = await conn.fetchrow("SELECT seq, leaf_hash FROM consent.trail_head_locked($1)",
+                               APPEND_LOCK)
+    assert head is not None  # one row, of NULLs while the trail is empty
+    seq, prev = (head["seq"] + 1, head["leaf_hash"]) if head["seq"] is not None else (0, None)
     now = datetime.now(UTC)
     rows = []
     for kind, person_id, fields in items:
@@ -36,9 +37,13 @@ async def append(conn: asyncpg.Connection, items: Sequence[tuple[str, uuid.UUID 
         prev = merkle.leaf_hash(entry)
         rows.append((seq, entry, prev, person_id))
         seq += 1
-    await conn.executemany(
-        "INSERT INTO consent.trail (seq, entry, leaf_hash, person_id) VALUES ($1, $2, $3, $4)",
-        rows)
+    if len(rows) == 1:  # (executemany costs more for one row)
+        await conn.execute(_INSERT, *rows[0])
+    else:
+        await conn.executemany(_INSERT, rows)
+
+
+_INSERT = "INSERT INTO consent.trail (seq, entry, leaf_hash, person_id) VALUES ($1, $2, $3, $4)"
 
 
 async def signing_key(db: asyncpg.Pool | asyncpg.Connection,

@@ -87,9 +87,9 @@ async def test_an_intake_and_a_consent_take_few_round_trips(client: Client,
     sent = await posted(client, tokens, "/v1/consents", consent_body(intake["person_id"]))
     # the person's standing (who met them, their consents, their restriction); then, in one
     # transaction: the restriction and the notice, the consent with its history line, the
-    # key's row with the event, the trail's lock, its last entry, the new entry
+    # key's row with the event, the trail's lock with its last entry, the new entry
     assert [s.split()[0] for s in sent] == [
-        "SELECT", "BEGIN;", "SELECT", "WITH", "WITH", "SELECT", "SELECT", "INSERT", "COMMIT;"
+        "SELECT", "BEGIN;", "SELECT", "WITH", "WITH", "SELECT", "INSERT", "COMMIT;"
     ], "\n".join(sent)
     assert "intake.intakes" in sent[0] and "intake.restrictions" in sent[0]
 

@@ -107,6 +107,36 @@ async def test_an_export_verifies_offline_and_logs_who_read_what(
                                                                          "note"]
 
 
+async def test_consents_recorded_side_by_side_make_one_chain(
+    client: Client, tokens: Tokens, tmp_path: Path, keys: Path
+) -> None:
+    """The trail's head is read under its append lock (consent.trail_head_locked): consents
+    recorded at once are appended one after the other, each on the one before."""
+    async def one() -> int:
+        headers = tokens.headers("equipe-aller-vers", SCOPES,
+                                 **{"Idempotency-Key": str(uuid.uuid4())})
+        intake = await (await client.post("/v1/intakes", json=INTAKE, headers=headers)).json()
+        response = await client.post("/v1/consents", headers=tokens.headers(
+            "equipe-aller-vers", SCOPES, **{"Idempotency-Key": str(uuid.uuid4())}), json={
+            "person_id": intake["person_id"], "purposes": ["referral_partner"],
+            "recipients": ["mission-locale"], "categories": ["identity"],
+            "notice_version": "2026-01", "method": "signed_screen", "captured_by": "x"})
+        return response.status
+
+    assert await asyncio.gather(*(one() for _ in range(24))) == [201] * 24
+    pool = client.app[RUNTIME].pool
+    assert [r["seq"] for r in await pool.fetch("SELECT seq FROM consent.trail ORDER BY seq")
+            ] == list(range(24))
+
+    async def signed() -> bool:
+        return bool(await pool.fetchval("SELECT max(size) FROM consent.checkpoints") == 24)
+
+    await wait_until(signed, 30, "the checkpoint of the whole trail")
+    result = verify(await export(client, tokens, tmp_path / "trail.jsonl"), keys)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("OK: 24 entries")
+
+
 async def _tamper(client: Client, statement: str, *args: Any) -> None:
     """What someone with the database's superuser could do behind the application's back."""
     async with client.app[RUNTIME].pool.acquire() as conn, conn.transaction():
