@@ -77,8 +77,10 @@ async def measure(url: str, intakes: int, rounds: int) -> None:
     pool = await db.create_pool(url, 2)
     now = datetime.now(UTC)
     try:
+        held = await pool.fetchval("SELECT count(*) FROM intake.intakes")
         people = await pool.fetchval("SELECT count(*) FROM intake.activity")
-        say(f"retention pass on {intakes:,} intakes of {people:,} people; medians of {rounds} rounds:")
+        say(f"retention pass on {held:,} intakes of {people:,} people; medians of {rounds}"
+            " rounds:")
         for months in MONTHS:
             before = now - timedelta(days=round(months * 365.25 / 12))
             new, rows = await timed(partial(store.retention_candidates, pool, before, now),
