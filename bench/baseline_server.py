@@ -8,12 +8,15 @@ intake's statement (for retention).
 `POST /v1/consents`: the writes of `answer_consent` (services/consent/api.py) in its
 transaction: the notice's hash read; the consent row; its outbox row (which Relais writes in
 the statement of its idempotency key's row); the trail entry, chained as `trail_store.append`
-chains it (the append lock, the head read, the entry and its leaf hash); the consent_changes
-row (which Relais writes before the trail entry, appended last). Left out, as for intakes: the
-token, the validation (the body's, and the restriction read), the idempotency key's row, the
-call to the intake service (who met the person) and the directory's recipients; and the
-outbox row's `pg_notify`, also left out of the intakes one. The outbox row and the trail entry
-carry the consent's fields in a plain dict, not Relais's event envelope."""
+did before consent migration 011 (the append lock, then the head read, in two statements,
+where Relais now takes both in one: kept so that the ratios stay comparable with the
+earlier rows of the README), the entry and its leaf hash; the consent_changes row (which
+Relais writes in the consent's statement, before the trail entry, appended last). Left out,
+as for intakes: the token, the validation (the body's, and the restriction read), the
+idempotency key's row, the call to the intake service (who met the person) and the
+directory's recipients; and the outbox row's `pg_notify`, also left out of the intakes one.
+The outbox row and the trail entry carry the consent's fields in a plain dict, not Relais's
+event envelope."""
 
 from __future__ import annotations
 

@@ -92,8 +92,7 @@ async def fan_out(conn: asyncpg.Connection, event_id: str, sender_org: str | Non
 
 def sent_event(notification_id: uuid.UUID, referral_id: uuid.UUID, person_id: uuid.UUID,
                org: str, channel: str, message_id: str) -> Event:
-    """notification.sent (counted in the metrics), for the outbox."""
-    metrics.current().notified(channel, "sent")
+    """notification.sent, for the outbox (counted by `tally` once written)."""
     return new_event(
         ev.NOTIFICATION_SENT, SOURCE, str(person_id), ev.NotificationSentV1(
             notification_id=notification_id, referral_id=referral_id, recipient_org=org,
@@ -101,8 +100,7 @@ def sent_event(notification_id: uuid.UUID, referral_id: uuid.UUID, person_id: uu
 
 
 def outcome_event(row: Any, delivered: bool, reason: str | None = None) -> Event:
-    """notification.delivered or .failed (counted in the metrics), for the outbox."""
-    metrics.current().notified(row["channel"], "delivered" if delivered else "failed")
+    """notification.delivered or .failed, for the outbox (counted by `tally` once written)."""
     return new_event(
         ev.NOTIFICATION_DELIVERED if delivered else ev.NOTIFICATION_FAILED, SOURCE,
         str(row["person_id"]), ev.NotificationOutcomeV1(
@@ -111,16 +109,36 @@ def outcome_event(row: Any, delivered: bool, reason: str | None = None) -> Event
             reason=reason, at=datetime.now(UTC)))
 
 
+OUTCOMES = {ev.NOTIFICATION_SENT: "sent", ev.NOTIFICATION_DELIVERED: "delivered",
+            ev.NOTIFICATION_FAILED: "failed"}
+
+
+def tally(events: Sequence[Event]) -> None:
+    """Count the notifications' outcomes in the metrics, once their events are written."""
+    for event in events:
+        metrics.current().notified(event.data["channel"], OUTCOMES[event.type])
+
+
 async def emit_sent(conn: asyncpg.Connection, notification_id: uuid.UUID,
                     referral_id: uuid.UUID, person_id: uuid.UUID, org: str, channel: str,
                     message_id: str) -> None:
-    await outbox.add(conn, store.SCHEMA, [sent_event(notification_id, referral_id, person_id,
-                                                     org, channel, message_id)])
+    events = [sent_event(notification_id, referral_id, person_id, org, channel, message_id)]
+    await outbox.add(conn, store.SCHEMA, events)
+    tally(events)
 
 
 async def emit_outcome(conn: asyncpg.Connection, row: Any, delivered: bool,
                        reason: str | None = None) -> None:
-    await outbox.add(conn, store.SCHEMA, [outcome_event(row, delivered, reason)])
+    events = [outcome_event(row, delivered, reason)]
+    await outbox.add(conn, store.SCHEMA, events)
+    tally(events)
+
+
+async def mark(conn: asyncpg.Connection, notification_id: uuid.UUID, status: str,
+               events: Sequence[Event], **change: Any) -> None:
+    """The notification's new status with its events, in one statement, then counted."""
+    await store.mark(conn, notification_id, status, events=events, **change)
+    tally(events)
 
 
 async def finish(work: Awaitable[T]) -> T:
@@ -294,8 +312,8 @@ async def send_email(conn: asyncpg.Connection, mailer: Mailer, link_key: bytes,
     except aiosmtplib.SMTPRecipientsRefused as exc:  # every address refused
         reason = "; ".join(f"{r.code} {r.message} ({r.recipient})" for r in exc.recipients)
         if all(500 <= r.code < 600 for r in exc.recipients):
-            await store.mark(conn, row["id"], "failed", error=reason,
-                             events=[outcome_event(row, False, reason)])
+            await mark(conn, row["id"], "failed", error=reason,
+                       events=[outcome_event(row, False, reason)])
         else:
             await store.retry_later(conn, row["id"], reason, email_retry(row["attempts"]))
         log.warning("email_refused", notification_id=str(row["id"]))
@@ -308,8 +326,8 @@ async def send_email(conn: asyncpg.Connection, mailer: Mailer, link_key: bytes,
         return False
     except aiosmtplib.SMTPResponseException as exc:
         if 500 <= exc.code < 600:  # permanent: a bounce, a refused recipient or message
-            await store.mark(conn, row["id"], "failed", error=f"{exc.code} {exc.message}",
-                             events=[outcome_event(row, False, f"{exc.code} {exc.message}")])
+            await mark(conn, row["id"], "failed", error=f"{exc.code} {exc.message}",
+                       events=[outcome_event(row, False, f"{exc.code} {exc.message}")])
         else:
             await store.retry_later(conn, row["id"], f"{exc.code} {exc.message}",
                                     email_retry(row["attempts"]))
@@ -333,11 +351,11 @@ async def email_accepted(conn: asyncpg.Connection, row: Any,
                       "email", message_id)
     if refused:  # accepted for some addresses only
         error = "; ".join(f"{a}: {r.code} {r.message}" for a, r in refused.items())
-        await store.mark(conn, row["id"], "sent", error=error, message_id=message_id,
-                         events=[sent])
+        await mark(conn, row["id"], "sent", error=error, message_id=message_id,
+                   events=[sent])
     else:  # accepted for every address: as far as SMTP can tell, delivered
-        await store.mark(conn, row["id"], "delivered", message_id=message_id,
-                         events=[sent, outcome_event(row, True)])
+        await mark(conn, row["id"], "delivered", message_id=message_id,
+                   events=[sent, outcome_event(row, True)])
 
 
 def magic_link(row: Any, settings: Settings, link_key: bytes) -> str:
@@ -394,8 +412,8 @@ async def webhook_accepted(conn: asyncpg.Connection, row: Any, attempt: int,
     await store.add_delivery(conn, uuid.uuid4(), row, attempt, status, None, took, "delivered")
     sent = [sent_event(row["id"], row["referral_id"], row["person_id"], row["recipient_org"],
                        "webhook", str(row["id"]))] if row["sent_at"] is None else []
-    await store.mark(conn, row["id"], "delivered", message_id=str(row["id"]),
-                     events=[*sent, outcome_event(row, True)])
+    await mark(conn, row["id"], "delivered", message_id=str(row["id"]),
+               events=[*sent, outcome_event(row, True)])
 
 
 def webhook_body(row: Any) -> bytes:
@@ -415,8 +433,8 @@ async def send_webhook(conn: asyncpg.Connection, http: aiohttp.ClientSession,
     if not pending.claim(row["id"]):
         return True  # another sender of this process has it: the next one
     if not row["endpoint_active"]:  # removed by its organisation meanwhile
-        await store.mark(conn, row["id"], "failed", attempted=False, error="endpoint removed",
-                         events=[outcome_event(row, False, "endpoint removed")])
+        await mark(conn, row["id"], "failed", attempted=False, error="endpoint removed",
+                   events=[outcome_event(row, False, "endpoint removed")])
         return True
     body = webhook_body(row)
     msg_id, stamp = str(row["id"]), int(time.time())
@@ -443,8 +461,8 @@ async def send_webhook(conn: asyncpg.Connection, http: aiohttp.ClientSession,
     await store.add_delivery(conn, uuid.uuid4(), row, attempt, status, error, took,
                              "retry" if wait is not None else "dead")
     if wait is None:
-        await store.mark(conn, row["id"], "failed", error=f"dead after {attempt} attempts: "
-                         f"{error}", events=[outcome_event(row, False, error)])
+        await mark(conn, row["id"], "failed", error=f"dead after {attempt} attempts: "
+                   f"{error}", events=[outcome_event(row, False, error)])
     else:
         await store.retry_later(conn, row["id"], error, wait)
     log.warning("webhook_failed", notification_id=msg_id, attempt=attempt, error=error)
