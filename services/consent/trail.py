@@ -32,6 +32,33 @@ def encode_entry(seq: int, prev: bytes | None, at: datetime, kind: str,
     return rfc8785.dumps(body)
 
 
+LOCKED = ("prev", "seq")
+"""An entry's values only known under the trail's append lock, in their canonical order."""
+
+
+def entry_parts(at: datetime, kind: str, fields: Mapping[str, Any]) -> tuple[bytes, bytes,
+                                                                            bytes]:
+    """`encode_entry`'s bytes around its `prev` and `seq` values, which the database puts in
+    under the append lock (consent.trail_append): parts[0] + '"<prev hex>"' + parts[1] +
+    '<seq>' + parts[2] is the entry. RFC 8785 writes an object's members sorted by the UTF-16
+    code units of their keys, each value written as it would be alone."""
+    body = {"at": at.isoformat(), "kind": kind, **fields}
+    if any(key in body for key in LOCKED):
+        raise ValueError(f"an entry's fields cannot hold {LOCKED}: {sorted(body)}")
+    parts: list[bytes] = []
+    current = bytearray(b"{")
+    for i, key in enumerate(sorted([*body, *LOCKED], key=lambda k: k.encode("utf-16be"))):
+        current += (b"," if i else b"") + rfc8785.dumps(key) + b":"
+        if key in LOCKED:
+            parts.append(bytes(current))
+            current = bytearray()
+        else:
+            current += rfc8785.dumps(body[key])
+    parts.append(bytes(current + b"}"))
+    first, middle, last = parts
+    return first, middle, last
+
+
 def checkpoint_payload(size: int, root: bytes, signed_at: str, kid: str) -> bytes:
     return rfc8785.dumps({"size": size, "root": root.hex(), "signed_at": signed_at,
                           "kid": kid})

@@ -24,26 +24,13 @@ STORED_FROM = 10
 
 async def append(conn: asyncpg.Connection, items: Sequence[tuple[str, uuid.UUID | None,
                                                                  Mapping[str, Any]]]) -> None:
-    """Append (kind, person_id, fields) entries, in the caller's transaction: the append lock
-    and the head in one round trip (held until the commit: appended one at a time)."""
-    head = await conn.fetchrow("SELECT seq, leaf_hash FROM consent.trail_head_locked($1)",
-                               APPEND_LOCK)
-    assert head is not None  # one row, of NULLs while the trail is empty
-    seq, prev = (head["seq"] + 1, head["leaf_hash"]) if head["seq"] is not None else (0, None)
+    """Append (kind, person_id, fields) entries, in the caller's transaction, in one round
+    trip: the append lock (held until the commit, so entries are appended one at a time), the
+    head, and the entries, written around their `prev` and `seq` by consent.trail_append."""
     now = datetime.now(UTC)
-    rows = []
-    for kind, person_id, fields in items:
-        entry = trail.encode_entry(seq, prev, now, kind, fields)
-        prev = merkle.leaf_hash(entry)
-        rows.append((seq, entry, prev, person_id))
-        seq += 1
-    if len(rows) == 1:  # (executemany costs more for one row)
-        await conn.execute(_INSERT, *rows[0])
-    else:
-        await conn.executemany(_INSERT, rows)
-
-
-_INSERT = "INSERT INTO consent.trail (seq, entry, leaf_hash, person_id) VALUES ($1, $2, $3, $4)"
+    parts = [part for kind, _, fields in items for part in trail.entry_parts(now, kind, fields)]
+    await conn.execute("SELECT consent.trail_append($1, $2, $3)", APPEND_LOCK, parts,
+                       [person_id for _, person_id, _ in items])
 
 
 async def signing_key(db: asyncpg.Pool | asyncpg.Connection,

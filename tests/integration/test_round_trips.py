@@ -87,10 +87,11 @@ async def test_an_intake_and_a_consent_take_few_round_trips(client: Client,
     sent = await posted(client, tokens, "/v1/consents", consent_body(intake["person_id"]))
     # the person's standing (who met them, their consents, their restriction); then, in one
     # transaction: the restriction and the notice, the consent with its history line, the
-    # key's row with the event, the trail's lock with its last entry, the new entry
+    # key's row with the event, the trail's entry (its lock, its head and the entry in one)
     assert [s.split()[0] for s in sent] == [
-        "SELECT", "BEGIN;", "SELECT", "WITH", "WITH", "SELECT", "INSERT", "COMMIT;"
+        "SELECT", "BEGIN;", "SELECT", "WITH", "WITH", "SELECT", "COMMIT;"
     ], "\n".join(sent)
+    assert "consent.trail_append" in sent[-2]
     assert "intake.intakes" in sent[0] and "intake.restrictions" in sent[0]
 
 

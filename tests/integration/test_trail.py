@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import asyncpg
 import pytest
 import rfc8785
 
-from services.consent import merkle, trail
+from services.consent import merkle, trail, trail_store
 from services.runtime.app import RUNTIME
 from tests.conftest import wait_until
 from tests.e2e.conftest import Tokens
@@ -110,7 +111,7 @@ async def test_an_export_verifies_offline_and_logs_who_read_what(
 async def test_consents_recorded_side_by_side_make_one_chain(
     client: Client, tokens: Tokens, tmp_path: Path, keys: Path
 ) -> None:
-    """The trail's head is read under its append lock (consent.trail_head_locked): consents
+    """The trail's head is read under its append lock (consent.trail_append): consents
     recorded at once are appended one after the other, each on the one before."""
     async def one() -> int:
         headers = tokens.headers("equipe-aller-vers", SCOPES,
@@ -135,6 +136,37 @@ async def test_consents_recorded_side_by_side_make_one_chain(
     result = verify(await export(client, tokens, tmp_path / "trail.jsonl"), keys)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("OK: 24 entries")
+
+
+FIELDS: dict[str, Any] = {
+    "A": 1, "pre": "\u0001", "prevs": ["é", '"prev":""'], "q": {"z": None, "b": 1.5, "a": [2]},
+    "r\u00e9": True, "sez": "x", "t": "\\", "\U0001f600": "😀", "\uffff": -0.0, "Z": 10**15}
+"""Keys that sort before, between and after `prev` and `seq` (in UTF-16, as RFC 8785 says: the
+emoji's surrogates before U+FFFF), values JSON escapes."""
+
+
+async def test_the_database_writes_each_entry_as_python_encodes_it(client: Client) -> None:
+    """consent.trail_append writes an entry around its `prev` and `seq`, from the empty trail
+    on: byte for byte the entry `trail.encode_entry` makes, with its leaf hash."""
+    pool, person = client.app[RUNTIME].pool, uuid.uuid4()
+    appended: list[list[tuple[str, uuid.UUID | None, dict[str, Any]]]] = [
+        [("test.first", None, FIELDS), ("test.second", person, {"b": 2})],
+        [("test.third", person, FIELDS)]]
+    for items in appended:
+        async with pool.acquire() as conn, conn.transaction():
+            await trail_store.append(conn, items)
+    rows = await pool.fetch("SELECT seq, entry, leaf_hash, person_id FROM consent.trail"
+                            " ORDER BY seq")
+    assert [r["seq"] for r in rows] == [0, 1, 2]
+    prev = None
+    for row, (kind, person_id, fields) in zip(rows, itertools.chain(*appended), strict=True):
+        at = datetime.fromisoformat(json.loads(row["entry"])["at"])
+        assert row["entry"] == trail.encode_entry(row["seq"], prev, at, kind, fields)
+        assert row["leaf_hash"] == merkle.leaf_hash(row["entry"])
+        assert row["person_id"] == person_id
+        prev = row["leaf_hash"]
+    with pytest.raises(ValueError, match="cannot hold"):
+        trail.entry_parts(datetime.now(UTC), "test.bad", {"seq": 1})
 
 
 async def _tamper(client: Client, statement: str, *args: Any) -> None:
