@@ -139,8 +139,17 @@ async def test_a_consent_for_another_recipient_hands_nothing_off(
     client: Client, tokens: Tokens, smtp_server: Mailbox
 ) -> None:
     intake = await post(client, tokens, "/v1/intakes", intake_body())
-    await post(client, tokens, "/v1/consents", consent_body(intake["person_id"], "ccas"))
-    await asyncio.sleep(2.0)
+    consent = await post(client, tokens, "/v1/consents",
+                         consent_body(intake["person_id"], "ccas"))
+    await wait_for_referral(client, tokens, intake["id"], "awaiting_consent")
+    pool = client.app[RUNTIME].pool
+
+    async def consent_handled() -> bool:  # a hand-off would be in the same transaction
+        return bool(await pool.fetchval("SELECT count(*) FROM referral.consents"
+                                        " WHERE consent_id = $1", uuid.UUID(consent["id"])))
+
+    await wait_until(consent_handled, 60, "the referral service to handle the consent")
+    await asyncio.sleep(1.0)  # what a hand-off would have sent
     [referral] = await referrals_of(client, tokens, intake["id"])
     assert referral["status"] == "awaiting_consent"
     assert smtp_server.messages == []

@@ -124,6 +124,13 @@ async def test_one_intake_is_one_trace_across_the_bus(
             "notify process fr.relais.referral.")]
 
     await wait_until(notified, 20, "the notify consumer's span of the referral")
+
+    def intake_event_handled_everywhere() -> bool:  # (each consumer at its own pace)
+        names = {s.name for s in SPANS.get_finished_spans()}
+        return all(f"{c} process fr.relais.intake.recorded.v1" in names
+                   for c in ("consent", "notify", "referral"))
+
+    await wait_until(intake_event_handled_everywhere, 20, "every consumer's span of the intake")
     spans = SPANS.get_finished_spans()
     [http] = [s for s in spans if s.kind is SpanKind.SERVER and s.name.startswith("POST")
               and s.attributes and "/v1/intakes" in str(s.attributes.get(

@@ -70,7 +70,7 @@ async def story(client: Client, tokens: Tokens) -> dict[str, str]:
         "categories": ["identity"], "method": "signed_screen"})
     await post(client, tokens, f"/v1/consents/{kept['id']}/withdraw", {
         "recipients": [FT], "requested_by": "person", "channel": "phone"})
-    soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    soon = (datetime.now(UTC) + timedelta(seconds=4)).isoformat()  # still ahead when posted
     short = await post(client, tokens, "/v1/consents", common | {
         "purposes": ["recontact"], "recipients": ["ccas"], "categories": ["contact"],
         "method": "oral_witnessed", "witness": "Mme Diallo, animatrice", "valid_until": soon})

@@ -53,6 +53,12 @@ async def erased_events(client: Client) -> list[dict[str, Any]]:
     return [json.loads(r["value"]) for r in rows]
 
 
+TODAY = datetime(2026, 12, 7, 12, tzinfo=UTC)
+"""The day the retention passes below run: the contacts' fixed dates (March, April and November
+2026) are months before it, whatever the date the tests run (with the real date, "recent",
+met on 2026-11-20, would be past 6 months from 2027-05-20 on)."""
+
+
 async def wait_for_status(client: Client, person: str, status: str) -> None:
     async def there() -> bool:
         return bool(await client.app[RUNTIME].pool.fetchval(
@@ -75,7 +81,7 @@ async def test_people_past_their_period_are_erased_and_the_figures_stay(
     await wait_for_status(client, consented, "requested")
     before = await figures(client, tokens)
     assert (before["people"], before["intakes"]) == (7, 8), before
-    pool, now = client.app[RUNTIME].pool, datetime.now(UTC)
+    pool, now = client.app[RUNTIME].pool, TODAY
     months = {TEAM: 6}
 
     plan = await retention_plan(pool, months, now)
@@ -142,7 +148,7 @@ async def test_people_met_before_the_upgrade_are_found_by_their_contacts(
     old, recent = await met(client, tokens), await met(
         client, tokens, contacted_at="2026-11-20T10:00:00+01:00")
     await met(client, tokens, person_id=old, contacted_at="2026-04-01T10:00:00+02:00")
-    pool, now, months = client.app[RUNTIME].pool, datetime.now(UTC), {TEAM: 6}
+    pool, now, months = client.app[RUNTIME].pool, TODAY, {TEAM: 6}
     assert [str(d.person_id) for d in await retention_plan(pool, months, now)] == [old]
     await pool.execute("DELETE FROM intake.activity")  # what the old contacts left
     assert await retention_plan(pool, months, now) == []

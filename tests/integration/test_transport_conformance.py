@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -262,13 +262,45 @@ async def test_a_poison_message_goes_to_the_dead_letter_topic_and_the_consumer_g
     assert consumer.counts["dead"] == 2
 
 
-async def test_a_restarted_consumer_resumes_where_it_stopped(harness: Harness) -> None:
+def watch_offsets(transport: Transport, monkeypatch: pytest.MonkeyPatch
+                  ) -> Callable[[], bool]:
+    """The transport's consumers made from now on, watched: whether every message they
+    polled is committed (a test waits for that, not for a while)."""
+    polled: dict[TopicPartition, int] = {}
+    committed: dict[TopicPartition, int] = {}
+    make = transport.consumer
+
+    def consumer(group: str, topics: Sequence[str]) -> Consumer:
+        made = make(group, topics)
+        poll, commit = made.poll, made.commit
+
+        async def polling(timeout: float, max_records: int) -> list[Message]:
+            messages = await poll(timeout, max_records)
+            polled.update({(m.topic, m.partition): m.offset + 1 for m in messages})
+            return messages
+
+        async def committing(offsets: Mapping[TopicPartition, int]) -> None:
+            await commit(offsets)
+            committed.update(offsets)
+
+        monkeypatch.setattr(made, "poll", polling)
+        monkeypatch.setattr(made, "commit", committing)
+        return made
+
+    monkeypatch.setattr(transport, "consumer", consumer)
+    return lambda: bool(polled) and all(committed.get(tp, -1) >= offset
+                                        for tp, offset in polled.items())
+
+
+async def test_a_restarted_consumer_resumes_where_it_stopped(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    all_committed = watch_offsets(harness.transport, monkeypatch)
     key = str(uuid.uuid4())
     await harness.publish(key, range(10))
     harness.relay()
     first, task = harness.consumer()
     await harness.wait_for_effects(10)
-    await asyncio.sleep(0.5)  # let the offsets be committed
+    await wait_until(all_committed, 30, "the offsets of what was done committed")
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert first.counts["done"] == 10

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from services.auth.api import KEYS
 from services.cli import SERVICE_NAMES, service_specs
-from services.notify import api
+from services.notify import api, store
 from services.runtime import problem
 from services.runtime.app import RUNTIME, create_app
 from services.runtime.settings import Settings
@@ -93,11 +93,13 @@ async def streams(client: Client, tokens: Tokens) -> AsyncIterator[Streams]:
 
 
 async def listeners(client: Client) -> int:
-    """The database connections that wait for notifications (their last statement a LISTEN):
-    not the pool's, which grows and shrinks with whatever else the services do meanwhile."""
+    """The database connections that wait for the inbox's notifications (their last
+    statement a LISTEN on its channel): not the pool's, which grows and shrinks with whatever
+    else the services do meanwhile, nor the consumers' and relays', which show a LISTEN only
+    for a moment after they start."""
     count: int = await client.app[RUNTIME].pool.fetchval(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-        " AND query ILIKE 'LISTEN %'")
+        " AND query ILIKE 'LISTEN %' AND strpos(query, $1) > 0", store.INBOX_CHANNEL)
     return count
 
 
