@@ -31,6 +31,7 @@ import aiosmtplib
 from aiosmtpd.controller import Controller
 
 from bench import database, preload
+from bench.cpu import Accounting, parent_of
 from bench.intake_throughput import consent_of, wait_ready
 from bench.memory import Peaks
 from deploy.kafka.broker import KafkaBroker, free_port
@@ -284,6 +285,25 @@ async def token_for(port: int, secret: str) -> str:
         return token
 
 
+async def accounting(url: str, groups: list[str], servers: list[subprocess.Popen[bytes]],
+                     broker: KafkaBroker | None) -> Accounting:
+    """Who spends the CPU: Relais's processes, PostgreSQL's (when it runs on this machine:
+    the parent of this connection's backend) and Kafka's; `bench` is this process (the load
+    and the SMTP server)."""
+    parties = {f"relais {group}" if len(groups) > 1 else "relais": server.pid
+               for group, server in zip(groups, servers, strict=True)}
+    conn = await db.connect(url)
+    try:
+        postmaster = parent_of(await conn.fetchval("SELECT pg_backend_pid()"))
+    finally:
+        await conn.close()
+    if postmaster:
+        parties["postgres"] = postmaster
+    if broker is not None and broker.pid is not None:
+        parties["kafka"] = broker.pid
+    return Accounting(parties)
+
+
 async def run(args: argparse.Namespace, admin_url: str, work: Path,
               loop: str = "uvloop", variant: str = "", scale: float | None = None) -> float:
     url, secret = await prepare(admin_url, scale)
@@ -319,6 +339,7 @@ async def run(args: argparse.Namespace, admin_url: str, work: Path,
         for server, p in zip(servers, ports, strict=True):
             await asyncio.to_thread(wait_ready, f"http://127.0.0.1:{p}/readyz", server)
         token = await token_for(int(where["auth"].rsplit(":", 1)[1]), secret)
+        cpu = await accounting(url, groups, servers, broker)
         bases = {"/v1/intakes": where["intake"], "/v1/consents": where["consent"]}
         print(f"complete consented flows, {args.rounds} rounds x {args.seconds:.0f} s, "
               f"{args.concurrency} concurrent flows; {args.transport} transport; processes: "
@@ -327,11 +348,12 @@ async def run(args: argparse.Namespace, admin_url: str, work: Path,
         await flows(bases, token, 3, args.concurrency, arrivals)  # warm-up
         peaks.start()
         if args.rates:
-            return await open_loop(args, url, bases, token, arrivals)
+            return await open_loop(args, url, bases, token, arrivals, cpu)
         results, baselines = [], []
         since = await db_now(url)
         for i in range(args.rounds):
             baselines.append(await smtp_baseline(smtp_port, args.seconds / 2, args.concurrency))
+            before = cpu.sample()
             result = await flows(bases, token, args.seconds, args.concurrency, arrivals)
             results.append(result)
             print(f"round {i + 1}: baseline (bare SMTP) {baselines[-1]:.0f} emails/s; relais "
@@ -339,6 +361,7 @@ async def run(args: argparse.Namespace, admin_url: str, work: Path,
                   f"{result['flows']:.0f} emailed, {result['errors']:.0f} errors), consent to "
                   f"email p50 {result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms",
                   flush=True)
+            print(f"  {cpu.per_item(before, cpu.sample(), result['emailed'])}", flush=True)
             await not_emailed(url, result["missing"])
         await stages(url, since)
         rate = float(statistics.median(r["flows_per_s"] for r in results))
@@ -359,19 +382,21 @@ async def run(args: argparse.Namespace, admin_url: str, work: Path,
 
 
 async def open_loop(args: argparse.Namespace, url: str, bases: dict[str, str], token: str,
-                    arrivals: Arrivals) -> float:
+                    arrivals: Arrivals, cpu: Accounting) -> float:
     rows = []
     for rate in (float(r) for r in args.rates.split(",")):
         runs = []
         for i in range(args.rounds):
-            since = await db_now(url)
+            since, before = await db_now(url), cpu.sample()
             runs.append(await offered(bases, token, rate, args.seconds, arrivals))
+            spent = cpu.per_item(before, cpu.sample(), runs[-1]["emailed"])
             until = await db_now(url)
             run_ = runs[-1]
             print(f"{rate:.0f} flows/s offered, round {i + 1}: {run_['emailed']}/{run_['flows']}"
                   f" emailed, {run_['errors']} errors, consent to email p50 "
                   f"{run_['p50_ms']:.0f} ms, p99 {run_['p99_ms']:.0f} ms (offer late by up to "
                   f"{run_['late_ms']:.0f} ms)", flush=True)
+            print(f"  {spent}", flush=True)
             await not_emailed(url, run_["missing"])
             await stages(url, since, until, label="  ")
         rows.append((rate, statistics.median(r["p50_ms"] for r in runs),

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from services.runtime.embedded import EmbeddedPostgres, ensure_database
@@ -30,6 +32,14 @@ async def new_database(admin_url: str, name: str) -> str:
     """Create the database `name` on the server and return its URL."""
     await ensure_database(admin_url, name)
     return urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
+
+
+def on_new_database(name: str, work: Callable[[str], Coroutine[Any, Any, None]]) -> None:
+    """`work(url)` on a new database `name`, on DATABASE_URL's server or on an embedded one
+    started for the run in a temporary directory."""
+    with tempfile.TemporaryDirectory(prefix="relais-bench-") as tmp, server(Path(tmp)) as admin:
+        url = asyncio.run(new_database(admin, name))
+        asyncio.run(work(url))
 
 
 class Restartable:

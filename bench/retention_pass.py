@@ -14,14 +14,11 @@ table that grows every day. Both must find the same people, or the figures mean 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from pathlib import Path
 
 import asyncpg
 
@@ -103,10 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--intakes", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="relais-retention-") as work, \
-            database.server(Path(work)) as admin:
-        url = asyncio.run(database.new_database(admin, f"retention_{args.intakes}"))
-        asyncio.run(measure(url, args.intakes, args.rounds))
+    database.on_new_database(f"retention_{args.intakes}",
+                             lambda url: measure(url, args.intakes, args.rounds))
 
 
 if __name__ == "__main__":

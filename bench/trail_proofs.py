@@ -15,15 +15,12 @@ checkpoint (one round)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hashlib
 import statistics
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import asyncpg
 
@@ -120,10 +117,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--entries", type=int, default=10_000_000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="relais-trail-") as work, \
-            database.server(Path(work)) as admin:
-        url = asyncio.run(database.new_database(admin, f"trail_{args.entries}"))
-        asyncio.run(measure(url, args.entries, args.rounds))
+    database.on_new_database(f"trail_{args.entries}",
+                             lambda url: measure(url, args.entries, args.rounds))
 
 
 if __name__ == "__main__":

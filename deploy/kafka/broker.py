@@ -200,6 +200,11 @@ class KafkaBroker:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The broker's JVM, while it runs (a benchmark counts its CPU)."""
+        return self._process.pid if self.running and self._process is not None else None
+
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -177,7 +177,7 @@ async def handed(pool: asyncpg.Pool, rows: list[Any]) -> None:
     """The organisation has them now: delivered (once), with the event."""
     async with pool.acquire() as conn, conn.transaction():
         for row in await store.mark_inbox_delivered(conn, [r["id"] for r in rows]):
-            await handlers.emit_outcome(conn, row, True)
+            await handlers.emit(conn, [handlers.outcome_event(row, True)])
 
 
 def _sequence(name: str, value: str | None) -> int:

@@ -80,8 +80,9 @@ async def fan_out(conn: asyncpg.Connection, event_id: str, sender_org: str | Non
         if await store.add_notification(conn, common | {
                 "id": notification, "channel": "inbox", "status": "sent",
                 "sent_at": datetime.now(UTC)}):
-            await emit_sent(conn, notification, message.referral_id, message.person_id,
-                            message.recipient_org, "inbox", f"inbox:{notification}")
+            await emit(conn, [sent_event(notification, message.referral_id, message.person_id,
+                                         message.recipient_org, "inbox",
+                                         f"inbox:{notification}")])
     for endpoint, url in zip(recipient["endpoint_ids"], recipient["endpoint_urls"],
                              strict=True):
         await store.add_notification(conn, common | {
@@ -119,17 +120,8 @@ def tally(events: Sequence[Event]) -> None:
         metrics.current().notified(event.data["channel"], OUTCOMES[event.type])
 
 
-async def emit_sent(conn: asyncpg.Connection, notification_id: uuid.UUID,
-                    referral_id: uuid.UUID, person_id: uuid.UUID, org: str, channel: str,
-                    message_id: str) -> None:
-    events = [sent_event(notification_id, referral_id, person_id, org, channel, message_id)]
-    await outbox.add(conn, store.SCHEMA, events)
-    tally(events)
-
-
-async def emit_outcome(conn: asyncpg.Connection, row: Any, delivered: bool,
-                       reason: str | None = None) -> None:
-    events = [outcome_event(row, delivered, reason)]
+async def emit(conn: asyncpg.Connection, events: Sequence[Event]) -> None:
+    """Notifications' events (sent, delivered, failed) into the outbox, then counted."""
     await outbox.add(conn, store.SCHEMA, events)
     tally(events)
 
