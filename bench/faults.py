@@ -93,6 +93,8 @@ RETRY_CAP = 2.0
 """The partner's longest wait between two tries of one call (Retry-After is honoured)."""
 INSTANCES = 2
 """Processes of each service with the cluster transport."""
+MAX_CONNECTIONS = 300
+"""PostgreSQL's, with the cluster transport (`Run.more_connections`)."""
 RESTART_AFTER = 8.0
 """Seconds an instance or a broker killed with the cluster transport stays down."""
 
@@ -440,6 +442,8 @@ class Run:
     async def prepare(self) -> str:
         """The database, the partner's API client (its secret returned), the processes."""
         admin = self.postgres.url()
+        if self.transport == "cluster":
+            await self.more_connections(admin)
         await ensure_database(admin, "relais")
         self.url = self.postgres.url("relais")
         secret = auth_domain.new_secret()
@@ -487,6 +491,24 @@ class Run:
             self.processes[name] = Process(name, services, port, command, own,
                                            self.work / f"{name}.log")
         return secret
+
+    async def more_connections(self, admin: str) -> None:
+        """Ten processes, each with its pool and its listeners, and a killed one's sessions
+        still ending while it starts again: more than PostgreSQL's 100 connections (a
+        restart once failed with "too many clients already"). 300, as a deployment of several
+        instances would configure it."""
+        conn = await db.connect(admin)
+        try:
+            await conn.execute(f"ALTER SYSTEM SET max_connections = {MAX_CONNECTIONS}")
+        finally:
+            await conn.close()
+        await asyncio.to_thread(self.postgres.stop)
+        await asyncio.to_thread(self.postgres.start)
+        conn = await db.connect(admin)
+        try:
+            assert await conn.fetchval("SHOW max_connections") == str(MAX_CONNECTIONS)
+        finally:
+            await conn.close()
 
     def port_of(self, service: str) -> int:
         if service in self.balancers:
