@@ -94,7 +94,7 @@ RETRY_CAP = 2.0
 INSTANCES = 2
 """Processes of each service with the cluster transport."""
 MAX_CONNECTIONS = 300
-"""PostgreSQL's, with the cluster transport (`Run.more_connections`)."""
+"""PostgreSQL's (`Run.more_connections`)."""
 RESTART_AFTER = 8.0
 """Seconds an instance or a broker killed with the cluster transport stays down."""
 
@@ -221,15 +221,15 @@ class Process:
             self.popen = subprocess.Popen(self.command, env=self.env, stdout=out,
                                           stderr=subprocess.STDOUT)
 
-    async def ready(self, timeout: float = 90.0) -> None:
-        """Until it answers /healthz (its database may be away: not /readyz)."""
+    async def ready(self, timeout: float = 90.0, path: str = "/healthz") -> None:
+        """Until it answers /healthz (its database may be away: not /readyz, unless said)."""
         deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession() as session:
             while time.monotonic() < deadline:
                 if self.popen is not None and self.popen.poll() is not None:
                     raise RuntimeError(f"{self.name} exited; see {self.log}")
                 try:
-                    async with session.get(f"http://127.0.0.1:{self.port}/healthz") as r:
+                    async with session.get(f"http://127.0.0.1:{self.port}{path}") as r:
                         if r.status == 200:
                             return
                 except aiohttp.ClientError:
@@ -442,8 +442,7 @@ class Run:
     async def prepare(self) -> str:
         """The database, the partner's API client (its secret returned), the processes."""
         admin = self.postgres.url()
-        if self.transport == "cluster":
-            await self.more_connections(admin)
+        await self.more_connections(admin)
         await ensure_database(admin, "relais")
         self.url = self.postgres.url("relais")
         secret = auth_domain.new_secret()
@@ -493,10 +492,10 @@ class Run:
         return secret
 
     async def more_connections(self, admin: str) -> None:
-        """Ten processes, each with its pool and its listeners, and a killed one's sessions
-        still ending while it starts again: more than PostgreSQL's 100 connections (a
-        restart once failed with "too many clients already"). 300, as a deployment of several
-        instances would configure it."""
+        """Up to ten processes (the cluster transport), each with its pool and its
+        listeners, and a killed one's sessions still ending while it starts again: more than
+        PostgreSQL's 100 connections (a restart once failed with "too many clients
+        already"). 300, as a deployment of several instances would configure it."""
         conn = await db.connect(admin)
         try:
             await conn.execute(f"ALTER SYSTEM SET max_connections = {MAX_CONNECTIONS}")
@@ -542,10 +541,10 @@ class Run:
             await self.fail_over(what, target)
         elif kind == "rolling":  # an upgrade: every instance stopped and started, one by one
             await self.settle()
-            for process in self.processes.values():
-                await process.stop(signal.SIGTERM)
+            for process in self.processes.values():  # the next once this one is ready (its
+                await process.stop(signal.SIGTERM)     # consumers started), as Kubernetes does
                 process.start()
-                await process.ready()
+                await process.ready(path="/readyz")
         elif what in ("kill9", "sigterm") and target != "broker":
             process = self.processes[target]
             await process.stop(signal.SIGKILL if what == "kill9" else signal.SIGTERM)

@@ -76,10 +76,11 @@ async def test_an_outreach_counsellor_records_a_contact_on_a_phone(
             assert took < UNDER, f"the contact took {took:.1f} s to record"
 
             proposal = phone.get_by_role("heading", name="Vers Mission locale du Grand Amiénois")
-            for _ in range(20):  # routing runs on the intake's event: at most a reload or two
-                if await proposal.count():
-                    break
+            routed_by = time.monotonic() + 30  # routing runs on the intake's event
+            while not await proposal.count():  # at most a reload or two
+                assert time.monotonic() < routed_by, "no routing proposal after 30 s"
                 await phone.get_by_role("link", name="Actualiser la page").click()
+                await expect(heading).to_have_text("Contact enregistré")  # the page again
             await expect(proposal).to_be_visible()
             await expect(phone.get_by_text("En attente du consentement", exact=True)) \
                 .to_be_visible()

@@ -10,6 +10,7 @@ the device. axe-core on the offline page, nothing wider than the phone, screensh
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -40,11 +41,11 @@ STORED = """() => new Promise((resolve, reject) => {
 async def until(page: Page, expression: str) -> None:
     """Polls an expression in the page (wait_for_function evaluates strings, which the
     pages' CSP refuses)."""
-    for _ in range(100):
-        if await page.evaluate(expression):
-            return
+    deadline = time.monotonic() + 30  # (a service worker's install on a loaded machine)
+    while not await page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never true in 30 s: {expression}")
         await page.wait_for_timeout(100)
-    raise AssertionError(f"never true: {expression}")
 
 
 async def cut(route: Route) -> None:

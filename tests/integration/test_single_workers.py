@@ -36,9 +36,16 @@ NAMES = {lease_name(spec.schema, w) for spec in service_specs(SERVICE_NAMES)
     | {lease_name(LIMITS, forget_full_buckets), lease_name(BUS, prune_bus)}
 
 
+POOL = 5
+
+
 def instance(settings: Settings, name: str) -> Settings:
+    # pools of 5: two whole instances (about 35 connections each besides their pools: leases,
+    # relays, consumers, listeners) stay well under PostgreSQL's 100 while a killed one's
+    # sessions end
     return settings.model_copy(update={"instance_id": name, "master_key": KEY,
-                                       "data_dir": settings.data_dir / name})
+                                       "data_dir": settings.data_dir / name,
+                                       "db_pool_max": POOL})
 
 
 async def holders(pool: Any) -> dict[str, list[str]]:
@@ -95,7 +102,8 @@ async def test_a_killed_holder_s_workers_are_taken_over_within_seconds(
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELAIS_")} | {
         "RELAIS_DATABASE_URL": str(settings.database_url), "RELAIS_MASTER_KEY": KEY,
         "RELAIS_INSTANCE_ID": "c", "RELAIS_DATA_DIR": str(tmp_path / "c"),
-        "RELAIS_HTTP_PORT": str(free_port()), "RELAIS_LOG_LEVEL": "WARNING"}
+        "RELAIS_HTTP_PORT": str(free_port()), "RELAIS_LOG_LEVEL": "WARNING",
+        "RELAIS_DB_POOL_MAX": str(POOL)}
     said = tmp_path / "c.log"
     with said.open("wb") as log:
         c = await asyncio.create_subprocess_exec(
