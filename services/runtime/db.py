@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 
 import asyncpg
+import orjson
 
 from services.runtime.logging import get_logger
 
@@ -46,10 +46,15 @@ def _raised_by_asyncpg(exc: BaseException) -> bool:
     return False
 
 
+def _jsonb(value: object) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec(
-        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
-    )
+    """jsonb in and out with orjson: in a profile of the closed loop, the standard library's
+    json behind this codec took about 4 % of the busy process's samples (outbox values, the
+    idempotency answers, events' data)."""
+    await conn.set_type_codec("jsonb", encoder=_jsonb, decoder=orjson.loads, schema="pg_catalog")
 
 
 async def _keep_session(_conn: asyncpg.Connection) -> None:
