@@ -31,7 +31,7 @@ import aiosmtplib
 from aiosmtpd.controller import Controller
 
 from bench import database, preload
-from bench.cpu import Accounting, parent_of
+from bench.cpu import Accounting, postmaster_of
 from bench.intake_throughput import consent_of, wait_ready
 from bench.memory import Peaks
 from deploy.kafka.broker import KafkaBroker, free_port
@@ -294,7 +294,7 @@ async def accounting(url: str, groups: list[str], servers: list[subprocess.Popen
                for group, server in zip(groups, servers, strict=True)}
     conn = await db.connect(url)
     try:
-        postmaster = parent_of(await conn.fetchval("SELECT pg_backend_pid()"))
+        postmaster = postmaster_of(await conn.fetchval("SELECT pg_backend_pid()"))
     finally:
         await conn.close()
     if postmaster:

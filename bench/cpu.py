@@ -32,25 +32,36 @@ def _children(pid: int) -> list[int]:
 
 
 def tree_seconds(root: int) -> float:
-    """CPU seconds (user and system) of a process, of its live descendants, and of the
-    children it has reaped (a PostgreSQL backend that ended, say)."""
-    fields = _stat(root)
-    if not fields:
-        return 0.0
-    total = sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
-    pending = _children(root)
+    """CPU seconds (user and system) of a process and of its live descendants, each with
+    the children it has reaped (a PostgreSQL backend that ended, say)."""
+    total, pending = 0, [root]
     while pending:
         pid = pending.pop()
-        child = _stat(pid)
-        if child:
-            total += int(child[11]) + int(child[12])
+        fields = _stat(pid)
+        if fields:
+            total += sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
             pending += _children(pid)
     return total / TICK
+
+
+def command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def parent_of(pid: int) -> int | None:
     fields = _stat(pid)
     return int(fields[1]) if fields else None
+
+
+def postmaster_of(backend: int) -> int | None:
+    """The local PostgreSQL server of a backend (`pg_backend_pid()`), or None when that pid
+    is not a PostgreSQL process of this machine (a server elsewhere, or in a container:
+    another pid space)."""
+    parent = parent_of(backend) if command(backend) in ("postgres", "postmaster") else None
+    return parent if parent and command(parent) in ("postgres", "postmaster") else None
 
 
 def machine() -> tuple[float, float]:

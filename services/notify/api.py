@@ -176,8 +176,8 @@ def inbox_item(row: Any) -> InboxItem:
 async def handed(pool: asyncpg.Pool, rows: list[Any]) -> None:
     """The organisation has them now: delivered (once), with the event."""
     async with pool.acquire() as conn, conn.transaction():
-        for row in await store.mark_inbox_delivered(conn, [r["id"] for r in rows]):
-            await handlers.emit(conn, [handlers.outcome_event(row, True)])
+        delivered = await store.mark_inbox_delivered(conn, [r["id"] for r in rows])
+        await handlers.emit(conn, [handlers.outcome_event(row, True) for row in delivered])
 
 
 def _sequence(name: str, value: str | None) -> int:

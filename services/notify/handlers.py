@@ -122,6 +122,8 @@ def tally(events: Sequence[Event]) -> None:
 
 async def emit(conn: asyncpg.Connection, events: Sequence[Event]) -> None:
     """Notifications' events (sent, delivered, failed) into the outbox, then counted."""
+    if not events:
+        return
     await outbox.add(conn, store.SCHEMA, events)
     tally(events)
 

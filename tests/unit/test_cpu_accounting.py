@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from bench.cpu import Accounting, Sample, parent_of, tree_seconds
+from bench.cpu import Accounting, Sample, parent_of, postmaster_of, tree_seconds
 
 SPIN = "import time\nend = time.process_time() + {0}\nwhile time.process_time() < end: pass"
 
@@ -32,6 +32,13 @@ def test_a_live_child_and_a_reaped_one_count_for_their_parent() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_only_a_local_postgresql_process_counts_as_the_server() -> None:
+    """A backend pid from a server elsewhere (another pid space) may name any local process:
+    this one, whose parent is not PostgreSQL's, is not taken for it."""
+    assert postmaster_of(os.getpid()) is None
+    assert postmaster_of(2**22 + 12345) is None  # no such process
 
 
 def test_the_time_is_shared_among_what_was_done() -> None:
