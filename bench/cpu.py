@@ -10,6 +10,8 @@ import resource
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.memory import children
+
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -21,16 +23,6 @@ def _stat(pid: int) -> list[str]:
     return text[text.rindex(")") + 2:].split()  # after the command, which may hold spaces
 
 
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
-
-
 def tree_seconds(root: int) -> float:
     """CPU seconds (user and system) of a process and of its live descendants, each with
     the children it has reaped (a PostgreSQL backend that ended, say)."""
@@ -40,7 +32,7 @@ def tree_seconds(root: int) -> float:
         fields = _stat(pid)
         if fields:
             total += sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
-            pending += _children(pid)
+            pending += children(pid)
     return total / TICK
 
 
