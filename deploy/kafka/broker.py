@@ -15,6 +15,7 @@ import asyncio
 import base64
 import concurrent.futures
 import os
+import random
 import shutil
 import signal
 import socket
@@ -55,11 +56,42 @@ def cluster_id() -> str:
             return candidate
 
 
+_GIVEN: set[int] = set()
+"""Ports free_port() already gave in this process: never given twice."""
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The range the kernel takes outgoing connections' local ports from."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A loopback port nothing is bound to, never given before by this process, and below
+    the kernel's ephemeral range when there is room there.
+
+    Asking the kernel for port 0 is not enough for a server that must start on the port it
+    was given, and start on it again after a kill: the kernel may give the same port to two
+    calls in a row (once two instances of a fault bench got one port), and any outgoing
+    connection (a Kafka client, a pool) may take a port of its ephemeral range as its own
+    local port while the server is down."""
+    low, _high = _ephemeral_range()
+    candidates = range(max(1024, low - 12000), low) if low - 1024 >= 4000 else None
+    rng = random.SystemRandom()
+    for _ in range(200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", rng.choice(candidates) if candidates else 0))
+            except OSError:
+                continue
+            port: int = s.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
+    raise RuntimeError("no free loopback port found in 200 tries")
 
 
 class KafkaBroker:

@@ -15,6 +15,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+from deploy.kafka.broker import free_port
 from services.cli import SERVICE_NAMES, service_specs
 from services.runtime import db, leases, sealing
 from services.runtime.app import (
@@ -28,7 +29,6 @@ from services.runtime.app import (
 from services.runtime.settings import Settings
 from tests.conftest import wait_until
 from tests.integration.conftest import Client, running
-from tests.integration.test_start_refusals import free_port
 
 KEY = base64.b64encode(sealing.new_key()).decode()
 NAMES = {lease_name(spec.schema, w) for spec in service_specs(SERVICE_NAMES)

@@ -6,21 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from deploy.kafka.broker import free_port
 from services.runtime import db, sealing
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def up(database: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
