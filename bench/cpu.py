@@ -72,16 +72,19 @@ class Sample:
 
 class Accounting:
     """CPU seconds per party between two `sample`s: `parties` maps a name to the root pid
-    of its processes; the benchmark's own process is counted as `bench`."""
+    of its processes; the benchmark's own process is counted as `bench`, with the children
+    it has waited for (a load generator run to its end between the samples)."""
 
     def __init__(self, parties: dict[str, int]) -> None:
         self.parties = parties
 
     def sample(self) -> Sample:
         own = resource.getrusage(resource.RUSAGE_SELF)
+        waited = resource.getrusage(resource.RUSAGE_CHILDREN)
         busy, total = machine()
         return Sample({name: tree_seconds(pid) for name, pid in self.parties.items()}
-                      | {"bench": own.ru_utime + own.ru_stime}, busy, total)
+                      | {"bench": own.ru_utime + own.ru_stime + waited.ru_utime
+                         + waited.ru_stime}, busy, total)
 
     @staticmethod
     def per_item(before: Sample, after: Sample, items: float, unit: str = "flow") -> str:

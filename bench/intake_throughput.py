@@ -11,7 +11,9 @@ of them: the API would take longer than the measure), so no request is a replay.
 
 Both servers run as separate processes on one real PostgreSQL (embedded unless DATABASE_URL);
 the load generator is a third process (aiohttp client, fixed concurrency). Rounds alternate
-baseline and Relais; the report gives each one's median requests/s and p99 over the rounds."""
+baseline and Relais; the report gives each one's median requests/s and p99 over the rounds,
+and per round the CPU each party spent per request (the server; PostgreSQL, when local; the
+load generator, as `bench`) and how busy the machine was."""
 
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ import aiohttp
 import asyncpg
 
 from bench import database
+from bench.cpu import Accounting, postmaster_of
 from deploy.kafka.broker import free_port
 from services.runtime import db
 
@@ -99,12 +102,17 @@ def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
 
 
 def run_round(name: str, port: int, token: str, seconds: float, concurrency: int,
-              endpoint: str = "intakes", people: range | None = None) -> dict[str, float]:
+              endpoint: str = "intakes", people: range | None = None,
+              cpu: Accounting | None = None) -> dict[str, float]:
+    """One round of load on one server; with `cpu`, what each party spent per request
+    (the server, PostgreSQL, and the load generator as `bench`)."""
     cmd = [sys.executable, "-c",
            "import asyncio,json,sys; from bench.intake_throughput import load;"
            f"e,l=asyncio.run(load('http://127.0.0.1:{port}/v1/{endpoint}','{token}',{seconds},"
            f"{concurrency},{people!r})); print(json.dumps([e,l]))"]
+    before = cpu.sample() if cpu is not None else None
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    after = cpu.sample() if cpu is not None else None
     by_status, latencies = json.loads(out)
     first = by_status.pop("first", "")
     errors = sum(by_status.values())
@@ -119,6 +127,9 @@ def run_round(name: str, port: int, token: str, seconds: float, concurrency: int
     print(f"  {name:9s} {result['rps']:7.0f} req/s  p50 {result['p50_ms']:5.1f} ms"
           f"  p99 {result['p99_ms']:5.1f} ms  errors {errors}"
           + (f" {by_status}, first: {first}" if errors else ""), flush=True)
+    if before is not None and after is not None:
+        print(f"            {Accounting.per_item(before, after, len(latencies), 'request')}",
+              flush=True)
     return result
 
 
@@ -176,6 +187,15 @@ async def meet(conn: asyncpg.Connection, people: int) -> None:
         PERSON.replace("{:012x}", "%s"), BODY["site"], BODY["channel"], BODY["needs"], people)
 
 
+async def postmaster_pid(url: str) -> int | None:
+    """The local PostgreSQL server's pid (None when it runs elsewhere)."""
+    conn = await db.connect(url)
+    try:
+        return postmaster_of(await conn.fetchval("SELECT pg_backend_pid()"))
+    finally:
+        await conn.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=10)
@@ -224,11 +244,15 @@ def measure(args: argparse.Namespace, admin_url: str, work: Path) -> None:
               f"{args.concurrency} connections"
               + (f", {people} people met beforehand" if consents else ""), flush=True)
         used = dict.fromkeys([base_port, *ports], 0)  # consents: the next fresh person
+        postmaster = asyncio.run(postmaster_pid(base_url))
+        pids = dict(zip([base_port, *ports], (s.pid for s in servers), strict=True))
 
         def one(name: str, port: int, token: str, seconds: float) -> dict[str, float]:
             last = people if port in ports else 1 << 47  # the baseline checks nobody
+            cpu = Accounting({"server": pids[port]}
+                             | ({"postgres": postmaster} if postmaster else {}))
             result = run_round(name, port, token, seconds, args.concurrency, args.endpoint,
-                               range(used[port], last) if consents else None)
+                               range(used[port], last) if consents else None, cpu)
             used[port] += int(result["requests"])
             return result
 
