@@ -34,7 +34,7 @@ from services.runtime.logging import get_logger
 from services.runtime.openapi import Operation, register
 from services.runtime.outbox import OutboxRelay
 from services.runtime.problem import Problem, problem_middleware
-from services.runtime.pruning import IDEMPOTENCY, Prune, prune_all
+from services.runtime.pruning import EVERY_SERVICE, Prune, prune_all
 from services.runtime.ratelimit import LIMITER, SharedLimiter, buckets, forget_full
 from services.runtime.server import harden
 from services.runtime.settings import Settings
@@ -292,7 +292,7 @@ async def start_services(
                                      transport, consumer_settings)
             runtime.consumers.append(consumer)
             tasks.append(asyncio.create_task(consumer.run(), name=f"consumer:{c.name}"))
-        for worker in (*spec.workers, _pruner(spec.schema, (*spec.prunes, IDEMPOTENCY))):
+        for worker in (*spec.workers, _pruner(spec.schema, (*spec.prunes, *EVERY_SERVICE))):
             tasks.append(asyncio.create_task(_supervised(_alone(spec.schema, worker), runtime),
                                              name=f"worker:{spec.name}"))
         for worker in spec.per_instance:

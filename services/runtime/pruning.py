@@ -1,9 +1,11 @@
 """Pruning (issue #14): the records each service keeps only for a while (access logs,
-notifications and their delivery attempts, idempotency records) deleted once past their period,
-once a day (RELAIS_RETENTION_INTERVAL), in small batches so that writers never wait long.
+notifications and their delivery attempts, idempotency records, the consumers' inbox rows)
+deleted once past their period, once a day (RELAIS_RETENTION_INTERVAL), in small batches so
+that writers never wait long.
 
 A service declares what it prunes (`ServiceSpec.prunes`); every service prunes its
-idempotency records. The consent trail is never pruned: it stays whole and verifiable."""
+idempotency records and its inbox (`EVERY_SERVICE`). The consent trail is never pruned: it
+stays whole and verifiable."""
 
 from __future__ import annotations
 
@@ -37,18 +39,28 @@ class Prune:
 
 
 IDEMPOTENCY = Prune("idempotency_keys", "created_at", "retention_idempotency_days")
+INBOX = Prune("inbox", "processed_at", "retention_inbox_days")
+"""The event ids each consumer handled: kept longer than any event can come again (the event
+log's retention, a dead letter's; `Settings` checks it)."""
+EVERY_SERVICE = (IDEMPOTENCY, INBOX)
+"""What every service prunes, besides its own `ServiceSpec.prunes`."""
+
+
+def statement(schema: str, rule: Prune) -> str:
+    """One batch of `rule`'s rows, older than `$1` and not kept, deleted."""
+    keep = f" AND NOT ({rule.keep})" if rule.keep else ""
+    return (f"DELETE FROM {schema}.{rule.table} WHERE ctid = ANY(ARRAY("
+            f"SELECT ctid FROM {schema}.{rule.table} AS t WHERE {rule.column} < $1{keep}"
+            f" LIMIT {BATCH}))")
 
 
 async def prune(pool: asyncpg.Pool, schema: str, rule: Prune, before: datetime) -> int:
     """Delete the rows of `schema.table` older than `before` (and not kept), a batch per
     transaction: how many."""
-    keep = f" AND NOT ({rule.keep})" if rule.keep else ""
-    statement = (f"DELETE FROM {schema}.{rule.table} WHERE ctid = ANY(ARRAY("
-                 f"SELECT ctid FROM {schema}.{rule.table} AS t WHERE {rule.column} < $1{keep}"
-                 f" LIMIT {BATCH}))")
+    batch = statement(schema, rule)
     deleted = 0
     while True:
-        status = await pool.execute(statement, before)
+        status = await pool.execute(batch, before)
         count = int(status.rsplit(" ", 1)[1])
         deleted += count
         if count < BATCH:

@@ -14,7 +14,7 @@ import pytest
 
 from services.intake import store as intake_store
 from services.referral import store as referral_store
-from services.runtime import db, outbox
+from services.runtime import db, outbox, pruning
 from services.runtime.settings import Settings
 from services.runtime.transport import postgres as bus
 from tests.integration.conftest import running
@@ -34,9 +34,13 @@ HOT: dict[str, tuple[str, tuple[Any, ...], str]] = {
         intake_store._LAST_ACTIVITY.format(where=""), (NOW, NOW), "activity_last_at"),
     "the bus's pruning bounds": (
         bus._PRUNE_BELOW, (NOW, NOW), "records_pkey"),
+    "a consumer's inbox rows past their period, daily": (
+        pruning.statement("referral", pruning.INBOX), (NOW,), "inbox_processed"),
+    "the idempotency records past their period, daily": (
+        pruning.statement("intake", pruning.IDEMPOTENCY), (NOW,), "idempotency_keys_created"),
 }
 GROWING = {"referrals", "timers", "outbox", "records", "referral_history", "intakes",
-           "activity", "consents", "people"}
+           "activity", "consents", "people", "inbox", "idempotency_keys"}
 
 
 def scans(plan: dict[str, Any]) -> list[tuple[str, str, str]]:

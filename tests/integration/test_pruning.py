@@ -1,6 +1,6 @@
-"""Issue #14, pruning: access logs, notifications and their delivery attempts, and idempotency
-records past their periods are deleted by each service's daily worker, in batches; what is
-still to send, what is recent and the consent trail stay."""
+"""Issue #14, pruning: access logs, notifications and their delivery attempts, idempotency
+records and the consumers' inbox rows past their periods are deleted by each service's daily
+worker, in batches; what is still to send, what is recent and the consent trail stay."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from services.runtime import db, pruning
 from services.runtime.app import RUNTIME
-from services.runtime.pruning import IDEMPOTENCY, Prune, prune, prune_all
+from services.runtime.pruning import EVERY_SERVICE, IDEMPOTENCY, INBOX, Prune, prune, prune_all
 from services.runtime.settings import Settings
 from tests.conftest import wait_until
 from tests.integration.conftest import Client
@@ -36,6 +36,14 @@ async def idempotency(pool: asyncpg.Pool, schema: str, at: datetime) -> str:
         f"INSERT INTO {schema}.idempotency_keys (org, operation, key, request_hash, status,"
         " response, created_at) VALUES ('ccas', 'post', $1, 'h', 201, '{}', $2)", key, at)
     return key
+
+
+async def handled(pool: asyncpg.Pool, schema: str, at: datetime) -> str:
+    """An event a consumer of the service handled at `at` (its inbox row)."""
+    event_id = str(uuid.uuid4())
+    await pool.execute(f"INSERT INTO {schema}.inbox (consumer, event_id, processed_at) VALUES"
+                       " ('test-consumer', $1, $2)", event_id, at)
+    return event_id
 
 
 async def notification(pool: asyncpg.Pool, at: datetime, status: str = "sent",
@@ -83,6 +91,8 @@ async def test_each_record_goes_after_its_period_and_what_is_pending_stays(
     for schema in ("intake", "notify"):
         await idempotency(pool, schema, NOW - 31 * DAY)
     recent_key = await idempotency(pool, "intake", NOW - 29 * DAY)
+    await handled(pool, "intake", NOW - 61 * DAY)
+    recent_event = await handled(pool, "intake", NOW - 59 * DAY)
     sent_long_ago = await notification(pool, NOW - 400 * DAY)
     still_pending = await notification(pool, NOW - 400 * DAY, status="pending")
     retried_lately = await notification(pool, NOW - 400 * DAY, attempt_at=NOW - 10 * DAY)
@@ -91,9 +101,10 @@ async def test_each_record_goes_after_its_period_and_what_is_pending_stays(
     trail = await pool.fetchval("SELECT count(*) FROM consent.trail")
 
     intake = await prune_all(pool, "intake", (Prune("access_log", "at",
-                                                    "retention_access_log_days"), IDEMPOTENCY),
-                             settings, NOW)
-    assert intake == {"access_log": 1, "idempotency_keys": 1}
+                                                    "retention_access_log_days"), IDEMPOTENCY,
+                                              INBOX), settings, NOW)
+    assert intake == {"access_log": 1, "idempotency_keys": 1, "inbox": 1}
+    assert await pool.fetchval("SELECT array_agg(event_id) FROM intake.inbox") == [recent_event]
     ids = {r["id"] for r in await pool.fetch("SELECT id FROM intake.access_log")}
     assert old_read not in ids and recent_read in ids
     assert await pool.fetchval("SELECT count(*) FROM intake.idempotency_keys WHERE key = $1",
@@ -101,8 +112,8 @@ async def test_each_record_goes_after_its_period_and_what_is_pending_stays(
 
     from services.notify import SPEC as NOTIFY
 
-    notify = await prune_all(pool, "notify", (*NOTIFY.prunes, IDEMPOTENCY), settings, NOW)
-    assert notify == {"deliveries": 1, "notifications": 2, "idempotency_keys": 1}
+    notify = await prune_all(pool, "notify", (*NOTIFY.prunes, *EVERY_SERVICE), settings, NOW)
+    assert notify == {"deliveries": 1, "notifications": 2, "idempotency_keys": 1, "inbox": 0}
     left = {r["id"] for r in await pool.fetch("SELECT id FROM notify.notifications")}
     assert sent_long_ago not in left and retried_long_ago not in left
     assert {still_pending, retried_lately, sent_lately} <= left
@@ -113,13 +124,19 @@ async def test_every_service_s_worker_prunes_by_itself(client: Client) -> None:
     pool = client.app[RUNTIME].pool
     old_keys = {s: await idempotency(pool, s, NOW - 31 * DAY)
                 for s in ("intake", "consent", "referral", "notify", "auth")}
+    old_events = {s: await handled(pool, s, NOW - 61 * DAY) for s in old_keys}
     old_read = await access_read(pool, NOW - 400 * DAY)
     for schema, key in old_keys.items():
         async def gone(schema: str = schema, key: str = key) -> bool:
             return not await pool.fetchval(
                 f"SELECT count(*) FROM {schema}.idempotency_keys WHERE key = $1", key)
 
+        async def forgotten(schema: str = schema) -> bool:
+            return not await pool.fetchval(
+                f"SELECT count(*) FROM {schema}.inbox WHERE event_id = $1", old_events[schema])
+
         await wait_until(gone, 30, f"{schema}'s idempotency record pruned by its worker")
+        await wait_until(forgotten, 30, f"{schema}'s old inbox row pruned by its worker")
 
     async def read_gone() -> bool:
         # Waited for, not asserted at once: a pass that began before the read was written

@@ -19,7 +19,8 @@ from services.runtime.settings import InvalidSettings, load
 def clean(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("RELAIS_WEBHOOK_ALLOWED_NETWORKS", "RELAIS_TRUSTED_PROXIES",
                  "RELAIS_JWT_ALGORITHMS", "RELAIS_JWT_TYPES", "RELAIS_OIDC_ORGANISATIONS",
-                 "RELAIS_HTTP_PORT", "DATABASE_URL", "RELAIS_DATABASE_URL"):
+                 "RELAIS_HTTP_PORT", "DATABASE_URL", "RELAIS_DATABASE_URL",
+                 "RELAIS_BUS_DEAD_LETTER_RETENTION_DAYS", "RELAIS_RETENTION_INBOX_DAYS"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -52,6 +53,9 @@ def test_the_defaults_hold() -> None:
     ("RELAIS_JWT_ALGORITHMS", "[Ed25519", "RELAIS_JWT_ALGORITHMS: not a JSON list"),
     ("RELAIS_OIDC_ORGANISATIONS", "siret=ml", "RELAIS_OIDC_ORGANISATIONS: not a JSON object"),
     ("RELAIS_HTTP_PORT", "huit", "RELAIS_HTTP_PORT: Input should be a valid integer"),
+    ("RELAIS_BUS_DEAD_LETTER_RETENTION_DAYS", "90",
+     "RELAIS_RETENTION_INBOX_DAYS (60) must be more than the event log keeps an event or a "
+     "dead letter (90 days)"),
 ])
 def test_a_wrong_setting_is_one_line_naming_its_variable(
         monkeypatch: pytest.MonkeyPatch, name: str, value: str, said: str) -> None:
