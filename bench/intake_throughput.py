@@ -12,8 +12,9 @@ of them: the API would take longer than the measure), so no request is a replay.
 Both servers run as separate processes on one real PostgreSQL (embedded unless DATABASE_URL);
 the load generator is a third process (aiohttp client, fixed concurrency). Rounds alternate
 baseline and Relais; the report gives each one's median requests/s and p99 over the rounds,
-and per round the CPU each party spent per request (the server; PostgreSQL, when local; the
-load generator, as `bench`) and how busy the machine was."""
+and per round the CPU each party spent per request (the server; PostgreSQL, when local: the
+whole server, so the idle server's background work too; the load generator, as `bench`, its
+interpreter's start included, about 0.5 s) and how busy the machine was."""
 
 from __future__ import annotations
 

@@ -251,7 +251,8 @@ async def dlq_command(settings: Settings, args: argparse.Namespace) -> int:
             return dlq.USAGE
         return await dlq.run(transport, dsn, consumers, args.action, args.consumer,
                              getattr(args, "handle", None), getattr(args, "all", False),
-                             getattr(args, "force", False))
+                             getattr(args, "force", False),
+                             inbox_days=settings.retention_inbox_days)
 
 
 async def intake_command(settings: Settings, args: argparse.Namespace) -> int:

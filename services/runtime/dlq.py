@@ -15,6 +15,7 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TextIO
 
 import asyncpg
@@ -69,6 +70,15 @@ class DeadLetter:
     @property
     def event_type(self) -> str | None:
         return self.header("ce_type")
+
+    @property
+    def event_time(self) -> datetime | None:
+        """When the event was made (its CloudEvent `time`), if it says."""
+        value = self.header("ce_time")
+        try:
+            return datetime.fromisoformat(value) if value else None
+        except ValueError:
+            return None
 
     @property
     def topic(self) -> str:
@@ -204,8 +214,10 @@ async def replay(transport: ReadableTransport, letters: Sequence[DeadLetter]) ->
 async def run(transport: ReadableTransport, dsn: str, consumers: Mapping[str, str],
               action: str, consumer: str | None = None, handle: str | None = None,
               every: bool = False, force: bool = False, out: TextIO | None = None,
-              err: TextIO | None = None) -> int:
-    """`consumers`: each consumer's name and the schema of its service (its inbox's)."""
+              err: TextIO | None = None, inbox_days: int | None = None) -> int:
+    """`consumers`: each consumer's name and the schema of its service (its inbox's).
+    `inbox_days` (RELAIS_RETENTION_INBOX_DAYS): an event older than that, less a day, is not
+    replayed without `force` (the other consumers of its topic may have forgotten it)."""
     out, err = out or sys.stdout, err or sys.stderr
     try:
         check_consumer(consumers, consumer)
@@ -234,7 +246,9 @@ async def run(transport: ReadableTransport, dsn: str, consumers: Mapping[str, st
             return USAGE
         return 0
     try:
-        chosen = _chosen(letters, consumer, handle, every, force)
+        forgotten_before = (None if inbox_days is None else
+                            datetime.now(UTC) - timedelta(days=inbox_days - 1))
+        chosen = _chosen(letters, consumer, handle, every, force, forgotten_before)
     except Wrong as exc:
         print(f"relais: {exc}", file=err)
         return USAGE
@@ -258,20 +272,34 @@ async def run(transport: ReadableTransport, dsn: str, consumers: Mapping[str, st
 
 
 def _chosen(letters: Sequence[DeadLetter], consumer: str, handle: str | None, every: bool,
-            force: bool) -> list[DeadLetter]:
+            force: bool, forgotten_before: datetime | None = None) -> list[DeadLetter]:
+    """The dead letters to replay. Without `force`, not one already handled, nor one whose
+    event is from before `forgotten_before`: the inbox rows of the other consumers of its
+    topic, which would skip it if they applied it, may be pruned by then."""
+    def forgotten(d: DeadLetter) -> bool:
+        return (forgotten_before is not None and d.event_time is not None
+                and d.event_time < forgotten_before)
+
     if every:  # one per event: an event dead-lettered twice goes back once
         chosen: dict[str | None, DeadLetter] = {}
         for d in letters:
-            if d.status == "unhandled":
+            if d.status == "unhandled" and not forgotten(d):
                 chosen.setdefault(d.event_id, d)
         return list(chosen.values())
     assert handle is not None
     one = find(letters, consumer, handle)
-    if one.status != "unhandled" and not force:
+    if force:
+        return [one]
+    if one.status != "unhandled":
         reason = (f"event {one.event_id} is already handled ({one.schema}.inbox has it)"
                   if one.status == "handled" else
                   "it has no CloudEvent id, so no inbox would skip it if it was applied "
                   "(and the consumer would dead-letter it again if it is not a CloudEvent)")
-        raise Refused(f"{consumer} {one.handle} not replayed: {reason}; --force to replay it "
-                      "anyway")
-    return [one]
+    elif forgotten(one):
+        reason = (f"event {one.event_id} is of {one.event_time:%Y-%m-%d}, older than the "
+                  "consumers' inbox rows are kept (RELAIS_RETENTION_INBOX_DAYS, less a day): "
+                  "another consumer of its topic that applied it may no longer know it")
+    else:
+        return [one]
+    raise Refused(f"{consumer} {one.handle} not replayed: {reason}; --force to replay it "
+                  "anyway")

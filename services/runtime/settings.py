@@ -320,10 +320,10 @@ class Settings(BaseSettings):
         default=30, ge=8, le=365, description="Days an idempotency key is remembered (more "
         "than a week: an offline device sends days later).")
     retention_inbox_days: int = Field(
-        default=60, ge=8, le=3650, description="Days a consumer remembers an event it "
-        "handled (its inbox row), to skip it if it comes again: more than the event log "
-        "keeps an event or a dead letter (RELAIS_BUS_RETENTION_DAYS, "
-        "RELAIS_BUS_DEAD_LETTER_RETENTION_DAYS; with Kafka, the topics' retention.ms).")
+        default=60, ge=8, le=7301, description="Days a consumer remembers an event it "
+        "handled (its inbox row), to skip it if it comes again: more than an event can come "
+        "again (RELAIS_BUS_RETENTION_DAYS and RELAIS_BUS_DEAD_LETTER_RETENTION_DAYS "
+        "together; with Kafka, the topics' retention.ms and the dead letters' together).")
 
     checkpoint_interval: float = Field(
         default=10.0, gt=0, description="Seconds between signed checkpoints of the trail.")
@@ -400,11 +400,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _inbox_outlives_the_log(self) -> Settings:
-        longest = max(self.bus_retention_days, self.bus_dead_letter_retention_days)
+        """An event comes again at most while the log keeps it and, dead-lettered by a
+        consumer that read it last, while its dead letter is kept (`relais dlq replay`
+        also refuses an older one)."""
+        longest = self.bus_retention_days + self.bus_dead_letter_retention_days
         if self.retention_inbox_days <= longest:
             raise ValueError(
                 f"RELAIS_RETENTION_INBOX_DAYS ({self.retention_inbox_days}) must be more than "
-                f"the event log keeps an event or a dead letter ({longest} days): an event "
+                f"an event can come again: RELAIS_BUS_RETENTION_DAYS and "
+                f"RELAIS_BUS_DEAD_LETTER_RETENTION_DAYS together ({longest} days); an event "
                 "replayed after its inbox row went would be applied twice")
         return self
 

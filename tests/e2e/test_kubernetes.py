@@ -107,6 +107,9 @@ def test_each_service_is_a_probed_sized_deployment_with_its_budget_and_autoscale
         assert (target["kind"], target["name"]) == ("Deployment", f"relais-{name}")
     settings = of_kind(variant, "ConfigMap")["relais-settings"]["data"]
     assert settings["RELAIS_TRANSPORT"] == "kafka"
+    # The topics' retention, which the settings check against the inbox's (in days).
+    assert (settings["RELAIS_BUS_RETENTION_DAYS"],
+            settings["RELAIS_BUS_DEAD_LETTER_RETENTION_DAYS"]) == ("7", "30")
     assert settings["RELAIS_MASTER_KEY_FILE"].startswith("/etc/relais/master-key/")
     named = set(settings) | {e["name"] for d in deployments.values()
                              for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}

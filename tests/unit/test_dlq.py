@@ -4,6 +4,7 @@ themselves run against real transports in tests/e2e/test_dlq.py)."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -73,6 +74,25 @@ def test_all_replays_each_unhandled_event_once_and_one_handled_needs_force() -> 
     with pytest.raises(Refused, match="no CloudEvent id"):
         _chosen(letters, "intake", "1:0", every=False, force=False)
     assert _chosen(letters, "intake", "2:0", every=False, force=True) == [letters[3]]
+
+
+def test_an_event_older_than_the_inboxes_remember_needs_force() -> None:
+    now = datetime.now(UTC)
+    old = Event("fr.relais.consent.granted.v1", "/relais/consent", "p1", {},
+                time=now - timedelta(days=70))
+    recent = Event("fr.relais.consent.granted.v1", "/relais/consent", "p2", {},
+                   time=now - timedelta(days=10))
+    letters = [letter(0, 0, old, "unhandled"), letter(0, 1, recent, "unhandled")]
+    before = now - timedelta(days=59)
+    assert letters[0].event_time == old.time
+    assert _chosen(letters, "intake", None, every=True, force=False,
+                   forgotten_before=before) == [letters[1]]
+    with pytest.raises(Refused, match="older than the consumers' inbox rows are kept"):
+        _chosen(letters, "intake", "0:0", every=False, force=False, forgotten_before=before)
+    assert _chosen(letters, "intake", "0:0", every=False, force=True,
+                   forgotten_before=before) == [letters[0]]
+    assert _chosen(letters, "intake", "0:1", every=False, force=False,
+                   forgotten_before=before) == [letters[1]]
 
 
 def test_the_cloudevent_and_the_table_of_a_message_that_is_not_one() -> None:

@@ -53,9 +53,9 @@ def test_the_defaults_hold() -> None:
     ("RELAIS_JWT_ALGORITHMS", "[Ed25519", "RELAIS_JWT_ALGORITHMS: not a JSON list"),
     ("RELAIS_OIDC_ORGANISATIONS", "siret=ml", "RELAIS_OIDC_ORGANISATIONS: not a JSON object"),
     ("RELAIS_HTTP_PORT", "huit", "RELAIS_HTTP_PORT: Input should be a valid integer"),
-    ("RELAIS_BUS_DEAD_LETTER_RETENTION_DAYS", "90",
-     "RELAIS_RETENTION_INBOX_DAYS (60) must be more than the event log keeps an event or a "
-     "dead letter (90 days)"),
+    ("RELAIS_BUS_DEAD_LETTER_RETENTION_DAYS", "53",
+     "RELAIS_RETENTION_INBOX_DAYS (60) must be more than an event can come again: "
+     "RELAIS_BUS_RETENTION_DAYS and RELAIS_BUS_DEAD_LETTER_RETENTION_DAYS together (60 days)"),
 ])
 def test_a_wrong_setting_is_one_line_naming_its_variable(
         monkeypatch: pytest.MonkeyPatch, name: str, value: str, said: str) -> None:
