@@ -115,18 +115,49 @@ async def record_intake(conn: asyncpg.Connection, org: str, body: IntakeIn,
                                   names.key(master))
         if body.note:
             note = vault.seal(key, body.note.encode(), f"note/{person_id}")
-    bracket = body.age_bracket or (
-        domain.age_bracket_for(body.birth_year, date.today()) if body.birth_year else None)
-    intake_id = uuid.uuid4()
     signal = (await store.get_signal(conn, body.signal_id, org, lock=True)
               if body.signal_id else None)
     if body.signal_id and signal is None:
         raise Problem(422, "Unknown signal", "No such signal for your organisation.")
-    row = await store.insert_intake(conn, intake_id, org, person_id, site, body, bracket,
-                                    visits + 1, note, basis)
+    values = intake_values(org, person_id, site, body, visits + 1, note, basis)
+    row = await store.insert_intake(conn, values)
     if signal is not None and signal["status"] == "open":  # answered once: the first contact
-        await close_signal_now(conn, signal, "reached", intake_id)
+        await close_signal_now(conn, signal, "reached", row["id"])
     return domain.intake_out(row)
+
+
+def intake_values(org: str, person_id: uuid.UUID, site: str, body: IntakeIn,
+                  visit_number: int, note: bytes | None, basis: str) -> dict[str, object]:
+    """A new contact's columns (`store.insert_intake`), all but its `created_at`."""
+    return {
+        "id": uuid.uuid4(), "org": org, "person_id": person_id, "site": site,
+        "channel": body.channel, "contacted_at": body.contacted_at.astimezone(UTC),
+        "duration_minutes": body.duration_minutes, "needs": list(body.needs),
+        "flags": list(body.flags), "age_bracket": body.age_bracket or (
+            domain.age_bracket_for(body.birth_year, date.today()) if body.birth_year else None),
+        "commune": body.commune, "visit_number": visit_number, "note": note,
+        "has_identity": body.identity is not None, "signal_id": body.signal_id,
+        "permanence": body.permanence, "gender": body.gender, "basis": basis,
+        "arrival": body.arrival, "for_org": body.for_org}
+
+
+def new_person_plan(org: str, body: IntakeIn, directory: reference.Directory
+                    ) -> tuple[idempotency.Answer, idempotency.Writes] | None:
+    """The first contact of a new person with nothing sealed (no identity, note or signal):
+    decided without reading anything, so written in one statement with its idempotency key
+    and its event (`idempotency.once_in_one_statement`), its answer made here, its
+    `created_at` from this process's clock. None for any other contact (it reads the person,
+    their key or the signal first: `record_intake`, in a transaction)."""
+    if body.person_id or body.identity or body.note or body.signal_id:
+        return None
+    values = intake_values(org, uuid.uuid4(), _place(body, directory), body, 1, None, "met")
+    values["created_at"] = datetime.now(UTC)
+    intake = domain.intake_out(values)
+    answer = idempotency.Answer(
+        201, intake.model_dump(mode="json"), {"Location": f"/v1/intakes/{intake.id}"},
+        events=[new_event(INTAKE_RECORDED, SOURCE, str(intake.person_id),
+                          domain.recorded_event(intake))])
+    return answer, store.new_intake_writes(values)
 
 
 def _unknown_person() -> Problem:
@@ -230,8 +261,13 @@ async def record_once(pool: asyncpg.Pool, org: str, key: str, payload: object,
     async def work(conn: asyncpg.Connection) -> idempotency.Answer:
         return await answer_intake(conn, org, body, master, directory)
 
-    answer, replayed = await idempotency.once(pool, store.SCHEMA, org, OPERATION, key,
-                                              payload, work)
+    planned = new_person_plan(org, body, directory)
+    if planned is not None:
+        answer, replayed = await idempotency.once_in_one_statement(
+            pool, store.SCHEMA, org, OPERATION, key, payload, *planned)
+    else:
+        answer, replayed = await idempotency.once(pool, store.SCHEMA, org, OPERATION, key,
+                                                  payload, work)
     return IntakeOut.model_validate(answer.body), replayed
 
 
@@ -242,8 +278,12 @@ async def post_intake(request: web.Request) -> web.Response:
                    body: IntakeIn) -> idempotency.Answer:
         return await answer_intake(conn, principal.org, body, master, await cached.get(conn))
 
+    async def plan(principal: Principal, body: IntakeIn
+                   ) -> tuple[idempotency.Answer, idempotency.Writes] | None:
+        return new_person_plan(principal.org, body, await cached.get(request.app[RUNTIME].pool))
+
     return await idempotency.create(request, "intake:write", IntakeIn, store.SCHEMA, OPERATION,
-                                    work)
+                                    work, plan=plan)
 
 
 async def post_batch(request: web.Request) -> web.Response:

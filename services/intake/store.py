@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any, NamedTuple, TypeAlias
 from uuid import UUID
 
 import asyncpg
-
-from schemas.api import IntakeIn
 
 SCHEMA = "intake"
 Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
@@ -22,25 +20,32 @@ async def visits_so_far(conn: asyncpg.Connection, person_id: UUID) -> int:
     return count
 
 
-async def insert_intake(
-    conn: asyncpg.Connection, intake_id: UUID, org: str, person_id: UUID, site: str,
-    body: IntakeIn, age_bracket: str | None, visit_number: int, note: bytes | None,
-    basis: str,
-) -> asyncpg.Record:
-    """The contact, and the person's last activity kept current with it (one statement)."""
+async def insert_intake(conn: asyncpg.Connection, values: dict[str, object]) -> asyncpg.Record:
+    """The contact (`values`: its columns by name, `intake_values`), and the person's last
+    activity kept current with it (one statement)."""
     row: asyncpg.Record = await conn.fetchrow(
-        "WITH i AS (INSERT INTO intake.intakes (id, org, person_id, site, channel,"
-        " contacted_at, duration_minutes, needs, flags, age_bracket, commune, visit_number,"
-        " note, has_identity, signal_id, permanence, gender, basis, arrival, for_org)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
-        " $18, $19, $20) RETURNING *), a AS (" + _TOUCH.format(
-            rows="SELECT person_id, contacted_at FROM i") + ") SELECT * FROM i",
-        intake_id, org, person_id, site, body.channel, body.contacted_at,
-        body.duration_minutes, list(body.needs), list(body.flags), age_bracket,
-        body.commune, visit_number, note, body.identity is not None, body.signal_id,
-        body.permanence, body.gender, basis, body.arrival, body.for_org,
-    )
+        f"WITH i AS (INSERT INTO intake.intakes ({', '.join(values)}) VALUES"
+        f" ({_params(1, len(values))}) RETURNING *), a AS ("
+        + _TOUCH.format(rows="SELECT person_id, contacted_at FROM i") + ") SELECT * FROM i",
+        *values.values())
     return row
+
+
+def new_intake_writes(values: dict[str, object]) -> Callable[[int, str], tuple[str, list[object]]]:
+    """`insert_intake`'s writes as items of a `WITH`, made only under a condition
+    (`idempotency.once_in_one_statement`)."""
+    def writes(first: int, when: str) -> tuple[str, list[object]]:
+        return (f"i AS (INSERT INTO intake.intakes ({', '.join(values)})"
+                f" SELECT {_params(first, len(values))} WHERE {when}"
+                " RETURNING person_id, contacted_at), a AS ("
+                + _TOUCH.format(rows="SELECT person_id, contacted_at FROM i") + ")",
+                list(values.values()))
+
+    return writes
+
+
+def _params(first: int, count: int) -> str:
+    return ", ".join(f"${first + i}" for i in range(count))
 
 
 async def get_intake(db: Db, intake_id: UUID, orgs: set[str]) -> asyncpg.Record | None:

@@ -83,6 +83,36 @@ async def once(pool: asyncpg.Pool, schema: str, org: str, operation: str, key: s
     return answer, False
 
 
+Writes = Callable[[int, str], tuple[str, list[object]]]
+"""A unit of work's writes as items of a `WITH` (their parameters numbered from the given
+index, each row written only under the given condition) and their arguments."""
+
+
+async def once_in_one_statement(pool: asyncpg.Pool, schema: str, org: str, operation: str,
+                                key: str, payload: Any, answer: Answer,
+                                writes: Writes) -> tuple[Answer, bool]:
+    """`once` for a unit of work decided before any write (its answer known) whose writes
+    fit one statement: the key's row, the writes and the events in one statement, in
+    autocommit (no BEGIN, no COMMIT: one round trip instead of four), the writes and events
+    made only if the key is new. A key already taken (a concurrent request with it waits for
+    the first one's commit) reads the first answer apart: a replay, or 422 for another
+    body."""
+    digest = request_hash(payload)
+    ctes, args = writes(7, "EXISTS (SELECT 1 FROM key)")
+    events, event_args = outbox.adding(schema, answer.events, 7 + len(args),
+                                       when="EXISTS (SELECT 1 FROM key)")
+    async with pool.acquire() as conn:
+        fresh = await conn.fetchval(
+            f'WITH key AS (INSERT INTO "{schema}".idempotency_keys (org, operation, key,'
+            " request_hash, status, response) VALUES ($1, $2, $3, $4, $5, $6)"
+            f" ON CONFLICT DO NOTHING RETURNING true), {ctes}, {events}"
+            " SELECT EXISTS (SELECT 1 FROM key) FROM woke",
+            org, operation, key, digest, answer.status, answer.body, *args, *event_args)
+        if fresh:
+            return answer, False
+        return await _first_answer(conn, schema, org, operation, key, digest), True
+
+
 async def run_once(pool: asyncpg.Pool, schema: str, org: str, operation: str, key: str,
                    payload: Any, work: Work) -> web.Response:
     answer, replayed = await once(pool, schema, org, operation, key, payload, work)
@@ -107,6 +137,12 @@ async def _record(conn: asyncpg.Connection, schema: str, org: str, operation: st
             org, operation, key, digest, answer.status, answer.body)
     if fresh:
         return None
+    return await _first_answer(conn, schema, org, operation, key, digest)
+
+
+async def _first_answer(conn: asyncpg.Connection, schema: str, org: str, operation: str,
+                        key: str, digest: str) -> Answer:
+    """The answer recorded with a key already taken; 422 if it was for another body."""
     row = await conn.fetchrow(
         f'SELECT request_hash, status, response FROM "{schema}".idempotency_keys'
         " WHERE org = $1 AND operation = $2 AND key = $3",
@@ -123,19 +159,30 @@ async def _record(conn: asyncpg.Connection, schema: str, org: str, operation: st
 M = TypeVar("M", bound=BaseModel)
 Create = Callable[[asyncpg.Connection, Principal, M], Awaitable[Answer]]
 Check = Callable[[Principal, M], Awaitable[None]]
+Plan = Callable[[Principal, M], Awaitable[tuple[Answer, Writes] | None]]
 
 
 async def create(request: web.Request, scope: str, model: type[M], schema: str,
-                 operation: str, work: Create[M], check: Check[M] | None = None) -> web.Response:
+                 operation: str, work: Create[M], check: Check[M] | None = None,
+                 plan: Plan[M] | None = None) -> web.Response:
     """An idempotent write: authenticate, require the key, validate the body, then do `work`
     once per (organisation, operation, key). `check` runs before a database connection is
-    taken (a call to another service, which must not hold one while it waits)."""
+    taken (a call to another service, which must not hold one while it waits). `plan`, when
+    it gives an answer and its writes (a work that needs no read), does it in one statement
+    (`once_in_one_statement`) instead."""
     principal = await authenticate(request, scope)
     key = idempotency_key(request)
     payload = await read_json(request)
     body = parse(model, payload)
     if check is not None:
         await check(principal, body)
+    planned = await plan(principal, body) if plan is not None else None
+    if planned is not None:
+        answer, replayed = await once_in_one_statement(
+            request.app[RUNTIME].pool, schema, principal.org, operation, key, payload,
+            *planned)
+        headers = {"Idempotent-Replayed": "true"} if replayed else answer.headers
+        return web.json_response(answer.body, status=answer.status, headers=headers)
 
     async def bound(conn: asyncpg.Connection) -> Answer:
         return await work(conn, principal, body)

@@ -53,6 +53,26 @@ async def test_the_same_key_and_body_replay_the_first_answer(client: Client,
     assert await intake_count(client) == 1
 
 
+async def test_a_first_contact_answers_what_is_stored(client: Client, tokens: Tokens) -> None:
+    """A new person's first contact is decided before it is written (one statement, its
+    answer made in Python): the answer is what the service then reads back, to the
+    microsecond, in UTC; its event is written with it."""
+    body = INTAKE | {"contacted_at": "2026-11-20T10:00:00.123456+01:00", "needs": ["health",
+                     "employment"], "flags": ["no_housing"], "birth_year": 2004,
+                     "commune": "80021", "duration_minutes": 25}
+    posted = await client.post("/v1/intakes", json=body, headers=tokens.headers(
+        "ccas", **{"Idempotency-Key": str(uuid.uuid4())}))
+    assert posted.status == 201, await posted.text()
+    answer = await posted.json()
+    read = await client.get(f"/v1/intakes/{answer['id']}", headers=tokens.headers(
+        "ccas", "intake:read"))
+    assert read.status == 200
+    assert await read.json() == answer
+    assert answer["contacted_at"] == "2026-11-20T09:00:00.123456Z"
+    assert await client.app[RUNTIME].pool.fetchval(
+        "SELECT count(*) FROM intake.outbox WHERE headers::text LIKE '%intake.recorded%'") == 1
+
+
 async def test_concurrent_requests_with_one_key_create_one_intake(client: Client,
                                                                   tokens: Tokens) -> None:
     headers = tokens.headers("ccas", **{"Idempotency-Key": "double-tap"})

@@ -51,9 +51,8 @@ async def example_person(client: Client, person_id: str) -> None:
     body = IntakeIn.model_validate({"site": "qpv-etouvie", "channel": "mobile_permanence",
                                     "contacted_at": datetime.now(UTC), "needs": ["housing"]})
     async with client.app[RUNTIME].pool.acquire() as conn:
-        await intake_store.insert_intake(conn, uuid.uuid4(), "equipe-aller-vers",
-                                         uuid.UUID(person_id), "qpv-etouvie", body, None, 1,
-                                         None, "met")
+        await intake_store.insert_intake(conn, intake_api.intake_values(
+            "equipe-aller-vers", uuid.UUID(person_id), "qpv-etouvie", body, 1, None, "met"))
 
 
 async def example_refused(client: Client, referral_id: str) -> None:

@@ -9,11 +9,11 @@ several processes share a group and a dead one's partitions are taken over."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from itertools import groupby
 from typing import Any
 
 import asyncpg
@@ -64,6 +64,29 @@ _READ_TOPIC = f"""
 SELECT partition, "offset", key, value, headers FROM {SCHEMA}.records
 WHERE topic = $1 ORDER BY partition, "offset"
 """
+
+
+_SEND = f"""
+WITH r AS (
+    SELECT * FROM unnest($1::text[], $2::int[], $3::bytea[], $4::bytea[], $5::text[])
+        WITH ORDINALITY AS r(topic, partition, key, value, headers, n)
+), counts AS (
+    SELECT topic, partition, count(*) AS n FROM r GROUP BY topic, partition
+), ends AS (
+    INSERT INTO {SCHEMA}.partitions AS p (topic, partition, next_offset)
+    SELECT topic, partition, n FROM counts ORDER BY topic, partition
+    ON CONFLICT (topic, partition) DO UPDATE SET next_offset = p.next_offset + EXCLUDED.next_offset
+    RETURNING topic, partition, next_offset
+), woke AS (SELECT pg_notify($6, ''))
+INSERT INTO {SCHEMA}.records (topic, partition, "offset", key, value, headers)
+SELECT r.topic, r.partition,
+       e.next_offset - c.n - 1 + row_number() OVER (PARTITION BY r.topic, r.partition ORDER BY r.n),
+       r.key, r.value, r.headers::jsonb
+FROM r JOIN counts c USING (topic, partition) JOIN ends e USING (topic, partition), woke
+"""
+"""A batch of records published: each partition's counter moved on by its records, in the
+order of (topic, partition); the records at the offsets it gave, in their order; the
+consumers woken at commit."""
 
 
 def partition_for(key: bytes | None, partitions: int) -> int:
@@ -146,36 +169,18 @@ class PostgresProducer:
             self._pool = None
 
     async def send_batch(self, records: Sequence[Record]) -> None:
+        """One statement (`_SEND`): each partition's offsets taken from its counter, whose
+        row lock, held until the statement commits, keeps the offsets committing in order;
+        the counters locked in a fixed order (no deadlock between publishers); the records'
+        order kept within a partition."""
         if not records:
             return
         assert self._pool is not None, "producer not started"
-
-        def placement(item: tuple[int, Record]) -> tuple[str, int]:
-            return item[1].topic, partition_for(item[1].key, self.partitions)
-
-        # Lock partitions in a fixed order (no deadlock between publishers); keep record
-        # order within a partition.
-        placed = sorted(enumerate(records), key=lambda item: (*placement(item), item[0]))
-        async with self._pool.acquire() as conn, conn.transaction():
-            for (topic, partition), group in groupby(placed, key=placement):
-                batch = [record for _, record in group]
-                end = await conn.fetchval(
-                    f"INSERT INTO {SCHEMA}.partitions AS p (topic, partition, next_offset)"
-                    " VALUES ($1, $2, $3) ON CONFLICT (topic, partition)"
-                    " DO UPDATE SET next_offset = p.next_offset + EXCLUDED.next_offset"
-                    " RETURNING next_offset",
-                    topic, partition, len(batch),
-                )
-                first = end - len(batch)
-                await conn.executemany(
-                    f'INSERT INTO {SCHEMA}.records (topic, partition, "offset", key, value,'
-                    " headers) VALUES ($1, $2, $3, $4, $5, $6)",
-                    [
-                        (topic, partition, first + i, r.key, r.value, headers_to_json(r.headers))
-                        for i, r in enumerate(batch)
-                    ],
-                )
-            await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
+        await self._pool.execute(
+            _SEND, [r.topic for r in records],
+            [partition_for(r.key, self.partitions) for r in records],
+            [r.key for r in records], [r.value for r in records],
+            [json.dumps(headers_to_json(r.headers)) for r in records], CHANNEL)
 
 
 class PostgresConsumer:
