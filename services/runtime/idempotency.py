@@ -97,6 +97,7 @@ async def once_in_one_statement(pool: asyncpg.Pool, schema: str, org: str, opera
     made only if the key is new. A key already taken (a concurrent request with it waits for
     the first one's commit) reads the first answer apart: a replay, or 422 for another
     body."""
+    assert answer.last is None, "a unit of work with a last step needs `once`"
     digest = request_hash(payload)
     ctes, args = writes(7, "EXISTS (SELECT 1 FROM key)")
     events, event_args = outbox.adding(schema, answer.events, 7 + len(args),
@@ -108,7 +109,7 @@ async def once_in_one_statement(pool: asyncpg.Pool, schema: str, org: str, opera
             f" ON CONFLICT DO NOTHING RETURNING true), {ctes}, {events}"
             " SELECT EXISTS (SELECT 1 FROM key) FROM woke",
             org, operation, key, digest, answer.status, answer.body, *args, *event_args)
-        if fresh:
+        if fresh:  # (no row at all when the key was taken: `woke` is then empty)
             return answer, False
         return await _first_answer(conn, schema, org, operation, key, digest), True
 

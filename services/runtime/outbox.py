@@ -54,7 +54,8 @@ def adding(schema: str, events: Sequence[Event], first: int, *, when: str = ""
     way (one round trip: the rows and the relay's wake-up, delivered at commit): the items of
     its `WITH`, `added` and `woke` (one row, which the statement must read for the wake-up
     to happen), numbered from `$first`, and their arguments. `when`: a condition of the
-    statement's (`EXISTS (SELECT 1 FROM created)`, say) without which no row is added."""
+    statement's (`EXISTS (SELECT 1 FROM created)`, say) without which no row is added and
+    nobody woken (`woke` is then empty)."""
     traceparent = current_traceparent()
     records = [
         encode(dataclasses.replace(e, traceparent=e.traceparent or traceparent)) for e in events
@@ -64,7 +65,8 @@ def adding(schema: str, events: Sequence[Event], first: int, *, when: str = ""
             f" SELECT t, k, v, h::jsonb FROM unnest({n[0]}::text[], {n[1]}::bytea[],"
             f" {n[2]}::bytea[], {n[3]}::text[]) AS u(t, k, v, h){' WHERE ' if when else ''}"
             f"{when}),"
-            f" woke AS (SELECT pg_notify({n[4]}, '') AS woke)"), [
+            f" woke AS (SELECT pg_notify({n[4]}, '') AS woke"
+            f"{' WHERE ' if when else ''}{when})"), [
         [r.topic for r in records], [r.key for r in records], [r.value for r in records],
         [json.dumps(headers_to_json(r.headers)) for r in records], channel(schema)]
 

@@ -73,6 +73,29 @@ async def test_a_first_contact_answers_what_is_stored(client: Client, tokens: To
         "SELECT count(*) FROM intake.outbox WHERE headers::text LIKE '%intake.recorded%'") == 1
 
 
+async def test_a_replay_wakes_no_relay(client: Client, tokens: Tokens) -> None:
+    """The relay is woken (NOTIFY at commit) by a new contact, not by its replay: after a new
+    key, a replay of it, then another new key, the channel saw two wake-ups (they arrive in
+    commit order, so the third's arrival means the replay's would have come before it)."""
+    woken: list[str] = []
+    conn = await client.app[RUNTIME].pool.acquire()
+    await conn.add_listener("relais_outbox_intake", lambda *args: woken.append(args[2]))
+    try:
+        for key in ("first", "first", "second"):
+            response = await client.post("/v1/intakes", json=INTAKE, headers=tokens.headers(
+                "ccas", **{"Idempotency-Key": key}))
+            assert response.status == 201
+
+        async def both() -> bool:
+            return len(woken) >= 2
+
+        await wait_until(both, 10, "the two new contacts' wake-ups")
+        assert len(woken) == 2, woken
+    finally:
+        await conn.reset()
+        await client.app[RUNTIME].pool.release(conn)
+
+
 async def test_concurrent_requests_with_one_key_create_one_intake(client: Client,
                                                                   tokens: Tokens) -> None:
     headers = tokens.headers("ccas", **{"Idempotency-Key": "double-tap"})

@@ -9,7 +9,6 @@ several processes share a group and a dead one's partitions are taken over."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -17,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
 from services.runtime import db
 from services.runtime.events import Message, Record
@@ -74,7 +74,7 @@ WITH r AS (
     SELECT topic, partition, count(*) AS n FROM r GROUP BY topic, partition
 ), ends AS (
     INSERT INTO {SCHEMA}.partitions AS p (topic, partition, next_offset)
-    SELECT topic, partition, n FROM counts ORDER BY topic, partition
+    SELECT topic, partition, n FROM counts ORDER BY topic COLLATE "C", partition
     ON CONFLICT (topic, partition) DO UPDATE SET next_offset = p.next_offset + EXCLUDED.next_offset
     RETURNING topic, partition, next_offset
 ), woke AS (SELECT pg_notify($6, ''))
@@ -180,7 +180,7 @@ class PostgresProducer:
             _SEND, [r.topic for r in records],
             [partition_for(r.key, self.partitions) for r in records],
             [r.key for r in records], [r.value for r in records],
-            [json.dumps(headers_to_json(r.headers)) for r in records], CHANNEL)
+            [orjson.dumps(headers_to_json(r.headers)).decode() for r in records], CHANNEL)
 
 
 class PostgresConsumer:
