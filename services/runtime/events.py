@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from cloudevents.core.bindings import kafka as ce_kafka
-from cloudevents.core.v1.event import CloudEvent
 from pydantic import BaseModel
 
 TYPE_PREFIX = "fr.relais."
@@ -77,21 +77,33 @@ def new_event(
     return Event(type=event_type, source=source, subject=person_id, data=payload)
 
 
-def encode(event: Event) -> Record:
-    attributes: dict[str, Any] = {
-        "id": event.id,
-        "type": event.type,
-        "source": event.source,
-        "subject": event.subject,
-        "time": event.time,
-        "datacontenttype": "application/json",
-        "partitionkey": event.key,
-    }
-    if event.traceparent:
-        attributes["traceparent"] = event.traceparent
-    msg = ce_kafka.to_binary_event(CloudEvent(attributes, event.data))
-    key = msg.key.encode() if isinstance(msg.key, str) else msg.key
-    return Record(event.topic, key, msg.value, tuple(msg.headers.items()))
+def encode(event: Event, traceparent: str | None = None) -> Record:
+    """The event in Kafka binary mode: its attributes as `ce_` headers (in the order, and the
+    form, of the CloudEvents SDK's binding, which `decode` reads; tests/unit/test_events.py
+    checks them against it), its data as compact UTF-8 JSON. Made here rather than through
+    the SDK's CloudEvent object, whose validation of each attribute took 50 µs an event, a
+    thirtieth of an intake's CPU (profile of 2026-12-07): the events are Relais's own.
+    `traceparent`: the trace context to carry when the event names none."""
+    if not (event.id and event.type and event.source and event.subject):
+        raise ValueError(f"an event needs an id, a type, a source and a person: {event.type!r}"
+                         f" {event.id!r}")
+    trace = event.traceparent or traceparent
+    headers = [("ce_id", event.id.encode()), ("ce_type", event.type.encode()),
+               ("ce_source", event.source.encode()), ("ce_subject", event.subject.encode()),
+               ("ce_time", _timestamp(event.time)), ("content-type", b"application/json"),
+               ("ce_partitionkey", event.key.encode())]
+    if trace:
+        headers.append(("ce_traceparent", trace.encode()))
+    headers.append(("ce_specversion", b"1.0"))
+    return Record(event.topic, event.key.encode(), orjson.dumps(event.data), tuple(headers))
+
+
+def _timestamp(when: datetime) -> bytes:
+    """RFC 3339, in UTC with `Z` (as the SDK writes it)."""
+    if when.utcoffset() is None:
+        raise ValueError("an event's time needs its time zone")
+    text = when.astimezone(UTC).isoformat()
+    return (text[:-6] + "Z").encode()
 
 
 def decode(message: Message | Record) -> Event:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import time
 from collections.abc import Sequence
 
 import asyncpg
+import orjson
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from services.runtime import db
@@ -57,9 +57,7 @@ def adding(schema: str, events: Sequence[Event], first: int, *, when: str = ""
     statement's (`EXISTS (SELECT 1 FROM created)`, say) without which no row is added and
     nobody woken (`woke` is then empty)."""
     traceparent = current_traceparent()
-    records = [
-        encode(dataclasses.replace(e, traceparent=e.traceparent or traceparent)) for e in events
-    ]
+    records = [encode(e, traceparent) for e in events]
     n = [f"${first + i}" for i in range(5)]
     return (f'added AS (INSERT INTO "{schema}".outbox (topic, key, value, headers)'
             f" SELECT t, k, v, h::jsonb FROM unnest({n[0]}::text[], {n[1]}::bytea[],"
@@ -68,7 +66,7 @@ def adding(schema: str, events: Sequence[Event], first: int, *, when: str = ""
             f" woke AS (SELECT pg_notify({n[4]}, '') AS woke"
             f"{' WHERE ' if when else ''}{when})"), [
         [r.topic for r in records], [r.key for r in records], [r.value for r in records],
-        [json.dumps(headers_to_json(r.headers)) for r in records], channel(schema)]
+        [orjson.dumps(headers_to_json(r.headers)).decode() for r in records], channel(schema)]
 
 
 class OutboxRelay:

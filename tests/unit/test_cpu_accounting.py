@@ -45,6 +45,8 @@ def test_the_time_is_shared_among_what_was_done() -> None:
     before = Sample({"relais": 1.0, "postgres": 2.0, "bench": 0.5}, busy=10.0, total=20.0)
     after = Sample({"relais": 2.0, "postgres": 2.5, "bench": 0.75}, busy=13.0, total=24.0)
     line = Accounting.per_item(before, after, 100)
-    assert line.startswith("CPU per flow: relais 10.0 ms, postgres 5.0 ms, bench 2.5 ms; "
+    assert line.startswith("CPU per flow: relais 10.0 ms, postgres 5.0 ms, bench 2.50 ms; "
                            "the machine 75% busy")
     assert Accounting.per_item(before, after, 0) == "CPU per flow: nothing done"
+    assert Accounting.per_item(before, after, 800, "request").startswith(
+        "CPU per request: relais 1.25 ms, postgres 0.62 ms, bench 0.31 ms; ")

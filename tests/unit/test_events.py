@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
 import pytest
+from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.v1.event import CloudEvent
 
 from services.runtime.events import Event, Message, PoisonMessage, decode, encode, topic_for
 from services.runtime.transport.postgres import partition_for
@@ -20,6 +25,51 @@ def test_an_event_travels_in_kafka_binary_mode_and_comes_back_whole() -> None:
     assert b"person-1" not in record.value, "the key is not repeated in the data"
     back = decode(Message(record.topic, 0, 0, record.key, record.value, record.headers))
     assert back == event
+
+
+@pytest.mark.parametrize("event", [
+    Event("fr.relais.intake.recorded.v1", "/relais/intake", "person-1", {"a": [1, "é"]},
+          traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+    Event("fr.relais.consent.granted.v1", "/relais/consent", "p-2", {},
+          time=datetime(2026, 12, 7, 14, 0, tzinfo=UTC)),
+    Event("fr.relais.referral.accepted.v1", "/relais/referral", "p", {"n": None, "x": 1.5},
+          time=datetime(2026, 12, 7, 15, 0, 1, 5, tzinfo=timezone(timedelta(hours=1)))),
+])
+def test_an_event_is_encoded_as_the_cloudevents_sdk_would(event: Event) -> None:
+    """encode writes the binary mode itself (the SDK's object costs 50 µs an event): the same
+    key and headers, in the same order, as the SDK's binding; the same data."""
+    attributes = {"id": event.id, "type": event.type, "source": event.source,
+                  "subject": event.subject, "time": event.time.astimezone(UTC),
+                  "datacontenttype": "application/json", "partitionkey": event.key}
+    if event.traceparent:
+        attributes["traceparent"] = event.traceparent
+    sdk = ce_kafka.to_binary_event(CloudEvent(attributes, event.data))
+    record = encode(event)
+    assert isinstance(sdk.key, str)
+    assert record.key == sdk.key.encode()
+    assert list(record.headers) == list(sdk.headers.items())
+    assert json.loads(record.value) == json.loads(sdk.value)
+    assert decode(Message(record.topic, 0, 0, record.key, record.value, record.headers)) == (
+        decode(Message(record.topic, 0, 0, sdk.key.encode(), sdk.value,
+                       tuple(sdk.headers.items()))))
+
+
+def test_an_event_carries_the_given_trace_context_unless_it_names_its_own() -> None:
+    own = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    given = "00-11111111111111111111111111111111-2222222222222222-01"
+    plain = Event("fr.relais.intake.recorded.v1", "/relais/intake", "p", {})
+    assert dict(encode(plain, given).headers)["ce_traceparent"] == given.encode()
+    assert "ce_traceparent" not in dict(encode(plain).headers)
+    named = Event("fr.relais.intake.recorded.v1", "/relais/intake", "p", {}, traceparent=own)
+    assert dict(encode(named, given).headers)["ce_traceparent"] == own.encode()
+
+
+def test_an_event_without_a_person_or_a_time_zone_is_refused() -> None:
+    """As the SDK refused them: the person is the partition key."""
+    with pytest.raises(ValueError):
+        encode(Event("fr.relais.intake.recorded.v1", "/s", "p", {}, time=datetime(2026, 1, 1)))
+    with pytest.raises(ValueError):
+        encode(Event("fr.relais.intake.recorded.v1", "/s", "", {}))
 
 
 @pytest.mark.parametrize("value, headers", [

@@ -49,3 +49,24 @@ async def test_the_light_server_span_carries_the_caller_s_trace() -> None:
     assert followed["traceparent"].split("-")[1] == trace_id
     assert followed["traceparent"].split("-")[2] != parent, "a span of its own in that trace"
     assert alone["traceparent"].split("-")[1] not in (trace_id, "0" * 32), "a trace of its own"
+
+
+def test_spans_nobody_exports_are_not_recorded_but_keep_their_trace() -> None:
+    """No OTLP endpoint: the spans are not recorded, but their ids are made and a child
+    (an outbox record's, a consumer's) stays in its parent's trace; a caller's sampled
+    trace is recorded. An endpoint or OTEL_TRACES_SAMPLER: the SDK's default."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    assert telemetry.default_sampler({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}) is None
+    assert telemetry.default_sampler({"OTEL_TRACES_SAMPLER": "always_on"}) is None
+    tracer = TracerProvider(sampler=telemetry.default_sampler({})).get_tracer("t")
+    with tracer.start_as_current_span("request") as root:
+        traceparent = current_traceparent()
+        assert not root.is_recording()
+    assert traceparent is not None
+    assert traceparent.split("-")[1] == format(root.get_span_context().trace_id, "032x")
+    child = tracer.start_span("publish", context=telemetry.context_from(traceparent))
+    assert not child.is_recording()
+    assert child.get_span_context().trace_id == root.get_span_context().trace_id
+    sampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    assert tracer.start_span("c", context=telemetry.context_from(sampled)).is_recording()
