@@ -24,10 +24,7 @@ async def insert_intake(conn: asyncpg.Connection, values: dict[str, object]) -> 
     """The contact (`values`: its columns by name, `intake_values`), and the person's last
     activity kept current with it (one statement)."""
     row: asyncpg.Record = await conn.fetchrow(
-        f"WITH i AS (INSERT INTO intake.intakes ({', '.join(values)}) VALUES"
-        f" ({_params(1, len(values))}) RETURNING *), a AS ("
-        + _TOUCH.format(rows="SELECT person_id, contacted_at FROM i") + ") SELECT * FROM i",
-        *values.values())
+        f"WITH {_intake_writes(values, 1, '', '*')} SELECT * FROM i", *values.values())
     return row
 
 
@@ -35,13 +32,19 @@ def new_intake_writes(values: dict[str, object]) -> Callable[[int, str], tuple[s
     """`insert_intake`'s writes as items of a `WITH`, made only under a condition
     (`idempotency.once_in_one_statement`)."""
     def writes(first: int, when: str) -> tuple[str, list[object]]:
-        return (f"i AS (INSERT INTO intake.intakes ({', '.join(values)})"
-                f" SELECT {_params(first, len(values))} WHERE {when}"
-                " RETURNING person_id, contacted_at), a AS ("
-                + _TOUCH.format(rows="SELECT person_id, contacted_at FROM i") + ")",
-                list(values.values()))
+        return _intake_writes(values, first, when, "person_id, contacted_at"), list(
+            values.values())
 
     return writes
+
+
+def _intake_writes(values: dict[str, object], first: int, when: str, returning: str) -> str:
+    """`i`, the contact (its parameters from `$first`, written only if `when`, if any), and
+    `a`, the person's last activity kept current with it."""
+    return (f"i AS (INSERT INTO intake.intakes ({', '.join(values)})"
+            f" SELECT {_params(first, len(values))}{f' WHERE {when}' if when else ''}"
+            f" RETURNING {returning}), a AS ("
+            + _TOUCH.format(rows="SELECT person_id, contacted_at FROM i") + ")")
 
 
 def _params(first: int, count: int) -> str:

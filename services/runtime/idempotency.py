@@ -21,7 +21,7 @@ from services.runtime import outbox
 from services.runtime.app import RUNTIME
 from services.runtime.auth import Principal, authenticate
 from services.runtime.events import Event
-from services.runtime.http import parse, read_json
+from services.runtime.http import json_response, parse, read_json
 from services.runtime.problem import Problem
 
 MAX_KEY = 200
@@ -116,9 +116,12 @@ async def once_in_one_statement(pool: asyncpg.Pool, schema: str, org: str, opera
 
 async def run_once(pool: asyncpg.Pool, schema: str, org: str, operation: str, key: str,
                    payload: Any, work: Work) -> web.Response:
-    answer, replayed = await once(pool, schema, org, operation, key, payload, work)
+    return _response(*await once(pool, schema, org, operation, key, payload, work))
+
+
+def _response(answer: Answer, replayed: bool) -> web.Response:
     headers = {"Idempotent-Replayed": "true"} if replayed else answer.headers
-    return web.json_response(answer.body, status=answer.status, headers=headers)
+    return json_response(answer.body, status=answer.status, headers=headers)
 
 
 async def _record(conn: asyncpg.Connection, schema: str, org: str, operation: str, key: str,
@@ -179,11 +182,9 @@ async def create(request: web.Request, scope: str, model: type[M], schema: str,
         await check(principal, body)
     planned = await plan(principal, body) if plan is not None else None
     if planned is not None:
-        answer, replayed = await once_in_one_statement(
+        return _response(*await once_in_one_statement(
             request.app[RUNTIME].pool, schema, principal.org, operation, key, payload,
-            *planned)
-        headers = {"Idempotent-Replayed": "true"} if replayed else answer.headers
-        return web.json_response(answer.body, status=answer.status, headers=headers)
+            *planned))
 
     async def bound(conn: asyncpg.Connection) -> Answer:
         return await work(conn, principal, body)
