@@ -32,7 +32,7 @@ from aiosmtpd.controller import Controller
 
 from bench import database, preload
 from bench.cpu import Accounting, postmaster_of
-from bench.intake_throughput import consent_of, wait_ready
+from bench.intake_throughput import consent_of, variant_settings, wait_ready
 from bench.memory import Peaks
 from deploy.kafka.broker import KafkaBroker, free_port
 from services.auth import domain as auth_domain
@@ -307,6 +307,7 @@ async def accounting(url: str, groups: list[str], servers: list[subprocess.Popen
 async def run(args: argparse.Namespace, admin_url: str, work: Path,
               loop: str = "uvloop", variant: str = "", scale: float | None = None) -> float:
     url, secret = await prepare(admin_url, scale)
+    settings, source = variant_settings(variant)
     arrivals = Arrivals()
     smtp_port, port = free_port(), free_port()
     controller = Controller(arrivals, hostname="127.0.0.1", port=smtp_port)
@@ -314,8 +315,7 @@ async def run(args: argparse.Namespace, admin_url: str, work: Path,
     env = os.environ | {"RELAIS_DATA_DIR": str(work), "RELAIS_LOG_LEVEL": "WARNING",
                         "RELAIS_RATE_LIMIT_PER_SECOND": "1000000",
                         "RELAIS_SMTP_PORT": str(smtp_port), "RELAIS_TOKEN_TTL": "3600",
-                        "RELAIS_EVENT_LOOP": loop} | dict(
-                            kv.split("=", 1) for kv in variant.split(";") if kv)
+                        "RELAIS_EVENT_LOOP": loop} | settings
     groups = (list(SERVICES) if args.transport == "kafka"
               else ["auth,intake,consent", "referral,notify"] if args.split
               else ["auth,intake,consent,referral,notify"])
@@ -332,7 +332,8 @@ async def run(args: argparse.Namespace, admin_url: str, work: Path,
             f"RELAIS_{name.upper()}_URL": where[name]
             for name in ("intake", "referral", "consent", "notify")}
     servers = [subprocess.Popen(  # noqa: ASYNC220 (started once, before any load)
-        [*command, "--port", str(p), "--services", group], env=env, stderr=subprocess.DEVNULL)
+        [*command, "--port", str(p), "--services", group], env=env, cwd=source,
+        stderr=subprocess.DEVNULL)
         for group, p in zip(groups, ports, strict=True)]
     peaks = Peaks({group: server.pid for group, server in zip(groups, servers, strict=True)})
     try:
@@ -423,7 +424,8 @@ def main() -> None:
                         "one after the other in this invocation (e.g. asyncio,uvloop)")
     parser.add_argument("--variants", default="", help="runs one after the other in this "
                         "invocation, each with these settings for Relais, e.g. "
-                        "'RELAIS_X=1;RELAIS_Y=2,RELAIS_X=0' (the first is the baseline)")
+                        "'RELAIS_X=1;RELAIS_Y=2,RELAIS_X=0' (the first is the baseline); "
+                        "SOURCE=<dir>: the Relais of another checkout (git worktree)")
     parser.add_argument("--rates", default="", help="open loop: flows offered at each of these "
                         "rates per second (e.g. 10,25,50,100,150), --seconds each, --rounds "
                         "times; prints p50/p99 from consent to email and where the time goes")

@@ -88,6 +88,14 @@ async def load(url: str, token: str, seconds: float, concurrency: int,
     return errors, latencies
 
 
+def variant_settings(variant: str) -> tuple[dict[str, str], str | None]:
+    """A variant's settings ('RELAIS_X=1;RELAIS_Y=2') and the checkout to run Relais from
+    (`SOURCE=<dir>`, to measure a change against the code before it in one invocation:
+    `git worktree add <dir> <commit>`), None for this one."""
+    settings = dict(kv.split("=", 1) for kv in variant.split(";") if kv)
+    return settings, settings.pop("SOURCE", None)
+
+
 def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
     import urllib.request
 
@@ -207,7 +215,8 @@ def main() -> None:
                         "to prepare (default: 2,000 a second of load, more than enough)")
     parser.add_argument("--variants", default="", help="several Relais servers, each with "
                         "these settings, e.g. 'RELAIS_X=1;RELAIS_Y=2,RELAIS_X=0', measured in "
-                        "turn within each round")
+                        "turn within each round; SOURCE=<dir>: the Relais of another checkout "
+                        "(a change against the code before it: git worktree add <dir> <commit>)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="relais-bench-"))
@@ -231,11 +240,12 @@ def measure(args: argparse.Namespace, admin_url: str, work: Path) -> None:
         ports, tokens = [], []
         for variant, url in zip(variants, relais_urls, strict=True):
             port = free_port()
+            settings, source = variant_settings(variant)
             servers.append(subprocess.Popen(
                 [sys.executable, "-m", "services.cli", "up", "--services",
                  SERVICES[args.endpoint],
                  "--database", url, "--port", str(port)],
-                env=env | dict(kv.split("=", 1) for kv in variant.split(";") if kv),
+                env=env | settings, cwd=source,
                 stderr=subprocess.DEVNULL))
             wait_ready(f"http://127.0.0.1:{port}/readyz", servers[-1])
             time.sleep(0.5)
