@@ -442,10 +442,10 @@ def main() -> None:
             rates = {"empty": asyncio.run(run(args, admin_url, work, loop)),
                      f"preloaded x{args.preload_scale:g}": asyncio.run(
                          run(args, admin_url, work, loop, scale=args.preload_scale))}
-        elif args.variants:
-            rates = {variant: asyncio.run(run(args, admin_url, work,
-                                               args.loops.split(",")[0], variant))
-                     for variant in args.variants.split(",")}
+        elif args.variants:  # (a variant named twice, to alternate, is run twice)
+            rates = {f"{variant or 'as is'} #{i + 1}": asyncio.run(
+                run(args, admin_url, work, args.loops.split(",")[0], variant))
+                for i, variant in enumerate(args.variants.split(","))}
         else:
             rates = {loop: asyncio.run(run(args, admin_url, work, loop))
                      for loop in args.loops.split(",")}
