@@ -227,7 +227,8 @@ def main() -> None:
 def measure(args: argparse.Namespace, admin_url: str, work: Path) -> None:
     servers: list[subprocess.Popen[bytes]] = []
     variants = args.variants.split(",") if args.variants else [""]
-    names = ["relais" + (f" {v}" if v else "") for v in variants]
+    names = ["relais" + (f" {v}" if v else "") + (f" #{i + 1}" if variants.count(v) > 1 else "")
+             for i, v in enumerate(variants)]  # (a variant named twice, to alternate: two)
     consents = args.endpoint == "consents"
     people = (args.people or int(2000 * (2 + args.rounds * args.seconds))) if consents else 0
     try:

@@ -59,6 +59,28 @@ def test_an_event_is_encoded_and_read_as_the_cloudevents_sdk_would(event: Event)
         back.id, back.type, back.source, back.subject, back.time, back.data, back.traceparent)
 
 
+@pytest.mark.parametrize("headers", [
+    (("CE_SPECVERSION", b"1.0"), ("Ce_Id", b"1"), ("ce_type", b"t"), ("ce_source", b"/s"),
+     ("Content-Type", b"application/json")),
+    (("ce_id", b"1"), ("ce_type", b"t"), ("ce_source", b"/s"), ("ce_subject", b"p")),
+    (("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_type", b"t"), ("ce_source", b"/s"),
+     ("content-type", b"text/json; charset=utf-8"), ("ce_time", b"2026-12-07t14:00:00.5z")),
+    (("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_type", b"t"), ("ce_source", b"/s"),
+     ("content-type", b"application/vnd.relais+json"),
+     ("ce_time", b"2026-12-07T15:00:00.1234567+01:00")),
+])
+def test_what_another_producer_may_write_is_read_as_the_sdk_reads_it(
+        headers: tuple[tuple[str, bytes], ...]) -> None:
+    value = b'{"a": 1}'
+    ours = decode(Message("t", 0, 0, None, value, headers))
+    sdk = ce_kafka.from_binary_event(ce_kafka.KafkaMessage(
+        headers=dict(headers), key=None, value=value))
+    assert (ours.id, ours.type, ours.source, ours.subject, ours.data) == (
+        sdk.get_id(), sdk.get_type(), sdk.get_source(), sdk.get_subject() or "", sdk.get_data())
+    if "ce_time" in dict(headers):  # (else each takes its own now)
+        assert ours.time == sdk.get_time()
+
+
 def test_an_event_carries_the_given_trace_context_unless_it_names_its_own() -> None:
     own = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     given = "00-11111111111111111111111111111111-2222222222222222-01"
@@ -98,6 +120,16 @@ def test_an_event_without_a_person_or_a_time_zone_is_refused() -> None:
                    ("ce_source", b"/s"))),
     (b'{"a": "\xff"}', (("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_type", b"t"),
                         ("ce_source", b"/s"))),
+    (b'{"a": NaN}', (("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_type", b"t"),
+                     ("ce_source", b"/s"))),
+    (b'{"a": 1}', (("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_type", b"t"),
+                   ("ce_source", b"/s"), ("ce_subject", b""))),
+    (b'{"a": 1}', (("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_type", b"t"),
+                   ("ce_source", b"/s"), ("ce_subject", None))),
+    (b'{"a": 1}', (("ce_specversion", b"1.0"), ("ce_id", None), ("ce_type", b"t"),
+                   ("ce_source", b"/s"))),
+    (b'{"a": 1}', (("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_type", b"t"),
+                   ("ce_source", b"/s"), ("ce_time", None))),
 ])
 def test_what_is_not_a_cloudevent_object_is_poison(
     value: bytes, headers: tuple[tuple[str, bytes], ...]
