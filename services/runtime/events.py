@@ -126,7 +126,7 @@ def decode(message: Message | Record) -> Event:
             raise PoisonMessage("not a CloudEvent 1.0 in Kafka binary mode (ce_specversion)")
         missing = [name for name in REQUIRED if not headers.get(name)]
         if missing:
-            raise PoisonMessage(f"a CloudEvent without {', '.join(missing)}")
+            raise PoisonMessage(f"not a CloudEvent: no {', '.join(missing)}")
         content_type = (headers.get("content-type") or b"application/json").decode()
         if not JSON_TYPE.match(content_type):
             raise PoisonMessage(f"event data is not JSON: {content_type}")
@@ -139,7 +139,7 @@ def decode(message: Message | Record) -> Event:
             raise PoisonMessage("the event's time has no time zone")
         subject = headers.get("ce_subject", b"")
         if not subject and "ce_subject" in headers:
-            raise PoisonMessage("a CloudEvent with an empty subject")
+            raise PoisonMessage("not a CloudEvent of Relais: an empty subject")
         trace = headers.get("ce_traceparent")
         return Event(type=headers["ce_type"].decode(), source=headers["ce_source"].decode(),
                      subject=subject.decode(), data=data,
