@@ -37,8 +37,12 @@ carry on, and its recovery time is from the kill (the fail-over as the partner s
 `rolling` stops (SIGTERM) and starts again every instance, one after the other, as a rolling
 upgrade does.
 
+Under each kind of fault, the report tells where the slowest flow begun at it spent its time
+(seconds from its start: acknowledged, published, created, requested, notified, emailed).
+
 It exits 1 on any loss, unconsented hand-off, duplicate other than the allowed one, stuck work,
-dead letter or refused call, and prints the figures either way."""
+dead letter, refused call, process that did not start again after its fault, or (--bound) flow
+slower than the bound after a fault, and prints the figures either way."""
 
 from __future__ import annotations
 
@@ -312,6 +316,8 @@ class Flow:
     intake_id: str | None = None
     person_id: str | None = None
     consented: bool = False
+    answered: list[float] = field(default_factory=list)
+    """When the intake, then the consent, were acknowledged (monotonic)."""
     refused: list[str] = field(default_factory=list)
 
     @property
@@ -359,12 +365,14 @@ class Partner:
         if intake is None:
             return
         flow.intake_id, flow.person_id = intake["id"], intake["person_id"]
+        flow.answered.append(time.monotonic())
         consent = await self.call(session, self.consent_url, {
             "person_id": flow.person_id, "purposes": ["referral_partner"],
             "recipients": ["mission-locale"], "categories": ["needs"],
             "notice_version": "2026-01", "method": "signed_screen",
             "captured_by": "faults"}, flow)
         flow.consented = consent is not None
+        flow.answered.append(time.monotonic())
 
     async def offer(self, rate: float, stop: asyncio.Event) -> None:
         """One new flow every 1/rate seconds until `stop`, then every flow answered."""
@@ -436,8 +444,11 @@ class Run:
         self.balancers: dict[str, Balancer] = {}
         self.restarts: set[asyncio.Task[None]] = set()
         self.down: set[str] = set()
+        self.unrestarted: list[str] = []
+        """Instances or brokers that did not start again after their fault, and why."""
         self.faults: list[Fault] = []
         self.url = ""
+        self.began = time.monotonic()
 
     async def prepare(self) -> str:
         """The database, the partner's API client (its secret returned), the processes."""
@@ -593,7 +604,13 @@ class Run:
 
         async def later() -> None:
             await asyncio.sleep(RESTART_AFTER)
-            await back()
+            try:
+                await back()
+            except Exception as exc:  # (a task's exception would be lost: told in the figures)
+                self.unrestarted.append(f"{target} at {time.monotonic() - self.began:.1f} s: "
+                                        f"{exc!r}")
+                say(f"[{self.transport}] {target} did not start again: {exc!r}")
+                return
             self.down.discard(target)
 
         task = asyncio.create_task(later())
@@ -633,10 +650,15 @@ class Figures:
     dead_letters: int = 0
     ordered: Order = field(default_factory=lambda: Order(0, 0, 0, 0))
     refused: list[str] = field(default_factory=list)
+    unrestarted: list[str] = field(default_factory=list)
+    bound: float = 0.0
+    """The longest a flow begun at a fault may take to its email (--bound; 0: no bound)."""
     retries: int = 0
     faults: list[Fault] = field(default_factory=list)
     recovery: dict[str, list[float]] = field(default_factory=dict)
     slowest: dict[str, list[float]] = field(default_factory=dict)
+    stages: dict[str, str] = field(default_factory=dict)
+    """Per kind of fault, where its slowest flow spent its time (`stages`)."""
     drained_s: float = 0.0
     seconds: float = 0.0
     started: float = 0.0
@@ -657,7 +679,11 @@ class Figures:
             "things whose events came out of the order they were written":
                 self.ordered.out_of_order,
             "people whose events of one topic went to two partitions": self.ordered.split,
-            "calls refused (4xx other than 429)": len(self.refused)}
+            "calls refused (4xx other than 429)": len(self.refused),
+            "instances or brokers that did not start again": len(self.unrestarted),
+            f"faults whose slowest flow took more than {self.bound:g} s":
+                sum(1 for times in self.slowest.values() for t in times
+                    if self.bound and t > self.bound)}
         return [f"{n} {what}" for what, n in problems.items() if n]
 
 
@@ -670,6 +696,7 @@ async def count(run: Run, partner: Partner, figures: Figures) -> None:
     figures.acked_intakes, figures.acked_consents = len(intakes), len(consented)
     figures.refused = [r for f in flows for r in f.refused]
     figures.retries = partner.retries
+    figures.unrestarted = list(run.unrestarted)
     conn = await db.connect(run.url)
     try:
         stored = {str(r["id"]) for r in await conn.fetch("SELECT id FROM intake.intakes")}
@@ -710,6 +737,7 @@ async def count(run: Run, partner: Partner, figures: Figures) -> None:
     begun = {f.referral_id: f.started for f in consented}
     figures.recovery = recovery(run.faults, begun, arrived)
     figures.slowest = slowest(run.faults, begun, arrived)
+    figures.stages = await where_they_waited(run, consented, arrived)
 
 
 WINDOW_SLACK = 0.25
@@ -770,6 +798,59 @@ def slowest(faults: Sequence[Fault], started: Mapping[str, float],
         if took:
             times.setdefault(fault.kind, []).append(max(took))
     return times
+
+
+STAGES = """
+SELECT (SELECT min(published_at) FROM intake.outbox WHERE key = $1) AS intake_published,
+       (SELECT created_at FROM referral.referrals WHERE id = $2) AS referral_created,
+       (SELECT min(published_at) FROM consent.outbox WHERE key = $1) AS consent_published,
+       (SELECT min(at) FROM referral.referral_history WHERE referral_id = $2
+          AND status = 'requested') AS requested,
+       (SELECT min(o.published_at) FROM referral.outbox o, referral.referral_history h
+          WHERE o.key = $1 AND h.referral_id = $2 AND h.status = 'requested'
+          AND o.created_at >= h.at) AS requested_published,
+       (SELECT min(created_at) FROM notify.notifications WHERE referral_id = $2
+          AND channel = 'email') AS notified"""
+"""Where a flow's time went, from the database's clocks: each event's publication (outbox) and
+what its consumer made of it (the referral, its hand-off, the notification)."""
+
+
+async def where_they_waited(run: Run, consented: Sequence[Flow],
+                            arrived: Mapping[str, float]) -> dict[str, str]:
+    """For each kind of fault, the slowest flow of its worst time (as `slowest` chooses
+    them) told stage by stage, in seconds from the flow's start: which hop waited."""
+    flows = {f.referral_id: f for f in consented}
+
+    def took(flow: Flow) -> float:
+        return arrived[flow.referral_id] - flow.started
+
+    offset = time.time() - time.monotonic()  # the database's wall clock to the monotonic one
+    worst: dict[str, Flow] = {}
+    for fault in run.faults:
+        until = max(fault.at + WINDOW, fault.healed)
+        for r, flow in flows.items():
+            if fault.at <= flow.started <= until and r in arrived:
+                old = worst.get(fault.kind)
+                if old is None or took(flow) > took(old):
+                    worst[fault.kind] = flow
+    told: dict[str, str] = {}
+    conn = await db.connect(run.url)
+    try:
+        for kind, flow in worst.items():
+            row = await conn.fetchrow(STAGES, str(flow.person_id).encode(),
+                                      uuid.UUID(flow.referral_id))
+            assert row is not None
+            times = {"intake acknowledged": flow.answered[0], **{
+                name.replace("_", " "): when.timestamp() - offset
+                for name, when in row.items() if when is not None},
+                "consent acknowledged": flow.answered[-1],
+                "email": arrived[flow.referral_id]}
+            told[kind] = ", ".join(
+                f"{name} {at - flow.started:.1f}" for name, at in sorted(
+                    times.items(), key=lambda kv: kv[1]))
+    finally:
+        await conn.close()
+    return told
 
 
 UNCONSENTED = """
@@ -890,7 +971,7 @@ async def drained(run: Run, partner: Partner, timeout: float) -> float:
 async def run_transport(transport: str, args: argparse.Namespace, work: Path) -> Figures:
     rng = random.Random(f"{args.seed}-{transport}")
     run = Run(transport, work, rng, args.smtp_delay)
-    figures = Figures(transport)
+    figures = Figures(transport, bound=args.bound)
     try:
         secret = await run.prepare()
         await run.start()
@@ -902,7 +983,7 @@ async def run_transport(transport: str, args: argparse.Namespace, work: Path) ->
             f"{len(kinds)} faults, one every {args.every[0]:g}-{args.every[1]:g} s; SMTP "
         f"{1000 * args.smtp_delay:.0f} ms per message")
         stop = asyncio.Event()
-        started = time.monotonic()
+        started = run.began = time.monotonic()
         load = asyncio.create_task(partner.offer(args.rate, stop))
         for i, kind in enumerate(kinds, 1):
             await asyncio.sleep(rng.uniform(*args.every))
@@ -961,8 +1042,12 @@ def report(figures: Figures) -> None:
                 f"median {statistics.median(back):4.1f} s, max {max(back):4.1f} s" if back
                 else "none") + (f"; the slowest flow begun within {WINDOW:g} s of it or "
                                 f"while it lasted: {max(worst):4.1f} s" if worst else ""))
+        if kind in figures.stages:
+            say(f"[{t}]   its slowest flow, s from its start: {figures.stages[kind]}")
     for line in figures.refused[:5]:
         say(f"[{t}] refused: {line[:400]}")
+    for line in figures.unrestarted:
+        say(f"[{t}] not started again: {line[:400]}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -979,6 +1064,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smtp-delay", type=float, default=0.05, help="seconds the SMTP "
                         "sink takes per message before its 250 (the kill -9 window)")
     parser.add_argument("--drain", type=float, default=180.0, help="longest drain (s)")
+    parser.add_argument("--bound", type=float, default=0.0, help="fail when a flow begun "
+                        "within a second of a fault, or while it lasted, took longer (s) to "
+                        "its email (tests/e2e/test_multi_instance.py); 0: no bound")
     parser.add_argument("--keep", action="store_true", help="keep the logs and data (they "
                         "are kept anyway when a run fails)")
     parser.add_argument("--short", action="store_true", help="what make test runs: both "

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import CommitFailedError, TopicAlreadyExistsError
+from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 
 from services.runtime.events import Message, Record
 from services.runtime.logging import get_logger
@@ -35,6 +36,11 @@ class Membership:
 # A member has this long to finish its in-flight batch (`_WaitForInFlight`) and rejoin during a
 # rebalance, whatever the session timeout (aiokafka would tie it to the session timeout).
 REBALANCE_TIMEOUT_MS = 10_000
+SETUP_TIMEOUT = 60.0
+"""Seconds `KafkaTransport.setup` tries again a request a broker could not answer."""
+REQUEST_TIMEOUT_MS = 10_000
+"""The longest wait for a broker's answer, the producer's and the admin client's (aiokafka's
+default for the admin client is 40 s)."""
 
 
 def group_options(group: str, membership: Membership) -> dict[str, Any]:
@@ -72,18 +78,39 @@ class KafkaTransport:
         self.membership = membership or Membership()
 
     async def setup(self, topics: Iterable[str]) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **self.security)
-        await admin.start()
-        try:
-            existing = set(await admin.list_topics())
-            missing = sorted({self.namespace + t for t in topics} - existing)
-            for topic in missing:
-                with contextlib.suppress(TopicAlreadyExistsError):
-                    await admin.create_topics([NewTopic(
-                        topic, self.partitions, self.replication,
-                        topic_configs={"min.insync.replicas": str(self.min_insync)})])
-        finally:
-            await admin.close()
+        """The missing topics created. A cluster out of reach, or refusing these credentials,
+        fails at once (the admin client's bootstrap); once reached, a failure a broker may
+        recover from is tried again, with fresh metadata, for SETUP_TIMEOUT seconds: the
+        admin client sends a request to a broker chosen at random among those its metadata
+        lists, a dead one too until the cluster fences it (a process restarted while one
+        broker of three was down failed to start on `NodeNotReadyError`)."""
+        wanted = {self.namespace + t for t in topics}
+        deadline = time.monotonic() + SETUP_TIMEOUT
+        delay, reached = 0.2, False
+        while True:
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **self.security,
+                                        request_timeout_ms=REQUEST_TIMEOUT_MS)
+            try:
+                await admin.start()
+                reached = True
+                await self._create(admin, wanted)
+                return
+            except (KafkaError, TimeoutError) as exc:  # (a request to a dead broker: timeout)
+                retriable = isinstance(exc, TimeoutError) or exc.retriable
+                if not (reached and retriable) or time.monotonic() + delay > deadline:
+                    raise
+                log.warning("kafka_setup_retry", error=repr(exc), retry_in=delay)
+            finally:
+                await admin.close()
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, 2.0)
+
+    async def _create(self, admin: AIOKafkaAdminClient, wanted: set[str]) -> None:
+        for topic in sorted(wanted - set(await admin.list_topics())):
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics([NewTopic(
+                    topic, self.partitions, self.replication,
+                    topic_configs={"min.insync.replicas": str(self.min_insync)})])
 
     @property
     def min_insync(self) -> int:
@@ -147,7 +174,7 @@ class KafkaProducer:
             enable_idempotence=True,
             acks="all",
             linger_ms=1,
-            request_timeout_ms=10_000,
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
         )
 
     async def start(self) -> None:
