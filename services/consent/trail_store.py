@@ -24,12 +24,15 @@ STORED_FROM = 10
 
 async def append(conn: asyncpg.Connection, items: Sequence[tuple[str, uuid.UUID | None,
                                                                  Mapping[str, Any]]]) -> None:
-    """Append (kind, person_id, fields) entries, in the caller's transaction, in one round
-    trip: the append lock (held until the commit, so entries are appended one at a time), the
-    head, and the entries, written around their `prev` and `seq` by consent.trail_append."""
+    """Append (kind, person_id, fields) entries with the caller's transaction, in one round
+    trip that takes no lock: their parts are written to consent.trail_pending, and appended
+    when the transaction commits (a deferred trigger: the append lock, held only for the
+    commit, so entries are appended one at a time; the head; the entries, written around
+    their `prev` and `seq` by consent.trail_append). They are in the trail once committed."""
     now = datetime.now(UTC)
     parts = [part for kind, _, fields in items for part in trail.entry_parts(now, kind, fields)]
-    await conn.execute("SELECT consent.trail_append($1, $2, $3)", APPEND_LOCK, parts,
+    await conn.execute("INSERT INTO consent.trail_pending (lock_key, parts, person_ids)"
+                       " VALUES ($1, $2, $3)", APPEND_LOCK, parts,
                        [person_id for _, person_id, _ in items])
 
 

@@ -89,11 +89,12 @@ async def test_an_intake_and_a_consent_take_few_round_trips(client: Client,
     sent = await posted(client, tokens, "/v1/consents", consent_body(intake["person_id"]))
     # the person's standing (who met them, their consents, their restriction); then, in one
     # transaction: the restriction and the notice, the consent with its history line, the
-    # key's row with the event, the trail's entry (its lock, its head and the entry in one)
+    # key's row with the event, the trail's entry (appended at the commit: its lock, its
+    # head and the entry)
     assert [s.split()[0] for s in sent] == [
-        "SELECT", "BEGIN;", "SELECT", "WITH", "WITH", "SELECT", "COMMIT;"
+        "SELECT", "BEGIN;", "SELECT", "WITH", "WITH", "INSERT", "COMMIT;"
     ], "\n".join(sent)
-    assert "consent.trail_append" in sent[-2]
+    assert "consent.trail_pending" in sent[-2]  # appended at the commit, under its lock
     assert "intake.intakes" in sent[0] and "intake.restrictions" in sent[0]
 
 
