@@ -812,7 +812,8 @@ SELECT (SELECT min(published_at) FROM intake.outbox WHERE key = $1) AS intake_pu
        (SELECT min(created_at) FROM notify.notifications WHERE referral_id = $2
           AND channel = 'email') AS notified"""
 """Where a flow's time went, from the database's clocks: each event's publication (outbox) and
-what its consumer made of it (the referral, its hand-off, the notification)."""
+what its consumer made of it (the referral, its hand-off, the notification), each stamped by
+`now()`, its transaction's start (a wait for a lock inside it counts in the next stage)."""
 
 
 async def where_they_waited(run: Run, consented: Sequence[Flow],

@@ -75,7 +75,7 @@ async def answer_consent(conn: asyncpg.Connection, org: str,
         await trail_store.append(conn, [("consent.granted", consent.person_id,
                                          granted.model_dump(mode="json"))])
 
-    # The trail's append lock is held until the commit: appended last, after the key's row.
+    # The trail's entry is appended as the transaction commits (consent migration 013).
     return idempotency.Answer(201, consent.model_dump(mode="json"),
                               {"Location": f"/v1/consents/{consent.id}"}, last=append,
                               events=[new_event(CONSENT_GRANTED, SOURCE,

@@ -5,7 +5,6 @@ a chosen session timeout and optional static membership (`Membership`)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -13,7 +12,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    CommitFailedError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    for_code,
+)
 
 from services.runtime.events import Message, Record
 from services.runtime.logging import get_logger
@@ -39,8 +43,8 @@ REBALANCE_TIMEOUT_MS = 10_000
 SETUP_TIMEOUT = 60.0
 """Seconds `KafkaTransport.setup` tries again a request a broker could not answer."""
 REQUEST_TIMEOUT_MS = 10_000
-"""The longest wait for a broker's answer, the producer's and the admin client's (aiokafka's
-default for the admin client is 40 s)."""
+"""The longest wait for a broker's answer, the producer's and `setup`'s admin client's
+(aiokafka's default for the admin client is 40 s)."""
 
 
 def group_options(group: str, membership: Membership) -> dict[str, Any]:
@@ -91,9 +95,10 @@ class KafkaTransport:
             admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **self.security,
                                         request_timeout_ms=REQUEST_TIMEOUT_MS)
             try:
-                await admin.start()
-                reached = True
-                await self._create(admin, wanted)
+                async with asyncio.timeout(max(deadline - time.monotonic(), 1.0)):
+                    await admin.start()
+                    reached = True
+                    await self._create(admin, wanted)
                 return
             except (KafkaError, TimeoutError) as exc:  # (a request to a dead broker: timeout)
                 retriable = isinstance(exc, TimeoutError) or exc.retriable
@@ -106,11 +111,18 @@ class KafkaTransport:
             delay = min(2 * delay, 2.0)
 
     async def _create(self, admin: AIOKafkaAdminClient, wanted: set[str]) -> None:
+        """The topics of `wanted` the cluster lacks, made. aiokafka returns a broker's refusal
+        in the response (not as an exception): raised here, so that a topic the cluster could
+        not make (too few brokers for its replicas: InvalidReplicationFactorError) stops the
+        process at start, not its consumers later, and a controller that moved is tried
+        again (NotControllerError, RequestTimedOutError: retriable)."""
         for topic in sorted(wanted - set(await admin.list_topics())):
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics([NewTopic(
-                    topic, self.partitions, self.replication,
-                    topic_configs={"min.insync.replicas": str(self.min_insync)})])
+            response = await admin.create_topics([NewTopic(
+                topic, self.partitions, self.replication,
+                topic_configs={"min.insync.replicas": str(self.min_insync)})])
+            for name, code, *message in response.topic_errors:
+                if code not in (0, TopicAlreadyExistsError.errno):
+                    raise for_code(code)(f"topic {name}: {message[0] if message else ''}")
 
     @property
     def min_insync(self) -> int:
